@@ -1,0 +1,192 @@
+//! Every Redis key Switchboard uses, built here and nowhere else (Lua scripts
+//! receive their keys as KEYS, never build them). The catalogue with types
+//! and owners is in docs/ARCHITECTURE.md; the tests below pin each string.
+//!
+//! Router-owned keys hold the durable data; presence-owned keys (`sb:presence:*`)
+//! hold who is connected where and are rebuilt by gateways after a loss.
+
+use crate::ids::{ConversationId, GatewayId, GroupId, SessionId, TopicId, UserId};
+
+/// String: the store's epoch, a random id created once. If Redis loses its
+/// data the epoch changes, and clients learn their cursors are void.
+pub fn epoch() -> String {
+    "sb:epoch".into()
+}
+
+/// Hash: `pw` (argon2id PHC string), `name`, `created`.
+pub fn user(user: &UserId) -> String {
+    format!("sb:user:{user}")
+}
+
+/// Hash: `user`, `device`, `exp`; expires with the token.
+pub fn session(session: &SessionId) -> String {
+    format!("sb:session:{session}")
+}
+
+/// Hash: contact user id -> added-at ms. The users `user` added.
+pub fn contacts(user: &UserId) -> String {
+    format!("sb:contacts:{user}")
+}
+
+/// Hash: user id -> added-at ms. The users who added `user` (reverse index).
+pub fn contacted_by(user: &UserId) -> String {
+    format!("sb:contacted-by:{user}")
+}
+
+/// Hash: `name`, `owner`, `policy`, `created`.
+pub fn group(group: &GroupId) -> String {
+    format!("sb:group:{group}")
+}
+
+/// Hash: member user id -> role. The group's membership.
+pub fn group_members(group: &GroupId) -> String {
+    format!("sb:group:{group}:members")
+}
+
+/// Hash: invited user id -> invited-at ms.
+pub fn group_invites(group: &GroupId) -> String {
+    format!("sb:group:{group}:invites")
+}
+
+/// Set: the groups `user` is a member of.
+pub fn user_groups(user: &UserId) -> String {
+    format!("sb:user:{user}:groups")
+}
+
+/// Set: the groups `user` is invited to.
+pub fn user_invites(user: &UserId) -> String {
+    format!("sb:user:{user}:invites")
+}
+
+/// Sorted set: direct and topic-thread conversations of `user`, scored by
+/// last activity (ms). Groups are found through [`user_groups`].
+pub fn user_conversations(user: &UserId) -> String {
+    format!("sb:user:{user}:convs")
+}
+
+/// Integer: the conversation's last assigned seq.
+pub fn conversation_seq(conv: &ConversationId) -> String {
+    format!("sb:conv:{conv}:seq")
+}
+
+/// Stream: the conversation's messages, entry id `<seq>-0`, field `m` holds
+/// the encoded message.
+pub fn conversation_log(conv: &ConversationId) -> String {
+    format!("sb:conv:{conv}:log")
+}
+
+/// Hash: user id -> read seq.
+pub fn conversation_reads(conv: &ConversationId) -> String {
+    format!("sb:conv:{conv}:read")
+}
+
+/// String with expiry: the stored result of a send with this client message id.
+pub fn idempotency(sender: &UserId, client_msg_id: &str) -> String {
+    format!("sb:idem:{sender}:{client_msg_id}")
+}
+
+/// Sorted set: `<conversation>#<seq>` of messages stored but not yet handed
+/// to the bus, scored by when they were stored (ms). Routers redeliver
+/// entries that stay too long (their router died).
+pub fn outbox() -> String {
+    "sb:outbox".into()
+}
+
+/// Hash: `name`, `owner`, `created`.
+pub fn topic(topic: &TopicId) -> String {
+    format!("sb:topic:{topic}")
+}
+
+/// Hash: bound contact user id -> binding state.
+pub fn topic_contacts(topic: &TopicId) -> String {
+    format!("sb:topic:{topic}:contacts")
+}
+
+/// Sorted set: the topics `user` owns, scored by creation time.
+pub fn user_topics(user: &UserId) -> String {
+    format!("sb:user:{user}:topics")
+}
+
+/// Set: every gateway presence knows about.
+pub fn presence_gateways() -> String {
+    "sb:presence:gateways".into()
+}
+
+/// String with expiry: present while the gateway heartbeats.
+pub fn presence_gateway_alive(gateway: &GatewayId) -> String {
+    format!("sb:presence:gw:{gateway}:alive")
+}
+
+/// Hash: connection id -> user id, for every connection on the gateway.
+pub fn presence_gateway_connections(gateway: &GatewayId) -> String {
+    format!("sb:presence:gw:{gateway}:conns")
+}
+
+/// Set: groups the gateway hosts members of.
+pub fn presence_gateway_groups(gateway: &GatewayId) -> String {
+    format!("sb:presence:gw:{gateway}:groups")
+}
+
+/// Hash: connection id -> `<gateway> <device>`, for every live connection of the user.
+pub fn presence_user(user: &UserId) -> String {
+    format!("sb:presence:user:{user}")
+}
+
+/// Set: gateways that hold at least one connection of a member of the group.
+pub fn presence_group(group: &GroupId) -> String {
+    format!("sb:presence:group:{group}")
+}
+
+/// String with expiry: which presence instance runs the reaper.
+pub fn presence_reaper_lock() -> String {
+    "sb:presence:reaper".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_pinned() {
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let g = GroupId::parse("gabcdefghjkmn").unwrap();
+        let t = TopicId::parse("tabcdefghjkmn").unwrap();
+        let s = SessionId::parse("sabcdefgh").unwrap();
+        let gw = GatewayId::parse("gw-0-xyz").unwrap();
+        let dm = ConversationId::direct(alice.clone(), bob.clone());
+
+        assert_eq!(epoch(), "sb:epoch");
+        assert_eq!(user(&alice), "sb:user:alice");
+        assert_eq!(session(&s), "sb:session:sabcdefgh");
+        assert_eq!(contacts(&alice), "sb:contacts:alice");
+        assert_eq!(contacted_by(&bob), "sb:contacted-by:bob");
+        assert_eq!(group(&g), "sb:group:gabcdefghjkmn");
+        assert_eq!(group_members(&g), "sb:group:gabcdefghjkmn:members");
+        assert_eq!(group_invites(&g), "sb:group:gabcdefghjkmn:invites");
+        assert_eq!(user_groups(&alice), "sb:user:alice:groups");
+        assert_eq!(user_invites(&alice), "sb:user:alice:invites");
+        assert_eq!(user_conversations(&alice), "sb:user:alice:convs");
+        assert_eq!(conversation_seq(&dm), "sb:conv:dm:alice:bob:seq");
+        assert_eq!(conversation_log(&dm), "sb:conv:dm:alice:bob:log");
+        assert_eq!(conversation_reads(&dm), "sb:conv:dm:alice:bob:read");
+        assert_eq!(idempotency(&alice, "m-1"), "sb:idem:alice:m-1");
+        assert_eq!(outbox(), "sb:outbox");
+        assert_eq!(topic(&t), "sb:topic:tabcdefghjkmn");
+        assert_eq!(topic_contacts(&t), "sb:topic:tabcdefghjkmn:contacts");
+        assert_eq!(user_topics(&alice), "sb:user:alice:topics");
+        assert_eq!(presence_gateways(), "sb:presence:gateways");
+        assert_eq!(presence_gateway_alive(&gw), "sb:presence:gw:gw-0-xyz:alive");
+        assert_eq!(
+            presence_gateway_connections(&gw),
+            "sb:presence:gw:gw-0-xyz:conns"
+        );
+        assert_eq!(
+            presence_gateway_groups(&gw),
+            "sb:presence:gw:gw-0-xyz:groups"
+        );
+        assert_eq!(presence_user(&alice), "sb:presence:user:alice");
+        assert_eq!(presence_group(&g), "sb:presence:group:gabcdefghjkmn");
+        assert_eq!(presence_reaper_lock(), "sb:presence:reaper");
+    }
+}
