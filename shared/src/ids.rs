@@ -217,9 +217,7 @@ impl ClientMsgId {
         Self(format!("gw-{}", random_token(20)))
     }
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw.chars().all(|c| c.is_ascii_graphic());
+        let ok = !raw.is_empty() && raw.len() <= 64 && raw.chars().all(|c| c.is_ascii_graphic());
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
@@ -238,7 +236,10 @@ pub enum ConversationId {
     Direct(UserId, UserId),
     Group(GroupId),
     /// One contact's private thread inside a one-to-many topic.
-    TopicThread { topic: TopicId, contact: UserId },
+    TopicThread {
+        topic: TopicId,
+        contact: UserId,
+    },
 }
 
 impl ConversationId {

@@ -48,6 +48,12 @@ pub fn presence_rpc() -> Subject {
     Subject("sb.presence.rpc".into())
 }
 
+/// presence -> routers (queue group): a user came online or went offline.
+/// The router, which owns contact lists, tells the user's contacts.
+pub fn presence_changed() -> Subject {
+    Subject("sb.presence.changed".into())
+}
+
 /// router -> every gateway and router: a session logged out.
 pub fn session_revoked() -> Subject {
     Subject("sb.ctl.session.revoked".into())
@@ -63,6 +69,7 @@ mod tests {
         assert_eq!(router_rpc().as_str(), "sb.router.rpc");
         assert_eq!(gateway_deliver(&gw).as_str(), "sb.gw.gw-0-abc123.deliver");
         assert_eq!(presence_rpc().as_str(), "sb.presence.rpc");
+        assert_eq!(presence_changed().as_str(), "sb.presence.changed");
         assert_eq!(session_revoked().as_str(), "sb.ctl.session.revoked");
     }
 }

@@ -52,8 +52,12 @@ impl BusError {
 
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    async fn publish(&self, subject: &Subject, headers: Headers, payload: Bytes)
-    -> Result<(), BusError>;
+    async fn publish(
+        &self,
+        subject: &Subject,
+        headers: Headers,
+        payload: Bytes,
+    ) -> Result<(), BusError>;
 
     async fn request(
         &self,

@@ -144,13 +144,15 @@ impl Bus for NatsBus {
             None => self.client.subscribe(subject_name).await,
         }
         .map_err(|e| BusError::Failed(e.to_string()))?;
-        Ok(Box::pin(subscriber.map(|message| Incoming {
-            subject: Subject::from_bus(message.subject.to_string()),
-            reply: message
-                .reply
-                .map(|reply| Subject::from_bus(reply.to_string())),
-            headers: from_header_map(message.headers.as_ref()),
-            payload: message.payload,
+        Ok(Box::pin(subscriber.map(|message| {
+            Incoming {
+                subject: Subject::from_bus(message.subject.to_string()),
+                reply: message
+                    .reply
+                    .map(|reply| Subject::from_bus(reply.to_string())),
+                headers: from_header_map(message.headers.as_ref()),
+                payload: message.payload,
+            }
         })))
     }
 

@@ -1,0 +1,66 @@
+//! The router's settings. Built by the binary from flags; tests build it directly.
+
+use std::time::Duration;
+
+use switchboard_shared::token::TokenKey;
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub token_key: TokenKey,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// Largest message text, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest group or topic name, in characters.
+    pub max_name_chars: usize,
+    /// How long a client message id is remembered for deduplication.
+    pub idempotency_ttl: Duration,
+    /// Messages replayed per conversation at subscribe before a Gap(TRUNCATED).
+    pub max_replay: usize,
+    /// Outbox entries older than this are redelivered by any router.
+    pub outbox_redeliver_after: Duration,
+    /// How often each router sweeps the outbox.
+    pub outbox_sweep_every: Duration,
+    /// How long a positive session check is trusted without asking the store.
+    pub session_cache_ttl: Duration,
+    pub password_hashing: PasswordHashing,
+    /// Requests handled at once by one router.
+    pub max_in_flight: usize,
+}
+
+/// Argon2id cost. The defaults are OWASP's; tests lower them to save time.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordHashing {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+impl PasswordHashing {
+    pub const OWASP: Self = Self {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+    };
+    /// Cheap hashing for tests and benchmarks only.
+    pub const FAST_INSECURE: Self = Self {
+        memory_kib: 1024,
+        iterations: 1,
+    };
+}
+
+impl RouterConfig {
+    pub fn new(token_key: TokenKey) -> Self {
+        Self {
+            token_key,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_message_bytes: 16 * 1024,
+            max_name_chars: 80,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            max_replay: 5_000,
+            outbox_redeliver_after: Duration::from_secs(3),
+            outbox_sweep_every: Duration::from_secs(1),
+            session_cache_ttl: Duration::from_secs(10),
+            password_hashing: PasswordHashing::OWASP,
+            max_in_flight: 1_024,
+        }
+    }
+}

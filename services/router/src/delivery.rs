@@ -1,0 +1,130 @@
+//! Handing events to the gateways that hold their recipients: locate through
+//! presence, plan one batch per gateway, publish, then tell the outbox.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message as _;
+use switchboard_presence::Directory;
+use switchboard_shared::bus::SharedBus;
+use switchboard_shared::ids::{MessageId, UserId};
+use switchboard_shared::shutdown::Shutdown;
+use switchboard_shared::subjects;
+use tokio::sync::mpsc;
+
+use crate::error::{RouterError, RouterResult};
+use crate::routing::{Audience, Locations, Outgoing, plan};
+use crate::store::Store;
+
+/// Confirmations waiting to be written to the outbox in one command.
+const OUTBOX_BATCH: usize = 512;
+
+#[derive(Clone)]
+pub struct Deliverer {
+    bus: SharedBus,
+    directory: Arc<dyn Directory>,
+    delivered: mpsc::Sender<MessageId>,
+}
+
+impl Deliverer {
+    /// Also starts the task that confirms delivered messages to the outbox.
+    pub fn start(
+        bus: SharedBus,
+        directory: Arc<dyn Directory>,
+        store: Arc<dyn Store>,
+        shutdown: &Shutdown,
+    ) -> Self {
+        let (delivered, confirmations) = mpsc::channel(64 * 1024);
+        shutdown
+            .tracker
+            .spawn(confirm_outbox(store, confirmations, shutdown.clone()));
+        Self {
+            bus,
+            directory,
+            delivered,
+        }
+    }
+
+    async fn locate(&self, outgoing: &[Outgoing]) -> RouterResult<Locations> {
+        let mut users: Vec<UserId> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut locations = Locations::default();
+        for item in outgoing {
+            match &item.audience {
+                Audience::Users(list) => {
+                    users.extend(list.iter().filter(|u| seen.insert(*u)).cloned());
+                }
+                Audience::Group(group) => {
+                    if !locations.groups.contains_key(group) {
+                        let gateways = self
+                            .directory
+                            .group_gateways(group)
+                            .await
+                            .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+                        locations.groups.insert(group.clone(), gateways);
+                    }
+                }
+            }
+        }
+        let gateways = self
+            .directory
+            .user_gateways(&users)
+            .await
+            .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+        locations.users = users.into_iter().zip(gateways).collect();
+        Ok(locations)
+    }
+
+    /// Delivers the events; `stored` are the messages among them whose
+    /// outbox entries this completes.
+    pub async fn deliver(
+        &self,
+        outgoing: &[Outgoing],
+        epoch: &str,
+        accepted_at_ms: i64,
+        stored: Vec<MessageId>,
+    ) -> RouterResult<()> {
+        let locations = self.locate(outgoing).await?;
+        let batches = plan(outgoing, &locations, epoch, accepted_at_ms);
+        for (gateway, batch) in batches {
+            let payload = Bytes::from(batch.encode_to_vec());
+            self.bus
+                .publish(&subjects::gateway_deliver(&gateway), Vec::new(), payload)
+                .await
+                .map_err(|e| RouterError::Unavailable(e.to_string()))?;
+        }
+        for id in stored {
+            // If the queue is full the entry stays and is redelivered later:
+            // a duplicate the gateways drop, never a loss.
+            let _ = self.delivered.try_send(id);
+        }
+        Ok(())
+    }
+}
+
+/// Writes delivery confirmations to the outbox in batches.
+async fn confirm_outbox(
+    store: Arc<dyn Store>,
+    mut confirmations: mpsc::Receiver<MessageId>,
+    shutdown: Shutdown,
+) {
+    let mut batch = Vec::with_capacity(OUTBOX_BATCH);
+    loop {
+        // Queued confirmations first, so stopping does not drop them.
+        let received = tokio::select! {
+            biased;
+            received = confirmations.recv_many(&mut batch, OUTBOX_BATCH) => received,
+            () = shutdown.token.cancelled() => 0,
+        };
+        if received == 0 {
+            return;
+        }
+        if let Err(err) = store.outbox_done(&batch).await {
+            tracing::warn!(%err, count = batch.len(), "cannot confirm deliveries; they will be redelivered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        batch.clear();
+    }
+}

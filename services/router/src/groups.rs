@@ -1,0 +1,391 @@
+//! Groups: create, invite, join, leave, remove, roles, listings. Every
+//! membership change is a system message in the group's conversation, so it
+//! has a seq and every member and gateway sees changes and messages in one
+//! order (a member who left never receives what came after).
+
+use switchboard_proto::pb::{self, system_event::Kind};
+use switchboard_shared::clock::now_ms;
+use switchboard_shared::ids::{ConversationId, GroupId, UserId};
+
+use crate::access;
+use crate::accounts::display_name;
+use crate::error::{RouterError, RouterResult};
+use crate::messaging::stored_message;
+use crate::routing::{Audience, Outgoing};
+use crate::store::{GroupRecord, MembershipChange, NewMessage, StoreError};
+use crate::{Caller, Router};
+
+/// Most users invited when a group is created.
+const MAX_INITIAL_INVITES: usize = 256;
+
+fn system_message(kind: Kind, user: &UserId, actor: &UserId, text: String) -> NewMessage {
+    NewMessage {
+        // Filled in by the caller.
+        conversation: ConversationId::Direct(user.clone(), actor.clone()),
+        message: pb::Message {
+            sent_at_ms: now_ms(),
+            text,
+            system: Some(pb::SystemEvent {
+                kind: kind as i32,
+                user_id: user.to_string(),
+                actor_id: actor.to_string(),
+                detail: String::new(),
+            }),
+            ..Default::default()
+        },
+        admission: None,
+        index_for: Vec::new(),
+        read_by: None,
+    }
+}
+
+fn group_view(record: GroupRecord) -> pb::Group {
+    pb::Group {
+        conversation_id: ConversationId::Group(record.id.clone()).to_string(),
+        group_id: record.id.to_string(),
+        name: record.name,
+        owner_id: record.owner.to_string(),
+        policy: record.policy as i32,
+        created_at_ms: record.created_at_ms,
+        member_count: record.member_count,
+    }
+}
+
+fn role_word(role: pb::Role) -> &'static str {
+    match role {
+        pb::Role::Owner => "the owner",
+        pb::Role::Admin => "an admin",
+        pb::Role::Member | pb::Role::Unspecified => "a member",
+    }
+}
+
+impl Router {
+    async fn group(&self, group: &GroupId) -> RouterResult<GroupRecord> {
+        self.store
+            .groups(std::slice::from_ref(group))
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| RouterError::NotFound(format!("no group {group}")))
+    }
+
+    async fn role_in(&self, group: &GroupId, user: &UserId) -> RouterResult<pb::Role> {
+        match self.store.member_role(group, user).await? {
+            Some(role) => Ok(role),
+            None => Err(self.not_a_member(group).await),
+        }
+    }
+
+    /// Applies a membership change with its system message, then delivers it.
+    async fn change(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        change: MembershipChange,
+        mut message: NewMessage,
+    ) -> RouterResult<u64> {
+        let conv = ConversationId::Group(group.clone());
+        message.conversation = conv.clone();
+        let template = message.message.clone();
+        let outcome = match self
+            .store
+            .change_membership(group, user, change.clone(), message)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(StoreError::Precondition) => {
+                return Err(match change {
+                    MembershipChange::Join { .. } => RouterError::AlreadyExists(format!(
+                        "{user} is already a member of this group"
+                    )),
+                    _ => RouterError::NotFound(format!("{user} is not a member of this group")),
+                });
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let seq = outcome.single()?.seq;
+        self.spawn_delivery(stored_message(template, &outcome)?, outcome.epoch);
+        Ok(seq)
+    }
+
+    async fn notify_invited(&self, user: &UserId, group: &GroupRecord) {
+        let invitation = Outgoing {
+            audience: Audience::Users(vec![user.clone()]),
+            event: pb::Event {
+                kind: Some(pb::event::Kind::Conversation(pb::ConversationChanged {
+                    change: pb::conversation_changed::Change::Invited as i32,
+                    conversation: Some(pb::Conversation {
+                        conversation_id: ConversationId::Group(group.id.clone()).to_string(),
+                        kind: pb::ConversationKind::Group as i32,
+                        title: group.name.clone(),
+                        group_id: group.id.to_string(),
+                        ..Default::default()
+                    }),
+                })),
+            },
+        };
+        let delivered = match self.store.epoch().await {
+            Ok(epoch) => {
+                self.deliverer
+                    .deliver(&[invitation], &epoch, now_ms(), Vec::new())
+                    .await
+            }
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = delivered {
+            // The invitation is stored; ListMyGroups shows it.
+            tracing::warn!(%err, "cannot deliver an invitation");
+        }
+    }
+
+    pub async fn create_group(
+        &self,
+        caller: &Caller,
+        req: pb::CreateGroupRequest,
+    ) -> RouterResult<pb::CreateGroupResponse> {
+        let name = req.name.trim();
+        if name.is_empty() {
+            return Err(RouterError::InvalidArgument("a group needs a name".into()));
+        }
+        let name = display_name(name, &caller.user, self.config.max_name_chars)?;
+        if req.invite.len() > MAX_INITIAL_INVITES {
+            return Err(RouterError::InvalidArgument(format!(
+                "invite at most {MAX_INITIAL_INVITES} users at creation"
+            )));
+        }
+        let mut invitees = Vec::new();
+        for raw in &req.invite {
+            let user = UserId::parse(raw)?;
+            if user != caller.user && !invitees.contains(&user) {
+                invitees.push(user);
+            }
+        }
+        let found = self.store.users(&invitees).await?;
+        if let Some((missing, _)) = invitees.iter().zip(&found).find(|(_, r)| r.is_none()) {
+            return Err(RouterError::NotFound(format!("no user {missing}")));
+        }
+        let policy = match req.policy() {
+            pb::JoinPolicy::Unspecified => pb::JoinPolicy::Open,
+            policy => policy,
+        };
+        let record = GroupRecord {
+            id: GroupId::generate(),
+            name,
+            owner: caller.user.clone(),
+            policy,
+            created_at_ms: now_ms(),
+            member_count: 1,
+        };
+        let mut created = system_message(
+            Kind::GroupCreated,
+            &caller.user,
+            &caller.user,
+            format!("{} created the group \"{}\"", caller.user, record.name),
+        );
+        created.conversation = ConversationId::Group(record.id.clone());
+        let template = created.message.clone();
+        let outcome = self.store.create_group(&record, created).await?;
+        self.spawn_delivery(stored_message(template, &outcome)?, outcome.epoch);
+        for user in &invitees {
+            self.store.invite(&record.id, user, now_ms()).await?;
+            self.notify_invited(user, &record).await;
+        }
+        tracing::info!(group = %record.id, owner = %caller.user, "group created");
+        Ok(pb::CreateGroupResponse {
+            group: Some(group_view(record)),
+        })
+    }
+
+    pub async fn invite_member(
+        &self,
+        caller: &Caller,
+        req: pb::InviteMemberRequest,
+    ) -> RouterResult<pb::InviteMemberResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let user = UserId::parse(&req.user_id)?;
+        let group = self.group(&group_id).await?;
+        let role = self.role_in(&group_id, &caller.user).await?;
+        access::may_invite(role, group.policy)?;
+        if self.store.users(std::slice::from_ref(&user)).await?[0].is_none() {
+            return Err(RouterError::NotFound(format!("no user {user}")));
+        }
+        if self.store.member_role(&group_id, &user).await?.is_some() {
+            return Ok(pb::InviteMemberResponse {
+                already_member: true,
+            });
+        }
+        if self.store.invite(&group_id, &user, now_ms()).await? {
+            self.notify_invited(&user, &group).await;
+        }
+        Ok(pb::InviteMemberResponse {
+            already_member: false,
+        })
+    }
+
+    pub async fn join_group(
+        &self,
+        caller: &Caller,
+        req: pb::JoinGroupRequest,
+    ) -> RouterResult<pb::JoinGroupResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let group = self.group(&group_id).await?;
+        if self
+            .store
+            .member_role(&group_id, &caller.user)
+            .await?
+            .is_some()
+        {
+            return Err(RouterError::AlreadyExists(
+                "you are already a member of this group".into(),
+            ));
+        }
+        let invited = self.store.is_invited(&group_id, &caller.user).await?;
+        access::may_join(group.policy, invited)?;
+        let joined = system_message(
+            Kind::MemberJoined,
+            &caller.user,
+            &caller.user,
+            format!("{} joined", caller.user),
+        );
+        let seq = self
+            .change(
+                &group_id,
+                &caller.user,
+                MembershipChange::Join {
+                    role: pb::Role::Member,
+                },
+                joined,
+            )
+            .await?;
+        let group = self.group(&group_id).await?;
+        Ok(pb::JoinGroupResponse {
+            group: Some(group_view(group)),
+            joined_at_seq: seq,
+        })
+    }
+
+    pub async fn leave_group(
+        &self,
+        caller: &Caller,
+        req: pb::LeaveGroupRequest,
+    ) -> RouterResult<pb::LeaveGroupResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let role = self.role_in(&group_id, &caller.user).await?;
+        access::may_leave(role)?;
+        let left = system_message(
+            Kind::MemberLeft,
+            &caller.user,
+            &caller.user,
+            format!("{} left", caller.user),
+        );
+        self.change(&group_id, &caller.user, MembershipChange::Leave, left)
+            .await?;
+        Ok(pb::LeaveGroupResponse {})
+    }
+
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        req: pb::RemoveMemberRequest,
+    ) -> RouterResult<pb::RemoveMemberResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let user = UserId::parse(&req.user_id)?;
+        let actor_role = self.role_in(&group_id, &caller.user).await?;
+        let target_role = self
+            .store
+            .member_role(&group_id, &user)
+            .await?
+            .ok_or_else(|| {
+                RouterError::NotFound(format!("{user} is not a member of this group"))
+            })?;
+        access::may_remove(actor_role, target_role)?;
+        let removed = system_message(
+            Kind::MemberRemoved,
+            &user,
+            &caller.user,
+            format!("{} removed {user}", caller.user),
+        );
+        self.change(&group_id, &user, MembershipChange::Leave, removed)
+            .await?;
+        Ok(pb::RemoveMemberResponse {})
+    }
+
+    pub async fn set_member_role(
+        &self,
+        caller: &Caller,
+        req: pb::SetMemberRoleRequest,
+    ) -> RouterResult<pb::SetMemberRoleResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let user = UserId::parse(&req.user_id)?;
+        let new_role = req.role();
+        let actor_role = self.role_in(&group_id, &caller.user).await?;
+        access::may_set_role(actor_role, new_role)?;
+        if user == caller.user {
+            return Err(RouterError::InvalidArgument(
+                "the owner's own role cannot change".into(),
+            ));
+        }
+        let mut changed = system_message(
+            Kind::RoleChanged,
+            &user,
+            &caller.user,
+            format!("{user} is now {}", role_word(new_role)),
+        );
+        if let Some(system) = &mut changed.message.system {
+            system.detail = crate::store::role_name(new_role).to_owned();
+        }
+        self.change(
+            &group_id,
+            &user,
+            MembershipChange::SetRole { role: new_role },
+            changed,
+        )
+        .await?;
+        Ok(pb::SetMemberRoleResponse {})
+    }
+
+    pub async fn list_my_groups(
+        &self,
+        caller: &Caller,
+        _req: pb::ListMyGroupsRequest,
+    ) -> RouterResult<pb::ListMyGroupsResponse> {
+        let (groups, invites) = futures::try_join!(
+            self.store.user_groups(&caller.user),
+            self.store.user_invites(&caller.user),
+        )?;
+        let (groups, invitations) =
+            futures::try_join!(self.store.groups(&groups), self.store.groups(&invites))?;
+        Ok(pb::ListMyGroupsResponse {
+            groups: groups.into_iter().flatten().map(group_view).collect(),
+            invitations: invitations.into_iter().flatten().map(group_view).collect(),
+        })
+    }
+
+    pub async fn list_members(
+        &self,
+        caller: &Caller,
+        req: pb::ListMembersRequest,
+    ) -> RouterResult<pb::ListMembersResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        self.role_in(&group_id, &caller.user).await?;
+        let members = self.store.members(&group_id).await?;
+        let users: Vec<UserId> = members.iter().map(|(u, _)| u.clone()).collect();
+        let records = self.store.users(&users).await?;
+        let online = self.directory_online(&users).await;
+        Ok(pb::ListMembersResponse {
+            members: members
+                .into_iter()
+                .zip(records)
+                .zip(online)
+                .map(|(((user, role), record), online)| pb::Member {
+                    display_name: record
+                        .map(|r| r.display_name)
+                        .unwrap_or_else(|| user.to_string()),
+                    user_id: user.to_string(),
+                    role: role as i32,
+                    online,
+                })
+                .collect(),
+        })
+    }
+}

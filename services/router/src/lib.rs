@@ -1,0 +1,91 @@
+//! The router: stateless, any number run side by side in one queue group.
+//!
+//! For every client action a gateway forwards, the router checks who may do
+//! it, and for a message assigns the conversation's next seq and stores it
+//! durably before answering. It then routes one delivery to each gateway
+//! that holds a recipient (found through presence), never to every gateway.
+//!
+//! Layout: [`service`] is the bus adapter; the actions live in [`accounts`],
+//! [`contacts`], [`groups`] and [`messaging`]; [`access`] and [`routing`]
+//! are the pure rules; [`delivery`] and [`outbox`] move events to gateways;
+//! [`store`] is the durable state.
+
+pub mod access;
+pub mod accounts;
+pub mod config;
+pub mod contacts;
+pub mod delivery;
+pub mod error;
+pub mod groups;
+pub mod messaging;
+pub mod outbox;
+pub mod routing;
+pub mod service;
+pub mod sessions;
+pub mod store;
+
+use std::sync::{Arc, Weak};
+
+use switchboard_presence::Directory;
+use switchboard_shared::bus::SharedBus;
+use switchboard_shared::ids::{DeviceId, GatewayId, SessionId, UserId};
+use switchboard_shared::shutdown::Shutdown;
+
+pub use config::RouterConfig;
+pub use error::{RouterError, RouterResult};
+
+use delivery::Deliverer;
+use sessions::SessionCache;
+use store::Store;
+
+/// Who is calling, as the gateway authenticated them.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserId,
+    pub session: SessionId,
+    pub device: DeviceId,
+    pub gateway: GatewayId,
+}
+
+/// Everything one router instance needs; cheap to share.
+pub struct Router {
+    config: RouterConfig,
+    store: Arc<dyn Store>,
+    directory: Arc<dyn Directory>,
+    bus: SharedBus,
+    sessions: SessionCache,
+    deliverer: Deliverer,
+    shutdown: Shutdown,
+    me: Weak<Router>,
+}
+
+impl Router {
+    pub fn new(
+        config: RouterConfig,
+        store: Arc<dyn Store>,
+        directory: Arc<dyn Directory>,
+        bus: SharedBus,
+        shutdown: Shutdown,
+    ) -> Arc<Self> {
+        let deliverer = Deliverer::start(bus.clone(), directory.clone(), store.clone(), &shutdown);
+        Arc::new_cyclic(|me| Self {
+            sessions: SessionCache::new(config.session_cache_ttl),
+            config,
+            store,
+            directory,
+            bus,
+            deliverer,
+            shutdown,
+            me: me.clone(),
+        })
+    }
+
+    /// A handle for work that outlives the request (deliveries after the reply).
+    fn me(&self) -> Option<Arc<Self>> {
+        self.me.upgrade()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}

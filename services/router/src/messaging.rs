@@ -1,0 +1,529 @@
+//! Sending, history, read cursors, the conversation list, and the sync a
+//! gateway makes when a client subscribes.
+
+use std::collections::HashMap;
+
+use futures::future::try_join_all;
+use switchboard_proto::bus::{SyncRequest, SyncResponse};
+use switchboard_proto::pb::{self, send_request::To};
+use switchboard_shared::clock::now_ms;
+use switchboard_shared::ids::{ClientMsgId, ConversationId, GroupId, UserId};
+
+use crate::access::direct_peer;
+use crate::error::{RouterError, RouterResult};
+use crate::routing::{Audience, Outgoing};
+use crate::store::{Admission, AppendBatch, AppendOutcome, NewMessage, StoreError};
+use crate::{Caller, Router};
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// What the caller is to a conversation they belong to.
+#[derive(Debug, Clone)]
+pub enum Membership {
+    Direct { peer: UserId },
+    Group { group: GroupId, role: pb::Role },
+}
+
+/// Checks a message text against the rules every client sees.
+pub fn message_text(text: &str, max_bytes: usize) -> RouterResult<String> {
+    if text.trim().is_empty() {
+        return Err(RouterError::InvalidArgument(
+            "a message cannot be empty".into(),
+        ));
+    }
+    if text.len() > max_bytes {
+        return Err(RouterError::InvalidArgument(format!(
+            "the message is {} bytes; the limit is {max_bytes}",
+            text.len()
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// The stored form of a single appended message, for delivery.
+pub fn stored_message(
+    template: pb::Message,
+    outcome: &AppendOutcome,
+) -> RouterResult<Vec<pb::Message>> {
+    let appended = outcome.single()?;
+    Ok(vec![pb::Message {
+        conversation_id: appended.conversation.to_string(),
+        seq: appended.seq,
+        message_id: appended.message_id().to_string(),
+        ..template
+    }])
+}
+
+pub fn message_event(message: pb::Message) -> pb::Event {
+    pb::Event {
+        kind: Some(pb::event::Kind::Message(message)),
+    }
+}
+
+fn page_size(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_PAGE,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}
+
+impl Router {
+    /// Whether `user` belongs to `conv`, and as what.
+    pub async fn membership(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+    ) -> RouterResult<Membership> {
+        match conv {
+            ConversationId::Direct(..) => {
+                let peer = direct_peer(conv, user).ok_or_else(|| {
+                    RouterError::PermissionDenied("this is not your conversation".into())
+                })?;
+                Ok(Membership::Direct { peer })
+            }
+            ConversationId::Group(group) => match self.store.member_role(group, user).await? {
+                Some(role) => Ok(Membership::Group {
+                    group: group.clone(),
+                    role,
+                }),
+                None => Err(self.not_a_member(group).await),
+            },
+            ConversationId::TopicThread { .. } => {
+                Err(RouterError::NotFound(format!("no conversation {conv}")))
+            }
+        }
+    }
+
+    /// NOT_FOUND for a group that does not exist, PERMISSION_DENIED otherwise.
+    pub async fn not_a_member(&self, group: &GroupId) -> RouterError {
+        match self.store.groups(std::slice::from_ref(group)).await {
+            Ok(found) if found.first().is_some_and(Option::is_some) => {
+                RouterError::PermissionDenied(format!("you are not a member of group {group}"))
+            }
+            Ok(_) => RouterError::NotFound(format!("no group {group}")),
+            Err(err) => err.into(),
+        }
+    }
+
+    async fn require_user(&self, user: &UserId) -> RouterResult<()> {
+        match self.store.users(std::slice::from_ref(user)).await?.pop() {
+            Some(Some(_)) => Ok(()),
+            _ => Err(RouterError::NotFound(format!("no user {user}"))),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        req: pb::SendRequest,
+    ) -> RouterResult<pb::SendResponse> {
+        let conv = match req.to {
+            Some(To::UserId(raw)) => {
+                let peer = UserId::parse(&raw)?;
+                if peer == caller.user {
+                    return Err(RouterError::InvalidArgument(
+                        "you cannot send a message to yourself".into(),
+                    ));
+                }
+                ConversationId::direct(caller.user.clone(), peer)
+            }
+            Some(To::GroupId(raw)) => ConversationId::Group(GroupId::parse(&raw)?),
+            Some(To::ConversationId(raw)) => ConversationId::parse(&raw)?,
+            None => {
+                return Err(RouterError::InvalidArgument(
+                    "say where to send: user_id, group_id or conversation_id".into(),
+                ));
+            }
+        };
+        let text = message_text(&req.text, self.config.max_message_bytes)?;
+        let client_msg_id = ClientMsgId::parse(&req.client_msg_id)?;
+        let membership = self.membership(&caller.user, &conv).await?;
+        let (admission, index_for) = match &membership {
+            Membership::Direct { peer } => {
+                self.require_user(peer).await?;
+                (None, vec![caller.user.clone(), peer.clone()])
+            }
+            Membership::Group { group, .. } => (
+                Some(Admission::GroupMember {
+                    group: group.clone(),
+                    user: caller.user.clone(),
+                }),
+                Vec::new(),
+            ),
+        };
+        let now = now_ms();
+        let message = pb::Message {
+            sender: caller.user.to_string(),
+            sent_at_ms: now,
+            text,
+            client_msg_id: client_msg_id.to_string(),
+            ..Default::default()
+        };
+        let batch = AppendBatch {
+            idempotency: Some((caller.user.clone(), client_msg_id)),
+            items: vec![NewMessage {
+                conversation: conv.clone(),
+                message: message.clone(),
+                admission,
+                index_for,
+                read_by: Some(caller.user.clone()),
+            }],
+            now_ms: now,
+        };
+        let outcome = match self.store.append(batch).await {
+            Ok(outcome) => outcome,
+            Err(StoreError::NotAdmitted(_)) => return Err(self.not_a_member_of(&conv).await),
+            Err(StoreError::IdempotencyConflict) => {
+                return Err(RouterError::InvalidArgument(
+                    "this client_msg_id was already used for a message to another conversation"
+                        .into(),
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let appended = outcome.single()?.clone();
+        if !outcome.duplicate {
+            self.spawn_delivery(stored_message(message, &outcome)?, outcome.epoch);
+        }
+        Ok(pb::SendResponse {
+            conversation_id: conv.to_string(),
+            seq: appended.seq,
+            message_id: appended.message_id().to_string(),
+            sent_at_ms: appended.sent_at_ms,
+            duplicate: outcome.duplicate,
+        })
+    }
+
+    async fn not_a_member_of(&self, conv: &ConversationId) -> RouterError {
+        match conv {
+            ConversationId::Group(group) => self.not_a_member(group).await,
+            _ => RouterError::PermissionDenied(format!("you cannot write to {conv}")),
+        }
+    }
+
+    /// Delivers stored messages after the reply went out. A failure leaves
+    /// them in the outbox, which any router redelivers.
+    pub fn spawn_delivery(&self, messages: Vec<pb::Message>, epoch: String) {
+        let Some(router) = self.me() else {
+            return;
+        };
+        self.shutdown.tracker.spawn(async move {
+            if let Err(err) = router.deliver_messages(messages, &epoch).await {
+                tracing::warn!(%err, "delivery failed; the outbox will retry it");
+            }
+        });
+    }
+
+    pub async fn deliver_messages(
+        &self,
+        messages: Vec<pb::Message>,
+        epoch: &str,
+    ) -> RouterResult<()> {
+        let mut outgoing = Vec::new();
+        let mut stored = Vec::new();
+        let mut accepted_at_ms = 0;
+        for message in messages {
+            accepted_at_ms = accepted_at_ms.max(message.sent_at_ms);
+            stored.push(switchboard_shared::ids::MessageId::parse(
+                &message.message_id,
+            )?);
+            outgoing.extend(self.outgoing_for_message(message).await?);
+        }
+        self.deliverer
+            .deliver(&outgoing, epoch, accepted_at_ms, stored)
+            .await
+    }
+
+    /// Who receives a stored message, and what else they must be told.
+    pub async fn outgoing_for_message(&self, message: pb::Message) -> RouterResult<Vec<Outgoing>> {
+        let conv = ConversationId::parse(&message.conversation_id)?;
+        let mut outgoing = Vec::new();
+        let audience = match &conv {
+            ConversationId::Direct(a, b) => Audience::Users(vec![a.clone(), b.clone()]),
+            ConversationId::Group(group) => {
+                // A new member's gateway does not host the group yet: tell
+                // the member directly, and their gateway starts hosting it.
+                if let Some(system) = &message.system {
+                    let kind = system.kind();
+                    if matches!(
+                        kind,
+                        pb::system_event::Kind::GroupCreated | pb::system_event::Kind::MemberJoined
+                    ) {
+                        let member = UserId::parse(&system.user_id)?;
+                        let summary = self.group_summary(group, message.seq).await?;
+                        outgoing.push(Outgoing {
+                            audience: Audience::Users(vec![member]),
+                            event: pb::Event {
+                                kind: Some(pb::event::Kind::Conversation(
+                                    pb::ConversationChanged {
+                                        change: pb::conversation_changed::Change::Added as i32,
+                                        conversation: Some(summary),
+                                    },
+                                )),
+                            },
+                        });
+                    }
+                }
+                Audience::Group(group.clone())
+            }
+            ConversationId::TopicThread { .. } => {
+                return Err(RouterError::Internal(format!("cannot route {conv} yet")));
+            }
+        };
+        outgoing.push(Outgoing {
+            audience,
+            event: message_event(message),
+        });
+        Ok(outgoing)
+    }
+
+    async fn group_summary(
+        &self,
+        group: &GroupId,
+        head_seq: u64,
+    ) -> RouterResult<pb::Conversation> {
+        let title = self
+            .store
+            .groups(std::slice::from_ref(group))
+            .await?
+            .pop()
+            .flatten()
+            .map(|g| g.name)
+            .unwrap_or_default();
+        Ok(pb::Conversation {
+            conversation_id: ConversationId::Group(group.clone()).to_string(),
+            kind: pb::ConversationKind::Group as i32,
+            title,
+            head_seq,
+            group_id: group.to_string(),
+            ..Default::default()
+        })
+    }
+
+    pub async fn history(
+        &self,
+        caller: &Caller,
+        req: pb::HistoryRequest,
+    ) -> RouterResult<pb::HistoryResponse> {
+        let conv = ConversationId::parse(&req.conversation_id)?;
+        self.membership(&caller.user, &conv).await?;
+        let limit = page_size(req.limit);
+        let (mut messages, has_more) = if req.before_seq > 0 || req.after_seq == 0 {
+            let before = if req.before_seq == 0 {
+                u64::MAX
+            } else {
+                req.before_seq
+            };
+            let mut page = self.store.messages_before(&conv, before, limit + 1).await?;
+            let more = page.len() > limit;
+            if more {
+                page.remove(0);
+            }
+            (page, more)
+        } else {
+            let mut page = self
+                .store
+                .messages_after(&conv, req.after_seq, limit + 1)
+                .await?;
+            let more = page.len() > limit;
+            page.truncate(limit);
+            (page, more)
+        };
+        messages.sort_by_key(|m| m.seq);
+        let head_seq = self.store.heads(std::slice::from_ref(&conv)).await?[0];
+        Ok(pb::HistoryResponse {
+            messages,
+            has_more,
+            head_seq,
+        })
+    }
+
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        req: pb::MarkReadRequest,
+    ) -> RouterResult<pb::MarkReadResponse> {
+        let conv = ConversationId::parse(&req.conversation_id)?;
+        let membership = self.membership(&caller.user, &conv).await?;
+        let head = self.store.heads(std::slice::from_ref(&conv)).await?[0];
+        let read_seq = self
+            .store
+            .mark_read(&conv, &caller.user, req.seq.min(head))
+            .await?;
+        let audience = match membership {
+            Membership::Direct { peer } => Audience::Users(vec![caller.user.clone(), peer]),
+            Membership::Group { group, .. } => Audience::Group(group),
+        };
+        let receipt = Outgoing {
+            audience,
+            event: pb::Event {
+                kind: Some(pb::event::Kind::Receipt(pb::ReadReceipt {
+                    conversation_id: conv.to_string(),
+                    user_id: caller.user.to_string(),
+                    read_seq,
+                })),
+            },
+        };
+        let epoch = self.store.epoch().await?;
+        if let Err(err) = self
+            .deliverer
+            .deliver(&[receipt], &epoch, now_ms(), Vec::new())
+            .await
+        {
+            // Receipts are state, not messages: ListReadCursors has them.
+            tracing::warn!(%err, "cannot deliver a read receipt");
+        }
+        Ok(pb::MarkReadResponse { read_seq })
+    }
+
+    pub async fn list_read_cursors(
+        &self,
+        caller: &Caller,
+        req: pb::ListReadCursorsRequest,
+    ) -> RouterResult<pb::ListReadCursorsResponse> {
+        let conv = ConversationId::parse(&req.conversation_id)?;
+        self.membership(&caller.user, &conv).await?;
+        let cursors = self
+            .store
+            .read_cursors(&conv)
+            .await?
+            .into_iter()
+            .map(|(user, read_seq)| pb::ReadReceipt {
+                conversation_id: conv.to_string(),
+                user_id: user.to_string(),
+                read_seq,
+            })
+            .collect();
+        Ok(pb::ListReadCursorsResponse { cursors })
+    }
+
+    /// Every conversation of the user: direct and topic threads from their
+    /// list, groups from their memberships.
+    async fn conversations_of(
+        &self,
+        user: &UserId,
+    ) -> RouterResult<(Vec<ConversationId>, Vec<GroupId>)> {
+        let (mut convs, groups) = futures::try_join!(
+            self.store.user_conversations(user),
+            self.store.user_groups(user),
+        )?;
+        convs.extend(groups.iter().cloned().map(ConversationId::Group));
+        Ok((convs, groups))
+    }
+
+    pub async fn sync(&self, caller: &Caller, _req: SyncRequest) -> RouterResult<SyncResponse> {
+        let epoch = self.store.epoch().await?;
+        let (convs, groups) = self.conversations_of(&caller.user).await?;
+        let heads = self.store.heads(&convs).await?;
+        Ok(SyncResponse {
+            epoch,
+            heads: convs
+                .iter()
+                .zip(heads)
+                .map(|(conv, seq)| pb::Cursor {
+                    conversation_id: conv.to_string(),
+                    seq,
+                })
+                .collect(),
+            group_ids: groups.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    pub async fn list_conversations(
+        &self,
+        caller: &Caller,
+        _req: pb::ListConversationsRequest,
+    ) -> RouterResult<pb::ListConversationsResponse> {
+        let user = &caller.user;
+        let (convs, groups) = self.conversations_of(user).await?;
+        let (epoch, heads, reads, lasts) = futures::try_join!(
+            self.store.epoch(),
+            self.store.heads(&convs),
+            self.store.read_cursors_of(user, &convs),
+            try_join_all(
+                convs
+                    .iter()
+                    .map(|conv| self.store.messages_before(conv, u64::MAX, 1))
+            ),
+        )?;
+        let peers: Vec<UserId> = convs.iter().filter_map(|c| direct_peer(c, user)).collect();
+        let (peer_records, group_records) =
+            futures::try_join!(self.store.users(&peers), self.store.groups(&groups))?;
+        let names: HashMap<String, String> = peer_records
+            .into_iter()
+            .flatten()
+            .map(|u| (u.id.to_string(), u.display_name))
+            .chain(
+                group_records
+                    .into_iter()
+                    .flatten()
+                    .map(|g| (g.id.to_string(), g.name)),
+            )
+            .collect();
+        let mut conversations: Vec<pb::Conversation> = convs
+            .iter()
+            .zip(heads)
+            .zip(reads)
+            .zip(lasts)
+            .map(|(((conv, head_seq), read_seq), mut last)| {
+                let mut summary = pb::Conversation {
+                    conversation_id: conv.to_string(),
+                    head_seq,
+                    read_seq,
+                    unread: head_seq.saturating_sub(read_seq),
+                    last_message: last.pop(),
+                    ..Default::default()
+                };
+                match conv {
+                    ConversationId::Direct(..) => {
+                        let peer = direct_peer(conv, user)
+                            .map(|p| p.to_string())
+                            .unwrap_or_default();
+                        summary.kind = pb::ConversationKind::Direct as i32;
+                        summary.title = names.get(&peer).cloned().unwrap_or_else(|| peer.clone());
+                        summary.peer_id = peer;
+                    }
+                    ConversationId::Group(group) => {
+                        summary.kind = pb::ConversationKind::Group as i32;
+                        summary.title = names.get(group.as_str()).cloned().unwrap_or_default();
+                        summary.group_id = group.to_string();
+                    }
+                    ConversationId::TopicThread { .. } => {
+                        summary.kind = pb::ConversationKind::TopicThread as i32;
+                    }
+                }
+                summary
+            })
+            .collect();
+        conversations.sort_by_key(|c| {
+            std::cmp::Reverse(c.last_message.as_ref().map_or(0, |m| m.sent_at_ms))
+        });
+        Ok(pb::ListConversationsResponse {
+            conversations,
+            epoch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_texts_are_checked() {
+        assert!(message_text("", 10).is_err());
+        assert!(message_text("  \n\t", 10).is_err());
+        assert_eq!(message_text(" hi ", 10).unwrap(), " hi ");
+        assert!(message_text("0123456789", 10).is_ok());
+        let err = message_text("01234567890", 10).unwrap_err();
+        assert!(err.to_string().contains("limit is 10"), "{err}");
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        assert_eq!(page_size(0), DEFAULT_PAGE);
+        assert_eq!(page_size(10), 10);
+        assert_eq!(page_size(100_000), MAX_PAGE);
+    }
+}

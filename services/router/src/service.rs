@@ -1,0 +1,169 @@
+//! The router on the bus: decodes each request, calls the action, encodes the
+//! answer. Requests arrive on `sb.router.rpc` in the "router" queue group, so
+//! each goes to exactly one router however many run.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use prost::Message as _;
+use switchboard_proto::bus::{
+    self, PresenceChanged, RouterRequest, RouterResponse, SessionRevoked, router_request::Op,
+    router_response::Result as Reply,
+};
+use switchboard_shared::bus::Incoming;
+use switchboard_shared::ids::{DeviceId, GatewayId, SessionId, UserId};
+use switchboard_shared::shutdown::Shutdown;
+use switchboard_shared::subjects;
+use tokio::sync::Semaphore;
+
+use crate::error::{RouterError, RouterResult};
+use crate::{Caller, Router, outbox};
+
+/// Serves until shutdown: client actions, presence changes, revocations,
+/// and the outbox sweeper.
+pub async fn run(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let bus = router.bus.clone();
+    let mut requests = bus
+        .subscribe(&subjects::router_rpc(), Some(subjects::ROUTER_QUEUE))
+        .await?;
+    let mut presence = bus
+        .subscribe(&subjects::presence_changed(), Some(subjects::ROUTER_QUEUE))
+        .await?;
+    let mut revoked = bus.subscribe(&subjects::session_revoked(), None).await?;
+    shutdown
+        .tracker
+        .spawn(outbox::run(router.clone(), shutdown.clone()));
+    let in_flight = Arc::new(Semaphore::new(router.config.max_in_flight));
+    tracing::info!("router serving");
+    loop {
+        tokio::select! {
+            () = shutdown.token.cancelled() => break,
+            Some(request) = requests.next() => {
+                // Back-pressure: past the limit, stop reading; NATS buffers.
+                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                let router = router.clone();
+                shutdown.tracker.spawn(async move {
+                    answer(&router, request).await;
+                    drop(permit);
+                });
+            }
+            Some(change) = presence.next() => {
+                let router = router.clone();
+                shutdown.tracker.spawn(async move { presence_changed(&router, change).await });
+            }
+            Some(notice) = revoked.next() => {
+                if let Ok(notice) = SessionRevoked::decode(notice.payload)
+                    && let Ok(session) = SessionId::parse(&notice.session_id)
+                {
+                    router.forget_session(&session);
+                }
+            }
+            else => break,
+        }
+    }
+    tracing::info!("router stopped taking requests");
+    Ok(())
+}
+
+async fn presence_changed(router: &Router, change: Incoming) {
+    let Ok(change) = PresenceChanged::decode(change.payload) else {
+        tracing::warn!("undecodable presence change");
+        return;
+    };
+    let Ok(user) = UserId::parse(&change.user_id) else {
+        return;
+    };
+    if let Err(err) = router.presence_changed(user, change.online).await {
+        tracing::warn!(%err, "cannot tell contacts about a presence change");
+    }
+}
+
+async fn answer(router: &Router, request: Incoming) {
+    let Some(reply_to) = request.reply else {
+        tracing::warn!("router request without a reply subject");
+        return;
+    };
+    let result = match RouterRequest::decode(request.payload) {
+        Ok(request) => handle(router, request).await,
+        Err(err) => Err(RouterError::InvalidArgument(format!(
+            "undecodable request: {err}"
+        ))),
+    };
+    let result = result.unwrap_or_else(|err| {
+        match &err {
+            RouterError::Internal(_) => tracing::error!(%err, "request failed"),
+            RouterError::Unavailable(_) => tracing::warn!(%err, "request failed"),
+            _ => tracing::debug!(%err, "request refused"),
+        }
+        Reply::Error(err.to_rpc())
+    });
+    let payload = RouterResponse {
+        result: Some(result),
+    }
+    .encode_to_vec();
+    if let Err(err) = router
+        .bus
+        .publish(&reply_to, Vec::new(), Bytes::from(payload))
+        .await
+    {
+        tracing::warn!(%err, "cannot answer a request");
+    }
+}
+
+fn caller(raw: Option<bus::Caller>) -> RouterResult<Caller> {
+    let raw = raw.ok_or_else(|| RouterError::Unauthenticated("not logged in".into()))?;
+    let unauthenticated = |_| RouterError::Unauthenticated("malformed caller".into());
+    Ok(Caller {
+        user: UserId::parse(&raw.user_id).map_err(unauthenticated)?,
+        session: SessionId::parse(&raw.session_id).map_err(unauthenticated)?,
+        device: DeviceId::parse(&raw.device_id).map_err(unauthenticated)?,
+        gateway: GatewayId::parse(&raw.gateway_id).map_err(unauthenticated)?,
+    })
+}
+
+/// One request to one action.
+pub async fn handle(router: &Router, request: RouterRequest) -> RouterResult<Reply> {
+    let op = request
+        .op
+        .ok_or_else(|| RouterError::InvalidArgument("empty request".into()))?;
+    Ok(match op {
+        Op::Register(r) => Reply::Register(router.register(r).await?),
+        Op::Login(r) => Reply::Login(router.login(r).await?),
+        op => {
+            let caller = caller(request.caller)?;
+            router.check_session(&caller).await?;
+            handle_authenticated(router, &caller, op).await?
+        }
+    })
+}
+
+async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> RouterResult<Reply> {
+    Ok(match op {
+        Op::Register(_) | Op::Login(_) => {
+            return Err(RouterError::InvalidArgument("already logged in".into()));
+        }
+        Op::Logout(_) => Reply::Logout(router.logout(caller).await?),
+        Op::AddContact(r) => Reply::AddContact(router.add_contact(caller, r).await?),
+        Op::RemoveContact(r) => Reply::RemoveContact(router.remove_contact(caller, r).await?),
+        Op::ListContacts(r) => Reply::ListContacts(router.list_contacts(caller, r).await?),
+        Op::Send(r) => Reply::Send(router.send(caller, r).await?),
+        Op::History(r) => Reply::History(router.history(caller, r).await?),
+        Op::MarkRead(r) => Reply::MarkRead(router.mark_read(caller, r).await?),
+        Op::ListConversations(r) => {
+            Reply::ListConversations(router.list_conversations(caller, r).await?)
+        }
+        Op::ListReadCursors(r) => {
+            Reply::ListReadCursors(router.list_read_cursors(caller, r).await?)
+        }
+        Op::Sync(r) => Reply::Sync(router.sync(caller, r).await?),
+        Op::CreateGroup(r) => Reply::CreateGroup(router.create_group(caller, r).await?),
+        Op::InviteMember(r) => Reply::InviteMember(router.invite_member(caller, r).await?),
+        Op::JoinGroup(r) => Reply::JoinGroup(router.join_group(caller, r).await?),
+        Op::LeaveGroup(r) => Reply::LeaveGroup(router.leave_group(caller, r).await?),
+        Op::RemoveMember(r) => Reply::RemoveMember(router.remove_member(caller, r).await?),
+        Op::SetMemberRole(r) => Reply::SetMemberRole(router.set_member_role(caller, r).await?),
+        Op::ListMyGroups(r) => Reply::ListMyGroups(router.list_my_groups(caller, r).await?),
+        Op::ListMembers(r) => Reply::ListMembers(router.list_members(caller, r).await?),
+    })
+}

@@ -1,0 +1,803 @@
+//! The standalone mode's store: one redb file, laid out like the Redis store
+//! (hashes, sets, sorted sets, strings and logs under the same
+//! `switchboard_shared::keys` names), so both backends share one data model.
+//! Each atomic Redis script is one redb write transaction here; every commit
+//! is durable before the call returns.
+//!
+//! No outbox: in the standalone mode the router, the bus and every gateway
+//! live and die in one process, so a message cannot outlive the delivery task
+//! that carries it while a connection to deliver to still exists; after a
+//! crash clients reconnect and the replay from their cursors covers it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use switchboard_proto::pb;
+use switchboard_shared::ids::{
+    ConversationId, GroupId, MessageId, SessionId, UserId, random_token,
+};
+use switchboard_shared::keys;
+
+use super::{
+    Admission, AppendBatch, AppendOutcome, Appended, ContactEntry, GroupRecord, MembershipChange,
+    NewMessage, SessionRecord, Store, StoreError, StoreResult, UserRecord, decode_idempotency,
+    decode_message, encode_idempotency, encode_message, parse_policy, parse_role, policy_name,
+    role_name, same_targets,
+};
+
+type Pair = (&'static str, &'static str);
+
+const HASHES: TableDefinition<'static, Pair, &'static [u8]> = TableDefinition::new("hashes");
+const SETS: TableDefinition<'static, Pair, ()> = TableDefinition::new("sets");
+const ZSETS: TableDefinition<'static, Pair, i64> = TableDefinition::new("zsets");
+const STRINGS: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("strings");
+const LOGS: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
+    TableDefinition::new("logs");
+
+fn failed(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {err}"))
+}
+
+fn corrupt(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(err.to_string())
+}
+
+fn text(bytes: &[u8]) -> StoreResult<String> {
+    String::from_utf8(bytes.to_vec()).map_err(corrupt)
+}
+
+fn number<T: std::str::FromStr>(bytes: &[u8]) -> StoreResult<T> {
+    text(bytes)?
+        .parse()
+        .map_err(|_| corrupt("a stored number does not parse"))
+}
+
+// ---- reads, usable in read and write transactions
+
+fn hget(
+    t: &impl ReadableTable<Pair, &'static [u8]>,
+    key: &str,
+    field: &str,
+) -> StoreResult<Option<Vec<u8>>> {
+    Ok(t.get((key, field))
+        .map_err(failed)?
+        .map(|v| v.value().to_vec()))
+}
+
+fn hgetall(
+    t: &impl ReadableTable<Pair, &'static [u8]>,
+    key: &str,
+) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    let mut rows = Vec::new();
+    for entry in t.range((key, "")..).map_err(failed)? {
+        let (k, v) = entry.map_err(failed)?;
+        let (row_key, field) = k.value();
+        if row_key != key {
+            break;
+        }
+        rows.push((field.to_owned(), v.value().to_vec()));
+    }
+    Ok(rows)
+}
+
+fn smembers(t: &impl ReadableTable<Pair, ()>, key: &str) -> StoreResult<Vec<String>> {
+    let mut members = Vec::new();
+    for entry in t.range((key, "")..).map_err(failed)? {
+        let (k, _) = entry.map_err(failed)?;
+        let (row_key, member) = k.value();
+        if row_key != key {
+            break;
+        }
+        members.push(member.to_owned());
+    }
+    Ok(members)
+}
+
+fn zmembers_by_score_desc(
+    t: &impl ReadableTable<Pair, i64>,
+    key: &str,
+) -> StoreResult<Vec<String>> {
+    let mut members = Vec::new();
+    for entry in t.range((key, "")..).map_err(failed)? {
+        let (k, score) = entry.map_err(failed)?;
+        let (row_key, member) = k.value();
+        if row_key != key {
+            break;
+        }
+        members.push((score.value(), member.to_owned()));
+    }
+    members.sort_by(|a, b| b.cmp(a));
+    Ok(members.into_iter().map(|(_, m)| m).collect())
+}
+
+fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> StoreResult<u64> {
+    match t.get(key).map_err(failed)? {
+        Some(v) => number(v.value()),
+        None => Ok(0),
+    }
+}
+
+fn log_range(
+    t: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    conv: &ConversationId,
+    from: u64,
+    to: u64,
+) -> StoreResult<Vec<(u64, Vec<u8>)>> {
+    let key = keys::conversation_log(conv);
+    let mut rows = Vec::new();
+    for entry in t
+        .range((key.as_str(), from)..=(key.as_str(), to))
+        .map_err(failed)?
+    {
+        let (k, v) = entry.map_err(failed)?;
+        rows.push((k.value().1, v.value().to_vec()));
+    }
+    Ok(rows)
+}
+
+fn parse_user(raw: &str) -> StoreResult<UserId> {
+    UserId::parse(raw).map_err(|e| corrupt(e.0))
+}
+
+fn parse_group(raw: &str) -> StoreResult<GroupId> {
+    GroupId::parse(raw).map_err(|e| corrupt(e.0))
+}
+
+/// The tables of one write transaction.
+struct Write<'t> {
+    hashes: redb::Table<'t, Pair, &'static [u8]>,
+    sets: redb::Table<'t, Pair, ()>,
+    zsets: redb::Table<'t, Pair, i64>,
+    strings: redb::Table<'t, &'static str, &'static [u8]>,
+    logs: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+}
+
+impl Write<'_> {
+    fn hset(&mut self, key: &str, field: &str, value: &[u8]) -> StoreResult<()> {
+        self.hashes.insert((key, field), value).map_err(failed)?;
+        Ok(())
+    }
+
+    fn hdel(&mut self, key: &str, field: &str) -> StoreResult<bool> {
+        Ok(self.hashes.remove((key, field)).map_err(failed)?.is_some())
+    }
+
+    fn hexists(&self, key: &str, field: &str) -> StoreResult<bool> {
+        Ok(self.hashes.get((key, field)).map_err(failed)?.is_some())
+    }
+
+    fn sadd(&mut self, key: &str, member: &str) -> StoreResult<()> {
+        self.sets.insert((key, member), ()).map_err(failed)?;
+        Ok(())
+    }
+
+    fn srem(&mut self, key: &str, member: &str) -> StoreResult<()> {
+        self.sets.remove((key, member)).map_err(failed)?;
+        Ok(())
+    }
+
+    fn admitted(&self, admission: Option<&Admission>) -> StoreResult<bool> {
+        match admission {
+            None => Ok(true),
+            Some(Admission::GroupMember { group, user }) => {
+                self.hexists(&keys::group_members(group), user.as_str())
+            }
+            Some(Admission::TopicBound { topic, contact }) => {
+                self.hexists(&keys::topic_contacts(topic), contact.as_str())
+            }
+        }
+    }
+
+    /// The same steps as `write_items` in `scripts/prelude.lua`, minus the outbox.
+    fn write_item(&mut self, item: &NewMessage, now_ms: i64) -> StoreResult<Appended> {
+        let conv = &item.conversation;
+        let seq_key = keys::conversation_seq(conv);
+        let seq = get_u64(&self.strings, &seq_key)? + 1;
+        self.strings
+            .insert(seq_key.as_str(), seq.to_string().as_bytes())
+            .map_err(failed)?;
+        let log_key = keys::conversation_log(conv);
+        self.logs
+            .insert(
+                (log_key.as_str(), seq),
+                encode_message(&item.message).as_slice(),
+            )
+            .map_err(failed)?;
+        if let Some(reader) = &item.read_by {
+            let reads = keys::conversation_reads(conv);
+            let current: u64 = match hget(&self.hashes, &reads, reader.as_str())? {
+                Some(v) => number(&v)?,
+                None => 0,
+            };
+            if seq > current {
+                self.hset(&reads, reader.as_str(), seq.to_string().as_bytes())?;
+            }
+        }
+        let conv_name = conv.to_string();
+        for user in &item.index_for {
+            self.zsets
+                .insert(
+                    (keys::user_conversations(user).as_str(), conv_name.as_str()),
+                    now_ms,
+                )
+                .map_err(failed)?;
+        }
+        Ok(Appended {
+            conversation: conv.clone(),
+            seq,
+            sent_at_ms: now_ms,
+        })
+    }
+}
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    /// Fixed for the life of the file.
+    epoch: String,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let db = Database::create(path).map_err(failed)?;
+        // Create every table so read transactions can open them.
+        let txn = db.begin_write().map_err(failed)?;
+        txn.open_table(HASHES).map_err(failed)?;
+        txn.open_table(SETS).map_err(failed)?;
+        txn.open_table(ZSETS).map_err(failed)?;
+        txn.open_table(STRINGS).map_err(failed)?;
+        txn.open_table(LOGS).map_err(failed)?;
+        let epoch = {
+            let mut strings = txn.open_table(STRINGS).map_err(failed)?;
+            let key = keys::epoch();
+            let existing = strings
+                .get(key.as_str())
+                .map_err(failed)?
+                .map(|v| text(v.value()))
+                .transpose()?;
+            match existing {
+                Some(epoch) => epoch,
+                None => {
+                    let epoch = random_token(16);
+                    strings
+                        .insert(key.as_str(), epoch.as_bytes())
+                        .map_err(failed)?;
+                    epoch
+                }
+            }
+        };
+        txn.commit().map_err(failed)?;
+        Ok(Self {
+            db: Arc::new(db),
+            epoch,
+        })
+    }
+
+    /// Runs `f` in one write transaction on a blocking thread and commits.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Write<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(failed)?;
+            let result = {
+                let mut w = Write {
+                    hashes: txn.open_table(HASHES).map_err(failed)?,
+                    sets: txn.open_table(SETS).map_err(failed)?,
+                    zsets: txn.open_table(ZSETS).map_err(failed)?,
+                    strings: txn.open_table(STRINGS).map_err(failed)?,
+                    logs: txn.open_table(LOGS).map_err(failed)?,
+                };
+                f(&mut w)
+            };
+            match result {
+                Ok(value) => {
+                    txn.commit().map_err(failed)?;
+                    Ok(value)
+                }
+                // Dropping the transaction aborts it: nothing is written.
+                Err(err) => Err(err),
+            }
+        })
+        .await
+        .map_err(failed)?
+    }
+
+    /// Runs `f` in one read transaction on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(failed)?;
+            f(&txn)
+        })
+        .await
+        .map_err(failed)?
+    }
+
+    async fn contact_hash(&self, key: String) -> StoreResult<Vec<ContactEntry>> {
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            hgetall(&hashes, &key)?
+                .into_iter()
+                .map(|(user, at)| {
+                    Ok(ContactEntry {
+                        user: parse_user(&user)?,
+                        added_at_ms: number(&at)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn group_set(&self, key: String) -> StoreResult<Vec<GroupId>> {
+        self.read(move |txn| {
+            let sets = txn.open_table(SETS).map_err(failed)?;
+            smembers(&sets, &key)?
+                .iter()
+                .map(|g| parse_group(g))
+                .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn epoch(&self) -> StoreResult<String> {
+        Ok(self.epoch.clone())
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let user = user.clone();
+        self.write(move |w| {
+            let key = keys::user(&user.id);
+            if w.hexists(&key, "pw")? {
+                return Ok(false);
+            }
+            w.hset(&key, "pw", user.password_hash.as_bytes())?;
+            w.hset(&key, "name", user.display_name.as_bytes())?;
+            w.hset(&key, "created", user.created_at_ms.to_string().as_bytes())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>> {
+        let ids = ids.to_vec();
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            ids.into_iter()
+                .map(|id| {
+                    let key = keys::user(&id);
+                    let Some(pw) = hget(&hashes, &key, "pw")? else {
+                        return Ok(None);
+                    };
+                    Ok(Some(UserRecord {
+                        display_name: hget(&hashes, &key, "name")?
+                            .map(|n| text(&n))
+                            .transpose()?
+                            .unwrap_or_default(),
+                        password_hash: text(&pw)?,
+                        created_at_ms: hget(&hashes, &key, "created")?
+                            .map(|c| number(&c))
+                            .transpose()?
+                            .unwrap_or(0),
+                        id,
+                    }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let session = session.clone();
+        self.write(move |w| {
+            let key = keys::session(&session.id);
+            w.hset(&key, "user", session.user.as_str().as_bytes())?;
+            w.hset(&key, "device", session.device.as_str().as_bytes())?;
+            w.hset(&key, "exp", session.expires_at_ms.to_string().as_bytes())
+        })
+        .await
+    }
+
+    async fn session_exists(&self, id: &SessionId, now_ms: i64) -> StoreResult<bool> {
+        let key = keys::session(id);
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            match hget(&hashes, &key, "exp")? {
+                Some(exp) => Ok(number::<i64>(&exp)? > now_ms),
+                None => Ok(false),
+            }
+        })
+        .await
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> StoreResult<()> {
+        let key = keys::session(id);
+        self.write(move |w| {
+            for field in ["user", "device", "exp"] {
+                w.hdel(&key, field)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool> {
+        let (owner, contact) = (owner.clone(), contact.clone());
+        self.write(move |w| {
+            let key = keys::contacts(&owner);
+            if w.hexists(&key, contact.as_str())? {
+                return Ok(false);
+            }
+            let at = at_ms.to_string();
+            w.hset(&key, contact.as_str(), at.as_bytes())?;
+            w.hset(&keys::contacted_by(&contact), owner.as_str(), at.as_bytes())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool> {
+        let (owner, contact) = (owner.clone(), contact.clone());
+        self.write(move |w| {
+            let removed = w.hdel(&keys::contacts(&owner), contact.as_str())?;
+            w.hdel(&keys::contacted_by(&contact), owner.as_str())?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::contacts(owner)).await
+    }
+
+    async fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::contacted_by(user)).await
+    }
+
+    async fn create_group(
+        &self,
+        group: &GroupRecord,
+        created: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        let group = group.clone();
+        let epoch = self.epoch.clone();
+        self.write(move |w| {
+            let key = keys::group(&group.id);
+            if w.hexists(&key, "name")? {
+                return Err(StoreError::Precondition);
+            }
+            w.hset(&key, "name", group.name.as_bytes())?;
+            w.hset(&key, "owner", group.owner.as_str().as_bytes())?;
+            w.hset(&key, "policy", policy_name(group.policy).as_bytes())?;
+            w.hset(&key, "created", group.created_at_ms.to_string().as_bytes())?;
+            w.hset(
+                &keys::group_members(&group.id),
+                group.owner.as_str(),
+                role_name(pb::Role::Owner).as_bytes(),
+            )?;
+            w.sadd(&keys::user_groups(&group.owner), group.id.as_str())?;
+            let appended = w.write_item(&created, created.message.sent_at_ms)?;
+            Ok(AppendOutcome {
+                duplicate: false,
+                appended: vec![appended],
+                epoch,
+            })
+        })
+        .await
+    }
+
+    async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>> {
+        let ids = ids.to_vec();
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            ids.into_iter()
+                .map(|id| {
+                    let key = keys::group(&id);
+                    let (Some(name), Some(owner), Some(policy)) = (
+                        hget(&hashes, &key, "name")?,
+                        hget(&hashes, &key, "owner")?,
+                        hget(&hashes, &key, "policy")?,
+                    ) else {
+                        return Ok(None);
+                    };
+                    let member_count = hgetall(&hashes, &keys::group_members(&id))?.len();
+                    Ok(Some(GroupRecord {
+                        name: text(&name)?,
+                        owner: parse_user(&text(&owner)?)?,
+                        policy: parse_policy(&text(&policy)?)?,
+                        created_at_ms: hget(&hashes, &key, "created")?
+                            .map(|c| number(&c))
+                            .transpose()?
+                            .unwrap_or(0),
+                        member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
+                        id,
+                    }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>> {
+        let (key, user) = (keys::group_members(group), user.clone());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            hget(&hashes, &key, user.as_str())?
+                .map(|r| parse_role(&text(&r)?))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>> {
+        let key = keys::group_members(group);
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            hgetall(&hashes, &key)?
+                .into_iter()
+                .map(|(user, role)| Ok((parse_user(&user)?, parse_role(&text(&role)?)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn user_groups(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
+        self.group_set(keys::user_groups(user)).await
+    }
+
+    async fn invite(&self, group: &GroupId, user: &UserId, at_ms: i64) -> StoreResult<bool> {
+        let (group, user) = (group.clone(), user.clone());
+        self.write(move |w| {
+            let key = keys::group_invites(&group);
+            if w.hexists(&key, user.as_str())? {
+                return Ok(false);
+            }
+            w.hset(&key, user.as_str(), at_ms.to_string().as_bytes())?;
+            w.sadd(&keys::user_invites(&user), group.as_str())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn is_invited(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
+        let (key, user) = (keys::group_invites(group), user.clone());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            Ok(hget(&hashes, &key, user.as_str())?.is_some())
+        })
+        .await
+    }
+
+    async fn user_invites(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
+        self.group_set(keys::user_invites(user)).await
+    }
+
+    async fn change_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        change: MembershipChange,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        let (group, user) = (group.clone(), user.clone());
+        let epoch = self.epoch.clone();
+        self.write(move |w| {
+            let members = keys::group_members(&group);
+            let is_member = w.hexists(&members, user.as_str())?;
+            if matches!(change, MembershipChange::Join { .. }) == is_member {
+                return Err(StoreError::Precondition);
+            }
+            match change {
+                MembershipChange::Join { role } => {
+                    w.hset(&members, user.as_str(), role_name(role).as_bytes())?;
+                    w.sadd(&keys::user_groups(&user), group.as_str())?;
+                    w.hdel(&keys::group_invites(&group), user.as_str())?;
+                    w.srem(&keys::user_invites(&user), group.as_str())?;
+                }
+                MembershipChange::Leave => {
+                    w.hdel(&members, user.as_str())?;
+                    w.srem(&keys::user_groups(&user), group.as_str())?;
+                }
+                MembershipChange::SetRole { role } => {
+                    w.hset(&members, user.as_str(), role_name(role).as_bytes())?;
+                }
+            }
+            let appended = w.write_item(&message, message.message.sent_at_ms)?;
+            Ok(AppendOutcome {
+                duplicate: false,
+                appended: vec![appended],
+                epoch,
+            })
+        })
+        .await
+    }
+
+    async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
+        let epoch = self.epoch.clone();
+        self.write(move |w| {
+            let idem_key = batch
+                .idempotency
+                .as_ref()
+                .map(|(sender, id)| keys::idempotency(sender, id.as_str()));
+            if let Some(key) = &idem_key
+                && let Some(prior) = w.strings.get(key.as_str()).map_err(failed)?
+            {
+                let appended = decode_idempotency(&text(prior.value())?)?;
+                if !same_targets(&batch, &appended) {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                return Ok(AppendOutcome {
+                    duplicate: true,
+                    appended,
+                    epoch,
+                });
+            }
+            for (index, item) in batch.items.iter().enumerate() {
+                if !w.admitted(item.admission.as_ref())? {
+                    return Err(StoreError::NotAdmitted(index));
+                }
+            }
+            let appended = batch
+                .items
+                .iter()
+                .map(|item| w.write_item(item, batch.now_ms))
+                .collect::<StoreResult<Vec<_>>>()?;
+            if let Some(key) = &idem_key {
+                // Kept for ever: the standalone mode's volumes are small.
+                w.strings
+                    .insert(key.as_str(), encode_idempotency(&appended).as_bytes())
+                    .map_err(failed)?;
+            }
+            Ok(AppendOutcome {
+                duplicate: false,
+                appended,
+                epoch,
+            })
+        })
+        .await
+    }
+
+    async fn messages_after(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>> {
+        let conv = conv.clone();
+        self.read(move |txn| {
+            let logs = txn.open_table(LOGS).map_err(failed)?;
+            let key = keys::conversation_log(&conv);
+            let mut messages = Vec::new();
+            for entry in logs
+                .range((key.as_str(), after.saturating_add(1))..=(key.as_str(), u64::MAX))
+                .map_err(failed)?
+                .take(limit)
+            {
+                let (k, v) = entry.map_err(failed)?;
+                messages.push(decode_message(&conv, k.value().1, v.value())?);
+            }
+            Ok(messages)
+        })
+        .await
+    }
+
+    async fn messages_before(
+        &self,
+        conv: &ConversationId,
+        before: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>> {
+        if before <= 1 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let conv = conv.clone();
+        self.read(move |txn| {
+            let logs = txn.open_table(LOGS).map_err(failed)?;
+            let rows = log_range(&logs, &conv, 1, before - 1)?;
+            let skip = rows.len().saturating_sub(limit);
+            rows.into_iter()
+                .skip(skip)
+                .map(|(seq, bytes)| decode_message(&conv, seq, &bytes))
+                .collect()
+        })
+        .await
+    }
+
+    async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>> {
+        let convs = convs.to_vec();
+        self.read(move |txn| {
+            let strings = txn.open_table(STRINGS).map_err(failed)?;
+            convs
+                .iter()
+                .map(|conv| get_u64(&strings, &keys::conversation_seq(conv)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
+        let key = keys::user_conversations(user);
+        self.read(move |txn| {
+            let zsets = txn.open_table(ZSETS).map_err(failed)?;
+            zmembers_by_score_desc(&zsets, &key)?
+                .iter()
+                .map(|c| ConversationId::parse(c).map_err(|e| corrupt(e.0)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn mark_read(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64> {
+        let (key, user) = (keys::conversation_reads(conv), user.clone());
+        self.write(move |w| {
+            let current: u64 = match hget(&w.hashes, &key, user.as_str())? {
+                Some(v) => number(&v)?,
+                None => 0,
+            };
+            if seq > current {
+                w.hset(&key, user.as_str(), seq.to_string().as_bytes())?;
+                return Ok(seq);
+            }
+            Ok(current)
+        })
+        .await
+    }
+
+    async fn read_cursors(&self, conv: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
+        let key = keys::conversation_reads(conv);
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            hgetall(&hashes, &key)?
+                .into_iter()
+                .map(|(user, seq)| Ok((parse_user(&user)?, number(&seq)?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn read_cursors_of(
+        &self,
+        user: &UserId,
+        convs: &[ConversationId],
+    ) -> StoreResult<Vec<u64>> {
+        let (user, convs) = (user.clone(), convs.to_vec());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            convs
+                .iter()
+                .map(|conv| {
+                    hget(&hashes, &keys::conversation_reads(conv), user.as_str())?
+                        .map_or(Ok(0), |v| number(&v))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn outbox_done(&self, _ids: &[MessageId]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn outbox_claim(
+        &self,
+        _older_than_ms: i64,
+        _now_ms: i64,
+        _limit: usize,
+    ) -> StoreResult<Vec<MessageId>> {
+        Ok(Vec::new())
+    }
+}

@@ -1,0 +1,348 @@
+//! The router's durable state, behind one trait with two backends:
+//! [`redis::RedisStore`] (production) and [`embedded::EmbeddedStore`] (the
+//! standalone mode, a redb file). Every operation that must be atomic is one
+//! Lua script in Redis and one write transaction in redb; the conformance
+//! tests in `tests/store_contract.rs` run the same cases against both.
+
+pub mod embedded;
+pub mod redis;
+
+use async_trait::async_trait;
+use switchboard_proto::pb;
+use switchboard_shared::ids::{
+    ClientMsgId, ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Unavailable(String),
+    /// An item of an append batch failed its admission check.
+    #[error("item {0} of the batch was not admitted")]
+    NotAdmitted(usize),
+    /// A membership change found the membership not as it required.
+    #[error("the membership changed concurrently")]
+    Precondition,
+    /// The client message id was already used for other conversations.
+    #[error("the client message id was already used for a different send")]
+    IdempotencyConflict,
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub display_name: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user: UserId,
+    pub device: DeviceId,
+    pub expires_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactEntry {
+    pub user: UserId,
+    pub added_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: GroupId,
+    pub name: String,
+    pub owner: UserId,
+    pub policy: pb::JoinPolicy,
+    pub created_at_ms: i64,
+    /// Filled on reads; ignored on create.
+    pub member_count: u32,
+}
+
+/// A check made atomically with an append: the sender must still belong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    GroupMember { group: GroupId, user: UserId },
+    TopicBound { topic: TopicId, contact: UserId },
+}
+
+/// One message to append to one conversation.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub conversation: ConversationId,
+    /// Everything but `conversation_id`, `seq` and `message_id`, which the
+    /// store fills in on reads.
+    pub message: pb::Message,
+    pub admission: Option<Admission>,
+    /// Users whose conversation list gets this conversation (direct and topic threads).
+    pub index_for: Vec<UserId>,
+    /// The sender, whose read cursor moves to the new message.
+    pub read_by: Option<UserId>,
+}
+
+/// Messages appended in one atomic step under one idempotency key: a plain
+/// send is one item, a topic broadcast one item per contact.
+#[derive(Debug, Clone)]
+pub struct AppendBatch {
+    pub idempotency: Option<(UserId, ClientMsgId)>,
+    pub items: Vec<NewMessage>,
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub conversation: ConversationId,
+    pub seq: u64,
+    pub sent_at_ms: i64,
+}
+
+impl Appended {
+    pub fn message_id(&self) -> MessageId {
+        MessageId {
+            conversation: self.conversation.clone(),
+            seq: self.seq,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The idempotency key had been used: nothing was written and `appended`
+    /// is what the first send stored.
+    pub duplicate: bool,
+    pub appended: Vec<Appended>,
+    /// The store epoch the seqs belong to.
+    pub epoch: String,
+}
+
+impl AppendOutcome {
+    /// The one message of a single-item append.
+    pub fn single(&self) -> Result<&Appended, crate::RouterError> {
+        self.appended
+            .first()
+            .ok_or_else(|| crate::RouterError::Internal("the store appended nothing".into()))
+    }
+}
+
+/// A membership change, applied atomically with its system message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Requires: not a member. Also clears an invitation.
+    Join { role: pb::Role },
+    /// Requires: a member.
+    Leave,
+    /// Requires: a member.
+    SetRole { role: pb::Role },
+}
+
+/// Stored names of roles and join policies.
+pub fn role_name(role: pb::Role) -> &'static str {
+    match role {
+        pb::Role::Owner => "owner",
+        pb::Role::Admin => "admin",
+        pb::Role::Member | pb::Role::Unspecified => "member",
+    }
+}
+
+pub fn parse_role(name: &str) -> StoreResult<pb::Role> {
+    match name {
+        "owner" => Ok(pb::Role::Owner),
+        "admin" => Ok(pb::Role::Admin),
+        "member" => Ok(pb::Role::Member),
+        other => Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
+    }
+}
+
+pub fn policy_name(policy: pb::JoinPolicy) -> &'static str {
+    match policy {
+        pb::JoinPolicy::InviteOnly => "invite",
+        pb::JoinPolicy::Open | pb::JoinPolicy::Unspecified => "open",
+    }
+}
+
+pub fn parse_policy(name: &str) -> StoreResult<pb::JoinPolicy> {
+    match name {
+        "invite" => Ok(pb::JoinPolicy::InviteOnly),
+        "open" => Ok(pb::JoinPolicy::Open),
+        other => Err(StoreError::Corrupt(format!("unknown policy {other:?}"))),
+    }
+}
+
+/// Decodes a stored message and fills in what the store knows.
+pub fn decode_message(conv: &ConversationId, seq: u64, bytes: &[u8]) -> StoreResult<pb::Message> {
+    let mut message = <pb::Message as prost::Message>::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("message {conv}#{seq}: {e}")))?;
+    message.conversation_id = conv.to_string();
+    message.seq = seq;
+    message.message_id = MessageId {
+        conversation: conv.clone(),
+        seq,
+    }
+    .to_string();
+    Ok(message)
+}
+
+pub fn encode_message(message: &pb::Message) -> Vec<u8> {
+    prost::Message::encode_to_vec(message)
+}
+
+/// The idempotency record: `<message id> <message id>...|<sent at ms>`.
+pub fn encode_idempotency(appended: &[Appended]) -> String {
+    let ids: Vec<String> = appended
+        .iter()
+        .map(|a| a.message_id().to_string())
+        .collect();
+    let sent_at = appended.first().map_or(0, |a| a.sent_at_ms);
+    format!("{}|{sent_at}", ids.join(" "))
+}
+
+pub fn decode_idempotency(record: &str) -> StoreResult<Vec<Appended>> {
+    let corrupt = || StoreError::Corrupt(format!("idempotency record {record:?}"));
+    let (ids, sent_at) = record.rsplit_once('|').ok_or_else(corrupt)?;
+    let sent_at_ms: i64 = sent_at.parse().map_err(|_| corrupt())?;
+    ids.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|id| {
+            let id = MessageId::parse(id).map_err(|_| corrupt())?;
+            Ok(Appended {
+                conversation: id.conversation,
+                seq: id.seq,
+                sent_at_ms,
+            })
+        })
+        .collect()
+}
+
+/// Checks that a replayed idempotency record answers the same send.
+pub fn same_targets(batch: &AppendBatch, stored: &[Appended]) -> bool {
+    batch.items.len() == stored.len()
+        && batch
+            .items
+            .iter()
+            .zip(stored)
+            .all(|(item, prior)| item.conversation == prior.conversation)
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The store's epoch, created on first use.
+    async fn epoch(&self) -> StoreResult<String>;
+
+    // ---- accounts
+    /// False if the id is taken.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>>;
+    async fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn session_exists(&self, id: &SessionId, now_ms: i64) -> StoreResult<bool>;
+    async fn delete_session(&self, id: &SessionId) -> StoreResult<()>;
+
+    // ---- contacts
+    /// False if already a contact.
+    async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;
+    /// False if it was not a contact.
+    async fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;
+    /// The users `owner` added.
+    async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    /// The users who added `user`.
+    async fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+
+    // ---- groups
+    async fn create_group(
+        &self,
+        group: &GroupRecord,
+        created: NewMessage,
+    ) -> StoreResult<AppendOutcome>;
+    async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
+    async fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;
+    async fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>>;
+    async fn user_groups(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
+    /// False if already invited.
+    async fn invite(&self, group: &GroupId, user: &UserId, at_ms: i64) -> StoreResult<bool>;
+    async fn is_invited(&self, group: &GroupId, user: &UserId) -> StoreResult<bool>;
+    async fn user_invites(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
+    /// Applies the change and appends its system message in one step;
+    /// [`StoreError::Precondition`] if the membership is not as required.
+    async fn change_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        change: MembershipChange,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome>;
+
+    // ---- messages
+    async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome>;
+    /// Messages with seq > `after`, ascending, at most `limit`.
+    async fn messages_after(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>>;
+    /// Messages with seq < `before`, the newest `limit` of them, ascending.
+    async fn messages_before(
+        &self,
+        conv: &ConversationId,
+        before: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>>;
+    /// Last seq of each conversation (0 if none).
+    async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
+    /// Direct and topic-thread conversations of the user, most recent first.
+    async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
+    /// Moves the read cursor forward; returns the cursor after the call.
+    async fn mark_read(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64>;
+    async fn read_cursors(&self, conv: &ConversationId) -> StoreResult<Vec<(UserId, u64)>>;
+    /// The user's read cursor in each conversation.
+    async fn read_cursors_of(
+        &self,
+        user: &UserId,
+        convs: &[ConversationId],
+    ) -> StoreResult<Vec<u64>>;
+
+    // ---- outbox
+    /// These messages were handed to the bus.
+    async fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()>;
+    /// Claims up to `limit` entries stored before `older_than_ms` (their
+    /// router died before delivering): they are re-stamped `now_ms` so no
+    /// other router claims them at the same time.
+    async fn outbox_claim(
+        &self,
+        older_than_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<MessageId>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_records_round_trip() {
+        let conv = ConversationId::parse("dm:alice:bob").unwrap();
+        let appended = vec![
+            Appended {
+                conversation: conv.clone(),
+                seq: 4,
+                sent_at_ms: 99,
+            },
+            Appended {
+                conversation: ConversationId::parse("g:gabcdefgh").unwrap(),
+                seq: 1,
+                sent_at_ms: 99,
+            },
+        ];
+        let record = encode_idempotency(&appended);
+        assert_eq!(record, "dm:alice:bob#4 g:gabcdefgh#1|99");
+        assert_eq!(decode_idempotency(&record).unwrap(), appended);
+        assert!(decode_idempotency("garbage").is_err());
+    }
+}

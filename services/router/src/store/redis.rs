@@ -1,0 +1,757 @@
+//! The production store: Redis (AOF on, `noeviction`). Atomic steps are Lua
+//! scripts under `scripts/`; keys come from `switchboard_shared::keys`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use deadpool_redis::{Connection, Pool};
+use parking_lot::RwLock;
+use redis::{Script, Value};
+use switchboard_proto::pb;
+use switchboard_shared::ids::{
+    ConversationId, GroupId, MessageId, SessionId, UserId, random_token,
+};
+use switchboard_shared::keys;
+
+use super::{
+    AppendBatch, AppendOutcome, ContactEntry, GroupRecord, MembershipChange, NewMessage,
+    SessionRecord, Store, StoreError, StoreResult, UserRecord, decode_idempotency, decode_message,
+    encode_message, parse_policy, parse_role, policy_name, role_name, same_targets,
+};
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("scripts/prelude.lua"),
+            "\n",
+            include_str!(concat!("scripts/", $file))
+        ))
+    };
+}
+
+struct Scripts {
+    append: Script,
+    membership: Script,
+    create_group: Script,
+    create_user: Script,
+    mark_read: Script,
+    outbox_claim: Script,
+}
+
+pub struct RedisStore {
+    pool: Pool,
+    scripts: Scripts,
+    /// The epoch appends are made under; refreshed when a script reports a change.
+    epoch: RwLock<String>,
+    idempotency_ttl_secs: u64,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {err}"))
+}
+
+/// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads.
+fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
+    let conv = &item.conversation;
+    let (admission_key, admission_field) = match &item.admission {
+        Some(super::Admission::GroupMember { group, user }) => {
+            (keys::group_members(group), user.to_string())
+        }
+        Some(super::Admission::TopicBound { topic, contact }) => {
+            (keys::topic_contacts(topic), contact.to_string())
+        }
+        None => (keys::conversation_seq(conv), String::new()),
+    };
+    invocation
+        .key(keys::conversation_seq(conv))
+        .key(keys::conversation_log(conv))
+        .key(keys::conversation_reads(conv))
+        .key(admission_key);
+    for user in &item.index_for {
+        invocation.key(keys::user_conversations(user));
+    }
+    invocation
+        .arg(conv.to_string())
+        .arg(encode_message(&item.message))
+        .arg(admission_field)
+        .arg(
+            item.read_by
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        )
+        .arg(item.index_for.len());
+}
+
+/// What a script answered: a status word and one value.
+fn status(reply: &[String]) -> StoreResult<(&str, &str)> {
+    match reply {
+        [status, value] => Ok((status.as_str(), value.as_str())),
+        other => Err(StoreError::Corrupt(format!("script reply {other:?}"))),
+    }
+}
+
+/// The answer of a script that appends one system message under a precondition.
+fn single_outcome(reply: &[String], epoch: String, script: &str) -> StoreResult<AppendOutcome> {
+    match status(reply)? {
+        ("OK", record) => Ok(AppendOutcome {
+            duplicate: false,
+            appended: decode_idempotency(record)?,
+            epoch,
+        }),
+        ("PRECONDITION", _) => Err(StoreError::Precondition),
+        (other, _) => Err(StoreError::Corrupt(format!("{script} said {other}"))),
+    }
+}
+
+fn seq_of_stream_id(id: &str) -> StoreResult<u64> {
+    id.split_once('-')
+        .and_then(|(seq, _)| seq.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("stream id {id:?}")))
+}
+
+fn decode_range(
+    conv: &ConversationId,
+    reply: redis::streams::StreamRangeReply,
+) -> StoreResult<Vec<pb::Message>> {
+    reply
+        .ids
+        .iter()
+        .map(|entry| {
+            let seq = seq_of_stream_id(&entry.id)?;
+            match entry.map.get("m") {
+                Some(Value::BulkString(bytes)) => decode_message(conv, seq, bytes),
+                other => Err(StoreError::Corrupt(format!(
+                    "{conv}#{seq} has no message field: {other:?}"
+                ))),
+            }
+        })
+        .collect()
+}
+
+impl RedisStore {
+    pub async fn new(pool: Pool, idempotency_ttl_secs: u64) -> StoreResult<Self> {
+        let store = Self {
+            pool,
+            scripts: Scripts {
+                append: script!("append.lua"),
+                membership: script!("membership.lua"),
+                create_group: script!("create_group.lua"),
+                create_user: script!("create_user.lua"),
+                mark_read: script!("mark_read.lua"),
+                outbox_claim: script!("outbox_claim.lua"),
+            },
+            epoch: RwLock::new(String::new()),
+            idempotency_ttl_secs,
+        };
+        store.epoch().await?;
+        Ok(store)
+    }
+
+    async fn conn(&self) -> StoreResult<Connection> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    fn current_epoch(&self) -> String {
+        self.epoch.read().clone()
+    }
+
+    /// Runs a script that appends; when it reports an epoch change, refreshes
+    /// the epoch (creating a new one if the data was lost) and tries once more.
+    async fn run_appending<'s>(
+        &'s self,
+        build: impl Fn(&str) -> redis::ScriptInvocation<'s>,
+    ) -> StoreResult<(Vec<String>, String)> {
+        let mut conn = self.conn().await?;
+        for _ in 0..2 {
+            let epoch = self.current_epoch();
+            let reply: Vec<String> = build(&epoch)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if status(&reply)?.0 == "EPOCH" {
+                tracing::warn!(previous = %epoch, "store epoch changed; refreshing");
+                self.epoch().await?;
+                continue;
+            }
+            return Ok((reply, epoch));
+        }
+        Err(StoreError::Unavailable(
+            "the store epoch keeps changing".into(),
+        ))
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn epoch(&self) -> StoreResult<String> {
+        let mut conn = self.conn().await?;
+        let _: Value = redis::cmd("SET")
+            .arg(keys::epoch())
+            .arg(random_token(16))
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let epoch: String = redis::cmd("GET")
+            .arg(keys::epoch())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        *self.epoch.write() = epoch.clone();
+        Ok(epoch)
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let created: i64 = self
+            .scripts
+            .create_user
+            .key(keys::user(&user.id))
+            .arg(&user.password_hash)
+            .arg(&user.display_name)
+            .arg(user.created_at_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(created == 1)
+    }
+
+    async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(keys::user(id));
+        }
+        let rows: Vec<HashMap<String, String>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(ids
+            .iter()
+            .zip(rows)
+            .map(|(id, mut row)| {
+                let password_hash = row.remove("pw")?;
+                Some(UserRecord {
+                    id: id.clone(),
+                    display_name: row.remove("name").unwrap_or_default(),
+                    password_hash,
+                    created_at_ms: row.get("created").and_then(|c| c.parse().ok()).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let key = keys::session(&session.id);
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("user")
+            .arg(session.user.as_str())
+            .arg("device")
+            .arg(session.device.as_str())
+            .arg("exp")
+            .arg(session.expires_at_ms)
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(session.expires_at_ms)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn session_exists(&self, id: &SessionId, _now_ms: i64) -> StoreResult<bool> {
+        // Redis expires the key with the token.
+        let mut conn = self.conn().await?;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(keys::session(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(exists)
+    }
+
+    async fn delete_session(&self, id: &SessionId) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: () = redis::cmd("DEL")
+            .arg(keys::session(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let (added,): (bool,) = redis::pipe()
+            .atomic()
+            .cmd("HSETNX")
+            .arg(keys::contacts(owner))
+            .arg(contact.as_str())
+            .arg(at_ms)
+            .cmd("HSETNX")
+            .arg(keys::contacted_by(contact))
+            .arg(owner.as_str())
+            .arg(at_ms)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let (removed,): (bool,) = redis::pipe()
+            .atomic()
+            .cmd("HDEL")
+            .arg(keys::contacts(owner))
+            .arg(contact.as_str())
+            .cmd("HDEL")
+            .arg(keys::contacted_by(contact))
+            .arg(owner.as_str())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(removed)
+    }
+
+    async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::contacts(owner)).await
+    }
+
+    async fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::contacted_by(user)).await
+    }
+
+    async fn create_group(
+        &self,
+        group: &GroupRecord,
+        created: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        let now_ms = created.message.sent_at_ms;
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.create_group.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(keys::outbox())
+                    .key(keys::group(&group.id))
+                    .key(keys::group_members(&group.id))
+                    .key(keys::user_groups(&group.owner))
+                    .arg(epoch)
+                    .arg(now_ms)
+                    .arg(group.owner.as_str())
+                    .arg(group.id.as_str())
+                    .arg(&group.name)
+                    .arg(policy_name(group.policy))
+                    .arg(group.created_at_ms);
+                push_item(&mut inv, &created);
+                inv
+            })
+            .await?;
+        single_outcome(&reply, epoch, "create_group")
+    }
+
+    async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL")
+                .arg(keys::group(id))
+                .cmd("HLEN")
+                .arg(keys::group_members(id));
+        }
+        let rows: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut groups = Vec::with_capacity(ids.len());
+        for (id, pair) in ids.iter().zip(rows.chunks(2)) {
+            let [fields, count] = pair else {
+                return Err(StoreError::Corrupt("short pipeline reply".into()));
+            };
+            let mut fields: HashMap<String, String> =
+                redis::from_redis_value_ref(fields).map_err(unavailable)?;
+            let member_count: u32 = redis::from_redis_value_ref(count).map_err(unavailable)?;
+            let (Some(name), Some(owner), Some(policy)) = (
+                fields.remove("name"),
+                fields.remove("owner"),
+                fields.remove("policy"),
+            ) else {
+                groups.push(None);
+                continue;
+            };
+            groups.push(Some(GroupRecord {
+                id: id.clone(),
+                name,
+                owner: UserId::parse(&owner).map_err(|e| StoreError::Corrupt(e.0))?,
+                policy: parse_policy(&policy)?,
+                created_at_ms: fields
+                    .get("created")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0),
+                member_count,
+            }));
+        }
+        Ok(groups)
+    }
+
+    async fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>> {
+        let mut conn = self.conn().await?;
+        let role: Option<String> = redis::cmd("HGET")
+            .arg(keys::group_members(group))
+            .arg(user.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        role.as_deref().map(parse_role).transpose()
+    }
+
+    async fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(keys::group_members(group))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut members = rows
+            .into_iter()
+            .map(|(user, role)| {
+                Ok((
+                    UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.0))?,
+                    parse_role(&role)?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        members.sort();
+        Ok(members)
+    }
+
+    async fn user_groups(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
+        self.group_set(keys::user_groups(user)).await
+    }
+
+    async fn invite(&self, group: &GroupId, user: &UserId, at_ms: i64) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let (added,): (bool,) = redis::pipe()
+            .atomic()
+            .cmd("HSETNX")
+            .arg(keys::group_invites(group))
+            .arg(user.as_str())
+            .arg(at_ms)
+            .cmd("SADD")
+            .arg(keys::user_invites(user))
+            .arg(group.as_str())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn is_invited(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HEXISTS")
+            .arg(keys::group_invites(group))
+            .arg(user.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn user_invites(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
+        self.group_set(keys::user_invites(user)).await
+    }
+
+    async fn change_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        change: MembershipChange,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        let (op, role) = match change {
+            MembershipChange::Join { role } => ("join", role_name(role)),
+            MembershipChange::Leave => ("leave", ""),
+            MembershipChange::SetRole { role } => ("role", role_name(role)),
+        };
+        let now_ms = message.message.sent_at_ms;
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.membership.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(keys::outbox())
+                    .key(keys::group_members(group))
+                    .key(keys::user_groups(user))
+                    .key(keys::group_invites(group))
+                    .key(keys::user_invites(user))
+                    .arg(epoch)
+                    .arg(now_ms)
+                    .arg(op)
+                    .arg(user.as_str())
+                    .arg(group.as_str())
+                    .arg(role);
+                push_item(&mut inv, &message);
+                inv
+            })
+            .await?;
+        single_outcome(&reply, epoch, "membership")
+    }
+
+    async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
+        let (idem_key, has_idem) = match &batch.idempotency {
+            Some((sender, id)) => (keys::idempotency(sender, id.as_str()), "1"),
+            // Unused by the script, but KEYS[2] must name something.
+            None => (keys::outbox(), "0"),
+        };
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.append.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(&idem_key)
+                    .key(keys::outbox())
+                    .arg(epoch)
+                    .arg(batch.now_ms)
+                    .arg(self.idempotency_ttl_secs)
+                    .arg(has_idem)
+                    .arg(batch.items.len());
+                for item in &batch.items {
+                    push_item(&mut inv, item);
+                }
+                inv
+            })
+            .await?;
+        match status(&reply)? {
+            ("OK", record) => Ok(AppendOutcome {
+                duplicate: false,
+                appended: decode_idempotency(record)?,
+                epoch,
+            }),
+            ("DUP", record) => {
+                let appended = decode_idempotency(record)?;
+                if !same_targets(&batch, &appended) {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                Ok(AppendOutcome {
+                    duplicate: true,
+                    appended,
+                    epoch,
+                })
+            }
+            ("DENIED", index) => {
+                let index: usize = index
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("DENIED {index}")))?;
+                Err(StoreError::NotAdmitted(index.saturating_sub(1)))
+            }
+            (other, _) => Err(StoreError::Corrupt(format!("append said {other}"))),
+        }
+    }
+
+    async fn messages_after(
+        &self,
+        conv: &ConversationId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>> {
+        let mut conn = self.conn().await?;
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(keys::conversation_log(conv))
+            .arg(format!("{}-0", after.saturating_add(1)))
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        decode_range(conv, reply)
+    }
+
+    async fn messages_before(
+        &self,
+        conv: &ConversationId,
+        before: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>> {
+        if before <= 1 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let end = if before == u64::MAX {
+            "+".to_owned()
+        } else {
+            format!("{}-0", before - 1)
+        };
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(keys::conversation_log(conv))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut messages = decode_range(conv, reply)?;
+        messages.reverse();
+        Ok(messages)
+    }
+
+    async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>> {
+        if convs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut cmd = redis::cmd("MGET");
+        for conv in convs {
+            cmd.arg(keys::conversation_seq(conv));
+        }
+        let heads: Vec<Option<u64>> = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(heads.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(keys::user_conversations(user))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        ids.iter()
+            .map(|id| ConversationId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
+    }
+
+    async fn mark_read(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        self.scripts
+            .mark_read
+            .key(keys::conversation_reads(conv))
+            .arg(user.as_str())
+            .arg(seq)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn read_cursors(&self, conv: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, u64)> = redis::cmd("HGETALL")
+            .arg(keys::conversation_reads(conv))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut cursors = rows
+            .into_iter()
+            .map(|(user, seq)| {
+                Ok((
+                    UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.0))?,
+                    seq,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        cursors.sort();
+        Ok(cursors)
+    }
+
+    async fn read_cursors_of(
+        &self,
+        user: &UserId,
+        convs: &[ConversationId],
+    ) -> StoreResult<Vec<u64>> {
+        if convs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for conv in convs {
+            pipe.cmd("HGET")
+                .arg(keys::conversation_reads(conv))
+                .arg(user.as_str());
+        }
+        let cursors: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(cursors.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(keys::outbox());
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        let _: () = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn outbox_claim(
+        &self,
+        older_than_ms: i64,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<MessageId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = self
+            .scripts
+            .outbox_claim
+            .key(keys::outbox())
+            .arg(older_than_ms)
+            .arg(now_ms)
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        ids.iter()
+            .map(|id| MessageId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
+    }
+}
+
+impl RedisStore {
+    async fn contact_hash(&self, key: String) -> StoreResult<Vec<ContactEntry>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut entries = rows
+            .into_iter()
+            .map(|(user, added_at_ms)| {
+                Ok(ContactEntry {
+                    user: UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.0))?,
+                    added_at_ms,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        entries.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(entries)
+    }
+
+    async fn group_set(&self, key: String) -> StoreResult<Vec<GroupId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut groups = ids
+            .iter()
+            .map(|id| GroupId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        groups.sort();
+        Ok(groups)
+    }
+}

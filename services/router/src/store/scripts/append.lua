@@ -1,0 +1,17 @@
+-- KEYS: epoch, idempotency key, outbox, items...
+-- ARGV: epoch, now ms, idempotency ttl s, has idempotency ('1'/'0'), item count, items...
+-- Returns {'OK', record} | {'DUP', record} | {'DENIED', item index} | {'EPOCH', current}
+local changed = epoch_changed(KEYS[1], ARGV[1])
+if changed then return {'EPOCH', changed} end
+local has_idem = ARGV[4] == '1'
+if has_idem then
+  local prior = redis.call('GET', KEYS[2])
+  if prior then return {'DUP', prior} end
+end
+local items = read_items(4, 6, tonumber(ARGV[5]))
+local refused = first_refused(items)
+if refused > 0 then return {'DENIED', tostring(refused)} end
+local ids = write_items(items, ARGV[2], KEYS[3])
+local record = table.concat(ids, ' ') .. '|' .. ARGV[2]
+if has_idem then redis.call('SET', KEYS[2], record, 'EX', ARGV[3]) end
+return {'OK', record}

@@ -1,0 +1,62 @@
+-- Shared by every script that appends messages. Keys come in as KEYS,
+-- built by switchboard_shared::keys; no key is ever built here.
+--
+-- One item (one message for one conversation) takes 4 + n KEYS:
+--   seq counter, log stream, read-cursor hash, admission hash, n conversation-list zsets
+-- and 5 ARGV:
+--   conversation id, encoded message, admission field ('' = none),
+--   reader whose cursor moves to the message ('' = none), n
+
+local function read_items(k, a, n)
+  local items = {}
+  for i = 1, n do
+    local item = {
+      seq_key = KEYS[k], log_key = KEYS[k + 1], reads_key = KEYS[k + 2], adm_key = KEYS[k + 3],
+      conv = ARGV[a], msg = ARGV[a + 1], adm_field = ARGV[a + 2], reader = ARGV[a + 3], idx = {},
+    }
+    local nidx = tonumber(ARGV[a + 4])
+    for j = 1, nidx do item.idx[j] = KEYS[k + 3 + j] end
+    k = k + 4 + nidx
+    a = a + 5
+    items[i] = item
+  end
+  return items
+end
+
+-- Index (1-based) of the first item whose sender no longer belongs, or 0.
+local function first_refused(items)
+  for i, item in ipairs(items) do
+    if item.adm_field ~= '' and redis.call('HEXISTS', item.adm_key, item.adm_field) == 0 then
+      return i
+    end
+  end
+  return 0
+end
+
+-- Assigns each item the next seq of its conversation, stores it, moves the
+-- sender's read cursor, touches conversation lists, and records it in the
+-- outbox until a router confirms it was handed to the bus.
+local function write_items(items, now, outbox_key)
+  local ids = {}
+  for i, item in ipairs(items) do
+    local seq = redis.call('INCR', item.seq_key)
+    redis.call('XADD', item.log_key, seq .. '-0', 'm', item.msg)
+    if item.reader ~= '' then
+      local cur = tonumber(redis.call('HGET', item.reads_key, item.reader) or '0')
+      if seq > cur then redis.call('HSET', item.reads_key, item.reader, seq) end
+    end
+    for _, key in ipairs(item.idx) do redis.call('ZADD', key, now, item.conv) end
+    local id = item.conv .. '#' .. seq
+    redis.call('ZADD', outbox_key, now, id)
+    ids[i] = id
+  end
+  return ids
+end
+
+-- nil when the store's epoch is the expected one, else the current epoch
+-- ('' if it is gone: the data was lost).
+local function epoch_changed(epoch_key, expected)
+  local current = redis.call('GET', epoch_key)
+  if current ~= expected then return current or '' end
+  return nil
+end

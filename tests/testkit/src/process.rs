@@ -1,0 +1,134 @@
+//! Child processes that are killed when dropped.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Finds a program on PATH or in the sbin directories Debian installs servers to.
+pub fn find_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (apt-get install {name})"))
+}
+
+/// A running child; SIGKILLed on drop.
+pub struct ChildProcess {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ChildProcess {
+    /// Spawns `command` with its output in `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
+        let out = File::create(log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal without waiting.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    /// SIGTERM, then waits up to `grace` for a clean exit. Returns the exit
+    /// status, or None if it had to be killed.
+    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while let Some(child) = &mut self.child {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return None;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits until something accepts TCP connections on `port`, or panics
+    /// with the log if the process died or the deadline passed.
+    pub fn wait_for_port(&mut self, port: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            if !self.is_running() {
+                panic!(
+                    "{} exited before listening on {port}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{} did not listen on {port} in time:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
