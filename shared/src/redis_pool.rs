@@ -1,6 +1,7 @@
 //! Connecting to Redis: one deadpool of multiplexed connections per process.
 
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+pub use deadpool_redis::Pool;
+use deadpool_redis::{Config, PoolConfig, Runtime, Timeouts};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]

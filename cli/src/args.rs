@@ -1,0 +1,164 @@
+//! What `sb` understands. Every global flag has an environment twin.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sb",
+    version,
+    about = "Switchboard from a terminal or a script."
+)]
+pub struct Args {
+    /// Gateway address.
+    #[arg(
+        long,
+        env = "SB_SERVER",
+        default_value = "http://127.0.0.1:7300",
+        global = true
+    )]
+    pub server: String,
+    /// Which saved login to use (several users can be logged in side by side).
+    #[arg(long, env = "SB_PROFILE", default_value = "default", global = true)]
+    pub profile: String,
+    /// Where logins and cursors are saved (default: ~/.config/switchboard).
+    #[arg(long, env = "SB_HOME", global = true)]
+    pub home: Option<PathBuf>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account.
+    Register {
+        user: String,
+        /// Read from SB_PASSWORD, or from standard input when absent.
+        #[arg(long, env = "SB_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// Log in and save the session for the following commands.
+    Login {
+        user: String,
+        #[arg(long, env = "SB_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Device name (default: cli-<random>).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// End the saved session.
+    Logout,
+    /// Who the saved session belongs to.
+    Whoami,
+    /// Send a message to a user, a group (--group) or a conversation (--conversation).
+    Send {
+        /// A user id (or a group id with --group, a conversation id with --conversation).
+        to: String,
+        /// The text; several words are joined with spaces.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+        #[arg(long, conflicts_with = "conversation")]
+        group: bool,
+        #[arg(long)]
+        conversation: bool,
+        /// Idempotency key; a retry with the same id is stored once.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Print live events; resumes from the saved cursors and reconnects on its own.
+    Watch {
+        /// Exit once caught up (after the replay).
+        #[arg(long)]
+        until_synced: bool,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Forget saved cursors: start live from now.
+        #[arg(long)]
+        from_now: bool,
+    },
+    /// Page a conversation's history (newest first page by default).
+    History {
+        /// A conversation id, a user id, or a group id.
+        conversation: String,
+        #[arg(long)]
+        before: Option<u64>,
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Every conversation with its unread count and latest message.
+    Conversations,
+    /// Mark a conversation read up to a seq (default: everything).
+    Read {
+        conversation: String,
+        seq: Option<u64>,
+    },
+    /// Read cursors of everyone in a conversation.
+    Receipts { conversation: String },
+    /// Contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Contacts (with presence for mutual ones) and contact requests.
+    List,
+    Add {
+        user: String,
+    },
+    Remove {
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// My groups and invitations.
+    List,
+    Create {
+        name: String,
+        /// Only invited users may join.
+        #[arg(long)]
+        invite_only: bool,
+        /// Users to invite (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        invite: Vec<String>,
+    },
+    Join {
+        group: String,
+    },
+    Invite {
+        group: String,
+        user: String,
+    },
+    Leave {
+        group: String,
+    },
+    /// Remove a member (owner or admin).
+    Remove {
+        group: String,
+        user: String,
+    },
+    /// Make a member an admin, or an admin a member (owner only).
+    Role {
+        group: String,
+        user: String,
+        #[arg(value_parser = ["admin", "member"])]
+        role: String,
+    },
+    Members {
+        group: String,
+    },
+}

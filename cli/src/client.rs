@@ -1,0 +1,57 @@
+//! Connections to a gateway, with the saved token on every call.
+
+use anyhow::Context as _;
+use switchboard_proto::pb::{
+    account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
+    contact_service_client::ContactServiceClient, group_service_client::GroupServiceClient,
+};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+pub async fn connect(server: &str) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(server.to_owned())
+        .with_context(|| format!("{server:?} is not a server address"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {server}; is Switchboard running?"))
+}
+
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+pub struct Clients {
+    pub accounts: AccountServiceClient<Authed>,
+    pub chat: ChatServiceClient<Authed>,
+    pub contacts: ContactServiceClient<Authed>,
+    pub groups: GroupServiceClient<Authed>,
+}
+
+impl Clients {
+    pub fn new(channel: Channel, token: &str) -> anyhow::Result<Self> {
+        let bearer = Bearer(
+            format!("Bearer {token}")
+                .parse()
+                .context("the saved token is not valid metadata; log in again")?,
+        );
+        Ok(Self {
+            accounts: AccountServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            chat: ChatServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            contacts: ContactServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            groups: GroupServiceClient::with_interceptor(channel, bearer),
+        })
+    }
+}

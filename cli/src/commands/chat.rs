@@ -1,0 +1,154 @@
+use serde_json::json;
+use switchboard_proto::pb::{self, send_request::To};
+
+use super::Session;
+use crate::output::{self, Output};
+
+pub async fn send(
+    mut session: Session,
+    to: &str,
+    text: &str,
+    group: bool,
+    conversation: bool,
+    id: Option<String>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let to = if conversation {
+        To::ConversationId(to.to_owned())
+    } else if group {
+        To::GroupId(to.trim_start_matches("g:").to_owned())
+    } else {
+        To::UserId(to.to_owned())
+    };
+    let client_msg_id =
+        id.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(16)));
+    let response = session
+        .clients
+        .chat
+        .send(pb::SendRequest {
+            to: Some(to),
+            client_msg_id,
+            text: text.to_owned(),
+        })
+        .await?
+        .into_inner();
+    out.print(
+        json!({
+            "conversation_id": response.conversation_id,
+            "seq": response.seq,
+            "message_id": response.message_id,
+            "sent_at_ms": response.sent_at_ms,
+            "duplicate": response.duplicate,
+        }),
+        || {
+            let again = if response.duplicate {
+                " (already sent before)"
+            } else {
+                ""
+            };
+            format!(
+                "sent to {} as #{}{again}",
+                response.conversation_id, response.seq
+            )
+        },
+    );
+    Ok(())
+}
+
+pub async fn history(
+    mut session: Session,
+    conversation: &str,
+    before: Option<u64>,
+    after: Option<u64>,
+    limit: u32,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let conversation_id = session.conversation(conversation);
+    let response = session
+        .clients
+        .chat
+        .history(pb::HistoryRequest {
+            conversation_id,
+            before_seq: before.unwrap_or(0),
+            after_seq: after.unwrap_or(0),
+            limit,
+        })
+        .await?
+        .into_inner();
+    for message in &response.messages {
+        out.print(output::message(message), || output::message_line(message));
+    }
+    if !out.json() && response.has_more {
+        out.print(json!({}), || {
+            "-- more: page with --before <first seq>".to_owned()
+        });
+    }
+    Ok(())
+}
+
+pub async fn conversations(mut session: Session, out: &Output) -> anyhow::Result<()> {
+    let response = session
+        .clients
+        .chat
+        .list_conversations(pb::ListConversationsRequest {})
+        .await?
+        .into_inner();
+    for c in &response.conversations {
+        out.print(output::conversation(c), || {
+            let last = c
+                .last_message
+                .as_ref()
+                .map(output::message_line)
+                .unwrap_or_default();
+            format!(
+                "{:<40} {:<24} unread {:>3}  {last}",
+                c.conversation_id, c.title, c.unread
+            )
+        });
+    }
+    Ok(())
+}
+
+pub async fn read(
+    mut session: Session,
+    conversation: &str,
+    seq: Option<u64>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let conversation_id = session.conversation(conversation);
+    let response = session
+        .clients
+        .chat
+        .mark_read(pb::MarkReadRequest {
+            conversation_id: conversation_id.clone(),
+            seq: seq.unwrap_or(u64::MAX),
+        })
+        .await?
+        .into_inner();
+    out.print(
+        json!({"conversation_id": conversation_id, "read_seq": response.read_seq}),
+        || format!("{conversation_id} read up to #{}", response.read_seq),
+    );
+    Ok(())
+}
+
+pub async fn receipts(
+    mut session: Session,
+    conversation: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let conversation_id = session.conversation(conversation);
+    let response = session
+        .clients
+        .chat
+        .list_read_cursors(pb::ListReadCursorsRequest { conversation_id })
+        .await?
+        .into_inner();
+    for r in &response.cursors {
+        out.print(
+            json!({"user_id": r.user_id, "read_seq": r.read_seq}),
+            || format!("{:<24} read up to #{}", r.user_id, r.read_seq),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+use serde_json::json;
+use switchboard_proto::pb;
+
+use super::Session;
+use crate::args::ContactsCommand;
+use crate::output::{self, Output};
+
+pub async fn run(
+    mut session: Session,
+    command: &ContactsCommand,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let contacts = &mut session.clients.contacts;
+    match command {
+        ContactsCommand::List => {
+            let response = contacts
+                .list_contacts(pb::ListContactsRequest {})
+                .await?
+                .into_inner();
+            for c in &response.contacts {
+                out.print(output::contact(c), || {
+                    let state = match (c.mutual, c.online) {
+                        (true, true) => "online",
+                        (true, false) => "offline",
+                        (false, _) => "waiting for them to add you back",
+                    };
+                    format!("{:<24} {:<24} {state}", c.user_id, c.display_name)
+                });
+            }
+            for r in &response.requests {
+                let mut value = output::contact(r);
+                value["request"] = json!(true);
+                out.print(value, || {
+                    format!("{:<24} added you: sb contacts add {}", r.user_id, r.user_id)
+                });
+            }
+        }
+        ContactsCommand::Add { user } => {
+            let response = contacts
+                .add_contact(pb::AddContactRequest {
+                    user_id: user.clone(),
+                })
+                .await?
+                .into_inner();
+            let contact = response.contact.unwrap_or_default();
+            let mut value = output::contact(&contact);
+            value["already_added"] = json!(response.already_added);
+            out.print(value, || {
+                if response.already_added {
+                    format!("{} is already in your contacts", contact.user_id)
+                } else {
+                    format!("added {}", contact.user_id)
+                }
+            });
+        }
+        ContactsCommand::Remove { user } => {
+            contacts
+                .remove_contact(pb::RemoveContactRequest {
+                    user_id: user.clone(),
+                })
+                .await?;
+            out.print(json!({"removed": user}), || format!("removed {user}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+use serde_json::json;
+use switchboard_proto::pb;
+
+use super::Session;
+use crate::args::GroupsCommand;
+use crate::output::{self, Output};
+
+fn bare(group: &str) -> String {
+    group.trim_start_matches("g:").to_owned()
+}
+
+pub async fn run(
+    mut session: Session,
+    command: &GroupsCommand,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let groups = &mut session.clients.groups;
+    match command {
+        GroupsCommand::List => {
+            let response = groups
+                .list_my_groups(pb::ListMyGroupsRequest {})
+                .await?
+                .into_inner();
+            for g in &response.groups {
+                out.print(output::group(g), || {
+                    format!(
+                        "{:<14} {:<28} {} members",
+                        g.group_id, g.name, g.member_count
+                    )
+                });
+            }
+            for g in &response.invitations {
+                let mut value = output::group(g);
+                value["invitation"] = json!(true);
+                out.print(value, || {
+                    format!(
+                        "{:<14} {:<28} invited: sb groups join {}",
+                        g.group_id, g.name, g.group_id
+                    )
+                });
+            }
+        }
+        GroupsCommand::Create {
+            name,
+            invite_only,
+            invite,
+        } => {
+            let policy = if *invite_only {
+                pb::JoinPolicy::InviteOnly
+            } else {
+                pb::JoinPolicy::Open
+            };
+            let response = groups
+                .create_group(pb::CreateGroupRequest {
+                    name: name.clone(),
+                    policy: policy as i32,
+                    invite: invite.clone(),
+                })
+                .await?
+                .into_inner();
+            let g = response.group.unwrap_or_default();
+            out.print(output::group(&g), || {
+                format!("created {} \"{}\"", g.group_id, g.name)
+            });
+        }
+        GroupsCommand::Join { group } => {
+            let response = groups
+                .join_group(pb::JoinGroupRequest {
+                    group_id: bare(group),
+                })
+                .await?
+                .into_inner();
+            let g = response.group.unwrap_or_default();
+            let mut value = output::group(&g);
+            value["joined_at_seq"] = json!(response.joined_at_seq);
+            out.print(value, || format!("joined {} \"{}\"", g.group_id, g.name));
+        }
+        GroupsCommand::Invite { group, user } => {
+            let response = groups
+                .invite_member(pb::InviteMemberRequest {
+                    group_id: bare(group),
+                    user_id: user.clone(),
+                })
+                .await?
+                .into_inner();
+            out.print(
+                json!({"invited": user, "already_member": response.already_member}),
+                || {
+                    if response.already_member {
+                        format!("{user} is already a member")
+                    } else {
+                        format!("invited {user}")
+                    }
+                },
+            );
+        }
+        GroupsCommand::Leave { group } => {
+            groups
+                .leave_group(pb::LeaveGroupRequest {
+                    group_id: bare(group),
+                })
+                .await?;
+            out.print(json!({"left": bare(group)}), || {
+                format!("left {}", bare(group))
+            });
+        }
+        GroupsCommand::Remove { group, user } => {
+            groups
+                .remove_member(pb::RemoveMemberRequest {
+                    group_id: bare(group),
+                    user_id: user.clone(),
+                })
+                .await?;
+            out.print(json!({"removed": user, "group_id": bare(group)}), || {
+                format!("removed {user}")
+            });
+        }
+        GroupsCommand::Role { group, user, role } => {
+            let role = if role == "admin" {
+                pb::Role::Admin
+            } else {
+                pb::Role::Member
+            };
+            groups
+                .set_member_role(pb::SetMemberRoleRequest {
+                    group_id: bare(group),
+                    user_id: user.clone(),
+                    role: role as i32,
+                })
+                .await?;
+            out.print(json!({"user_id": user, "role": role.as_str_name()}), || {
+                format!(
+                    "{user} is now {}",
+                    role.as_str_name()
+                        .trim_start_matches("ROLE_")
+                        .to_lowercase()
+                )
+            });
+        }
+        GroupsCommand::Members { group } => {
+            let response = groups
+                .list_members(pb::ListMembersRequest {
+                    group_id: bare(group),
+                })
+                .await?
+                .into_inner();
+            for m in &response.members {
+                out.print(
+                    json!({"user_id": m.user_id, "display_name": m.display_name, "role": m.role().as_str_name(), "online": m.online}),
+                    || {
+                        let role = m.role().as_str_name().trim_start_matches("ROLE_").to_lowercase();
+                        let online = if m.online { "online" } else { "" };
+                        format!("{:<24} {:<8} {online}", m.user_id, role)
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! One file per group of commands; this one picks the command.
+
+mod account;
+mod chat;
+mod contacts;
+mod groups;
+mod watch;
+
+use std::path::PathBuf;
+
+use crate::args::{Args, Command};
+use crate::client::{self, Clients};
+use crate::output::Output;
+use crate::profile::{self, Profile};
+
+/// What every command that needs a login gets.
+pub struct Session {
+    pub clients: Clients,
+    pub profile: Profile,
+    pub profile_name: String,
+    pub home: Option<PathBuf>,
+}
+
+impl Session {
+    async fn open(args: &Args) -> anyhow::Result<Self> {
+        let profile = profile::load(args.home.as_deref(), &args.profile)?;
+        let channel = client::connect(&profile.server).await?;
+        Ok(Self {
+            clients: Clients::new(channel, &profile.token)?,
+            profile,
+            profile_name: args.profile.clone(),
+            home: args.home.clone(),
+        })
+    }
+
+    pub fn save(&self) -> anyhow::Result<()> {
+        profile::save(self.home.as_deref(), &self.profile_name, &self.profile)
+    }
+
+    /// A conversation named on the command line: a conversation id as is
+    /// (`dm:a:b`, `g:<group>`, `t:<topic>:<contact>`), or a user id for the
+    /// direct conversation with that user.
+    pub fn conversation(&self, name: &str) -> String {
+        if name.contains(':') {
+            return name.to_owned();
+        }
+        let me = self.profile.user_id.as_str();
+        let peer = name.trim().to_ascii_lowercase();
+        if me < peer.as_str() {
+            format!("dm:{me}:{peer}")
+        } else {
+            format!("dm:{peer}:{me}")
+        }
+    }
+}
+
+pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
+    match &args.command {
+        Command::Register {
+            user,
+            password,
+            name,
+        } => account::register(&args, user, password.clone(), name, out).await,
+        Command::Login {
+            user,
+            password,
+            device,
+        } => account::login(&args, user, password.clone(), device.clone(), out).await,
+        Command::Logout => account::logout(Session::open(&args).await?, out).await,
+        Command::Whoami => account::whoami(&args, out),
+        Command::Send {
+            to,
+            text,
+            group,
+            conversation,
+            id,
+        } => {
+            chat::send(
+                Session::open(&args).await?,
+                to,
+                &text.join(" "),
+                *group,
+                *conversation,
+                id.clone(),
+                out,
+            )
+            .await
+        }
+        Command::Watch {
+            until_synced,
+            count,
+            from_now,
+        } => {
+            watch::watch(
+                Session::open(&args).await?,
+                *until_synced,
+                *count,
+                *from_now,
+                out,
+            )
+            .await
+        }
+        Command::History {
+            conversation,
+            before,
+            after,
+            limit,
+        } => {
+            chat::history(
+                Session::open(&args).await?,
+                conversation,
+                *before,
+                *after,
+                *limit,
+                out,
+            )
+            .await
+        }
+        Command::Conversations => chat::conversations(Session::open(&args).await?, out).await,
+        Command::Read { conversation, seq } => {
+            chat::read(Session::open(&args).await?, conversation, *seq, out).await
+        }
+        Command::Receipts { conversation } => {
+            chat::receipts(Session::open(&args).await?, conversation, out).await
+        }
+        Command::Contacts(command) => {
+            contacts::run(Session::open(&args).await?, command, out).await
+        }
+        Command::Groups(command) => groups::run(Session::open(&args).await?, command, out).await,
+    }
+}

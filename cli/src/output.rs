@@ -1,0 +1,192 @@
+//! Printing results: readable text, or one JSON object per line with --json.
+
+use serde_json::{Value, json};
+use switchboard_proto::pb::{self, event::Kind};
+
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// One result: `value` for --json, `text` otherwise.
+    #[allow(clippy::print_stdout)]
+    pub fn print(&self, value: Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    #[allow(clippy::print_stderr)]
+    pub fn error(&self, err: &anyhow::Error) {
+        let status = err.downcast_ref::<tonic::Status>();
+        let (code, message) = match status {
+            Some(status) => (format!("{:?}", status.code()), status.message().to_owned()),
+            None => ("Error".to_owned(), format!("{err:#}")),
+        };
+        if self.json {
+            eprintln!("{}", json!({"error": {"code": code, "message": message}}));
+        } else if status.is_some() {
+            eprintln!("error ({code}): {message}");
+        } else {
+            eprintln!("error: {message}");
+        }
+    }
+}
+
+pub fn message(m: &pb::Message) -> Value {
+    let mut value = json!({
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "message_id": m.message_id,
+        "sender": m.sender,
+        "sent_at_ms": m.sent_at_ms,
+        "text": m.text,
+        "client_msg_id": m.client_msg_id,
+    });
+    if let Some(system) = &m.system {
+        value["system"] = json!({
+            "kind": system.kind().as_str_name(),
+            "user_id": system.user_id,
+            "actor_id": system.actor_id,
+        });
+    }
+    if let Some(topic) = &m.topic {
+        value["topic"] = topic_tag(topic);
+    }
+    value
+}
+
+pub fn topic_tag(t: &pb::TopicTag) -> Value {
+    json!({
+        "topic_id": t.topic_id,
+        "topic_name": t.topic_name,
+        "owner_id": t.owner_id,
+        "contact_id": t.contact_id,
+        "broadcast_id": t.broadcast_id,
+    })
+}
+
+pub fn message_line(m: &pb::Message) -> String {
+    let who = if m.sender.is_empty() { "*" } else { &m.sender };
+    format!("[{} #{}] {who}: {}", m.conversation_id, m.seq, m.text)
+}
+
+pub fn conversation(c: &pb::Conversation) -> Value {
+    json!({
+        "conversation_id": c.conversation_id,
+        "kind": c.kind().as_str_name(),
+        "title": c.title,
+        "head_seq": c.head_seq,
+        "read_seq": c.read_seq,
+        "unread": c.unread,
+        "peer_id": c.peer_id,
+        "group_id": c.group_id,
+        "topic": c.topic.as_ref().map(topic_tag),
+        "last_message": c.last_message.as_ref().map(message),
+    })
+}
+
+pub fn group(g: &pb::Group) -> Value {
+    json!({
+        "group_id": g.group_id,
+        "name": g.name,
+        "owner_id": g.owner_id,
+        "policy": g.policy().as_str_name(),
+        "member_count": g.member_count,
+        "conversation_id": g.conversation_id,
+    })
+}
+
+pub fn contact(c: &pb::Contact) -> Value {
+    json!({
+        "user_id": c.user_id,
+        "display_name": c.display_name,
+        "mutual": c.mutual,
+        "online": c.online,
+    })
+}
+
+/// A stream event as JSON, with its kind named.
+pub fn event(e: &pb::Event) -> Value {
+    match &e.kind {
+        Some(Kind::Ready(r)) => {
+            json!({"event": "ready", "gateway_id": r.gateway_id, "epoch": r.epoch})
+        }
+        Some(Kind::Message(m)) => json!({"event": "message", "message": message(m)}),
+        Some(Kind::Receipt(r)) => {
+            json!({"event": "receipt", "conversation_id": r.conversation_id, "user_id": r.user_id, "read_seq": r.read_seq})
+        }
+        Some(Kind::Presence(p)) => {
+            json!({"event": "presence", "user_id": p.user_id, "online": p.online})
+        }
+        Some(Kind::Conversation(c)) => json!({
+            "event": "conversation",
+            "change": c.change().as_str_name(),
+            "conversation": c.conversation.as_ref().map(conversation),
+        }),
+        Some(Kind::Synced(s)) => json!({"event": "synced", "conversations": s.heads.len()}),
+        Some(Kind::Gap(g)) => json!({
+            "event": "gap",
+            "conversation_id": g.conversation_id,
+            "from_seq": g.from_seq,
+            "to_seq": g.to_seq,
+            "reason": g.reason().as_str_name(),
+            "detail": g.detail,
+        }),
+        Some(Kind::Heartbeat(_)) => json!({"event": "heartbeat"}),
+        Some(Kind::Reconnect(r)) => json!({"event": "reconnect", "reason": r.reason}),
+        None => json!({"event": "unknown"}),
+    }
+}
+
+pub fn event_line(e: &pb::Event) -> Option<String> {
+    Some(match &e.kind {
+        Some(Kind::Ready(r)) => format!("-- connected to {}", r.gateway_id),
+        Some(Kind::Message(m)) => message_line(m),
+        Some(Kind::Receipt(r)) => format!(
+            "-- {} read {} up to #{}",
+            r.user_id, r.conversation_id, r.read_seq
+        ),
+        Some(Kind::Presence(p)) => format!(
+            "-- {} is {}",
+            p.user_id,
+            if p.online { "online" } else { "offline" }
+        ),
+        Some(Kind::Conversation(c)) => {
+            let id = c
+                .conversation
+                .as_ref()
+                .map(|c| c.conversation_id.as_str())
+                .unwrap_or("");
+            let title = c
+                .conversation
+                .as_ref()
+                .map(|c| c.title.as_str())
+                .unwrap_or("");
+            format!(
+                "-- {} {id} {title}",
+                c.change()
+                    .as_str_name()
+                    .trim_start_matches("CHANGE_")
+                    .to_lowercase()
+            )
+        }
+        Some(Kind::Synced(_)) => "-- caught up".to_owned(),
+        Some(Kind::Gap(g)) => format!(
+            "-- gap in {} #{}..#{}: {}",
+            g.conversation_id, g.from_seq, g.to_seq, g.detail
+        ),
+        Some(Kind::Reconnect(r)) => format!("-- server asks to reconnect: {}", r.reason),
+        Some(Kind::Heartbeat(_)) | None => return None,
+    })
+}

@@ -1,0 +1,198 @@
+//! Command-line flags. Every flag has an environment twin, shown in `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use switchboard_shared::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Switchboard instant-messaging server.\n\nWithout a role it runs everything in one process on an embedded store: no NATS, no Redis."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub role: Option<Role>,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Standalone settings (used when no role is given).
+    #[command(flatten)]
+    pub standalone: StandaloneArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Role {
+    /// Hold client connections (gRPC, gRPC-Web) and forward to routers over NATS.
+    Gateway(GatewayRole),
+    /// Authorize, sequence, store and route messages (NATS + Redis).
+    Router(RouterRole),
+    /// Track which gateway holds each connection (NATS + Redis).
+    Presence(PresenceRole),
+    /// Everything in one process on an embedded store (the default).
+    Standalone(StandaloneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log lines as JSON (one object per line), text, or auto (text on a terminal).
+    #[arg(long, env = "SB_LOG_FORMAT", default_value = "auto", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NatsArgs {
+    /// NATS server URL(s), comma-separated; tls:// for TLS.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS credentials file (JWT + nkey).
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Connections in the Redis pool.
+    #[arg(long, env = "SB_REDIS_POOL_SIZE", default_value_t = 16)]
+    pub redis_pool_size: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SecretArgs {
+    /// Key that signs session tokens; the same on every gateway and router (at least 32 bytes).
+    #[arg(long, env = "SB_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GatewayArgs {
+    /// Name of this gateway (the pod name in Kubernetes).
+    #[arg(long, env = "SB_GATEWAY_ID", default_value = "gateway")]
+    pub gateway_id: String,
+    /// Client heartbeat interval on each stream, in milliseconds.
+    #[arg(long, env = "SB_CLIENT_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub client_heartbeat_ms: u64,
+    /// How often the gateway heartbeats to presence, in milliseconds.
+    #[arg(long, env = "SB_PRESENCE_HEARTBEAT_MS", default_value_t = 2_000)]
+    pub presence_heartbeat_ms: u64,
+    /// How long presence keeps a silent gateway's connections, in milliseconds.
+    #[arg(long, env = "SB_PRESENCE_TTL_MS", default_value_t = 8_000)]
+    pub presence_ttl_ms: u64,
+    /// Deliveries queued per connection before it is cut off as a slow consumer.
+    #[arg(long, env = "SB_CONNECTION_QUEUE", default_value_t = 1024)]
+    pub connection_queue: usize,
+    /// Largest request a client may send, in bytes.
+    #[arg(long, env = "SB_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
+    pub max_request_bytes: usize,
+    /// Deadline of one request to a router, in milliseconds.
+    #[arg(long, env = "SB_ROUTER_TIMEOUT_MS", default_value_t = 2_000)]
+    pub router_timeout_ms: u64,
+    /// Longest time SIGTERM waits for streams to end, in milliseconds.
+    #[arg(long, env = "SB_DRAIN_GRACE_MS", default_value_t = 10_000)]
+    pub drain_grace_ms: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RouterArgs {
+    /// Largest message text, in bytes.
+    #[arg(long, env = "SB_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub max_message_bytes: usize,
+    /// Session lifetime, in hours.
+    #[arg(long, env = "SB_SESSION_TTL_HOURS", default_value_t = 720)]
+    pub session_ttl_hours: u64,
+    /// Password hashing cost: owasp (argon2id m=19MiB t=2), or fast-insecure for tests only.
+    #[arg(long, env = "SB_PASSWORD_HASHING", default_value = "owasp")]
+    pub password_hashing: PasswordHashingArg,
+    /// Redeliver outbox entries older than this, in milliseconds.
+    #[arg(long, env = "SB_OUTBOX_REDELIVER_MS", default_value_t = 3_000)]
+    pub outbox_redeliver_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PasswordHashingArg {
+    Owasp,
+    FastInsecure,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PresenceArgs {
+    /// How often dead gateways are looked for, in milliseconds.
+    #[arg(long, env = "SB_REAP_EVERY_MS", default_value_t = 1_000)]
+    pub reap_every_ms: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HealthArgs {
+    /// Where gRPC health (and later metrics) is served.
+    #[arg(long, env = "SB_HEALTH_LISTEN", default_value = "0.0.0.0:7310")]
+    pub health_listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayRole {
+    /// Address for clients (gRPC, gRPC-Web, health).
+    #[arg(long, env = "SB_LISTEN", default_value = "0.0.0.0:7300")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RouterRole {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    #[command(flatten)]
+    pub router: RouterArgs,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PresenceRole {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub presence: PresenceArgs,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StandaloneArgs {
+    /// Address for clients (gRPC, gRPC-Web, health).
+    #[arg(long = "listen", env = "SB_LISTEN", default_value = "127.0.0.1:7300")]
+    pub standalone_listen: SocketAddr,
+    /// Where the embedded store keeps its file and the token key.
+    #[arg(long, env = "SB_DATA_DIR", default_value = "switchboard-data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub router: RouterArgs,
+    #[command(flatten)]
+    pub presence: PresenceArgs,
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}

@@ -1,0 +1,40 @@
+//! The `switchboard` binary: parse flags, set up logging, run one role.
+
+pub mod cli;
+pub mod health;
+pub mod roles;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use switchboard_shared::telemetry;
+
+use cli::{Cli, Role};
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(%err, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.role {
+            Some(Role::Gateway(role)) => roles::gateway(role).await,
+            Some(Role::Router(role)) => roles::router(role).await,
+            Some(Role::Presence(role)) => roles::presence(role).await,
+            Some(Role::Standalone(args)) => roles::standalone(args).await,
+            None => roles::standalone(cli.standalone).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "switchboard stopped");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Wiring of each role: which bus, store and presence backend, and which
+//! services run. No logic of its own.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchboard_gateway::{Gateway, GatewayConfig};
+use switchboard_presence::memory::MemoryPresence;
+use switchboard_presence::reaper::Reaper;
+use switchboard_presence::redis::RedisPresence;
+use switchboard_presence::service::PresenceService;
+use switchboard_presence::{Directory, Registry};
+use switchboard_router::config::PasswordHashing;
+use switchboard_router::store::Store;
+use switchboard_router::store::embedded::EmbeddedStore;
+use switchboard_router::store::redis::RedisStore;
+use switchboard_router::{Router, RouterConfig};
+use switchboard_shared::bus::SharedBus;
+use switchboard_shared::bus::local::LocalBus;
+use switchboard_shared::bus::nats::{NatsBus, NatsConfig};
+use switchboard_shared::redis_pool::{self, RedisConfig};
+use switchboard_shared::shutdown::{self, Shutdown};
+use switchboard_shared::token::TokenKey;
+use tokio::net::TcpListener;
+
+use crate::cli::{
+    GatewayArgs, GatewayRole, NatsArgs, PasswordHashingArg, PresenceArgs, PresenceRole, RedisArgs,
+    RouterArgs, RouterRole, StandaloneArgs, millis,
+};
+use crate::health;
+
+async fn nats(args: &NatsArgs, role: &str) -> anyhow::Result<SharedBus> {
+    let config = NatsConfig {
+        url: args.nats_url.clone(),
+        user: args.nats_user.clone(),
+        password: args.nats_password.clone(),
+        creds_file: args.nats_creds.clone(),
+        client_name: format!("switchboard-{role}"),
+    };
+    Ok(Arc::new(NatsBus::connect(&config).await?))
+}
+
+fn redis(args: &RedisArgs) -> anyhow::Result<redis_pool::Pool> {
+    let mut config = RedisConfig::new(&args.redis_url);
+    config.pool_size = args.redis_pool_size;
+    redis_pool::connect(&config)
+}
+
+fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
+    let mut config = GatewayConfig::new(&args.gateway_id, key);
+    config.client_heartbeat = millis(args.client_heartbeat_ms);
+    config.presence_heartbeat = millis(args.presence_heartbeat_ms);
+    config.presence_ttl = millis(args.presence_ttl_ms);
+    config.connection_queue = args.connection_queue;
+    config.max_request_bytes = args.max_request_bytes;
+    config.router_timeout = millis(args.router_timeout_ms);
+    config
+}
+
+fn router_config(args: &RouterArgs, key: TokenKey) -> RouterConfig {
+    let mut config = RouterConfig::new(key);
+    config.max_message_bytes = args.max_message_bytes;
+    config.session_ttl = Duration::from_secs(args.session_ttl_hours * 3600);
+    config.password_hashing = match args.password_hashing {
+        PasswordHashingArg::Owasp => PasswordHashing::OWASP,
+        PasswordHashingArg::FastInsecure => PasswordHashing::FAST_INSECURE,
+    };
+    config.outbox_redeliver_after = millis(args.outbox_redeliver_ms);
+    config
+}
+
+fn token_key(secret: &str) -> anyhow::Result<TokenKey> {
+    TokenKey::new(secret.as_bytes().to_vec()).map_err(anyhow::Error::msg)
+}
+
+/// Waits for SIGTERM/ctrl-c, marks the process not ready, and drains.
+async fn stop_on_signal(
+    shutdown: &Shutdown,
+    reporter: &tonic_health::server::HealthReporter,
+    grace: Duration,
+) {
+    shutdown::signal().await;
+    health::ready(reporter, false).await;
+    if !shutdown.drain(grace).await {
+        tracing::warn!(?grace, "grace period over; stopping with work in flight");
+    }
+}
+
+async fn start_presence(
+    registry: Arc<dyn Registry>,
+    bus: SharedBus,
+    args: &PresenceArgs,
+    shutdown: &Shutdown,
+) {
+    let service = PresenceService::new(registry.clone(), bus);
+    let reaper = Reaper::new(registry, service.clone(), millis(args.reap_every_ms));
+    shutdown.tracker.spawn(reaper.run(shutdown.clone()));
+    let serving = shutdown.clone();
+    shutdown.tracker.spawn(async move {
+        if let Err(err) = service.run(serving).await {
+            tracing::error!(%err, "presence service stopped");
+        }
+    });
+}
+
+fn start_router(
+    config: RouterConfig,
+    store: Arc<dyn Store>,
+    directory: Arc<dyn Directory>,
+    bus: SharedBus,
+    shutdown: &Shutdown,
+) {
+    let router = Router::new(config, store, directory, bus, shutdown.clone());
+    let serving = shutdown.clone();
+    shutdown.tracker.spawn(async move {
+        if let Err(err) = switchboard_router::service::run(router, serving).await {
+            tracing::error!(%err, "router stopped");
+        }
+    });
+}
+
+async fn serve_gateway(
+    gateway: Gateway,
+    listen: std::net::SocketAddr,
+    health: health::Health,
+    grace: Duration,
+    shutdown: Shutdown,
+    announce: bool,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, gateway = %gateway.id(), "gateway listening");
+    if announce {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("Switchboard is running on http://{addr} (gRPC and gRPC-Web).");
+            println!(
+                "Try it: cargo run -p switchboard-cli -- --server http://{addr} register alice"
+            );
+        }
+    }
+    let reporter = health.reporter.clone();
+    let routes = gateway.routes().add_service(health.service);
+    health::ready(&reporter, true).await;
+    let serving = tokio::spawn(gateway.serve_routes(listener, routes));
+    stop_on_signal(&shutdown, &reporter, grace).await;
+    serving.await??;
+    Ok(())
+}
+
+pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    let bus = nats(&role.nats, "gateway").await?;
+    let config = gateway_config(&role.gateway, token_key(&role.secret.token_secret)?);
+    let gateway = Gateway::start(config, bus, shutdown.clone()).await?;
+    let health = health::new().await;
+    serve_gateway(
+        gateway,
+        role.listen,
+        health,
+        millis(role.gateway.drain_grace_ms),
+        shutdown,
+        false,
+    )
+    .await
+}
+
+pub async fn router(role: RouterRole) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    let bus = nats(&role.nats, "router").await?;
+    let pool = redis(&role.redis)?;
+    let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::new(pool.clone(), config.idempotency_ttl.as_secs()).await?);
+    let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool));
+    start_router(config, store, directory, bus, &shutdown);
+    let health = health::new().await;
+    health::ready(&health.reporter, true).await;
+    let reporter = health.reporter.clone();
+    shutdown.tracker.spawn(health::serve_alone(
+        health,
+        role.health.health_listen,
+        shutdown.clone(),
+    ));
+    stop_on_signal(&shutdown, &reporter, Duration::from_secs(10)).await;
+    Ok(())
+}
+
+pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    let bus = nats(&role.nats, "presence").await?;
+    let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(redis(&role.redis)?));
+    start_presence(registry, bus, &role.presence, &shutdown).await;
+    let health = health::new().await;
+    health::ready(&health.reporter, true).await;
+    let reporter = health.reporter.clone();
+    shutdown.tracker.spawn(health::serve_alone(
+        health,
+        role.health.health_listen,
+        shutdown.clone(),
+    ));
+    stop_on_signal(&shutdown, &reporter, Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// The token key of a standalone deployment, kept beside its data so
+/// sessions survive restarts.
+fn standalone_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
+    let path = data_dir.join("token.key");
+    if let Ok(secret) = std::fs::read(&path) {
+        return TokenKey::new(secret).map_err(anyhow::Error::msg);
+    }
+    let key = TokenKey::random();
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(&path, key.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(key)
+}
+
+pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    let bus: SharedBus = Arc::new(LocalBus::new());
+    let key = standalone_key(&args.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&args.data_dir.join("store.redb"))?);
+    let presence = Arc::new(MemoryPresence::new());
+    start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await;
+    start_router(
+        router_config(&args.router, key.clone()),
+        store,
+        presence,
+        bus.clone(),
+        &shutdown,
+    );
+    let gateway = Gateway::start(gateway_config(&args.gateway, key), bus, shutdown.clone()).await?;
+    let health = health::new().await;
+    tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");
+    serve_gateway(
+        gateway,
+        args.standalone_listen,
+        health,
+        millis(args.gateway.drain_grace_ms),
+        shutdown,
+        true,
+    )
+    .await
+}

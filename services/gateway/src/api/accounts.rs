@@ -1,0 +1,40 @@
+use switchboard_proto::bus::router_request::Op;
+use switchboard_proto::pb::{self, account_service_server::AccountService};
+use tonic::{Request, Response, Status};
+
+use super::{Api, forward};
+use crate::expect_reply;
+
+#[tonic::async_trait]
+impl AccountService for Api {
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let reply = self
+            .shared
+            .router
+            .call(None, Op::Register(request.into_inner()))
+            .await?;
+        Ok(Response::new(expect_reply!(reply, Register)?))
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let reply = self
+            .shared
+            .router
+            .call(None, Op::Login(request.into_inner()))
+            .await?;
+        Ok(Response::new(expect_reply!(reply, Login)?))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        forward!(self, request, Logout)
+    }
+}

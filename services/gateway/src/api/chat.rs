@@ -1,0 +1,181 @@
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use switchboard_proto::bus::{SyncRequest, SyncResponse, router_request::Op};
+use switchboard_proto::pb::{self, chat_service_server::ChatService};
+use switchboard_shared::ids::{ClientMsgId, ConnectionId, GroupId};
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+use super::{Api, forward};
+use crate::connection::{Connection, Registration, Start, client_cursors, plan_replay};
+use crate::error::{GatewayError, GatewayResult};
+use crate::registry::{Ending, Entry};
+use crate::{Shared, auth, expect_reply};
+
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+impl Api {
+    async fn sync(&self, caller: &switchboard_proto::bus::Caller) -> GatewayResult<SyncResponse> {
+        let reply = self
+            .shared
+            .router
+            .call(Some(caller.clone()), Op::Sync(SyncRequest {}))
+            .await?;
+        expect_reply!(reply, Sync)
+    }
+}
+
+/// Registers the connection with presence, and unregisters it once it ends,
+/// in that order whatever happens to the request that opened it.
+fn spawn_presence_lifetime(
+    shared: Arc<Shared>,
+    entry: Arc<Entry>,
+) -> oneshot::Receiver<GatewayResult<bool>> {
+    let (opened, answer) = oneshot::channel();
+    tokio::spawn(async move {
+        let result = shared.presence.opened(entry.describe()).await;
+        let _ = opened.send(result);
+        entry.ending.token().cancelled().await;
+        shared.presence.closed(&entry.id, &entry.user).await;
+    });
+    answer
+}
+
+#[tonic::async_trait]
+impl ChatService for Api {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let claims = self.claims(&request)?;
+        let caller = auth::caller(&claims, &self.shared.id);
+        let request = request.into_inner();
+        let shared = &self.shared;
+
+        // Registered here and with presence first, so that everything stored
+        // from now on is routed to this gateway...
+        let (queue, inbound) = mpsc::channel(shared.config.connection_queue);
+        let entry = Arc::new(Entry {
+            id: ConnectionId::generate(),
+            user: claims.user.clone(),
+            session: claims.session.clone(),
+            device: claims.device.clone(),
+            queue,
+            ending: Ending::default(),
+        });
+        shared.registry.add(entry.clone());
+        let registration = Registration {
+            shared: shared.clone(),
+            entry: entry.clone(),
+        };
+        let known = spawn_presence_lifetime(shared.clone(), entry.clone())
+            .await
+            .map_err(|_| GatewayError::Unavailable("the gateway is stopping".into()))??;
+        if !known {
+            crate::spawn_resync(shared.clone());
+        }
+
+        // ...then the user's conversations, with their groups routed here...
+        let first = self.sync(&caller).await?;
+        let groups: Vec<GroupId> = first
+            .group_ids
+            .iter()
+            .filter_map(|g| GroupId::parse(g).ok())
+            .collect();
+        shared
+            .registry
+            .join_groups(&entry.id, groups.clone())
+            .await?;
+        // ...and the heads once more: whatever was stored while the groups
+        // were being routed here is replayed, not lost.
+        let second = self.sync(&caller).await?;
+
+        let (client, epoch_notice) = client_cursors(&request, &first.epoch);
+        let (mut cursors, mut replay, notices) =
+            plan_replay(client, &first.heads, shared.config.max_replay);
+        for head in &second.heads {
+            let cursor = cursors.entry(head.conversation_id.clone()).or_insert(0);
+            if head.seq > *cursor && !replay.contains(&head.conversation_id) {
+                replay.push(head.conversation_id.clone());
+            }
+        }
+        let mut first_events = vec![pb::Event {
+            kind: Some(pb::event::Kind::Ready(pb::Ready {
+                session_id: claims.session.to_string(),
+                gateway_id: shared.id.to_string(),
+                epoch: first.epoch.clone(),
+                heartbeat_interval_ms: u32::try_from(shared.config.client_heartbeat.as_millis())
+                    .unwrap_or(u32::MAX),
+            })),
+        }];
+        first_events.extend(epoch_notice);
+        first_events.extend(notices);
+        tracing::debug!(user = %claims.user, connection = %entry.id, "subscribed");
+
+        let connection = Connection::new(
+            registration,
+            caller,
+            inbound,
+            Start {
+                epoch: first.epoch,
+                cursors,
+                groups: groups.into_iter().collect::<HashSet<_>>(),
+                first_events,
+                replay,
+            },
+        );
+        let stream = futures::stream::unfold(connection, |mut connection| async move {
+            connection
+                .next_event()
+                .await
+                .map(|event| (event, connection))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn send(
+        &self,
+        request: Request<pb::SendRequest>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
+        let mut request = request;
+        // Without a client id, one made here still keeps the gateway's own
+        // retries from storing the message twice.
+        if request.get_ref().client_msg_id.is_empty() {
+            request.get_mut().client_msg_id = ClientMsgId::generate().to_string();
+        }
+        forward!(self, request, Send)
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        forward!(self, request, History)
+    }
+
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        forward!(self, request, MarkRead)
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        forward!(self, request, ListConversations)
+    }
+
+    async fn list_read_cursors(
+        &self,
+        request: Request<pb::ListReadCursorsRequest>,
+    ) -> Result<Response<pb::ListReadCursorsResponse>, Status> {
+        forward!(self, request, ListReadCursors)
+    }
+}

@@ -1,0 +1,28 @@
+use switchboard_proto::pb::{self, contact_service_server::ContactService};
+use tonic::{Request, Response, Status};
+
+use super::{Api, forward};
+
+#[tonic::async_trait]
+impl ContactService for Api {
+    async fn add_contact(
+        &self,
+        request: Request<pb::AddContactRequest>,
+    ) -> Result<Response<pb::AddContactResponse>, Status> {
+        forward!(self, request, AddContact)
+    }
+
+    async fn remove_contact(
+        &self,
+        request: Request<pb::RemoveContactRequest>,
+    ) -> Result<Response<pb::RemoveContactResponse>, Status> {
+        forward!(self, request, RemoveContact)
+    }
+
+    async fn list_contacts(
+        &self,
+        request: Request<pb::ListContactsRequest>,
+    ) -> Result<Response<pb::ListContactsResponse>, Status> {
+        forward!(self, request, ListContacts)
+    }
+}

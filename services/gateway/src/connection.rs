@@ -1,0 +1,537 @@
+//! One client's stream: replay from the client's cursors, then live events.
+//!
+//! The stream keeps, per conversation, the highest seq it has sent. A
+//! delivery at or below it is a duplicate and dropped; one above the next
+//! expected seq means something was missed, and the hole is filled from
+//! history first. So each conversation reaches the client whole, in order
+//! and once, whatever the bus did. Where the hole cannot be filled, a `Gap`
+//! event says so.
+//!
+//! The stream is polled by the server as the client reads: no task per
+//! connection, and a client that does not read only fills its own queue.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use switchboard_proto::bus::{Delivery, router_request::Op};
+use switchboard_proto::pb::{self, event::Kind, gap::Reason, system_event};
+use switchboard_shared::clock::now_ms;
+use switchboard_shared::ids::{ConversationId, GroupId};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use crate::Shared;
+use crate::registry::Entry;
+
+/// Messages fetched per history page while replaying.
+const REPLAY_PAGE: u32 = 500;
+
+fn event(kind: Kind) -> pb::Event {
+    pb::Event { kind: Some(kind) }
+}
+
+fn gap(conversation: &str, from: u64, to: u64, reason: Reason, detail: &str) -> pb::Event {
+    event(Kind::Gap(pb::Gap {
+        conversation_id: conversation.to_owned(),
+        from_seq: from,
+        to_seq: to,
+        reason: reason as i32,
+        detail: detail.to_owned(),
+    }))
+}
+
+fn removed(conversation: &str) -> pb::Event {
+    event(Kind::Conversation(pb::ConversationChanged {
+        change: pb::conversation_changed::Change::Removed as i32,
+        conversation: Some(pb::Conversation {
+            conversation_id: conversation.to_owned(),
+            ..Default::default()
+        }),
+    }))
+}
+
+/// Where each conversation starts, from the client's cursors and the heads
+/// the router reported. Returns the cursors, the conversations to replay,
+/// and the events the client must see first (gaps, removals).
+pub fn plan_replay(
+    client: HashMap<String, u64>,
+    heads: &[pb::Cursor],
+    max_replay: u64,
+) -> (HashMap<String, u64>, Vec<String>, Vec<pb::Event>) {
+    let mut client = client;
+    let mut cursors = HashMap::with_capacity(heads.len());
+    let mut replay = Vec::new();
+    let mut notices = Vec::new();
+    for head in heads {
+        let conv = &head.conversation_id;
+        let start = match client.remove(conv) {
+            // Without a cursor, the conversation is live from now on.
+            None => head.seq,
+            Some(seen) if seen > head.seq => {
+                notices.push(gap(
+                    conv,
+                    head.seq + 1,
+                    seen,
+                    Reason::CursorAhead,
+                    "the server has fewer messages than you have seen; some were lost server-side",
+                ));
+                head.seq
+            }
+            Some(seen) if head.seq - seen > max_replay => {
+                let resume = head.seq - max_replay;
+                notices.push(gap(
+                    conv,
+                    seen + 1,
+                    resume,
+                    Reason::Truncated,
+                    "too many messages to replay; page them with History",
+                ));
+                resume
+            }
+            Some(seen) => seen,
+        };
+        if start < head.seq {
+            replay.push(conv.clone());
+        }
+        cursors.insert(conv.clone(), start);
+    }
+    // Cursors for conversations the user no longer belongs to.
+    let mut gone: Vec<String> = client.into_keys().collect();
+    gone.sort();
+    notices.extend(gone.iter().map(|c| removed(c)));
+    (cursors, replay, notices)
+}
+
+pub struct Connection {
+    shared: Arc<Shared>,
+    entry: Arc<Entry>,
+    caller: switchboard_proto::bus::Caller,
+    inbound: mpsc::Receiver<Arc<Delivery>>,
+    heartbeat: tokio::time::Interval,
+    epoch: String,
+    cursors: HashMap<String, u64>,
+    groups: HashSet<GroupId>,
+    pending: VecDeque<pb::Event>,
+    replay: VecDeque<String>,
+    synced: bool,
+    finished: bool,
+    closing: Option<Status>,
+    /// Unregisters the connection when the stream is dropped.
+    _registration: Registration,
+}
+
+/// Removes the connection from the registry and ends it (which lets its
+/// presence task unregister it) when dropped.
+pub struct Registration {
+    pub shared: Arc<Shared>,
+    pub entry: Arc<Entry>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.registry.remove(&self.entry.id);
+        self.entry
+            .ending
+            .end(None, Status::cancelled("the stream was dropped"));
+    }
+}
+
+pub struct Start {
+    pub epoch: String,
+    pub cursors: HashMap<String, u64>,
+    pub groups: HashSet<GroupId>,
+    pub first_events: Vec<pb::Event>,
+    pub replay: Vec<String>,
+}
+
+impl Connection {
+    pub fn new(
+        registration: Registration,
+        caller: switchboard_proto::bus::Caller,
+        inbound: mpsc::Receiver<Arc<Delivery>>,
+        start: Start,
+    ) -> Self {
+        let shared = registration.shared.clone();
+        let mut heartbeat = tokio::time::interval(shared.config.client_heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.reset();
+        Self {
+            entry: registration.entry.clone(),
+            shared,
+            caller,
+            inbound,
+            heartbeat,
+            epoch: start.epoch,
+            cursors: start.cursors,
+            groups: start.groups,
+            pending: start.first_events.into(),
+            replay: start.replay.into(),
+            synced: false,
+            finished: false,
+            closing: None,
+            _registration: registration,
+        }
+    }
+
+    /// The next event for the client, or the status the stream ends with.
+    pub async fn next_event(&mut self) -> Option<Result<pb::Event, Status>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.finished {
+                // The closing status, once; then the end of the stream.
+                return self.closing.take().map(Err);
+            }
+            if self.entry.ending.token().is_cancelled() {
+                self.finished = true;
+                let (last, status) = self
+                    .entry
+                    .ending
+                    .take_reason()
+                    .unwrap_or((None, Status::cancelled("connection closed")));
+                self.closing = Some(status);
+                if let Some(last) = last {
+                    return Some(Ok(last));
+                }
+                continue;
+            }
+            if let Some(conversation) = self.replay.front().cloned() {
+                if let Err(status) = self.replay_page(&conversation).await {
+                    self.entry.ending.end(None, status);
+                }
+                continue;
+            }
+            if !self.synced {
+                self.synced = true;
+                let mut heads: Vec<pb::Cursor> = self
+                    .cursors
+                    .iter()
+                    .map(|(conversation_id, seq)| pb::Cursor {
+                        conversation_id: conversation_id.clone(),
+                        seq: *seq,
+                    })
+                    .collect();
+                heads.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
+                self.pending
+                    .push_back(event(Kind::Synced(pb::SyncComplete { heads })));
+                continue;
+            }
+            tokio::select! {
+                biased;
+                () = self.entry.ending.token().cancelled() => {}
+                delivery = self.inbound.recv() => match delivery {
+                    Some(delivery) => {
+                        if let Err(status) = self.on_delivery(&delivery).await {
+                            self.entry.ending.end(None, status);
+                        }
+                    }
+                    None => self.entry.ending.end(None, Status::unavailable("the gateway is stopping")),
+                },
+                _ = self.heartbeat.tick() => {
+                    self.pending.push_back(event(Kind::Heartbeat(pb::Heartbeat {
+                        server_time_ms: now_ms(),
+                    })));
+                }
+            }
+        }
+    }
+
+    async fn history(
+        &self,
+        conversation: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<pb::HistoryResponse, Status> {
+        let reply = self
+            .shared
+            .router
+            .call(
+                Some(self.caller.clone()),
+                Op::History(pb::HistoryRequest {
+                    conversation_id: conversation.to_owned(),
+                    before_seq: 0,
+                    after_seq: after,
+                    limit,
+                }),
+            )
+            .await
+            .map_err(Status::from)?;
+        crate::expect_reply!(reply, History).map_err(Status::from)
+    }
+
+    /// Replays one page of a conversation; done with it when nothing more follows.
+    async fn replay_page(&mut self, conversation: &str) -> Result<(), Status> {
+        let after = self.cursors.get(conversation).copied().unwrap_or(0);
+        let page = match self.history(conversation, after, REPLAY_PAGE).await {
+            Ok(page) => page,
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                // No longer a member: nothing to replay.
+                self.replay.pop_front();
+                self.pending.push_back(removed(conversation));
+                return Ok(());
+            }
+            Err(status) => return Err(status),
+        };
+        for message in page.messages {
+            self.accept(message);
+        }
+        if !page.has_more {
+            self.replay.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn on_delivery(&mut self, delivery: &Delivery) -> Result<(), Status> {
+        let Some(event) = &delivery.event else {
+            return Ok(());
+        };
+        match &event.kind {
+            Some(Kind::Message(message)) => {
+                if delivery.epoch != self.epoch {
+                    self.pending.push_back(gap(
+                        &message.conversation_id,
+                        0,
+                        0,
+                        Reason::EpochChanged,
+                        "the server's store was reset: drop local history and subscribe again",
+                    ));
+                    return Err(Status::unavailable(
+                        "the server's store was reset; subscribe again without cursors",
+                    ));
+                }
+                self.on_message(message.clone()).await;
+            }
+            Some(Kind::Conversation(change))
+                if change.change() == pb::conversation_changed::Change::Added =>
+            {
+                self.on_added(change).await?;
+            }
+            _ => self.pending.push_back(event.clone()),
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, message: pb::Message) {
+        let conversation = message.conversation_id.clone();
+        if let Ok(ConversationId::Group(group)) = ConversationId::parse(&conversation)
+            && !self.groups.contains(&group)
+        {
+            // Not (or no longer) a member on this stream.
+            return;
+        }
+        let last = self.cursors.get(&conversation).copied().unwrap_or(0);
+        if message.seq <= last {
+            return;
+        }
+        if message.seq > last + 1 {
+            self.fill_gap(&conversation, last, message.seq).await;
+        }
+        self.accept(message);
+    }
+
+    /// Fetches what came between `last` and `next` from history.
+    async fn fill_gap(&mut self, conversation: &str, last: u64, next: u64) {
+        let missing = next - last - 1;
+        if missing > self.shared.config.max_replay {
+            self.pending.push_back(gap(
+                conversation,
+                last + 1,
+                next - 1,
+                Reason::Truncated,
+                "too many messages missed; page them with History",
+            ));
+            self.cursors.insert(conversation.to_owned(), next - 1);
+            return;
+        }
+        let mut after = last;
+        while after + 1 < next {
+            let limit = u32::try_from(next - after - 1)
+                .unwrap_or(REPLAY_PAGE)
+                .min(REPLAY_PAGE);
+            match self.history(conversation, after, limit).await {
+                Ok(page) if !page.messages.is_empty() => {
+                    for message in page.messages.into_iter().filter(|m| m.seq < next) {
+                        after = message.seq;
+                        self.accept(message);
+                    }
+                }
+                Ok(_) => break,
+                Err(status) => {
+                    tracing::warn!(%status, conversation, "cannot fill a gap");
+                    break;
+                }
+            }
+        }
+        if after + 1 < next {
+            self.pending.push_back(gap(
+                conversation,
+                after + 1,
+                next - 1,
+                Reason::Unavailable,
+                "these messages could not be fetched; page them with History",
+            ));
+            self.cursors.insert(conversation.to_owned(), next - 1);
+        }
+    }
+
+    /// Sends a message on and applies what it means for this stream.
+    fn accept(&mut self, message: pb::Message) {
+        let conversation = message.conversation_id.clone();
+        let last = self.cursors.entry(conversation.clone()).or_insert(0);
+        if message.seq <= *last {
+            return;
+        }
+        *last = message.seq;
+        let left = message.system.as_ref().is_some_and(|system| {
+            system.user_id == self.entry.user.as_str()
+                && matches!(
+                    system.kind(),
+                    system_event::Kind::MemberLeft | system_event::Kind::MemberRemoved
+                )
+        });
+        self.pending.push_back(event(Kind::Message(message)));
+        if left && let Ok(ConversationId::Group(group)) = ConversationId::parse(&conversation) {
+            self.groups.remove(&group);
+            self.shared.registry.leave_group(&self.entry.id, &group);
+            self.pending.push_back(removed(&conversation));
+        }
+    }
+
+    /// The user joined (or created) a group: route it here, then replay it
+    /// from the join.
+    async fn on_added(&mut self, change: &pb::ConversationChanged) -> Result<(), Status> {
+        let Some(conversation) = &change.conversation else {
+            return Ok(());
+        };
+        let Ok(group) = GroupId::parse(&conversation.group_id) else {
+            self.pending
+                .push_back(event(Kind::Conversation(change.clone())));
+            return Ok(());
+        };
+        if self.groups.contains(&group) {
+            return Ok(());
+        }
+        self.shared
+            .registry
+            .join_groups(&self.entry.id, vec![group.clone()])
+            .await
+            .map_err(Status::from)?;
+        self.groups.insert(group);
+        let start = conversation.head_seq.saturating_sub(1);
+        let cursor = self
+            .cursors
+            .entry(conversation.conversation_id.clone())
+            .or_insert(start);
+        *cursor = (*cursor).max(start);
+        self.pending
+            .push_back(event(Kind::Conversation(change.clone())));
+        self.replay.push_back(conversation.conversation_id.clone());
+        Ok(())
+    }
+}
+
+/// What the client asked to resume from, if it matches the server's epoch.
+pub fn client_cursors(
+    request: &pb::SubscribeRequest,
+    epoch: &str,
+) -> (HashMap<String, u64>, Option<pb::Event>) {
+    if !request.epoch.is_empty() && request.epoch != epoch {
+        let notice = gap(
+            "",
+            0,
+            0,
+            Reason::EpochChanged,
+            "the server's store was reset since your last visit: drop local history",
+        );
+        return (HashMap::new(), Some(notice));
+    }
+    let cursors = request
+        .cursors
+        .iter()
+        .map(|c| (c.conversation_id.clone(), c.seq))
+        .collect();
+    (cursors, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(conv: &str, seq: u64) -> pb::Cursor {
+        pb::Cursor {
+            conversation_id: conv.into(),
+            seq,
+        }
+    }
+
+    fn gap_reason(event: &pb::Event) -> Option<Reason> {
+        match &event.kind {
+            Some(Kind::Gap(g)) => Some(g.reason()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn conversations_without_a_cursor_start_live() {
+        let (cursors, replay, notices) = plan_replay(HashMap::new(), &[head("g:gaaaa", 7)], 100);
+        assert_eq!(cursors["g:gaaaa"], 7);
+        assert!(replay.is_empty());
+        assert!(notices.is_empty());
+    }
+
+    #[test]
+    fn cursors_behind_the_head_are_replayed() {
+        let client = HashMap::from([("g:gaaaa".to_string(), 3)]);
+        let (cursors, replay, notices) = plan_replay(client, &[head("g:gaaaa", 7)], 100);
+        assert_eq!(cursors["g:gaaaa"], 3);
+        assert_eq!(replay, ["g:gaaaa"]);
+        assert!(notices.is_empty());
+    }
+
+    #[test]
+    fn a_cursor_past_the_head_is_reported_not_hidden() {
+        let client = HashMap::from([("g:gaaaa".to_string(), 9)]);
+        let (cursors, replay, notices) = plan_replay(client, &[head("g:gaaaa", 7)], 100);
+        assert_eq!(cursors["g:gaaaa"], 7);
+        assert!(replay.is_empty());
+        assert_eq!(gap_reason(&notices[0]), Some(Reason::CursorAhead));
+    }
+
+    #[test]
+    fn long_absences_are_truncated_explicitly() {
+        let client = HashMap::from([("g:gaaaa".to_string(), 1)]);
+        let (cursors, replay, notices) = plan_replay(client, &[head("g:gaaaa", 500)], 100);
+        assert_eq!(cursors["g:gaaaa"], 400);
+        assert_eq!(replay, ["g:gaaaa"]);
+        match &notices[0].kind {
+            Some(Kind::Gap(g)) => {
+                assert_eq!((g.from_seq, g.to_seq), (2, 400));
+                assert_eq!(g.reason(), Reason::Truncated);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cursors_of_conversations_left_are_answered_with_removal() {
+        let client = HashMap::from([("g:gbbbb".to_string(), 4)]);
+        let (_, _, notices) = plan_replay(client, &[head("g:gaaaa", 1)], 100);
+        assert!(matches!(&notices[0].kind, Some(Kind::Conversation(c))
+            if c.change() == pb::conversation_changed::Change::Removed));
+    }
+
+    #[test]
+    fn a_changed_epoch_voids_the_cursors() {
+        let request = pb::SubscribeRequest {
+            cursors: vec![head("g:gaaaa", 3)],
+            epoch: "old".into(),
+        };
+        let (cursors, notice) = client_cursors(&request, "new");
+        assert!(cursors.is_empty());
+        assert_eq!(gap_reason(&notice.unwrap()), Some(Reason::EpochChanged));
+        let (cursors, notice) = client_cursors(&request, "old");
+        assert_eq!(cursors["g:gaaaa"], 3);
+        assert!(notice.is_none());
+    }
+}

@@ -1,0 +1,45 @@
+//! Deliveries from the routers to this gateway's connections, and logouts.
+
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use prost::Message as _;
+use switchboard_proto::bus::{DeliveryBatch, SessionRevoked};
+use switchboard_shared::ids::SessionId;
+use switchboard_shared::shutdown::Shutdown;
+use switchboard_shared::subjects;
+use tonic::Status;
+
+use crate::Shared;
+
+pub async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut deliveries = shared
+        .bus
+        .subscribe(&subjects::gateway_deliver(&shared.id), None)
+        .await?;
+    let mut revoked = shared
+        .bus
+        .subscribe(&subjects::session_revoked(), None)
+        .await?;
+    loop {
+        tokio::select! {
+            () = shutdown.token.cancelled() => return Ok(()),
+            Some(batch) = deliveries.next() => match DeliveryBatch::decode(batch.payload) {
+                Ok(batch) => {
+                    for delivery in batch.deliveries {
+                        shared.registry.dispatch(Arc::new(delivery));
+                    }
+                }
+                Err(err) => tracing::warn!(%err, "undecodable delivery batch"),
+            },
+            Some(notice) = revoked.next() => {
+                let Ok(notice) = SessionRevoked::decode(notice.payload) else { continue };
+                let Ok(session) = SessionId::parse(&notice.session_id) else { continue };
+                for entry in shared.registry.of_session(&session) {
+                    entry.ending.end(None, Status::unauthenticated("you logged out"));
+                }
+            }
+            else => return Ok(()),
+        }
+    }
+}
