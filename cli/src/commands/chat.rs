@@ -70,7 +70,7 @@ pub async fn history(
         .history(pb::HistoryRequest {
             conversation_id,
             before_seq: before.unwrap_or(0),
-            after_seq: after.unwrap_or(0),
+            after_seq: after,
             limit,
         })
         .await?

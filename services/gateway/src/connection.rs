@@ -50,22 +50,35 @@ fn removed(conversation: &str) -> pb::Event {
     }))
 }
 
+/// What a subscribing client holds.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// The client synced before under the current epoch: a conversation it
+    /// has no cursor for is new to it and is replayed from the start. A new
+    /// client (no epoch) starts every conversation live from now.
+    pub returning: bool,
+    pub cursors: HashMap<String, u64>,
+}
+
 /// Where each conversation starts, from the client's cursors and the heads
 /// the router reported. Returns the cursors, the conversations to replay,
 /// and the events the client must see first (gaps, removals).
 pub fn plan_replay(
-    client: HashMap<String, u64>,
+    resume: Resume,
     heads: &[pb::Cursor],
     max_replay: u64,
 ) -> (HashMap<String, u64>, Vec<String>, Vec<pb::Event>) {
+    let returning = resume.returning;
+    let client = resume.cursors;
     let mut client = client;
     let mut cursors = HashMap::with_capacity(heads.len());
     let mut replay = Vec::new();
     let mut notices = Vec::new();
     for head in heads {
         let conv = &head.conversation_id;
-        let start = match client.remove(conv) {
-            // Without a cursor, the conversation is live from now on.
+        let seen = client.remove(conv).or(returning.then_some(0));
+        let start = match seen {
+            // A new client starts live from now.
             None => head.seq,
             Some(seen) if seen > head.seq => {
                 notices.push(gap(
@@ -251,7 +264,7 @@ impl Connection {
                 Op::History(pb::HistoryRequest {
                     conversation_id: conversation.to_owned(),
                     before_seq: 0,
-                    after_seq: after,
+                    after_seq: Some(after),
                     limit,
                 }),
             )
@@ -325,6 +338,13 @@ impl Connection {
             return;
         }
         if message.seq > last + 1 {
+            tracing::debug!(
+                connection = %self.entry.id,
+                conversation,
+                last,
+                next = message.seq,
+                "filling a gap from history"
+            );
             self.fill_gap(&conversation, last, message.seq).await;
         }
         self.accept(message);
@@ -432,10 +452,7 @@ impl Connection {
 }
 
 /// What the client asked to resume from, if it matches the server's epoch.
-pub fn client_cursors(
-    request: &pb::SubscribeRequest,
-    epoch: &str,
-) -> (HashMap<String, u64>, Option<pb::Event>) {
+pub fn client_cursors(request: &pb::SubscribeRequest, epoch: &str) -> (Resume, Option<pb::Event>) {
     if !request.epoch.is_empty() && request.epoch != epoch {
         let notice = gap(
             "",
@@ -444,14 +461,17 @@ pub fn client_cursors(
             Reason::EpochChanged,
             "the server's store was reset since your last visit: drop local history",
         );
-        return (HashMap::new(), Some(notice));
+        return (Resume::default(), Some(notice));
     }
-    let cursors = request
-        .cursors
-        .iter()
-        .map(|c| (c.conversation_id.clone(), c.seq))
-        .collect();
-    (cursors, None)
+    let resume = Resume {
+        returning: !request.epoch.is_empty(),
+        cursors: request
+            .cursors
+            .iter()
+            .map(|c| (c.conversation_id.clone(), c.seq))
+            .collect(),
+    };
+    (resume, None)
 }
 
 #[cfg(test)]
@@ -472,18 +492,32 @@ mod tests {
         }
     }
 
+    fn returning(cursors: &[(&str, u64)]) -> Resume {
+        Resume {
+            returning: true,
+            cursors: cursors.iter().map(|(c, s)| (c.to_string(), *s)).collect(),
+        }
+    }
+
     #[test]
-    fn conversations_without_a_cursor_start_live() {
-        let (cursors, replay, notices) = plan_replay(HashMap::new(), &[head("g:gaaaa", 7)], 100);
+    fn a_new_client_starts_live() {
+        let (cursors, replay, notices) = plan_replay(Resume::default(), &[head("g:gaaaa", 7)], 100);
         assert_eq!(cursors["g:gaaaa"], 7);
         assert!(replay.is_empty());
         assert!(notices.is_empty());
     }
 
     #[test]
+    fn a_returning_client_gets_conversations_new_to_it_from_the_start() {
+        let (cursors, replay, _) = plan_replay(returning(&[]), &[head("dm:a:b", 2)], 100);
+        assert_eq!(cursors["dm:a:b"], 0);
+        assert_eq!(replay, ["dm:a:b"]);
+    }
+
+    #[test]
     fn cursors_behind_the_head_are_replayed() {
-        let client = HashMap::from([("g:gaaaa".to_string(), 3)]);
-        let (cursors, replay, notices) = plan_replay(client, &[head("g:gaaaa", 7)], 100);
+        let (cursors, replay, notices) =
+            plan_replay(returning(&[("g:gaaaa", 3)]), &[head("g:gaaaa", 7)], 100);
         assert_eq!(cursors["g:gaaaa"], 3);
         assert_eq!(replay, ["g:gaaaa"]);
         assert!(notices.is_empty());
@@ -491,8 +525,8 @@ mod tests {
 
     #[test]
     fn a_cursor_past_the_head_is_reported_not_hidden() {
-        let client = HashMap::from([("g:gaaaa".to_string(), 9)]);
-        let (cursors, replay, notices) = plan_replay(client, &[head("g:gaaaa", 7)], 100);
+        let (cursors, replay, notices) =
+            plan_replay(returning(&[("g:gaaaa", 9)]), &[head("g:gaaaa", 7)], 100);
         assert_eq!(cursors["g:gaaaa"], 7);
         assert!(replay.is_empty());
         assert_eq!(gap_reason(&notices[0]), Some(Reason::CursorAhead));
@@ -500,8 +534,8 @@ mod tests {
 
     #[test]
     fn long_absences_are_truncated_explicitly() {
-        let client = HashMap::from([("g:gaaaa".to_string(), 1)]);
-        let (cursors, replay, notices) = plan_replay(client, &[head("g:gaaaa", 500)], 100);
+        let (cursors, replay, notices) =
+            plan_replay(returning(&[("g:gaaaa", 1)]), &[head("g:gaaaa", 500)], 100);
         assert_eq!(cursors["g:gaaaa"], 400);
         assert_eq!(replay, ["g:gaaaa"]);
         match &notices[0].kind {
@@ -515,8 +549,7 @@ mod tests {
 
     #[test]
     fn cursors_of_conversations_left_are_answered_with_removal() {
-        let client = HashMap::from([("g:gbbbb".to_string(), 4)]);
-        let (_, _, notices) = plan_replay(client, &[head("g:gaaaa", 1)], 100);
+        let (_, _, notices) = plan_replay(returning(&[("g:gbbbb", 4)]), &[head("g:gaaaa", 1)], 100);
         assert!(matches!(&notices[0].kind, Some(Kind::Conversation(c))
             if c.change() == pb::conversation_changed::Change::Removed));
     }
@@ -527,11 +560,12 @@ mod tests {
             cursors: vec![head("g:gaaaa", 3)],
             epoch: "old".into(),
         };
-        let (cursors, notice) = client_cursors(&request, "new");
-        assert!(cursors.is_empty());
+        let (resume, notice) = client_cursors(&request, "new");
+        assert!(resume.cursors.is_empty() && !resume.returning);
         assert_eq!(gap_reason(&notice.unwrap()), Some(Reason::EpochChanged));
-        let (cursors, notice) = client_cursors(&request, "old");
-        assert_eq!(cursors["g:gaaaa"], 3);
+        let (resume, notice) = client_cursors(&request, "old");
+        assert_eq!(resume.cursors["g:gaaaa"], 3);
+        assert!(resume.returning);
         assert!(notice.is_none());
     }
 }

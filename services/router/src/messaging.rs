@@ -33,10 +33,13 @@ pub fn message_text(text: &str, max_bytes: usize) -> RouterResult<String> {
         ));
     }
     if text.len() > max_bytes {
-        return Err(RouterError::InvalidArgument(format!(
-            "the message is {} bytes; the limit is {max_bytes}",
-            text.len()
-        )));
+        return Err(RouterError::ResourceExhausted {
+            message: format!(
+                "the message is {} bytes; the limit is {max_bytes}",
+                text.len()
+            ),
+            retry_after_ms: 0,
+        });
     }
     Ok(text.to_owned())
 }
@@ -309,25 +312,21 @@ impl Router {
         let conv = ConversationId::parse(&req.conversation_id)?;
         self.membership(&caller.user, &conv).await?;
         let limit = page_size(req.limit);
-        let (mut messages, has_more) = if req.before_seq > 0 || req.after_seq == 0 {
-            let before = if req.before_seq == 0 {
-                u64::MAX
-            } else {
-                req.before_seq
+        let (mut messages, has_more) = if let Some(after) = req.after_seq {
+            let mut page = self.store.messages_after(&conv, after, limit + 1).await?;
+            let more = page.len() > limit;
+            page.truncate(limit);
+            (page, more)
+        } else {
+            let before = match req.before_seq {
+                0 => u64::MAX,
+                before => before,
             };
             let mut page = self.store.messages_before(&conv, before, limit + 1).await?;
             let more = page.len() > limit;
             if more {
                 page.remove(0);
             }
-            (page, more)
-        } else {
-            let mut page = self
-                .store
-                .messages_after(&conv, req.after_seq, limit + 1)
-                .await?;
-            let more = page.len() > limit;
-            page.truncate(limit);
             (page, more)
         };
         messages.sort_by_key(|m| m.seq);
@@ -517,6 +516,7 @@ mod tests {
         assert_eq!(message_text(" hi ", 10).unwrap(), " hi ");
         assert!(message_text("0123456789", 10).is_ok());
         let err = message_text("01234567890", 10).unwrap_err();
+        assert!(matches!(err, RouterError::ResourceExhausted { .. }));
         assert!(err.to_string().contains("limit is 10"), "{err}");
     }
 

@@ -20,9 +20,10 @@ use tokio::sync::Semaphore;
 use crate::error::{RouterError, RouterResult};
 use crate::{Caller, Router, outbox};
 
-/// Serves until shutdown: client actions, presence changes, revocations,
-/// and the outbox sweeper.
-pub async fn run(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Subscribes, then serves in the background until shutdown: client
+/// actions, presence changes, revocations, and the outbox sweeper. Returns
+/// once the router is taking requests.
+pub async fn start(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()> {
     let bus = router.bus.clone();
     let mut requests = bus
         .subscribe(&subjects::router_rpc(), Some(subjects::ROUTER_QUEUE))
@@ -36,33 +37,36 @@ pub async fn run(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()> 
         .spawn(outbox::run(router.clone(), shutdown.clone()));
     let in_flight = Arc::new(Semaphore::new(router.config.max_in_flight));
     tracing::info!("router serving");
-    loop {
-        tokio::select! {
-            () = shutdown.token.cancelled() => break,
-            Some(request) = requests.next() => {
-                // Back-pressure: past the limit, stop reading; NATS buffers.
-                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-                let router = router.clone();
-                shutdown.tracker.spawn(async move {
-                    answer(&router, request).await;
-                    drop(permit);
-                });
-            }
-            Some(change) = presence.next() => {
-                let router = router.clone();
-                shutdown.tracker.spawn(async move { presence_changed(&router, change).await });
-            }
-            Some(notice) = revoked.next() => {
-                if let Ok(notice) = SessionRevoked::decode(notice.payload)
-                    && let Ok(session) = SessionId::parse(&notice.session_id)
-                {
-                    router.forget_session(&session);
+    let tracker = shutdown.tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.token.cancelled() => break,
+                Some(request) = requests.next() => {
+                    // Back-pressure: past the limit, stop reading; NATS buffers.
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                    let router = router.clone();
+                    shutdown.tracker.spawn(async move {
+                        answer(&router, request).await;
+                        drop(permit);
+                    });
                 }
+                Some(change) = presence.next() => {
+                    let router = router.clone();
+                    shutdown.tracker.spawn(async move { presence_changed(&router, change).await });
+                }
+                Some(notice) = revoked.next() => {
+                    if let Ok(notice) = SessionRevoked::decode(notice.payload)
+                        && let Ok(session) = SessionId::parse(&notice.session_id)
+                    {
+                        router.forget_session(&session);
+                    }
+                }
+                else => break,
             }
-            else => break,
         }
-    }
-    tracing::info!("router stopped taking requests");
+        tracing::info!("router stopped taking requests");
+    });
     Ok(())
 }
 
