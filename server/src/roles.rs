@@ -92,32 +92,22 @@ async fn start_presence(
     bus: SharedBus,
     args: &PresenceArgs,
     shutdown: &Shutdown,
-) {
+) -> anyhow::Result<()> {
     let service = PresenceService::new(registry.clone(), bus);
     let reaper = Reaper::new(registry, service.clone(), millis(args.reap_every_ms));
     shutdown.tracker.spawn(reaper.run(shutdown.clone()));
-    let serving = shutdown.clone();
-    shutdown.tracker.spawn(async move {
-        if let Err(err) = service.run(serving).await {
-            tracing::error!(%err, "presence service stopped");
-        }
-    });
+    service.start(shutdown.clone()).await
 }
 
-fn start_router(
+async fn start_router(
     config: RouterConfig,
     store: Arc<dyn Store>,
     directory: Arc<dyn Directory>,
     bus: SharedBus,
     shutdown: &Shutdown,
-) {
+) -> anyhow::Result<()> {
     let router = Router::new(config, store, directory, bus, shutdown.clone());
-    let serving = shutdown.clone();
-    shutdown.tracker.spawn(async move {
-        if let Err(err) = switchboard_router::service::run(router, serving).await {
-            tracing::error!(%err, "router stopped");
-        }
-    });
+    switchboard_router::service::start(router, shutdown.clone()).await
 }
 
 async fn serve_gateway(
@@ -174,7 +164,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let store: Arc<dyn Store> =
         Arc::new(RedisStore::new(pool.clone(), config.idempotency_ttl.as_secs()).await?);
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool));
-    start_router(config, store, directory, bus, &shutdown);
+    start_router(config, store, directory, bus, &shutdown).await?;
     let health = health::new().await;
     health::ready(&health.reporter, true).await;
     let reporter = health.reporter.clone();
@@ -191,7 +181,7 @@ pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let bus = nats(&role.nats, "presence").await?;
     let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(redis(&role.redis)?));
-    start_presence(registry, bus, &role.presence, &shutdown).await;
+    start_presence(registry, bus, &role.presence, &shutdown).await?;
     let health = health::new().await;
     health::ready(&health.reporter, true).await;
     let reporter = health.reporter.clone();
@@ -228,14 +218,15 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let key = standalone_key(&args.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&args.data_dir.join("store.redb"))?);
     let presence = Arc::new(MemoryPresence::new());
-    start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await;
+    start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await?;
     start_router(
         router_config(&args.router, key.clone()),
         store,
         presence,
         bus.clone(),
         &shutdown,
-    );
+    )
+    .await?;
     let gateway = Gateway::start(gateway_config(&args.gateway, key), bus, shutdown.clone()).await?;
     let health = health::new().await;
     tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use prost::Message as _;
 use switchboard_proto::bus::{DeliveryBatch, SessionRevoked};
+use switchboard_shared::bus::Subscription;
 use switchboard_shared::ids::SessionId;
 use switchboard_shared::shutdown::Shutdown;
 use switchboard_shared::subjects;
@@ -12,18 +13,30 @@ use tonic::Status;
 
 use crate::Shared;
 
-pub async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<()> {
-    let mut deliveries = shared
+/// Subscribes, then dispatches in the background until shutdown.
+pub async fn start(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let deliveries = shared
         .bus
         .subscribe(&subjects::gateway_deliver(&shared.id), None)
         .await?;
-    let mut revoked = shared
+    let revoked = shared
         .bus
         .subscribe(&subjects::session_revoked(), None)
         .await?;
+    let tracker = shutdown.tracker.clone();
+    tracker.spawn(run(shared, deliveries, revoked, shutdown));
+    Ok(())
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    mut deliveries: Subscription,
+    mut revoked: Subscription,
+    shutdown: Shutdown,
+) {
     loop {
         tokio::select! {
-            () = shutdown.token.cancelled() => return Ok(()),
+            () = shutdown.token.cancelled() => return,
             Some(batch) = deliveries.next() => match DeliveryBatch::decode(batch.payload) {
                 Ok(batch) => {
                     for delivery in batch.deliveries {
@@ -39,7 +52,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<()> 
                     entry.ending.end(None, Status::unauthenticated("you logged out"));
                 }
             }
-            else => return Ok(()),
+            else => return,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod dispatch;
 pub mod error;
+pub mod limits;
 pub mod presence;
 pub mod registry;
 pub mod upstream;
@@ -86,9 +87,10 @@ impl Gateway {
             id,
             bus,
         });
-        shutdown
-            .tracker
-            .spawn(dispatch::run(shared.clone(), shutdown.clone()));
+        dispatch::start(shared.clone(), shutdown.clone()).await?;
+        if let Err(err) = resync(&shared).await {
+            tracing::warn!(%err, "presence registration failed; retrying on heartbeat");
+        }
         shutdown
             .tracker
             .spawn(heartbeat(shared.clone(), shutdown.clone()));
@@ -149,6 +151,7 @@ impl Gateway {
         };
         tonic::transport::Server::builder()
             .accept_http1(true)
+            .layer(limits::OversizeLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
             .await?;
@@ -178,9 +181,6 @@ async fn drain(shared: &Shared) {
 
 /// Keeps this gateway alive in presence, resyncing when presence lost us.
 async fn heartbeat(shared: Arc<Shared>, shutdown: Shutdown) {
-    if let Err(err) = resync(&shared).await {
-        tracing::warn!(%err, "initial presence registration failed; retrying on heartbeat");
-    }
     let mut tick = tokio::time::interval(shared.config.presence_heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

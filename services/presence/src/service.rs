@@ -48,22 +48,27 @@ impl PresenceService {
         Self { registry, bus }
     }
 
-    /// Serves requests until shutdown.
-    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+    /// Subscribes, then serves requests in the background until shutdown.
+    /// Returns once presence is taking requests.
+    pub async fn start(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mut requests = self
             .bus
             .subscribe(&subjects::presence_rpc(), Some(subjects::PRESENCE_QUEUE))
             .await?;
-        loop {
-            tokio::select! {
-                () = shutdown.token.cancelled() => return Ok(()),
-                request = requests.next() => {
-                    let Some(request) = request else { return Ok(()) };
-                    let service = self.clone();
-                    shutdown.tracker.spawn(async move { service.answer(request).await });
+        let tracker = shutdown.tracker.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.token.cancelled() => return,
+                    request = requests.next() => {
+                        let Some(request) = request else { return };
+                        let service = self.clone();
+                        shutdown.tracker.spawn(async move { service.answer(request).await });
+                    }
                 }
             }
-        }
+        });
+        Ok(())
     }
 
     async fn answer(&self, request: Incoming) {

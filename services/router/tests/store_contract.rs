@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! The store contract: every case runs against the Redis store (a real
 //! redis-server of the test's own) and the embedded redb store, so the two
 //! backends cannot drift apart.
@@ -115,7 +117,10 @@ async fn appends_are_numbered_without_holes_and_idempotent() {
             .unwrap();
         assert!(retry.duplicate);
         assert_eq!(retry.appended[0].seq, 2);
-        assert_eq!(store.heads(&[conv.clone()]).await.unwrap(), vec![3]);
+        assert_eq!(
+            store.heads(std::slice::from_ref(&conv)).await.unwrap(),
+            vec![3]
+        );
         // The same id for another conversation is a conflict, not a silent replay.
         let other = ConversationId::direct(alice.clone(), user("carol"));
         assert!(matches!(
@@ -139,14 +144,14 @@ async fn appends_are_numbered_without_holes_and_idempotent() {
         // The sender's read cursor followed their messages; both parties list it.
         assert_eq!(
             store
-                .read_cursors_of(&alice, &[conv.clone()])
+                .read_cursors_of(&alice, std::slice::from_ref(&conv))
                 .await
                 .unwrap(),
             [3]
         );
         assert_eq!(
             store.user_conversations(&bob).await.unwrap(),
-            [conv.clone()]
+            std::slice::from_ref(&conv)
         );
     })
     .await;
@@ -167,7 +172,7 @@ async fn a_refused_item_writes_nothing() {
             store.append(batch).await,
             Err(StoreError::NotAdmitted(0))
         ));
-        assert_eq!(store.heads(&[conv.clone()]).await.unwrap(), [0]);
+        assert_eq!(store.heads(std::slice::from_ref(&conv)).await.unwrap(), [0]);
         // The refused id was not burnt either.
         let ok = store
             .append(single(&conv, &mallory, "later", Some("x1")))
@@ -196,7 +201,7 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
             .await
             .unwrap();
         assert_eq!(created.appended[0].seq, 1);
-        let found = store.groups(&[group.id.clone()]).await.unwrap()[0]
+        let found = store.groups(std::slice::from_ref(&group.id)).await.unwrap()[0]
             .clone()
             .unwrap();
         assert_eq!((found.name.as_str(), found.member_count), ("Badminton", 1));
@@ -205,7 +210,10 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
         assert!(store.invite(&group.id, &bob, 8).await.unwrap());
         assert!(!store.invite(&group.id, &bob, 9).await.unwrap());
         assert!(store.is_invited(&group.id, &bob).await.unwrap());
-        assert_eq!(store.user_invites(&bob).await.unwrap(), [group.id.clone()]);
+        assert_eq!(
+            store.user_invites(&bob).await.unwrap(),
+            std::slice::from_ref(&group.id)
+        );
 
         let join = MembershipChange::Join {
             role: pb::Role::Member,
@@ -252,7 +260,10 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
                 (owner.clone(), pb::Role::Owner)
             ]
         );
-        assert_eq!(store.user_groups(&bob).await.unwrap(), [group.id.clone()]);
+        assert_eq!(
+            store.user_groups(&bob).await.unwrap(),
+            std::slice::from_ref(&group.id)
+        );
 
         let left = store
             .change_membership(
@@ -322,7 +333,7 @@ async fn stale_outbox_entries_are_claimed_once() {
     assert!(store.outbox_claim(999, 2_000, 10).await.unwrap().is_empty());
     assert_eq!(
         store.outbox_claim(1_000, 2_000, 10).await.unwrap(),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     // Claimed: re-stamped, so a second sweeper does not take it too.
     assert!(

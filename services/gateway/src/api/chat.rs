@@ -95,9 +95,9 @@ impl ChatService for Api {
         // were being routed here is replayed, not lost.
         let second = self.sync(&caller).await?;
 
-        let (client, epoch_notice) = client_cursors(&request, &first.epoch);
+        let (resume, epoch_notice) = client_cursors(&request, &first.epoch);
         let (mut cursors, mut replay, notices) =
-            plan_replay(client, &first.heads, shared.config.max_replay);
+            plan_replay(resume, &first.heads, shared.config.max_replay);
         for head in &second.heads {
             let cursor = cursors.entry(head.conversation_id.clone()).or_insert(0);
             if head.seq > *cursor && !replay.contains(&head.conversation_id) {
