@@ -1,0 +1,303 @@
+//! Bad input gets a clear status and a human message, and changes nothing.
+
+use switchboard_proto::pb::{self, send_request::To};
+use switchboard_shared::clock::now_ms;
+use switchboard_shared::ids::{DeviceId, SessionId, UserId};
+use switchboard_shared::token::{Claims, TokenKey};
+use tonic::{Code, Request};
+
+use crate::both_modes;
+use crate::harness::client::{PASSWORD, channel};
+use crate::harness::{Cluster, User};
+
+fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, words: &str) {
+    let status = result.expect_err("the request should be refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().to_lowercase().contains(words),
+        "message {:?} should mention {words:?}",
+        status.message()
+    );
+}
+
+both_modes!(bad_messages_are_refused_and_change_nothing, bad_messages);
+async fn bad_messages(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let group = bob.create_group("Private", pb::JoinPolicy::Open).await;
+    let to_bob = || To::UserId("bob".into());
+
+    assert_status(
+        alice.send(to_bob(), "", "").await,
+        Code::InvalidArgument,
+        "empty",
+    );
+    assert_status(
+        alice.send(to_bob(), "   \n", "").await,
+        Code::InvalidArgument,
+        "empty",
+    );
+    let oversized = "x".repeat(16 * 1024 + 1);
+    assert_status(
+        alice.send(to_bob(), &oversized, "").await,
+        Code::ResourceExhausted,
+        "limit is 16384",
+    );
+    // Far past the gateway's request limit: refused before it reaches a router.
+    let huge = "y".repeat(200 * 1024);
+    assert_status(
+        alice.send(to_bob(), &huge, "").await,
+        Code::ResourceExhausted,
+        "too large",
+    );
+    assert_status(
+        alice.send(To::UserId("nobody".into()), "hi", "").await,
+        Code::NotFound,
+        "no user nobody",
+    );
+    assert_status(
+        alice.send(To::UserId("alice".into()), "hi", "").await,
+        Code::InvalidArgument,
+        "yourself",
+    );
+    assert_status(
+        alice.send(To::UserId("Not A User!".into()), "hi", "").await,
+        Code::InvalidArgument,
+        "not valid",
+    );
+    assert_status(
+        alice
+            .send(To::GroupId("gnosuchgroup1".into()), "hi", "")
+            .await,
+        Code::NotFound,
+        "no group",
+    );
+    assert_status(
+        alice
+            .send(To::GroupId(group.group_id.clone()), "hi", "")
+            .await,
+        Code::PermissionDenied,
+        "not a member",
+    );
+    assert_status(
+        alice
+            .send(To::ConversationId("dm:bob:carol".into()), "hi", "")
+            .await,
+        Code::PermissionDenied,
+        "not your conversation",
+    );
+    assert_status(
+        alice
+            .send(To::ConversationId("nonsense".into()), "hi", "")
+            .await,
+        Code::InvalidArgument,
+        "conversation id",
+    );
+    assert_status(
+        alice.chat().send(pb::SendRequest::default()).await,
+        Code::InvalidArgument,
+        "where to send",
+    );
+    assert_status(
+        alice
+            .chat()
+            .history(pb::HistoryRequest {
+                conversation_id: group.conversation_id.clone(),
+                ..Default::default()
+            })
+            .await,
+        Code::PermissionDenied,
+        "not a member",
+    );
+
+    // Nothing of that was stored anywhere.
+    let listed = bob
+        .chat()
+        .list_conversations(pb::ListConversationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let heads: Vec<(String, u64)> = listed
+        .conversations
+        .iter()
+        .map(|c| (c.conversation_id.clone(), c.head_seq))
+        .collect();
+    assert_eq!(
+        heads,
+        [(group.conversation_id.clone(), 1)],
+        "only the group's creation"
+    );
+}
+
+both_modes!(accounts_refuse_bad_credentials, bad_credentials);
+async fn bad_credentials(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let mut anonymous = pb::account_service_client::AccountServiceClient::new(
+        channel(&cluster.gateway_url(1)).await,
+    );
+    assert_status(
+        anonymous
+            .register(pb::RegisterRequest {
+                user_id: "alice".into(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            })
+            .await,
+        Code::AlreadyExists,
+        "taken",
+    );
+    assert_status(
+        anonymous
+            .register(pb::RegisterRequest {
+                user_id: "carol".into(),
+                password: "short".into(),
+                display_name: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "password",
+    );
+    for (user, password) in [("alice", "wrong password"), ("nobody", PASSWORD)] {
+        assert_status(
+            anonymous
+                .login(pb::LoginRequest {
+                    user_id: user.into(),
+                    password: password.into(),
+                    device_id: String::new(),
+                })
+                .await,
+            Code::Unauthenticated,
+            "wrong user id or password",
+        );
+    }
+
+    // Calls without a token, with a forged one, or a malformed header.
+    let mut chat =
+        pb::chat_service_client::ChatServiceClient::new(channel(&cluster.gateway_url(0)).await);
+    assert_status(
+        chat.list_conversations(pb::ListConversationsRequest {})
+            .await,
+        Code::Unauthenticated,
+        "log in",
+    );
+    let mut parts: Vec<String> = alice.token.split('.').map(str::to_owned).collect();
+    parts[2] = "AAAA".into();
+    for header in [
+        format!("Bearer {}", parts.join(".")),
+        "Bearer x.y.z".into(),
+        "Basic abc".into(),
+    ] {
+        let mut request = Request::new(pb::ListConversationsRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().unwrap());
+        assert_status(
+            chat.list_conversations(request).await,
+            Code::Unauthenticated,
+            "",
+        );
+    }
+}
+
+both_modes!(expired_tokens_are_refused, expired_token);
+async fn expired_token(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    // A correctly signed token whose time is up (the distributed cluster's key;
+    // the standalone mode keeps its own, so there the signature is wrong too).
+    let key = TokenKey::new(crate::harness::cluster::SECRET.as_bytes().to_vec()).unwrap();
+    let claims = key.verify(&alice.token, 0).unwrap_or_else(|_| Claims {
+        user: UserId::parse("alice").unwrap(),
+        session: SessionId::generate(),
+        device: DeviceId::parse("laptop").unwrap(),
+        expires_at_ms: 0,
+    });
+    let expired = key.sign(&Claims {
+        expires_at_ms: now_ms() - 1,
+        ..claims
+    });
+    let mut request = Request::new(pb::ListConversationsRequest {});
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {expired}").parse().unwrap(),
+    );
+    let words = if cluster.is_distributed() {
+        "expired"
+    } else {
+        ""
+    };
+    // A bare client: the test user's own client would add its valid token.
+    let mut bare = pb::chat_service_client::ChatServiceClient::new(channel(&alice.url).await);
+    assert_status(
+        bare.list_conversations(request).await,
+        Code::Unauthenticated,
+        words,
+    );
+}
+
+both_modes!(
+    the_sender_is_who_authenticated_never_the_payload,
+    sender_claims
+);
+async fn sender_claims(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let carol = cluster.user("carol", 1).await;
+    // Writing into someone else's conversation is refused...
+    assert_status(
+        alice
+            .send(To::ConversationId("dm:bob:carol".into()), "I am bob", "")
+            .await,
+        Code::PermissionDenied,
+        "not your conversation",
+    );
+    // ...and a sender smuggled into the request (an unknown field 15 holding
+    // "bob") is ignored: the message is alice's.
+    let mut bytes = prost::Message::encode_to_vec(&pb::SendRequest {
+        to: Some(To::UserId("carol".into())),
+        client_msg_id: "smuggled".into(),
+        text: "really from bob".into(),
+    });
+    bytes.extend([0x7a, 3, b'b', b'o', b'b']);
+    let request: pb::SendRequest = prost::Message::decode(bytes.as_slice()).unwrap();
+    alice.chat().send(request).await.unwrap();
+    let stored = carol.history("dm:alice:carol").await;
+    assert_eq!(stored[0].sender, "alice");
+    assert!(bob.history("dm:bob:carol").await.is_empty());
+}
+
+both_modes!(a_logged_out_session_is_refused, logout);
+async fn logout(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let other_device = alice.another_device(&cluster, 1, "phone").await;
+    let mut events = alice.subscribe().await;
+    alice.accounts().logout(pb::LogoutRequest {}).await.unwrap();
+    let closed = events
+        .wait_closed()
+        .await
+        .expect("the stream ends with a status");
+    assert_eq!(closed.code(), Code::Unauthenticated);
+    assert_status(
+        alice
+            .chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await,
+        Code::Unauthenticated,
+        "log in again",
+    );
+    // Other devices keep their own sessions.
+    assert!(
+        other_device
+            .chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .is_ok()
+    );
+    let again = User::login(&cluster.gateway_url(0), "alice", "laptop").await;
+    assert!(
+        again
+            .chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .is_ok()
+    );
+}

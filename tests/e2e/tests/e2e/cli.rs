@@ -1,0 +1,96 @@
+//! The `sb` command-line client against a running deployment.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::both_modes;
+use crate::harness::Cluster;
+use crate::harness::cluster::CLI;
+
+struct Sb {
+    server: String,
+    home: tempfile::TempDir,
+}
+
+impl Sb {
+    fn run(&self, profile: &str, args: &[&str]) -> Output {
+        Command::new(CLI)
+            .args(["--json", "--server", &self.server, "--profile", profile])
+            .args(args)
+            .env("SB_HOME", self.home.path())
+            .env("SB_PASSWORD", "a long enough password")
+            .output()
+            .expect("run sb")
+    }
+
+    /// Runs and returns the JSON lines it printed; panics with stderr on failure.
+    fn json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
+        let output = self.run(profile, args);
+        assert!(
+            output.status.success(),
+            "sb {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+            .collect()
+    }
+}
+
+both_modes!(the_cli_chains_commands_with_a_saved_login, cli_session);
+async fn cli_session(cluster: Cluster) {
+    let sb = Sb {
+        server: cluster.gateway_url(1),
+        home: tempfile::tempdir().unwrap(),
+    };
+    tokio::task::spawn_blocking(move || {
+        sb.json("alice", &["register", "alice", "--name", "Alice"]);
+        sb.json("bob", &["register", "bob"]);
+        sb.json("alice", &["login", "alice", "--device", "terminal"]);
+        sb.json("bob", &["login", "bob"]);
+        // Bob's first watch catches up to now and saves his cursors.
+        sb.json("bob", &["watch", "--until-synced"]);
+
+        let sent = sb.json("alice", &["send", "bob", "hello", "from", "the", "cli"]);
+        assert_eq!(sent[0]["conversation_id"], "dm:alice:bob");
+        assert_eq!(sent[0]["seq"], 1);
+        let retried = sb.json("alice", &["send", "bob", "again", "--id", "fixed-1"]);
+        let repeated = sb.json("alice", &["send", "bob", "again", "--id", "fixed-1"]);
+        assert_eq!(repeated[0]["duplicate"], true);
+        assert_eq!(repeated[0]["seq"], retried[0]["seq"]);
+
+        // The next watch resumes from the saved cursors.
+        let events = sb.json("bob", &["watch", "--until-synced"]);
+        let messages: Vec<&Value> = events.iter().filter(|e| e["event"] == "message").collect();
+        let texts: Vec<&str> = messages
+            .iter()
+            .map(|m| m["message"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(texts, ["hello from the cli", "again"]);
+        assert_eq!(messages[0]["message"]["sender"], "alice");
+
+        let history = sb.json("bob", &["history", "alice"]);
+        assert_eq!(history.len(), 2);
+        let group = sb.json("alice", &["groups", "create", "Team"]);
+        let group_id = group[0]["group_id"].as_str().unwrap().to_owned();
+        sb.json("bob", &["groups", "join", &group_id]);
+        sb.json("bob", &["send", "--group", &group_id, "hi", "team"]);
+        let conversations = sb.json("alice", &["conversations"]);
+        assert_eq!(conversations.len(), 2);
+        assert_eq!(conversations[0]["last_message"]["text"], "hi team");
+
+        // Errors are JSON on stderr with the gRPC code, and a failure exit.
+        let refused = sb.run("alice", &["send", "nobody", "hi"]);
+        assert!(!refused.status.success());
+        let error: Value = serde_json::from_slice(&refused.stderr).unwrap();
+        assert_eq!(error["error"]["code"], "NotFound");
+        sb.json("alice", &["logout"]);
+        let after = sb.run("alice", &["conversations"]);
+        assert!(!after.status.success(), "logged out");
+    })
+    .await
+    .unwrap();
+}

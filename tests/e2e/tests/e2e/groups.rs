@@ -1,0 +1,249 @@
+//! Groups: fan-out across gateways, one subscription for every group,
+//! joining by policy, leaving, removal.
+
+use switchboard_proto::pb::{self, event::Kind, send_request::To, system_event};
+use tonic::Code;
+
+use crate::both_modes;
+use crate::harness::Cluster;
+use crate::harness::client::texts;
+
+both_modes!(
+    a_group_message_reaches_every_member_across_gateways,
+    group_fan_out
+);
+async fn group_fan_out(cluster: Cluster) {
+    let owner = cluster.user("owner", 0).await;
+    let ann = cluster.user("ann", 1).await;
+    let ben = cluster.user("ben", 0).await;
+    let outsider = cluster.user("outsider", 1).await;
+    let group = owner.create_group("Climbing", pb::JoinPolicy::Open).await;
+    ann.join(&group.group_id).await;
+    ben.join(&group.group_id).await;
+
+    let mut streams = vec![
+        owner.subscribe().await,
+        ann.subscribe().await,
+        ben.subscribe().await,
+    ];
+    let mut outsider_events = outsider.subscribe().await;
+    let first = ann.post(&group.group_id, "from ann").await;
+    let second = owner.post(&group.group_id, "from owner").await;
+    assert_eq!(second.seq, first.seq + 1);
+    for stream in &mut streams {
+        let got = stream.messages(2).await;
+        assert_eq!(texts(&got), ["from ann", "from owner"], "{}", stream.user);
+        assert_eq!(got[0].conversation_id, group.conversation_id);
+    }
+    // The outsider got none of it: the next thing they see is a message to them.
+    owner.dm(&outsider, "just for you").await;
+    assert_eq!(outsider_events.message().await.text, "just for you");
+}
+
+both_modes!(
+    one_subscription_covers_every_group_including_later_ones,
+    one_subscription_for_all_groups
+);
+async fn one_subscription_for_all_groups(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let first = bob.create_group("First", pb::JoinPolicy::Open).await;
+    let second = bob.create_group("Second", pb::JoinPolicy::Open).await;
+    let third = bob.create_group("Third", pb::JoinPolicy::Open).await;
+    alice.join(&first.group_id).await;
+    alice.join(&second.group_id).await;
+
+    // One stream, no per-group subscribe call.
+    let mut stream = alice.subscribe().await;
+    bob.post(&second.group_id, "in second").await;
+    bob.post(&first.group_id, "in first").await;
+    assert_eq!(texts(&stream.messages(2).await), ["in second", "in first"]);
+
+    // A group joined later streams on the same subscription.
+    let joined = alice.join(&third.group_id).await;
+    let (added, _) = stream
+        .until(|e| match &e.kind {
+            Some(Kind::Conversation(c)) => c.conversation.clone(),
+            _ => None,
+        })
+        .await;
+    assert_eq!(added.conversation_id, third.conversation_id);
+    let join_message = stream.message().await;
+    assert_eq!(join_message.seq, joined.joined_at_seq);
+    assert_eq!(
+        join_message.system.as_ref().map(|s| s.kind()),
+        Some(system_event::Kind::MemberJoined)
+    );
+    bob.post(&third.group_id, "in third").await;
+    assert_eq!(stream.message().await.text, "in third");
+}
+
+both_modes!(joining_follows_the_group_policy, join_policy);
+async fn join_policy(cluster: Cluster) {
+    let owner = cluster.user("owner", 0).await;
+    let guest = cluster.user("guest", 1).await;
+    let private = owner
+        .create_group("Private", pb::JoinPolicy::InviteOnly)
+        .await;
+    let refused = guest
+        .groups()
+        .join_group(pb::JoinGroupRequest {
+            group_id: private.group_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("invite-only"),
+        "{}",
+        refused.message()
+    );
+
+    let mut guest_events = guest.subscribe().await;
+    owner
+        .groups()
+        .invite_member(pb::InviteMemberRequest {
+            group_id: private.group_id.clone(),
+            user_id: "guest".into(),
+        })
+        .await
+        .unwrap();
+    let (invited, _) = guest_events
+        .until(|e| match &e.kind {
+            Some(Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Invited =>
+            {
+                c.conversation.clone()
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(invited.group_id, private.group_id);
+    let listed = guest
+        .groups()
+        .list_my_groups(pb::ListMyGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.invitations.len(), 1);
+    guest.join(&private.group_id).await;
+    let again = guest
+        .groups()
+        .join_group(pb::JoinGroupRequest {
+            group_id: private.group_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+
+    let members = owner
+        .groups()
+        .list_members(pb::ListMembersRequest {
+            group_id: private.group_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let roles: Vec<(&str, pb::Role)> = members
+        .iter()
+        .map(|m| (m.user_id.as_str(), m.role()))
+        .collect();
+    assert_eq!(
+        roles,
+        [("guest", pb::Role::Member), ("owner", pb::Role::Owner)]
+    );
+}
+
+both_modes!(
+    members_who_leave_or_are_removed_stop_receiving,
+    leaving_and_removal
+);
+async fn leaving_and_removal(cluster: Cluster) {
+    let owner = cluster.user("owner", 0).await;
+    let admin = cluster.user("admin", 1).await;
+    let leaver = cluster.user("leaver", 1).await;
+    let kicked = cluster.user("kicked", 0).await;
+    let group = owner.create_group("Book club", pb::JoinPolicy::Open).await;
+    for user in [&admin, &leaver, &kicked] {
+        user.join(&group.group_id).await;
+    }
+    owner
+        .groups()
+        .set_member_role(pb::SetMemberRoleRequest {
+            group_id: group.group_id.clone(),
+            user_id: "admin".into(),
+            role: pb::Role::Admin as i32,
+        })
+        .await
+        .unwrap();
+    let mut leaver_events = leaver.subscribe().await;
+    let mut kicked_events = kicked.subscribe().await;
+
+    leaver
+        .groups()
+        .leave_group(pb::LeaveGroupRequest {
+            group_id: group.group_id.clone(),
+        })
+        .await
+        .unwrap();
+    // An admin cannot remove the owner; they can remove a member.
+    let refused = admin
+        .groups()
+        .remove_member(pb::RemoveMemberRequest {
+            group_id: group.group_id.clone(),
+            user_id: "owner".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    admin
+        .groups()
+        .remove_member(pb::RemoveMemberRequest {
+            group_id: group.group_id.clone(),
+            user_id: "kicked".into(),
+        })
+        .await
+        .unwrap();
+    owner.post(&group.group_id, "after they went").await;
+
+    // Each sees their own exit, and then nothing more from the group: the
+    // next message they get is one sent to them after the group message.
+    for (events, kind, user) in [
+        (&mut leaver_events, system_event::Kind::MemberLeft, &leaver),
+        (
+            &mut kicked_events,
+            system_event::Kind::MemberRemoved,
+            &kicked,
+        ),
+    ] {
+        let (exit, _) = events
+            .until(|e| match &e.kind {
+                Some(Kind::Message(m)) => m.system.as_ref().filter(|s| s.kind() == kind).cloned(),
+                _ => None,
+            })
+            .await;
+        assert_eq!(exit.user_id, user.id);
+        owner.dm(user, "marker").await;
+        assert_eq!(
+            events.message().await.text,
+            "marker",
+            "{} got a group message after leaving",
+            user.id
+        );
+        let denied = user
+            .send(To::GroupId(group.group_id.clone()), "still here?", "")
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let unreadable = user
+            .chat()
+            .history(pb::HistoryRequest {
+                conversation_id: group.conversation_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unreadable.code(), Code::PermissionDenied);
+    }
+}

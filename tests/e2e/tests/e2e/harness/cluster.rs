@@ -1,0 +1,300 @@
+//! A Switchboard deployment of the test's own: its own nats-server and
+//! redis-server, and the real `switchboard` binary as gateway, router and
+//! presence processes (or one standalone process). Everything is killed
+//! when the cluster is dropped; on a failing test the logs are printed.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use switchboard_testkit::{ChildProcess, NatsServer, RedisServer, eventually, free_port};
+use tempfile::TempDir;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use super::WAIT;
+use super::client::User;
+
+const NODE: &str = env!("CARGO_BIN_EXE_switchboard-node");
+pub const CLI: &str = env!("CARGO_BIN_EXE_sb-node");
+pub const SECRET: &str = "e2e-test-secret-that-is-long-enough-0123456789";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    Distributed { gateways: usize, routers: usize },
+    Standalone,
+}
+
+impl Mode {
+    pub fn distributed() -> Self {
+        Self::Distributed {
+            gateways: 2,
+            routers: 2,
+        }
+    }
+}
+
+/// One switchboard process and how to start it again.
+pub struct Node {
+    pub name: String,
+    args: Vec<String>,
+    /// The port its readiness is checked on (gateway: clients; others: health).
+    pub port: u16,
+    log: PathBuf,
+    process: Option<ChildProcess>,
+}
+
+impl Node {
+    fn spawn(&mut self) {
+        let mut command = Command::new(NODE);
+        command
+            .args(&self.args)
+            .env("RUST_LOG", "info,switchboard=debug");
+        self.process = Some(ChildProcess::spawn(&self.name, command, &self.log));
+    }
+
+    async fn wait_ready(&mut self) {
+        let process = self.process.as_mut().expect("started");
+        process.wait_for_port(self.port, WAIT);
+        let url = format!("http://127.0.0.1:{}", self.port);
+        eventually(WAIT, &format!("{} to report ready", self.name), || {
+            let url = url.clone();
+            async move {
+                let channel = tonic::transport::Channel::from_shared(url)
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                let mut health = HealthClient::new(channel);
+                let status = health
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .status();
+                (status == ServingStatus::Serving).then_some(())
+            }
+        })
+        .await;
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// SIGTERM, waiting up to `grace` for a clean exit; true if it exited in time.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let exited = self
+            .process
+            .as_mut()
+            .and_then(|p| p.terminate(grace))
+            .is_some();
+        self.process = None;
+        exited
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub struct Cluster {
+    pub mode: Mode,
+    pub nats: Option<NatsServer>,
+    pub redis: Option<RedisServer>,
+    pub presence: Option<Node>,
+    pub routers: Vec<Node>,
+    pub gateways: Vec<Node>,
+    dir: TempDir,
+}
+
+impl Cluster {
+    pub async fn start(mode: Mode) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cluster = Self {
+            mode,
+            nats: None,
+            redis: None,
+            presence: None,
+            routers: Vec::new(),
+            gateways: Vec::new(),
+            dir,
+        };
+        match mode {
+            Mode::Standalone => {
+                let port = free_port();
+                let data = cluster.dir.path().join("data");
+                let node = cluster.node(
+                    "standalone",
+                    port,
+                    vec![
+                        "standalone".into(),
+                        "--listen".into(),
+                        format!("127.0.0.1:{port}"),
+                        "--data-dir".into(),
+                        data.display().to_string(),
+                        "--password-hashing".into(),
+                        "fast-insecure".into(),
+                        "--client-heartbeat-ms".into(),
+                        "1000".into(),
+                    ],
+                );
+                cluster.gateways.push(node);
+            }
+            Mode::Distributed { gateways, routers } => {
+                let nats = NatsServer::start();
+                let redis = RedisServer::start();
+                let (nats_url, redis_url) = (nats.url(), redis.url());
+                cluster.nats = Some(nats);
+                cluster.redis = Some(redis);
+                let port = free_port();
+                cluster.presence = Some(cluster.node(
+                    "presence",
+                    port,
+                    vec![
+                        "presence".into(),
+                        "--nats-url".into(),
+                        nats_url.clone(),
+                        "--redis-url".into(),
+                        redis_url.clone(),
+                        "--health-listen".into(),
+                        format!("127.0.0.1:{port}"),
+                        "--reap-every-ms".into(),
+                        "250".into(),
+                    ],
+                ));
+                for i in 0..routers {
+                    let port = free_port();
+                    let node = cluster.node(
+                        &format!("router-{i}"),
+                        port,
+                        vec![
+                            "router".into(),
+                            "--nats-url".into(),
+                            nats_url.clone(),
+                            "--redis-url".into(),
+                            redis_url.clone(),
+                            "--token-secret".into(),
+                            SECRET.into(),
+                            "--health-listen".into(),
+                            format!("127.0.0.1:{port}"),
+                            "--password-hashing".into(),
+                            "fast-insecure".into(),
+                            "--outbox-redeliver-ms".into(),
+                            "1000".into(),
+                        ],
+                    );
+                    cluster.routers.push(node);
+                }
+                for i in 0..gateways {
+                    let port = free_port();
+                    let node = cluster.node(
+                        &format!("gw{i}"),
+                        port,
+                        vec![
+                            "gateway".into(),
+                            "--listen".into(),
+                            format!("127.0.0.1:{port}"),
+                            "--nats-url".into(),
+                            nats_url.clone(),
+                            "--token-secret".into(),
+                            SECRET.into(),
+                            "--gateway-id".into(),
+                            format!("gw{i}"),
+                            "--presence-ttl-ms".into(),
+                            "2000".into(),
+                            "--presence-heartbeat-ms".into(),
+                            "500".into(),
+                            "--client-heartbeat-ms".into(),
+                            "1000".into(),
+                            "--drain-grace-ms".into(),
+                            "3000".into(),
+                        ],
+                    );
+                    cluster.gateways.push(node);
+                }
+            }
+        }
+        for node in cluster
+            .presence
+            .iter_mut()
+            .chain(cluster.routers.iter_mut())
+            .chain(cluster.gateways.iter_mut())
+        {
+            node.spawn();
+        }
+        for node in cluster
+            .presence
+            .iter_mut()
+            .chain(cluster.routers.iter_mut())
+            .chain(cluster.gateways.iter_mut())
+        {
+            node.wait_ready().await;
+        }
+        cluster
+    }
+
+    fn node(&self, name: &str, port: u16, mut args: Vec<String>) -> Node {
+        args.extend(["--log-format".into(), "text".into()]);
+        Node {
+            name: name.to_owned(),
+            args,
+            port,
+            log: self.dir.path().join(format!("{name}.log")),
+            process: None,
+        }
+    }
+
+    pub fn is_distributed(&self) -> bool {
+        matches!(self.mode, Mode::Distributed { .. })
+    }
+
+    /// Address of gateway `i` (wrapping around, so the standalone mode's one
+    /// gateway serves every index).
+    pub fn gateway_url(&self, i: usize) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.gateways[i % self.gateways.len()].port
+        )
+    }
+
+    /// Registers and logs in `name` through gateway `gateway`.
+    pub async fn user(&self, name: &str, gateway: usize) -> User {
+        User::register(self, name, gateway, "laptop").await
+    }
+
+    pub fn redis(&mut self) -> &mut RedisServer {
+        self.redis.as_mut().expect("a distributed cluster")
+    }
+}
+
+impl Drop for Cluster {
+    #[allow(clippy::print_stderr)]
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for node in self
+                .presence
+                .iter()
+                .chain(self.routers.iter())
+                .chain(self.gateways.iter())
+            {
+                let log = node.log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                eprintln!("===== {} (last lines) =====", node.name);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}

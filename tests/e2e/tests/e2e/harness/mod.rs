@@ -1,0 +1,35 @@
+//! The end-to-end harness: a cluster builder (real processes, cleaned up on
+//! drop) and gRPC test clients.
+
+pub mod client;
+pub mod cluster;
+
+pub use client::{Events, User};
+pub use cluster::{Cluster, Mode};
+
+use std::time::Duration;
+
+/// How long any single expected thing may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Runs a scenario against the distributed deployment (NATS + Redis, two
+/// gateways, two routers, presence) and against the standalone mode.
+#[macro_export]
+macro_rules! both_modes {
+    ($(#[$meta:meta])* $name:ident, $scenario:ident) => {
+        $(#[$meta])*
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nats_redis() {
+                let cluster = $crate::harness::Cluster::start($crate::harness::Mode::distributed()).await;
+                super::$scenario(cluster).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn standalone() {
+                let cluster = $crate::harness::Cluster::start($crate::harness::Mode::Standalone).await;
+                super::$scenario(cluster).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests. Every test starts its own deployment: real
+//! nats-server and redis-server processes on free ports, and the real
+//! switchboard binary as two gateways, two routers and presence, or as one
+//! standalone process. Clients are real gRPC clients. Tests wait on events,
+//! never on sleeps.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod accounts;
+mod bad_input;
+mod cli;
+mod groups;
+mod messaging;
+mod presence;
+mod resilience;

@@ -1,0 +1,246 @@
+//! One-to-one messages, multi-device, history, receipts and the delivery contract.
+
+use switchboard_proto::pb::{self, event::Kind, send_request::To};
+
+use crate::both_modes;
+use crate::harness::client::{seqs, texts};
+use crate::harness::{Cluster, User};
+
+both_modes!(
+    direct_messages_cross_gateways,
+    direct_messages_cross_gateways
+);
+async fn direct_messages_cross_gateways(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut alice_events = alice.subscribe().await;
+    let mut bob_events = bob.subscribe().await;
+
+    let sent = alice.dm(&bob, "hello bob").await;
+    assert_eq!(sent.conversation_id, "dm:alice:bob");
+    assert_eq!(sent.seq, 1);
+    assert!(!sent.duplicate);
+
+    let received = bob_events.message().await;
+    assert_eq!(received.text, "hello bob");
+    assert_eq!(received.sender, "alice", "the sender is who authenticated");
+    assert_eq!(received.seq, 1);
+    assert_eq!(received.message_id, sent.message_id);
+    // The sender's own stream carries it too (their other devices stay in sync).
+    assert_eq!(alice_events.message().await.message_id, sent.message_id);
+
+    let reply = bob.dm(&alice, "hi alice").await;
+    assert_eq!(
+        reply.seq, 2,
+        "one conversation, one sequence, either direction"
+    );
+    assert_eq!(alice_events.message().await.text, "hi alice");
+}
+
+both_modes!(
+    every_device_of_a_user_receives,
+    every_device_of_a_user_receives
+);
+async fn every_device_of_a_user_receives(cluster: Cluster) {
+    let alice_laptop = cluster.user("alice", 0).await;
+    let alice_phone = alice_laptop.another_device(&cluster, 1, "phone").await;
+    let bob = cluster.user("bob", 1).await;
+    let mut laptop = alice_laptop.subscribe().await;
+    let mut phone = alice_phone.subscribe().await;
+
+    bob.dm(&alice_laptop, "to both devices").await;
+    assert_eq!(laptop.message().await.text, "to both devices");
+    assert_eq!(phone.message().await.text, "to both devices");
+
+    // What one device sends shows up on the other.
+    alice_phone.dm(&bob, "sent from the phone").await;
+    let on_laptop = laptop.message().await;
+    assert_eq!(
+        (on_laptop.text.as_str(), on_laptop.seq),
+        ("sent from the phone", 2)
+    );
+}
+
+both_modes!(
+    a_reconnecting_client_gets_what_it_missed_once,
+    reconnect_catches_up
+);
+async fn reconnect_catches_up(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    alice.dm(&bob, "one").await;
+    alice.dm(&bob, "two").await;
+    assert_eq!(texts(&bob_events.messages(2).await), ["one", "two"]);
+    let cursors = bob_events.cursors();
+    let epoch = bob_events.epoch.clone();
+    drop(bob_events);
+
+    for text in ["three", "four", "five"] {
+        alice.dm(&bob, text).await;
+    }
+    // Reconnect through the other gateway with the cursors held.
+    let bob_elsewhere = bob.via(&cluster.gateway_url(0)).await;
+    let mut resumed = bob_elsewhere.subscribe_from(&cursors, &epoch).await;
+    assert_eq!(texts(&resumed.replayed), ["three", "four", "five"]);
+    assert_eq!(seqs(&resumed.replayed), [3, 4, 5]);
+    // Then live, with nothing repeated.
+    alice.dm(&bob, "six").await;
+    let live = resumed.message().await;
+    assert_eq!((live.text.as_str(), live.seq), ("six", 6));
+}
+
+both_modes!(a_retried_send_is_stored_once, retried_send_is_idempotent);
+async fn retried_send_is_idempotent(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    let to = || To::UserId("bob".into());
+    let first = alice.send(to(), "only once", "client-id-1").await.unwrap();
+    let again = alice.send(to(), "only once", "client-id-1").await.unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.seq, &again.message_id),
+        (first.seq, &first.message_id),
+        "the retry answers with the first send's seq"
+    );
+    alice.send(to(), "next", "client-id-2").await.unwrap();
+    assert_eq!(
+        texts(&alice.history("dm:alice:bob").await),
+        ["only once", "next"]
+    );
+    // The recipient saw one copy, then the next message.
+    assert_eq!(texts(&bob_events.messages(2).await), ["only once", "next"]);
+}
+
+both_modes!(history_pages_backwards_and_forwards, history_pages);
+async fn history_pages(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    for i in 1..=12 {
+        alice.dm(&bob, &format!("m{i}")).await;
+    }
+    let page = |before_seq, after_seq: Option<u64>| {
+        let bob = bob.clone();
+        async move {
+            bob.chat()
+                .history(pb::HistoryRequest {
+                    conversation_id: "dm:alice:bob".into(),
+                    before_seq,
+                    after_seq,
+                    limit: 5,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let newest = page(0, None).await;
+    assert_eq!(seqs(&newest.messages), [8, 9, 10, 11, 12]);
+    assert!(newest.has_more);
+    assert_eq!(newest.head_seq, 12);
+    let older = page(8, None).await;
+    assert_eq!(seqs(&older.messages), [3, 4, 5, 6, 7]);
+    let oldest = page(3, None).await;
+    assert_eq!(seqs(&oldest.messages), [1, 2]);
+    assert!(!oldest.has_more);
+    let forward = page(0, Some(10)).await;
+    assert_eq!(seqs(&forward.messages), [11, 12]);
+    assert!(!forward.has_more);
+    let from_the_start = page(0, Some(0)).await;
+    assert_eq!(seqs(&from_the_start.messages), [1, 2, 3, 4, 5]);
+    assert!(from_the_start.has_more);
+    // A user logging in on another computer sees everything.
+    let bob_elsewhere = User::login(&cluster.gateway_url(0), "bob", "desktop").await;
+    assert_eq!(bob_elsewhere.history("dm:alice:bob").await.len(), 12);
+}
+
+both_modes!(read_receipts_reach_the_other_side, read_receipts);
+async fn read_receipts(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut alice_events = alice.subscribe().await;
+    alice.dm(&bob, "did you read this?").await;
+    alice_events.message().await;
+
+    let read = bob
+        .chat()
+        .mark_read(pb::MarkReadRequest {
+            conversation_id: "dm:alice:bob".into(),
+            seq: 99,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.read_seq, 1, "a cursor cannot pass the head");
+    let (receipt, _) = alice_events
+        .until(|e| match &e.kind {
+            Some(Kind::Receipt(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((receipt.user_id.as_str(), receipt.read_seq), ("bob", 1));
+
+    let cursors = alice
+        .chat()
+        .list_read_cursors(pb::ListReadCursorsRequest {
+            conversation_id: "dm:alice:bob".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cursors;
+    let of = |user: &str| {
+        cursors
+            .iter()
+            .find(|c| c.user_id == user)
+            .map(|c| c.read_seq)
+    };
+    assert_eq!((of("alice"), of("bob")), (Some(1), Some(1)));
+
+    let listed = bob
+        .chat()
+        .list_conversations(pb::ListConversationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let conversation = &listed.conversations[0];
+    assert_eq!(conversation.title, "alice (display)");
+    assert_eq!((conversation.head_seq, conversation.unread), (1, 0));
+}
+
+both_modes!(one_order_for_every_participant, one_order_for_everyone);
+async fn one_order_for_everyone(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut alice_events = alice.subscribe().await;
+    let mut bob_events = bob.subscribe().await;
+    // Both write at once through different gateways (and routers).
+    let (a1, b1) = (alice.clone(), bob.clone());
+    let (a2, b2) = (alice.clone(), bob.clone());
+    tokio::join!(
+        async move {
+            for i in 0..20 {
+                a1.dm(&b1, &format!("a{i}")).await;
+            }
+        },
+        async move {
+            for i in 0..20 {
+                b2.dm(&a2, &format!("b{i}")).await;
+            }
+        },
+    );
+    let seen_by_alice = alice_events.messages(40).await;
+    let seen_by_bob = bob_events.messages(40).await;
+    assert_eq!(seqs(&seen_by_alice), (1..=40).collect::<Vec<_>>());
+    assert_eq!(
+        texts(&seen_by_alice),
+        texts(&seen_by_bob),
+        "both sides see the same order"
+    );
+    assert_eq!(
+        texts(&alice.history("dm:alice:bob").await),
+        texts(&seen_by_bob)
+    );
+}

@@ -1,0 +1,229 @@
+//! Crashes: a router, a gateway, Redis, the standalone process. An
+//! acknowledged message is never lost and never delivered twice.
+
+use std::collections::HashSet;
+
+use switchboard_proto::pb::{self, event::Kind, gap::Reason, send_request::To};
+use tonic::Code;
+
+use crate::harness::client::{seqs, texts};
+use crate::harness::{Cluster, Mode, User};
+
+/// Sends `text` until the server acknowledges it, retrying with the same
+/// client message id as a client does after an error.
+async fn send_until_acked(user: &User, to: &str, text: &str) -> pb::SendResponse {
+    let id = format!("id-{}", text.replace(' ', "-"));
+    for _ in 0..20 {
+        match user.send(To::UserId(to.into()), text, &id).await {
+            Ok(ack) => return ack,
+            Err(status) => assert!(
+                matches!(
+                    status.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Internal | Code::Unknown
+                ),
+                "unexpected refusal: {status}"
+            ),
+        }
+    }
+    panic!("{text} was never acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_killed_mid_stream_loses_no_acknowledged_message() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+
+    let total = 120;
+    let sender = {
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..total {
+                acked.push(send_until_acked(&alice, "bob", &format!("m{i:03}")).await);
+            }
+            acked
+        })
+    };
+    // Kill a router once the stream is well under way.
+    let mut received = bob_events.messages_until("m030").await;
+    cluster.routers[0].kill();
+    let acked = sender.await.unwrap();
+
+    assert_eq!(
+        seqs_of(&acked),
+        (1..=total as u64).collect::<Vec<_>>(),
+        "each acked once, no holes"
+    );
+    let history = alice.history("dm:alice:bob").await;
+    let expected: Vec<String> = (0..total).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(
+        texts(&history),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // The live stream delivered every acknowledged message exactly once, in order.
+    received.extend(
+        bob_events
+            .messages_until(&format!("m{:03}", total - 1))
+            .await,
+    );
+    assert_eq!(seqs(&received), (1..=total as u64).collect::<Vec<_>>());
+}
+
+fn seqs_of(acks: &[pb::SendResponse]) -> Vec<u64> {
+    acks.iter().map(|a| a.seq).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_gateway_resume_on_another() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    alice.dm(&bob, "before").await;
+    assert_eq!(bob_events.message().await.text, "before");
+    let cursors = bob_events.cursors();
+    let epoch = bob_events.epoch.clone();
+
+    cluster.gateways[1].kill();
+    // The stream breaks; the client notices.
+    bob_events.wait_closed().await;
+    for text in ["while", "the gateway", "was down"] {
+        alice.dm(&bob, text).await;
+    }
+    let bob_on_gw0 = bob.via(&cluster.gateway_url(0)).await;
+    let mut resumed = bob_on_gw0.subscribe_from(&cursors, &epoch).await;
+    assert_eq!(
+        texts(&resumed.replayed),
+        ["while", "the gateway", "was down"]
+    );
+    alice.dm(&bob, "live again").await;
+    assert_eq!(resumed.message().await.text, "live again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_keeps_every_acknowledged_message() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    for i in 0..25 {
+        alice.dm(&bob, &format!("kept {i}")).await;
+    }
+    cluster.redis().kill();
+    cluster.redis().restart();
+    // Routers reconnect on their own; the client retries until they have.
+    let after = send_until_acked(&alice, "bob", "after the restart").await;
+    assert_eq!(
+        after.seq, 26,
+        "nothing acknowledged was lost, so the sequence goes on"
+    );
+    let history = bob.history("dm:alice:bob").await;
+    assert_eq!(history.len(), 26);
+    assert_eq!(history[0].text, "kept 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_server_data_is_reported_not_hidden() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    alice.dm(&bob, "soon forgotten").await;
+    bob_events.message().await;
+    let (cursors, epoch) = (bob_events.cursors(), bob_events.epoch.clone());
+    drop(bob_events);
+
+    cluster.redis().restart_empty();
+    // Accounts went with the data: register again.
+    let alice = loop {
+        let url = cluster.gateway_url(0);
+        let registered = switchboard_proto::pb::account_service_client::AccountServiceClient::new(
+            crate::harness::client::channel(&url).await,
+        )
+        .register(pb::RegisterRequest {
+            user_id: "alice".into(),
+            password: crate::harness::client::PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await;
+        if registered.is_ok() {
+            break User::login(&url, "alice", "laptop").await;
+        }
+    };
+    let bob = cluster.user("bob", 1).await;
+    let mut resumed = bob.subscribe_from(&cursors, &epoch).await;
+    let gap = resumed
+        .before_sync
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(Kind::Gap(g)) => Some(g.clone()),
+            _ => None,
+        })
+        .expect("a Gap event");
+    assert_eq!(gap.reason(), Reason::EpochChanged);
+    assert_ne!(resumed.epoch, epoch);
+    // New messages start at seq 1 again and are delivered, not taken for duplicates.
+    alice.dm(&bob, "a new beginning").await;
+    let message = resumed.message().await;
+    assert_eq!((message.text.as_str(), message.seq), ("a new beginning", 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_store_survives_a_crash() {
+    let mut cluster = Cluster::start(Mode::Standalone).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    let mut acked = HashSet::new();
+    for i in 0..30 {
+        acked.insert(alice.dm(&bob, &format!("durable {i}")).await.seq);
+    }
+    cluster.gateways[0].kill();
+    cluster.gateways[0].restart().await;
+    // Sessions survive too: the same token works after the restart.
+    let bob = bob.via(&cluster.gateway_url(0)).await;
+    let history = bob.history("dm:alice:bob").await;
+    let stored: HashSet<u64> = history.iter().map(|m| m.seq).collect();
+    assert_eq!(stored, acked);
+    let alice = alice.via(&cluster.gateway_url(0)).await;
+    assert_eq!(alice.dm(&bob, "after").await.seq, 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_gateway_drains_and_its_clients_resume_elsewhere() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    alice.dm(&bob, "before the drain").await;
+    assert_eq!(bob_events.message().await.text, "before the drain");
+
+    let mut draining = cluster.gateways.remove(1);
+    let exited =
+        tokio::task::spawn_blocking(move || draining.terminate(std::time::Duration::from_secs(8)));
+    // The client is told to go elsewhere, then the stream ends UNAVAILABLE.
+    let (reconnect, _) = bob_events
+        .until(|e| match &e.kind {
+            Some(Kind::Reconnect(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(
+        reconnect.reason.contains("shutting down"),
+        "{}",
+        reconnect.reason
+    );
+    let status = bob_events.wait_closed().await.expect("a final status");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        exited.await.unwrap(),
+        "the gateway exited within its grace period"
+    );
+
+    alice.dm(&bob, "during the move").await;
+    let moved = bob.via(&cluster.gateway_url(0)).await;
+    let resumed = moved
+        .subscribe_from(&bob_events.cursors(), &bob_events.epoch)
+        .await;
+    assert_eq!(texts(&resumed.replayed), ["during the move"]);
+}
