@@ -109,6 +109,98 @@ pub enum Command {
     /// Groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// One-to-many topics: send once, each contact privately.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// My topics with their contacts and each contact's state.
+    List,
+    /// Create a topic and bind contacts (mutual contacts only).
+    Create {
+        name: String,
+        #[arg(long, value_delimiter = ',')]
+        contacts: Vec<String>,
+    },
+    Rename {
+        topic: String,
+        name: String,
+    },
+    /// Close a topic; its history stays readable.
+    Delete {
+        topic: String,
+    },
+    /// Bind more contacts.
+    Add {
+        topic: String,
+        #[arg(required = true, num_args = 1..)]
+        users: Vec<String>,
+    },
+    /// Unbind contacts: forwarding stops at once.
+    Remove {
+        topic: String,
+        #[arg(required = true, num_args = 1..)]
+        users: Vec<String>,
+    },
+    /// Send once: a private copy to every bound contact (or some).
+    Send {
+        topic: String,
+        /// The text (may be empty with --forward: the original's is used).
+        #[arg(num_args = 0..)]
+        text: Vec<String>,
+        /// Only these contacts (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Only those who have not read this broadcast.
+        #[arg(long, conflicts_with = "not_replied")]
+        not_read: Option<String>,
+        /// Only those who have not replied to this broadcast.
+        #[arg(long)]
+        not_replied: Option<String>,
+        /// Copy and resend this message (from any thread of the topic).
+        #[arg(long)]
+        forward: Option<String>,
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// The owner answers one contact inside the topic.
+    Answer {
+        topic: String,
+        contact: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// A contact replies in their dialog of the topic.
+    Reply {
+        topic: String,
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
+    /// The merged timeline: each broadcast once, and every reply.
+    Timeline {
+        topic: String,
+        #[arg(long)]
+        before: Option<u64>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Delivered, read and replied per contact, for one broadcast.
+    Status {
+        topic: String,
+        broadcast: String,
+    },
+    /// A contact leaves a topic they are in.
+    Leave {
+        topic: String,
+    },
+    /// A contact mutes a topic (--off to unmute).
+    Mute {
+        topic: String,
+        #[arg(long)]
+        off: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use switchboard_proto::pb::{
     account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, group_service_client::GroupServiceClient,
+    topic_service_client::TopicServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -38,6 +39,7 @@ pub struct Clients {
     pub chat: ChatServiceClient<Authed>,
     pub contacts: ContactServiceClient<Authed>,
     pub groups: GroupServiceClient<Authed>,
+    pub topics: TopicServiceClient<Authed>,
 }
 
 impl Clients {
@@ -51,7 +53,8 @@ impl Clients {
             accounts: AccountServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             chat: ChatServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             contacts: ContactServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            groups: GroupServiceClient::with_interceptor(channel, bearer),
+            groups: GroupServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            topics: TopicServiceClient::with_interceptor(channel, bearer),
         })
     }
 }

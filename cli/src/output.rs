@@ -73,12 +73,37 @@ pub fn topic_tag(t: &pb::TopicTag) -> Value {
         "owner_id": t.owner_id,
         "contact_id": t.contact_id,
         "broadcast_id": t.broadcast_id,
+        "forwarded_from": t.forwarded_from,
     })
+}
+
+pub fn topic(t: &pb::Topic) -> Value {
+    json!({
+        "topic_id": t.topic_id,
+        "name": t.name,
+        "owner_id": t.owner_id,
+        "deleted": t.deleted,
+        "contacts": t.contacts.iter().map(|c| json!({
+            "user_id": c.user_id,
+            "state": c.state().as_str_name(),
+            "conversation_id": c.conversation_id,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn binding_result(r: &pb::BindingResult) -> Value {
+    json!({"user_id": r.user_id, "outcome": r.outcome().as_str_name(), "message": r.message})
 }
 
 pub fn message_line(m: &pb::Message) -> String {
     let who = if m.sender.is_empty() { "*" } else { &m.sender };
-    format!("[{} #{}] {who}: {}", m.conversation_id, m.seq, m.text)
+    match &m.topic {
+        Some(t) => format!(
+            "[topic \"{}\" · {} #{}] {who}: {}",
+            t.topic_name, t.contact_id, m.seq, m.text
+        ),
+        None => format!("[{} #{}] {who}: {}", m.conversation_id, m.seq, m.text),
+    }
 }
 
 pub fn conversation(c: &pb::Conversation) -> Value {
@@ -92,6 +117,8 @@ pub fn conversation(c: &pb::Conversation) -> Value {
         "peer_id": c.peer_id,
         "group_id": c.group_id,
         "topic": c.topic.as_ref().map(topic_tag),
+        "muted": c.muted,
+        "closed": c.closed,
         "last_message": c.last_message.as_ref().map(message),
     })
 }
@@ -144,6 +171,9 @@ pub fn event(e: &pb::Event) -> Value {
             "detail": g.detail,
         }),
         Some(Kind::Heartbeat(_)) => json!({"event": "heartbeat"}),
+        Some(Kind::Delivered(d)) => {
+            json!({"event": "delivered", "conversation_id": d.conversation_id, "user_id": d.user_id, "delivered_seq": d.delivered_seq})
+        }
         Some(Kind::Reconnect(r)) => json!({"event": "reconnect", "reason": r.reason}),
         None => json!({"event": "unknown"}),
     }
@@ -187,6 +217,10 @@ pub fn event_line(e: &pb::Event) -> Option<String> {
             g.conversation_id, g.from_seq, g.to_seq, g.detail
         ),
         Some(Kind::Reconnect(r)) => format!("-- server asks to reconnect: {}", r.reason),
+        Some(Kind::Delivered(d)) => format!(
+            "-- delivered to {} in {} up to #{}",
+            d.user_id, d.conversation_id, d.delivered_seq
+        ),
         Some(Kind::Heartbeat(_)) | None => return None,
     })
 }

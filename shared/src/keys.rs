@@ -80,6 +80,16 @@ pub fn conversation_reads(conv: &ConversationId) -> String {
     format!("sb:conv:{conv}:read")
 }
 
+/// Hash: user id -> seq of the last message they sent here.
+pub fn conversation_sent(conv: &ConversationId) -> String {
+    format!("sb:conv:{conv}:sent")
+}
+
+/// Hash: user id -> highest seq that reached one of their devices.
+pub fn conversation_delivered(conv: &ConversationId) -> String {
+    format!("sb:conv:{conv}:delivered")
+}
+
 /// String with expiry: the stored result of a send with this client message id.
 pub fn idempotency(sender: &UserId, client_msg_id: &str) -> String {
     format!("sb:idem:{sender}:{client_msg_id}")
@@ -92,19 +102,46 @@ pub fn outbox() -> String {
     "sb:outbox".into()
 }
 
-/// Hash: `name`, `owner`, `created`.
+/// Hash: `name`, `owner`, `created`, `deleted`.
 pub fn topic(topic: &TopicId) -> String {
     format!("sb:topic:{topic}")
 }
 
-/// Hash: bound contact user id -> binding state.
+/// Hash: bound contact -> `bound` or `muted`. The forwarding list: a reply
+/// is admitted only while its sender's field is here.
 pub fn topic_contacts(topic: &TopicId) -> String {
     format!("sb:topic:{topic}:contacts")
+}
+
+/// Hash: contact no longer bound -> `left` or `removed`.
+pub fn topic_former(topic: &TopicId) -> String {
+    format!("sb:topic:{topic}:former")
+}
+
+/// Integer: the topic timeline's last seq.
+pub fn topic_timeline_seq(topic: &TopicId) -> String {
+    format!("sb:topic:{topic}:tl-seq")
+}
+
+/// Stream: the owner's merged timeline, entry id `<seq>-0`, field `e` =
+/// `<broadcast id>|<message id> <message id>...`.
+pub fn topic_timeline(topic: &TopicId) -> String {
+    format!("sb:topic:{topic}:timeline")
+}
+
+/// Hash: broadcast id -> the message ids of its copies.
+pub fn topic_broadcasts(topic: &TopicId) -> String {
+    format!("sb:topic:{topic}:broadcasts")
 }
 
 /// Sorted set: the topics `user` owns, scored by creation time.
 pub fn user_topics(user: &UserId) -> String {
     format!("sb:user:{user}:topics")
+}
+
+/// Set: the topics `user` is or was bound into (their topic dialogs).
+pub fn user_bound_topics(user: &UserId) -> String {
+    format!("sb:user:{user}:bound")
 }
 
 /// Set: every gateway presence knows about.
@@ -170,11 +207,21 @@ mod tests {
         assert_eq!(conversation_seq(&dm), "sb:conv:dm:alice:bob:seq");
         assert_eq!(conversation_log(&dm), "sb:conv:dm:alice:bob:log");
         assert_eq!(conversation_reads(&dm), "sb:conv:dm:alice:bob:read");
+        assert_eq!(conversation_sent(&dm), "sb:conv:dm:alice:bob:sent");
+        assert_eq!(
+            conversation_delivered(&dm),
+            "sb:conv:dm:alice:bob:delivered"
+        );
         assert_eq!(idempotency(&alice, "m-1"), "sb:idem:alice:m-1");
         assert_eq!(outbox(), "sb:outbox");
         assert_eq!(topic(&t), "sb:topic:tabcdefghjkmn");
         assert_eq!(topic_contacts(&t), "sb:topic:tabcdefghjkmn:contacts");
+        assert_eq!(topic_former(&t), "sb:topic:tabcdefghjkmn:former");
+        assert_eq!(topic_timeline_seq(&t), "sb:topic:tabcdefghjkmn:tl-seq");
+        assert_eq!(topic_timeline(&t), "sb:topic:tabcdefghjkmn:timeline");
+        assert_eq!(topic_broadcasts(&t), "sb:topic:tabcdefghjkmn:broadcasts");
         assert_eq!(user_topics(&alice), "sb:user:alice:topics");
+        assert_eq!(user_bound_topics(&alice), "sb:user:alice:bound");
         assert_eq!(presence_gateways(), "sb:presence:gateways");
         assert_eq!(presence_gateway_alive(&gw), "sb:presence:gw:gw-0-xyz:alive");
         assert_eq!(

@@ -38,6 +38,11 @@ pub fn router_rpc() -> Subject {
     Subject("sb.router.rpc".into())
 }
 
+/// gateway -> routers (queue group): topic messages that reached their contact.
+pub fn router_delivered() -> Subject {
+    Subject("sb.router.delivered".into())
+}
+
 /// router/presence -> one gateway: deliveries for connections it holds.
 pub fn gateway_deliver(gateway: &GatewayId) -> Subject {
     Subject(format!("sb.gw.{gateway}.deliver"))
@@ -67,6 +72,7 @@ mod tests {
     fn subjects_are_pinned() {
         let gw = GatewayId::parse("gw-0-abc123").unwrap();
         assert_eq!(router_rpc().as_str(), "sb.router.rpc");
+        assert_eq!(router_delivered().as_str(), "sb.router.delivered");
         assert_eq!(gateway_deliver(&gw).as_str(), "sb.gw.gw-0-abc123.deliver");
         assert_eq!(presence_rpc().as_str(), "sb.presence.rpc");
         assert_eq!(presence_changed().as_str(), "sb.presence.changed");

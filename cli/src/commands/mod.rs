@@ -4,6 +4,7 @@ mod account;
 mod chat;
 mod contacts;
 mod groups;
+mod topics;
 mod watch;
 
 use std::path::PathBuf;
@@ -127,5 +128,6 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             contacts::run(Session::open(&args).await?, command, out).await
         }
         Command::Groups(command) => groups::run(Session::open(&args).await?, command, out).await,
+        Command::Topics(command) => topics::run(Session::open(&args).await?, command, out).await,
     }
 }

@@ -403,6 +403,15 @@ impl Connection {
             return;
         }
         *last = message.seq;
+        // A topic copy reaching its contact: the owner's "delivered".
+        if let Some(topic) = &message.topic
+            && topic.contact_id == self.entry.user.as_str()
+            && message.sender != self.entry.user.as_str()
+        {
+            self.shared
+                .delivered
+                .delivered(&conversation, topic.contact_id.as_str(), message.seq);
+        }
         let left = message.system.as_ref().is_some_and(|system| {
             system.user_id == self.entry.user.as_str()
                 && matches!(

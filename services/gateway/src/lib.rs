@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod delivered;
 pub mod dispatch;
 pub mod error;
 pub mod limits;
@@ -41,6 +42,7 @@ pub struct Shared {
     pub router: RouterClient,
     pub presence: PresenceClient,
     pub registry: Registry,
+    pub delivered: delivered::DeliveredReporter,
 }
 
 /// Sends presence everything this gateway holds.
@@ -82,6 +84,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             router: RouterClient::new(bus.clone(), config.router_timeout, config.router_attempts),
             registry: Registry::new(presence.clone()),
+            delivered: delivered::DeliveredReporter::start(bus.clone()),
             presence,
             config,
             id,
@@ -130,8 +133,14 @@ impl Gateway {
                     .max_decoding_message_size(max),
             ),
         )
+        .add_service(
+            web.layer(
+                pb::group_service_server::GroupServiceServer::new(api.clone())
+                    .max_decoding_message_size(max),
+            ),
+        )
         .add_service(web.layer(
-            pb::group_service_server::GroupServiceServer::new(api).max_decoding_message_size(max),
+            pb::topic_service_server::TopicServiceServer::new(api).max_decoding_message_size(max),
         ))
     }
 

@@ -25,6 +25,11 @@ fn repeatable(op: &Op) -> bool {
             | Op::LeaveGroup(_)
             | Op::RemoveMember(_)
             | Op::RemoveContact(_)
+            | Op::CreateTopic(_)
+            | Op::DeleteTopic(_)
+            | Op::AddTopicContacts(_)
+            | Op::RemoveTopicContacts(_)
+            | Op::LeaveTopic(_)
     )
 }
 

@@ -13,6 +13,8 @@ pub struct RouterConfig {
     pub max_message_bytes: usize,
     /// Longest group or topic name, in characters.
     pub max_name_chars: usize,
+    /// Most contacts bound into one topic at once.
+    pub max_topic_contacts: usize,
     /// How long a client message id is remembered for deduplication.
     pub idempotency_ttl: Duration,
     /// Messages replayed per conversation at subscribe before a Gap(TRUNCATED).
@@ -54,6 +56,7 @@ impl RouterConfig {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             max_message_bytes: 16 * 1024,
             max_name_chars: 80,
+            max_topic_contacts: 256,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             max_replay: 5_000,
             outbox_redeliver_after: Duration::from_secs(3),

@@ -153,9 +153,7 @@ impl Router {
                 })),
             },
         };
-        let epoch = self.store.epoch().await?;
-        self.deliverer
-            .deliver(&[update], &epoch, now_ms(), Vec::new())
-            .await
+        self.deliver_state(vec![update]).await;
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use switchboard_shared::ids::{ConversationId, GroupId, UserId};
 use crate::access;
 use crate::accounts::display_name;
 use crate::error::{RouterError, RouterResult};
-use crate::messaging::stored_message;
+
 use crate::routing::{Audience, Outgoing};
 use crate::store::{GroupRecord, MembershipChange, NewMessage, StoreError};
 use crate::{Caller, Router};
@@ -86,10 +86,9 @@ impl Router {
     ) -> RouterResult<u64> {
         let conv = ConversationId::Group(group.clone());
         message.conversation = conv.clone();
-        let template = message.message.clone();
         let outcome = match self
             .store
-            .change_membership(group, user, change.clone(), message)
+            .change_membership(group, user, change.clone(), message.clone())
             .await
         {
             Ok(outcome) => outcome,
@@ -104,7 +103,7 @@ impl Router {
             Err(err) => return Err(err.into()),
         };
         let seq = outcome.single()?.seq;
-        self.spawn_delivery(stored_message(template, &outcome)?, outcome.epoch);
+        self.deliver_appended(vec![message], &outcome);
         Ok(seq)
     }
 
@@ -124,18 +123,8 @@ impl Router {
                 })),
             },
         };
-        let delivered = match self.store.epoch().await {
-            Ok(epoch) => {
-                self.deliverer
-                    .deliver(&[invitation], &epoch, now_ms(), Vec::new())
-                    .await
-            }
-            Err(err) => Err(err.into()),
-        };
-        if let Err(err) = delivered {
-            // The invitation is stored; ListMyGroups shows it.
-            tracing::warn!(%err, "cannot deliver an invitation");
-        }
+        // The invitation is stored; ListMyGroups shows it if this is lost.
+        self.deliver_state(vec![invitation]).await;
     }
 
     pub async fn create_group(
@@ -183,9 +172,8 @@ impl Router {
             format!("{} created the group \"{}\"", caller.user, record.name),
         );
         created.conversation = ConversationId::Group(record.id.clone());
-        let template = created.message.clone();
-        let outcome = self.store.create_group(&record, created).await?;
-        self.spawn_delivery(stored_message(template, &outcome)?, outcome.epoch);
+        let outcome = self.store.create_group(&record, created.clone()).await?;
+        self.deliver_appended(vec![created], &outcome);
         for user in &invitees {
             self.store.invite(&record.id, user, now_ms()).await?;
             self.notify_invited(user, &record).await;

@@ -6,7 +6,7 @@
 //! that holds a recipient (found through presence), never to every gateway.
 //!
 //! Layout: [`service`] is the bus adapter; the actions live in [`accounts`],
-//! [`contacts`], [`groups`] and [`messaging`]; [`access`] and [`routing`]
+//! [`contacts`], [`groups`], [`messaging`] and [`topics`]; [`access`] and [`routing`]
 //! are the pure rules; [`delivery`] and [`outbox`] move events to gateways;
 //! [`store`] is the durable state.
 
@@ -23,6 +23,7 @@ pub mod routing;
 pub mod service;
 pub mod sessions;
 pub mod store;
+pub mod topics;
 
 use std::sync::{Arc, Weak};
 

@@ -7,12 +7,14 @@ use futures::future::try_join_all;
 use switchboard_proto::bus::{SyncRequest, SyncResponse};
 use switchboard_proto::pb::{self, send_request::To};
 use switchboard_shared::clock::now_ms;
-use switchboard_shared::ids::{ClientMsgId, ConversationId, GroupId, UserId};
+use switchboard_shared::ids::{ClientMsgId, ConversationId, GroupId, TopicId, UserId};
 
 use crate::access::direct_peer;
 use crate::error::{RouterError, RouterResult};
 use crate::routing::{Audience, Outgoing};
-use crate::store::{Admission, AppendBatch, AppendOutcome, NewMessage, StoreError};
+use crate::store::{
+    Admission, AppendBatch, AppendOutcome, NewMessage, StoreError, TimelineWrite, TopicRecord,
+};
 use crate::{Caller, Router};
 
 const DEFAULT_PAGE: usize = 50;
@@ -21,8 +23,31 @@ const MAX_PAGE: usize = 500;
 /// What the caller is to a conversation they belong to.
 #[derive(Debug, Clone)]
 pub enum Membership {
-    Direct { peer: UserId },
-    Group { group: GroupId, role: pb::Role },
+    Direct {
+        peer: UserId,
+    },
+    Group {
+        group: GroupId,
+        role: pb::Role,
+    },
+    /// The owner, or the contact (bound now or before: history stays readable).
+    TopicThread {
+        topic: TopicRecord,
+        contact: UserId,
+    },
+}
+
+impl Membership {
+    /// Who sees what happens in the conversation.
+    pub fn audience(&self, caller: &UserId) -> Audience {
+        match self {
+            Self::Direct { peer } => Audience::Users(vec![caller.clone(), peer.clone()]),
+            Self::Group { group, .. } => Audience::Group(group.clone()),
+            Self::TopicThread { topic, contact } => {
+                Audience::Users(vec![topic.owner.clone(), contact.clone()])
+            }
+        }
+    }
 }
 
 /// Checks a message text against the rules every client sees.
@@ -44,18 +69,43 @@ pub fn message_text(text: &str, max_bytes: usize) -> RouterResult<String> {
     Ok(text.to_owned())
 }
 
-/// The stored form of a single appended message, for delivery.
-pub fn stored_message(
-    template: pb::Message,
-    outcome: &AppendOutcome,
-) -> RouterResult<Vec<pb::Message>> {
-    let appended = outcome.single()?;
-    Ok(vec![pb::Message {
-        conversation_id: appended.conversation.to_string(),
-        seq: appended.seq,
-        message_id: appended.message_id().to_string(),
-        ..template
-    }])
+/// The stored form of appended messages (from what was appended and where
+/// it landed), for delivery.
+pub fn stored_messages(items: Vec<NewMessage>, outcome: &AppendOutcome) -> Vec<pb::Message> {
+    items
+        .into_iter()
+        .zip(&outcome.appended)
+        .map(|(item, appended)| pb::Message {
+            conversation_id: appended.conversation.to_string(),
+            seq: appended.seq,
+            message_id: appended.message_id().to_string(),
+            ..item.message
+        })
+        .collect()
+}
+
+pub fn topic_writable(topic: &TopicRecord, contact: &UserId, sender: &UserId) -> RouterResult<()> {
+    if topic.deleted {
+        return Err(RouterError::FailedPrecondition(
+            "this topic was deleted; its history stays readable".into(),
+        ));
+    }
+    if topic
+        .binding(contact)
+        .is_some_and(crate::store::Binding::is_current)
+    {
+        return Ok(());
+    }
+    if sender == contact {
+        Err(RouterError::PermissionDenied(format!(
+            "you are no longer in this topic; write to {} directly instead",
+            topic.owner
+        )))
+    } else {
+        Err(RouterError::FailedPrecondition(format!(
+            "{contact} is no longer in this topic"
+        )))
+    }
 }
 
 pub fn message_event(message: pb::Message) -> pb::Event {
@@ -64,7 +114,7 @@ pub fn message_event(message: pb::Message) -> pb::Event {
     }
 }
 
-fn page_size(requested: u32) -> usize {
+pub(crate) fn page_size(requested: u32) -> usize {
     match requested {
         0 => DEFAULT_PAGE,
         n => (n as usize).min(MAX_PAGE),
@@ -92,8 +142,19 @@ impl Router {
                 }),
                 None => Err(self.not_a_member(group).await),
             },
-            ConversationId::TopicThread { .. } => {
-                Err(RouterError::NotFound(format!("no conversation {conv}")))
+            ConversationId::TopicThread { topic, contact } => {
+                let topic = self.topic(topic).await?;
+                let belongs =
+                    &topic.owner == user || (user == contact && topic.binding(contact).is_some());
+                if !belongs {
+                    return Err(RouterError::PermissionDenied(
+                        "this is not your conversation".into(),
+                    ));
+                }
+                Ok(Membership::TopicThread {
+                    topic,
+                    contact: contact.clone(),
+                })
             }
         }
     }
@@ -142,6 +203,8 @@ impl Router {
         let text = message_text(&req.text, self.config.max_message_bytes)?;
         let client_msg_id = ClientMsgId::parse(&req.client_msg_id)?;
         let membership = self.membership(&caller.user, &conv).await?;
+        let mut topic_tag = None;
+        let mut timeline = None;
         let (admission, index_for) = match &membership {
             Membership::Direct { peer } => {
                 self.require_user(peer).await?;
@@ -154,29 +217,58 @@ impl Router {
                 }),
                 Vec::new(),
             ),
+            Membership::TopicThread { topic, contact } => {
+                topic_writable(topic, contact, &caller.user)?;
+                topic_tag = Some(crate::topics::tag(topic, contact));
+                timeline = Some(TimelineWrite {
+                    topic: topic.id.clone(),
+                    broadcast_id: String::new(),
+                });
+                (
+                    Some(Admission::TopicBound {
+                        topic: topic.id.clone(),
+                        contact: contact.clone(),
+                    }),
+                    vec![topic.owner.clone(), contact.clone()],
+                )
+            }
         };
         let now = now_ms();
-        let message = pb::Message {
-            sender: caller.user.to_string(),
-            sent_at_ms: now,
-            text,
-            client_msg_id: client_msg_id.to_string(),
-            ..Default::default()
+        let item = NewMessage {
+            conversation: conv.clone(),
+            message: pb::Message {
+                sender: caller.user.to_string(),
+                sent_at_ms: now,
+                text,
+                client_msg_id: client_msg_id.to_string(),
+                topic: topic_tag,
+                ..Default::default()
+            },
+            admission,
+            index_for,
+            read_by: Some(caller.user.clone()),
         };
         let batch = AppendBatch {
             idempotency: Some((caller.user.clone(), client_msg_id)),
-            items: vec![NewMessage {
-                conversation: conv.clone(),
-                message: message.clone(),
-                admission,
-                index_for,
-                read_by: Some(caller.user.clone()),
-            }],
+            items: vec![item.clone()],
             now_ms: now,
+            timeline,
         };
         let outcome = match self.store.append(batch).await {
             Ok(outcome) => outcome,
-            Err(StoreError::NotAdmitted(_)) => return Err(self.not_a_member_of(&conv).await),
+            Err(StoreError::NotAdmitted(_)) => {
+                return Err(match &membership {
+                    // Removed between the check and the write.
+                    Membership::TopicThread { topic, contact } => {
+                        let mut gone = topic.clone();
+                        gone.contacts.retain(|(user, _)| user != contact);
+                        topic_writable(&gone, contact, &caller.user)
+                            .err()
+                            .unwrap_or_else(|| RouterError::PermissionDenied("refused".into()))
+                    }
+                    _ => self.not_a_member_of(&conv).await,
+                });
+            }
             Err(StoreError::IdempotencyConflict) => {
                 return Err(RouterError::InvalidArgument(
                     "this client_msg_id was already used for a message to another conversation"
@@ -187,7 +279,7 @@ impl Router {
         };
         let appended = outcome.single()?.clone();
         if !outcome.duplicate {
-            self.spawn_delivery(stored_message(message, &outcome)?, outcome.epoch);
+            self.deliver_appended(vec![item], &outcome);
         }
         Ok(pb::SendResponse {
             conversation_id: conv.to_string(),
@@ -205,17 +297,35 @@ impl Router {
         }
     }
 
-    /// Delivers stored messages after the reply went out. A failure leaves
-    /// them in the outbox, which any router redelivers.
-    pub fn spawn_delivery(&self, messages: Vec<pb::Message>, epoch: String) {
+    /// Delivers just-appended messages after the reply went out. A failure
+    /// leaves them in the outbox, which any router redelivers.
+    pub fn deliver_appended(&self, items: Vec<NewMessage>, outcome: &AppendOutcome) {
         let Some(router) = self.me() else {
             return;
         };
+        let messages = stored_messages(items, outcome);
+        let epoch = outcome.epoch.clone();
         self.shutdown.tracker.spawn(async move {
             if let Err(err) = router.deliver_messages(messages, &epoch).await {
                 tracing::warn!(%err, "delivery failed; the outbox will retry it");
             }
         });
+    }
+
+    /// Delivers events that are not messages (receipts, presence, changes).
+    /// They are state kept elsewhere too, so a failure is logged, not retried.
+    pub async fn deliver_state(&self, outgoing: Vec<Outgoing>) {
+        let delivered = match self.store.epoch().await {
+            Ok(epoch) => {
+                self.deliverer
+                    .deliver(&outgoing, &epoch, now_ms(), Vec::new())
+                    .await
+            }
+            Err(err) => Err(err.into()),
+        };
+        if let Err(err) = delivered {
+            tracing::warn!(%err, "cannot deliver a state change");
+        }
     }
 
     pub async fn deliver_messages(
@@ -270,8 +380,17 @@ impl Router {
                 }
                 Audience::Group(group.clone())
             }
-            ConversationId::TopicThread { .. } => {
-                return Err(RouterError::Internal(format!("cannot route {conv} yet")));
+            // Only the owner and that contact: the other contacts never see it.
+            ConversationId::TopicThread { contact, .. } => {
+                let owner = message
+                    .topic
+                    .as_ref()
+                    .map(|t| UserId::parse(&t.owner_id))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        RouterError::Internal(format!("{conv} message without its topic"))
+                    })?;
+                Audience::Users(vec![owner, contact.clone()])
             }
         };
         outgoing.push(Outgoing {
@@ -350,12 +469,8 @@ impl Router {
             .store
             .mark_read(&conv, &caller.user, req.seq.min(head))
             .await?;
-        let audience = match membership {
-            Membership::Direct { peer } => Audience::Users(vec![caller.user.clone(), peer]),
-            Membership::Group { group, .. } => Audience::Group(group),
-        };
         let receipt = Outgoing {
-            audience,
+            audience: membership.audience(&caller.user),
             event: pb::Event {
                 kind: Some(pb::event::Kind::Receipt(pb::ReadReceipt {
                     conversation_id: conv.to_string(),
@@ -364,15 +479,7 @@ impl Router {
                 })),
             },
         };
-        let epoch = self.store.epoch().await?;
-        if let Err(err) = self
-            .deliverer
-            .deliver(&[receipt], &epoch, now_ms(), Vec::new())
-            .await
-        {
-            // Receipts are state, not messages: ListReadCursors has them.
-            tracing::warn!(%err, "cannot deliver a read receipt");
-        }
+        self.deliver_state(vec![receipt]).await;
         Ok(pb::MarkReadResponse { read_seq })
     }
 
@@ -447,8 +554,25 @@ impl Router {
             ),
         )?;
         let peers: Vec<UserId> = convs.iter().filter_map(|c| direct_peer(c, user)).collect();
-        let (peer_records, group_records) =
-            futures::try_join!(self.store.users(&peers), self.store.groups(&groups))?;
+        let mut topic_ids: Vec<TopicId> = convs
+            .iter()
+            .filter_map(|c| match c {
+                ConversationId::TopicThread { topic, .. } => Some(topic.clone()),
+                _ => None,
+            })
+            .collect();
+        topic_ids.sort();
+        topic_ids.dedup();
+        let (peer_records, group_records, topic_records) = futures::try_join!(
+            self.store.users(&peers),
+            self.store.groups(&groups),
+            self.store.topics(&topic_ids),
+        )?;
+        let topics: HashMap<TopicId, TopicRecord> = topic_records
+            .into_iter()
+            .flatten()
+            .map(|t| (t.id.clone(), t))
+            .collect();
         let names: HashMap<String, String> = peer_records
             .into_iter()
             .flatten()
@@ -488,8 +612,19 @@ impl Router {
                         summary.title = names.get(group.as_str()).cloned().unwrap_or_default();
                         summary.group_id = group.to_string();
                     }
-                    ConversationId::TopicThread { .. } => {
-                        summary.kind = pb::ConversationKind::TopicThread as i32;
+                    ConversationId::TopicThread { topic, contact } => {
+                        if let Some(topic) = topics.get(topic) {
+                            let described =
+                                self.thread_summary(topic, contact, &topic.owner == user);
+                            summary = pb::Conversation {
+                                conversation_id: summary.conversation_id,
+                                head_seq: summary.head_seq,
+                                read_seq: summary.read_seq,
+                                unread: summary.unread,
+                                last_message: summary.last_message,
+                                ..described
+                            };
+                        }
                     }
                 }
                 summary

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
 use switchboard_proto::bus::{
-    self, PresenceChanged, RouterRequest, RouterResponse, SessionRevoked, router_request::Op,
-    router_response::Result as Reply,
+    self, DeliveredBatch, PresenceChanged, RouterRequest, RouterResponse, SessionRevoked,
+    router_request::Op, router_response::Result as Reply,
 };
 use switchboard_shared::bus::Incoming;
-use switchboard_shared::ids::{DeviceId, GatewayId, SessionId, UserId};
+use switchboard_shared::ids::{ConversationId, DeviceId, GatewayId, SessionId, UserId};
 use switchboard_shared::shutdown::Shutdown;
 use switchboard_shared::subjects;
 use tokio::sync::Semaphore;
@@ -32,6 +32,9 @@ pub async fn start(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()
         .subscribe(&subjects::presence_changed(), Some(subjects::ROUTER_QUEUE))
         .await?;
     let mut revoked = bus.subscribe(&subjects::session_revoked(), None).await?;
+    let mut delivered = bus
+        .subscribe(&subjects::router_delivered(), Some(subjects::ROUTER_QUEUE))
+        .await?;
     shutdown
         .tracker
         .spawn(outbox::run(router.clone(), shutdown.clone()));
@@ -55,7 +58,11 @@ pub async fn start(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()
                     let router = router.clone();
                     shutdown.tracker.spawn(async move { presence_changed(&router, change).await });
                 }
-                Some(notice) = revoked.next() => {
+                Some(batch) = delivered.next() => {
+                let router = router.clone();
+                shutdown.tracker.spawn(async move { delivered_batch(&router, batch).await });
+            }
+            Some(notice) = revoked.next() => {
                     if let Ok(notice) = SessionRevoked::decode(notice.payload)
                         && let Ok(session) = SessionId::parse(&notice.session_id)
                     {
@@ -80,6 +87,27 @@ async fn presence_changed(router: &Router, change: Incoming) {
     };
     if let Err(err) = router.presence_changed(user, change.online).await {
         tracing::warn!(%err, "cannot tell contacts about a presence change");
+    }
+}
+
+async fn delivered_batch(router: &Router, batch: Incoming) {
+    let Ok(batch) = DeliveredBatch::decode(batch.payload) else {
+        tracing::warn!("undecodable delivered batch");
+        return;
+    };
+    let marks = batch
+        .delivered
+        .iter()
+        .filter_map(|d| {
+            Some((
+                ConversationId::parse(&d.conversation_id).ok()?,
+                UserId::parse(&d.user_id).ok()?,
+                d.seq,
+            ))
+        })
+        .collect();
+    if let Err(err) = router.delivered(marks).await {
+        tracing::warn!(%err, "cannot record deliveries");
     }
 }
 
@@ -169,5 +197,20 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::SetMemberRole(r) => Reply::SetMemberRole(router.set_member_role(caller, r).await?),
         Op::ListMyGroups(r) => Reply::ListMyGroups(router.list_my_groups(caller, r).await?),
         Op::ListMembers(r) => Reply::ListMembers(router.list_members(caller, r).await?),
+        Op::CreateTopic(r) => Reply::CreateTopic(router.create_topic(caller, r).await?),
+        Op::RenameTopic(r) => Reply::RenameTopic(router.rename_topic(caller, r).await?),
+        Op::DeleteTopic(r) => Reply::DeleteTopic(router.delete_topic(caller, r).await?),
+        Op::ListTopics(r) => Reply::ListTopics(router.list_topics(caller, r).await?),
+        Op::AddTopicContacts(r) => {
+            Reply::AddTopicContacts(router.add_topic_contacts(caller, r).await?)
+        }
+        Op::RemoveTopicContacts(r) => {
+            Reply::RemoveTopicContacts(router.remove_topic_contacts(caller, r).await?)
+        }
+        Op::SendToTopic(r) => Reply::SendToTopic(router.send_to_topic(caller, r).await?),
+        Op::TopicTimeline(r) => Reply::TopicTimeline(router.topic_timeline(caller, r).await?),
+        Op::BroadcastStatus(r) => Reply::BroadcastStatus(router.broadcast_status(caller, r).await?),
+        Op::LeaveTopic(r) => Reply::LeaveTopic(router.leave_topic(caller, r).await?),
+        Op::MuteTopic(r) => Reply::MuteTopic(router.mute_topic(caller, r).await?),
     })
 }

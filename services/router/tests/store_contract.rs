@@ -57,6 +57,7 @@ fn single(conv: &ConversationId, sender: &UserId, body: &str, id: Option<&str>) 
         idempotency: id.map(|id| (sender.clone(), ClientMsgId::parse(id).unwrap())),
         items: vec![text(conv, sender, body, 1_000)],
         now_ms: 1_000,
+        timeline: None,
     }
 }
 
@@ -372,4 +373,211 @@ async fn a_wiped_redis_gets_a_new_epoch() {
         .unwrap();
     assert_ne!(after.epoch, before);
     assert_eq!(after.appended[0].seq, 1, "seqs restart under the new epoch");
+}
+
+fn topic_record(owner: &UserId) -> switchboard_router::store::TopicRecord {
+    switchboard_router::store::TopicRecord {
+        id: switchboard_shared::ids::TopicId::generate(),
+        name: "Badminton Saturday".into(),
+        owner: owner.clone(),
+        created_at_ms: 1,
+        deleted: false,
+        contacts: vec![],
+    }
+}
+
+#[tokio::test]
+async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
+    use switchboard_router::store::{BindOutcome, Binding};
+    on_both(|store| async move {
+        let owner = user("owner");
+        let (ann, ben, cat) = (user("ann"), user("ben"), user("cat"));
+        let topic = topic_record(&owner);
+        store.create_topic(&topic).await.unwrap();
+        let outcomes = store
+            .bind(
+                &topic.id,
+                &[ann.clone(), ben.clone(), ann.clone(), cat.clone()],
+                2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                BindOutcome::Added,
+                BindOutcome::Added,
+                BindOutcome::Already,
+                BindOutcome::Full
+            ]
+        );
+        assert!(store.set_muted(&topic.id, &ben, true).await.unwrap());
+        assert!(
+            !store.set_muted(&topic.id, &cat, true).await.unwrap(),
+            "cat is not bound"
+        );
+        let found = store.topics(std::slice::from_ref(&topic.id)).await.unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(
+            found.contacts,
+            [(ann.clone(), Binding::Bound), (ben.clone(), Binding::Muted)]
+        );
+        assert_eq!(store.user_topics(&owner).await.unwrap(), std::slice::from_ref(&topic.id));
+
+        // A reply from ann's thread is admitted while she is bound...
+        let thread = ConversationId::TopicThread {
+            topic: topic.id.clone(),
+            contact: ann.clone(),
+        };
+        let mut reply = single(&thread, &ann, "count me in", None);
+        reply.items[0].admission = Some(Admission::TopicBound {
+            topic: topic.id.clone(),
+            contact: ann.clone(),
+        });
+        store.append(reply.clone()).await.unwrap();
+        // ...and her exit is a message in her thread, atomically with the unbinding.
+        let left = store
+            .unbind(
+                &topic.id,
+                &ann,
+                Binding::Left,
+                text(&thread, &ann, "ann left", 2),
+            )
+            .await
+            .unwrap();
+        assert_eq!(left.appended[0].seq, 2);
+        assert!(matches!(
+            store
+                .unbind(
+                    &topic.id,
+                    &ann,
+                    Binding::Left,
+                    text(&thread, &ann, "again", 3)
+                )
+                .await,
+            Err(StoreError::Precondition)
+        ));
+        assert!(matches!(
+            store.append(reply).await,
+            Err(StoreError::NotAdmitted(0))
+        ));
+        let found = store.topics(std::slice::from_ref(&topic.id)).await.unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(found.binding(&ann), Some(Binding::Left));
+
+        let unbound = store.delete_topic(&topic.id).await.unwrap();
+        assert_eq!(unbound, std::slice::from_ref(&ben));
+        let found = store.topics(std::slice::from_ref(&topic.id)).await.unwrap()[0]
+            .clone()
+            .unwrap();
+        assert!(found.deleted);
+        assert_eq!(found.binding(&ben), Some(Binding::Removed));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broadcast_is_one_timeline_entry_and_threads_track_their_cursors() {
+    use switchboard_router::store::{ThreadState, TimelineWrite};
+    on_both(|store| async move {
+        let owner = user("owner");
+        let topic = topic_record(&owner);
+        store.create_topic(&topic).await.unwrap();
+        let contacts = [user("ann"), user("ben"), user("cat")];
+        let threads: Vec<ConversationId> = contacts
+            .iter()
+            .map(|c| ConversationId::TopicThread {
+                topic: topic.id.clone(),
+                contact: c.clone(),
+            })
+            .collect();
+        let broadcast = AppendBatch {
+            idempotency: Some((owner.clone(), ClientMsgId::parse("b-1").unwrap())),
+            items: threads
+                .iter()
+                .map(|t| text(t, &owner, "Saturday 10:00?", 5))
+                .collect(),
+            now_ms: 5,
+            timeline: Some(TimelineWrite {
+                topic: topic.id.clone(),
+                broadcast_id: "bcast1".into(),
+            }),
+        };
+        let sent = store.append(broadcast.clone()).await.unwrap();
+        assert_eq!(sent.timeline_seq, 1);
+        // The retry writes nothing: no second copy in any thread, no second entry.
+        let again = store.append(broadcast).await.unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.appended, sent.appended);
+        let mut reply = single(&threads[1], &contacts[1], "yes!", None);
+        reply.timeline = Some(TimelineWrite {
+            topic: topic.id.clone(),
+            broadcast_id: String::new(),
+        });
+        assert_eq!(store.append(reply).await.unwrap().timeline_seq, 2);
+
+        let timeline = store.timeline(&topic.id, u64::MAX, None, 10).await.unwrap();
+        assert_eq!(timeline.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(timeline[0].broadcast_id, "bcast1");
+        assert_eq!(timeline[0].messages.len(), 3);
+        assert_eq!(timeline[1].messages[0].conversation, threads[1]);
+        assert_eq!(
+            store.timeline(&topic.id, 2, None, 10).await.unwrap().len(),
+            1
+        );
+        assert_eq!(
+            store.timeline(&topic.id, 0, Some(1), 10).await.unwrap()[0].seq,
+            2
+        );
+        let copies = store.broadcast(&topic.id, "bcast1").await.unwrap().unwrap();
+        assert_eq!(copies, timeline[0].messages);
+        assert!(store.broadcast(&topic.id, "nope").await.unwrap().is_none());
+
+        store.mark_read(&threads[0], &contacts[0], 1).await.unwrap();
+        assert!(
+            store
+                .mark_delivered(&threads[2], &contacts[2], 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .mark_delivered(&threads[2], &contacts[2], 1)
+                .await
+                .unwrap()
+        );
+        let states = store
+            .thread_states(
+                &threads
+                    .iter()
+                    .cloned()
+                    .zip(contacts.iter().cloned())
+                    .collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            states,
+            [
+                ThreadState {
+                    read: 1,
+                    delivered: 0,
+                    sent: 0
+                },
+                ThreadState {
+                    read: 2,
+                    delivered: 0,
+                    sent: 2
+                },
+                ThreadState {
+                    read: 0,
+                    delivered: 1,
+                    sent: 0
+                },
+            ]
+        );
+    })
+    .await;
 }

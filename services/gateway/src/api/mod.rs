@@ -5,6 +5,7 @@ mod accounts;
 mod chat;
 mod contacts;
 mod groups;
+mod topics;
 
 use std::sync::Arc;
 

@@ -16,15 +16,16 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
-    ConversationId, GroupId, MessageId, SessionId, UserId, random_token,
+    ConversationId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
 use switchboard_shared::keys;
 
 use super::{
-    Admission, AppendBatch, AppendOutcome, Appended, ContactEntry, GroupRecord, MembershipChange,
-    NewMessage, SessionRecord, Store, StoreError, StoreResult, UserRecord, decode_idempotency,
-    decode_message, encode_idempotency, encode_message, parse_policy, parse_role, policy_name,
-    role_name, same_targets,
+    Admission, AppendBatch, AppendOutcome, Appended, BindOutcome, Binding, ContactEntry,
+    GroupRecord, MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message,
+    decode_message_ids, decode_timeline_entry, encode_idempotency, encode_message,
+    encode_message_ids, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -169,6 +170,44 @@ impl Write<'_> {
         Ok(self.hashes.get((key, field)).map_err(failed)?.is_some())
     }
 
+    fn hget_u64(&self, key: &str, field: &str) -> StoreResult<u64> {
+        hget(&self.hashes, key, field)?.map_or(Ok(0), |v| number(&v))
+    }
+
+    fn incr(&mut self, key: &str) -> StoreResult<u64> {
+        let next = get_u64(&self.strings, key)? + 1;
+        self.strings
+            .insert(key, next.to_string().as_bytes())
+            .map_err(failed)?;
+        Ok(next)
+    }
+
+    /// As `write_timeline` in `scripts/prelude.lua`.
+    fn write_timeline(
+        &mut self,
+        topic: &TopicId,
+        broadcast_id: &str,
+        appended: &[Appended],
+    ) -> StoreResult<u64> {
+        let seq = self.incr(&keys::topic_timeline_seq(topic))?;
+        let ids: Vec<MessageId> = appended.iter().map(Appended::message_id).collect();
+        let copies = encode_message_ids(&ids);
+        self.logs
+            .insert(
+                (keys::topic_timeline(topic).as_str(), seq),
+                format!("{broadcast_id}|{copies}").as_bytes(),
+            )
+            .map_err(failed)?;
+        if !broadcast_id.is_empty() {
+            self.hset(
+                &keys::topic_broadcasts(topic),
+                broadcast_id,
+                copies.as_bytes(),
+            )?;
+        }
+        Ok(seq)
+    }
+
     fn sadd(&mut self, key: &str, member: &str) -> StoreResult<()> {
         self.sets.insert((key, member), ()).map_err(failed)?;
         Ok(())
@@ -194,11 +233,7 @@ impl Write<'_> {
     /// The same steps as `write_items` in `scripts/prelude.lua`, minus the outbox.
     fn write_item(&mut self, item: &NewMessage, now_ms: i64) -> StoreResult<Appended> {
         let conv = &item.conversation;
-        let seq_key = keys::conversation_seq(conv);
-        let seq = get_u64(&self.strings, &seq_key)? + 1;
-        self.strings
-            .insert(seq_key.as_str(), seq.to_string().as_bytes())
-            .map_err(failed)?;
+        let seq = self.incr(&keys::conversation_seq(conv))?;
         let log_key = keys::conversation_log(conv);
         self.logs
             .insert(
@@ -208,13 +243,14 @@ impl Write<'_> {
             .map_err(failed)?;
         if let Some(reader) = &item.read_by {
             let reads = keys::conversation_reads(conv);
-            let current: u64 = match hget(&self.hashes, &reads, reader.as_str())? {
-                Some(v) => number(&v)?,
-                None => 0,
-            };
-            if seq > current {
+            if seq > self.hget_u64(&reads, reader.as_str())? {
                 self.hset(&reads, reader.as_str(), seq.to_string().as_bytes())?;
             }
+            self.hset(
+                &keys::conversation_sent(conv),
+                reader.as_str(),
+                seq.to_string().as_bytes(),
+            )?;
         }
         let conv_name = conv.to_string();
         for user in &item.index_for {
@@ -495,6 +531,7 @@ impl Store for EmbeddedStore {
                 duplicate: false,
                 appended: vec![appended],
                 epoch,
+                timeline_seq: 0,
             })
         })
         .await
@@ -621,6 +658,7 @@ impl Store for EmbeddedStore {
                 duplicate: false,
                 appended: vec![appended],
                 epoch,
+                timeline_seq: 0,
             })
         })
         .await
@@ -644,6 +682,7 @@ impl Store for EmbeddedStore {
                     duplicate: true,
                     appended,
                     epoch,
+                    timeline_seq: 0,
                 });
             }
             for (index, item) in batch.items.iter().enumerate() {
@@ -656,6 +695,12 @@ impl Store for EmbeddedStore {
                 .iter()
                 .map(|item| w.write_item(item, batch.now_ms))
                 .collect::<StoreResult<Vec<_>>>()?;
+            let timeline_seq = match &batch.timeline {
+                Some(timeline) => {
+                    w.write_timeline(&timeline.topic, &timeline.broadcast_id, &appended)?
+                }
+                None => 0,
+            };
             if let Some(key) = &idem_key {
                 // Kept for ever: the standalone mode's volumes are small.
                 w.strings
@@ -666,6 +711,7 @@ impl Store for EmbeddedStore {
                 duplicate: false,
                 appended,
                 epoch,
+                timeline_seq,
             })
         })
         .await
@@ -784,6 +830,271 @@ impl Store for EmbeddedStore {
                         .map_or(Ok(0), |v| number(&v))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn create_topic(&self, topic: &TopicRecord) -> StoreResult<()> {
+        let topic = topic.clone();
+        self.write(move |w| {
+            let key = keys::topic(&topic.id);
+            w.hset(&key, "name", topic.name.as_bytes())?;
+            w.hset(&key, "owner", topic.owner.as_str().as_bytes())?;
+            w.hset(&key, "created", topic.created_at_ms.to_string().as_bytes())?;
+            w.zsets
+                .insert(
+                    (keys::user_topics(&topic.owner).as_str(), topic.id.as_str()),
+                    topic.created_at_ms,
+                )
+                .map_err(failed)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn topics(&self, ids: &[TopicId]) -> StoreResult<Vec<Option<TopicRecord>>> {
+        let ids = ids.to_vec();
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            ids.into_iter()
+                .map(|id| {
+                    let key = keys::topic(&id);
+                    let (Some(name), Some(owner)) =
+                        (hget(&hashes, &key, "name")?, hget(&hashes, &key, "owner")?)
+                    else {
+                        return Ok(None);
+                    };
+                    let mut contacts = hgetall(&hashes, &keys::topic_contacts(&id))?
+                        .into_iter()
+                        .chain(hgetall(&hashes, &keys::topic_former(&id))?)
+                        .map(|(user, state)| {
+                            Ok((parse_user(&user)?, Binding::parse(&text(&state)?)?))
+                        })
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    contacts.sort_by(|a, b| a.0.cmp(&b.0));
+                    Ok(Some(TopicRecord {
+                        name: text(&name)?,
+                        owner: parse_user(&text(&owner)?)?,
+                        created_at_ms: hget(&hashes, &key, "created")?
+                            .map(|c| number(&c))
+                            .transpose()?
+                            .unwrap_or(0),
+                        deleted: hget(&hashes, &key, "deleted")?.is_some(),
+                        contacts,
+                        id,
+                    }))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn user_topics(&self, owner: &UserId) -> StoreResult<Vec<TopicId>> {
+        let key = keys::user_topics(owner);
+        self.read(move |txn| {
+            let zsets = txn.open_table(ZSETS).map_err(failed)?;
+            let mut ids = zmembers_by_score_desc(&zsets, &key)?;
+            ids.reverse();
+            ids.iter()
+                .map(|t| TopicId::parse(t).map_err(|e| corrupt(e.0)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn rename_topic(&self, topic: &TopicId, name: &str) -> StoreResult<()> {
+        let (key, name) = (keys::topic(topic), name.to_owned());
+        self.write(move |w| w.hset(&key, "name", name.as_bytes()))
+            .await
+    }
+
+    async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>> {
+        let topic = topic.clone();
+        self.write(move |w| {
+            w.hset(&keys::topic(&topic), "deleted", b"1")?;
+            let current = keys::topic_contacts(&topic);
+            let bound = hgetall(&w.hashes, &current)?;
+            let mut users = Vec::with_capacity(bound.len());
+            for (contact, _) in bound {
+                w.hdel(&current, &contact)?;
+                w.hset(
+                    &keys::topic_former(&topic),
+                    &contact,
+                    Binding::Removed.name().as_bytes(),
+                )?;
+                users.push(parse_user(&contact)?);
+            }
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn bind(
+        &self,
+        topic: &TopicId,
+        contacts: &[UserId],
+        cap: usize,
+    ) -> StoreResult<Vec<BindOutcome>> {
+        let (topic, contacts) = (topic.clone(), contacts.to_vec());
+        self.write(move |w| {
+            let current = keys::topic_contacts(&topic);
+            let mut bound = hgetall(&w.hashes, &current)?.len();
+            contacts
+                .iter()
+                .map(|contact| {
+                    if w.hexists(&current, contact.as_str())? {
+                        return Ok(BindOutcome::Already);
+                    }
+                    if bound >= cap {
+                        return Ok(BindOutcome::Full);
+                    }
+                    w.hset(&current, contact.as_str(), Binding::Bound.name().as_bytes())?;
+                    w.hdel(&keys::topic_former(&topic), contact.as_str())?;
+                    w.sadd(&keys::user_bound_topics(contact), topic.as_str())?;
+                    bound += 1;
+                    Ok(BindOutcome::Added)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_muted(&self, topic: &TopicId, contact: &UserId, muted: bool) -> StoreResult<bool> {
+        let (key, contact) = (keys::topic_contacts(topic), contact.clone());
+        let state = if muted {
+            Binding::Muted
+        } else {
+            Binding::Bound
+        };
+        self.write(move |w| {
+            if !w.hexists(&key, contact.as_str())? {
+                return Ok(false);
+            }
+            w.hset(&key, contact.as_str(), state.name().as_bytes())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn unbind(
+        &self,
+        topic: &TopicId,
+        contact: &UserId,
+        reason: Binding,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        let (topic, contact) = (topic.clone(), contact.clone());
+        let epoch = self.epoch.clone();
+        self.write(move |w| {
+            if !w.hdel(&keys::topic_contacts(&topic), contact.as_str())? {
+                return Err(StoreError::Precondition);
+            }
+            w.hset(
+                &keys::topic_former(&topic),
+                contact.as_str(),
+                reason.name().as_bytes(),
+            )?;
+            let appended = w.write_item(&message, message.message.sent_at_ms)?;
+            let timeline_seq = w.write_timeline(&topic, "", std::slice::from_ref(&appended))?;
+            Ok(AppendOutcome {
+                duplicate: false,
+                appended: vec![appended],
+                epoch,
+                timeline_seq,
+            })
+        })
+        .await
+    }
+
+    async fn timeline(
+        &self,
+        topic: &TopicId,
+        before: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<TimelineRecord>> {
+        let key = keys::topic_timeline(topic);
+        self.read(move |txn| {
+            let logs = txn.open_table(LOGS).map_err(failed)?;
+            let (from, to) = match after {
+                Some(after) => (after.saturating_add(1), u64::MAX),
+                None if before <= 1 => return Ok(Vec::new()),
+                None => (1, before - 1),
+            };
+            let mut rows = Vec::new();
+            for entry in logs
+                .range((key.as_str(), from)..=(key.as_str(), to))
+                .map_err(failed)?
+            {
+                let (k, v) = entry.map_err(failed)?;
+                rows.push((k.value().1, text(v.value())?));
+            }
+            let window: Vec<(u64, String)> = if after.is_some() {
+                rows.into_iter().take(limit).collect()
+            } else {
+                let skip = rows.len().saturating_sub(limit);
+                rows.into_iter().skip(skip).collect()
+            };
+            window
+                .iter()
+                .map(|(seq, record)| decode_timeline_entry(*seq, record))
+                .collect()
+        })
+        .await
+    }
+
+    async fn broadcast(
+        &self,
+        topic: &TopicId,
+        broadcast_id: &str,
+    ) -> StoreResult<Option<Vec<MessageId>>> {
+        let (key, id) = (keys::topic_broadcasts(topic), broadcast_id.to_owned());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            hget(&hashes, &key, &id)?
+                .map(|ids| decode_message_ids(&text(&ids)?))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn thread_states(
+        &self,
+        threads: &[(ConversationId, UserId)],
+    ) -> StoreResult<Vec<ThreadState>> {
+        let threads = threads.to_vec();
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            let field = |key: String, user: &UserId| -> StoreResult<u64> {
+                hget(&hashes, &key, user.as_str())?.map_or(Ok(0), |v| number(&v))
+            };
+            threads
+                .iter()
+                .map(|(conv, user)| {
+                    Ok(ThreadState {
+                        read: field(keys::conversation_reads(conv), user)?,
+                        delivered: field(keys::conversation_delivered(conv), user)?,
+                        sent: field(keys::conversation_sent(conv), user)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        conv: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<bool> {
+        let (key, user) = (keys::conversation_delivered(conv), user.clone());
+        self.write(move |w| {
+            if seq > w.hget_u64(&key, user.as_str())? {
+                w.hset(&key, user.as_str(), seq.to_string().as_bytes())?;
+                return Ok(true);
+            }
+            Ok(false)
         })
         .await
     }

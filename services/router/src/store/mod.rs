@@ -94,6 +94,16 @@ pub struct AppendBatch {
     pub idempotency: Option<(UserId, ClientMsgId)>,
     pub items: Vec<NewMessage>,
     pub now_ms: i64,
+    /// Topic threads: also one entry in the topic's merged timeline.
+    pub timeline: Option<TimelineWrite>,
+}
+
+/// The timeline entry an append adds to its topic.
+#[derive(Debug, Clone)]
+pub struct TimelineWrite {
+    pub topic: TopicId,
+    /// Set for a broadcast: its copies are remembered under this id.
+    pub broadcast_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +130,8 @@ pub struct AppendOutcome {
     pub appended: Vec<Appended>,
     /// The store epoch the seqs belong to.
     pub epoch: String,
+    /// The timeline entry written (0 without one, or for a duplicate).
+    pub timeline_seq: u64,
 }
 
 impl AppendOutcome {
@@ -140,6 +152,121 @@ pub enum MembershipChange {
     Leave,
     /// Requires: a member.
     SetRole { role: pb::Role },
+}
+
+/// A contact's place in a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    Bound,
+    Muted,
+    /// No longer bound: left on their own.
+    Left,
+    /// No longer bound: removed by the owner (or the topic was deleted).
+    Removed,
+}
+
+impl Binding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bound => "bound",
+            Self::Muted => "muted",
+            Self::Left => "left",
+            Self::Removed => "removed",
+        }
+    }
+
+    pub fn parse(name: &str) -> StoreResult<Self> {
+        match name {
+            "bound" => Ok(Self::Bound),
+            "muted" => Ok(Self::Muted),
+            "left" => Ok(Self::Left),
+            "removed" => Ok(Self::Removed),
+            other => Err(StoreError::Corrupt(format!("unknown binding {other:?}"))),
+        }
+    }
+
+    /// Still receives the topic's messages and may reply.
+    pub fn is_current(self) -> bool {
+        matches!(self, Self::Bound | Self::Muted)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRecord {
+    pub id: TopicId,
+    pub name: String,
+    pub owner: UserId,
+    pub created_at_ms: i64,
+    pub deleted: bool,
+    /// Every contact ever bound, sorted, with their state. Filled on reads.
+    pub contacts: Vec<(UserId, Binding)>,
+}
+
+impl TopicRecord {
+    pub fn binding(&self, contact: &UserId) -> Option<Binding> {
+        self.contacts
+            .iter()
+            .find(|(user, _)| user == contact)
+            .map(|(_, binding)| *binding)
+    }
+
+    pub fn bound(&self) -> impl Iterator<Item = &UserId> {
+        self.contacts
+            .iter()
+            .filter(|(_, b)| b.is_current())
+            .map(|(user, _)| user)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindOutcome {
+    Added,
+    Already,
+    Full,
+}
+
+/// One entry of a topic's merged timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineRecord {
+    pub seq: u64,
+    /// Empty for a single message.
+    pub broadcast_id: String,
+    pub messages: Vec<MessageId>,
+}
+
+/// Where one participant of a thread stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadState {
+    pub read: u64,
+    pub delivered: u64,
+    /// Seq of the last message they sent.
+    pub sent: u64,
+}
+
+/// The timeline entry record: `<broadcast id>|<message id> <message id>...`.
+pub fn decode_timeline_entry(seq: u64, record: &str) -> StoreResult<TimelineRecord> {
+    let (broadcast_id, ids) = record
+        .split_once('|')
+        .ok_or_else(|| StoreError::Corrupt(format!("timeline entry {record:?}")))?;
+    Ok(TimelineRecord {
+        seq,
+        broadcast_id: broadcast_id.to_owned(),
+        messages: decode_message_ids(ids)?,
+    })
+}
+
+pub fn decode_message_ids(ids: &str) -> StoreResult<Vec<MessageId>> {
+    ids.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|id| MessageId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+        .collect()
+}
+
+pub fn encode_message_ids(ids: &[MessageId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Stored names of roles and join policies.
@@ -220,14 +347,20 @@ pub fn decode_idempotency(record: &str) -> StoreResult<Vec<Appended>> {
         .collect()
 }
 
-/// Checks that a replayed idempotency record answers the same send.
+/// Checks that a replayed idempotency record answers the same send: the
+/// same conversation, or for a topic broadcast the same topic (its
+/// recipients may differ if the binding changed between the attempts).
 pub fn same_targets(batch: &AppendBatch, stored: &[Appended]) -> bool {
-    batch.items.len() == stored.len()
-        && batch
-            .items
-            .iter()
-            .zip(stored)
-            .all(|(item, prior)| item.conversation == prior.conversation)
+    let (Some(item), Some(prior)) = (batch.items.first(), stored.first()) else {
+        return false;
+    };
+    match (&item.conversation, &prior.conversation) {
+        (
+            ConversationId::TopicThread { topic: a, .. },
+            ConversationId::TopicThread { topic: b, .. },
+        ) => a == b,
+        (a, b) => a == b,
+    }
 }
 
 #[async_trait]
@@ -306,6 +439,62 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         convs: &[ConversationId],
     ) -> StoreResult<Vec<u64>>;
+
+    // ---- topics
+    /// Creates the topic (no contacts yet).
+    async fn create_topic(&self, topic: &TopicRecord) -> StoreResult<()>;
+    async fn topics(&self, ids: &[TopicId]) -> StoreResult<Vec<Option<TopicRecord>>>;
+    /// Topics the user owns, oldest first.
+    async fn user_topics(&self, owner: &UserId) -> StoreResult<Vec<TopicId>>;
+    async fn rename_topic(&self, topic: &TopicId, name: &str) -> StoreResult<()>;
+    /// Marks the topic deleted and unbinds everyone; returns who was bound.
+    async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>>;
+    /// Binds contacts, never past `cap` bound at once.
+    async fn bind(
+        &self,
+        topic: &TopicId,
+        contacts: &[UserId],
+        cap: usize,
+    ) -> StoreResult<Vec<BindOutcome>>;
+    /// Mutes or unmutes a bound contact; false if not bound.
+    async fn set_muted(&self, topic: &TopicId, contact: &UserId, muted: bool) -> StoreResult<bool>;
+    /// Unbinds a contact (`Left` or `Removed`) and appends `message` to their
+    /// thread and the timeline in one step; [`StoreError::Precondition`] if
+    /// they were not bound.
+    async fn unbind(
+        &self,
+        topic: &TopicId,
+        contact: &UserId,
+        reason: Binding,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome>;
+    /// Timeline entries with seq < `before` (newest `limit`), or with seq >
+    /// `after` when given (oldest `limit`); ascending.
+    async fn timeline(
+        &self,
+        topic: &TopicId,
+        before: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<TimelineRecord>>;
+    /// The copies of a broadcast.
+    async fn broadcast(
+        &self,
+        topic: &TopicId,
+        broadcast_id: &str,
+    ) -> StoreResult<Option<Vec<MessageId>>>;
+    /// Read, delivered and sent cursors of one user in each conversation.
+    async fn thread_states(
+        &self,
+        threads: &[(ConversationId, UserId)],
+    ) -> StoreResult<Vec<ThreadState>>;
+    /// Moves the delivered cursor forward; true if it moved.
+    async fn mark_delivered(
+        &self,
+        conv: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<bool>;
 
     // ---- outbox
     /// These messages were handed to the bus.

@@ -9,14 +9,16 @@ use parking_lot::RwLock;
 use redis::{Script, Value};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
-    ConversationId, GroupId, MessageId, SessionId, UserId, random_token,
+    ConversationId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
 use switchboard_shared::keys;
 
 use super::{
-    AppendBatch, AppendOutcome, ContactEntry, GroupRecord, MembershipChange, NewMessage,
-    SessionRecord, Store, StoreError, StoreResult, UserRecord, decode_idempotency, decode_message,
-    encode_message, parse_policy, parse_role, policy_name, role_name, same_targets,
+    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupRecord, MembershipChange,
+    NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord,
+    TopicRecord, UserRecord, decode_idempotency, decode_message, decode_message_ids,
+    decode_timeline_entry, encode_message, parse_policy, parse_role, policy_name, role_name,
+    same_targets,
 };
 
 macro_rules! script {
@@ -35,7 +37,10 @@ struct Scripts {
     create_group: Script,
     create_user: Script,
     mark_read: Script,
+    mark_delivered: Script,
     outbox_claim: Script,
+    bind: Script,
+    unbind: Script,
 }
 
 pub struct RedisStore {
@@ -66,6 +71,7 @@ fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
         .key(keys::conversation_seq(conv))
         .key(keys::conversation_log(conv))
         .key(keys::conversation_reads(conv))
+        .key(keys::conversation_sent(conv))
         .key(admission_key);
     for user in &item.index_for {
         invocation.key(keys::user_conversations(user));
@@ -83,12 +89,17 @@ fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
         .arg(item.index_for.len());
 }
 
-/// What a script answered: a status word and one value.
+/// What a script answered: a status word and one value (and, for appends
+/// with a timeline, the timeline seq, read by [`timeline_seq`]).
 fn status(reply: &[String]) -> StoreResult<(&str, &str)> {
     match reply {
-        [status, value] => Ok((status.as_str(), value.as_str())),
+        [status, value, ..] => Ok((status.as_str(), value.as_str())),
         other => Err(StoreError::Corrupt(format!("script reply {other:?}"))),
     }
+}
+
+fn timeline_seq(reply: &[String]) -> u64 {
+    reply.get(2).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// The answer of a script that appends one system message under a precondition.
@@ -98,6 +109,7 @@ fn single_outcome(reply: &[String], epoch: String, script: &str) -> StoreResult<
             duplicate: false,
             appended: decode_idempotency(record)?,
             epoch,
+            timeline_seq: timeline_seq(reply),
         }),
         ("PRECONDITION", _) => Err(StoreError::Precondition),
         (other, _) => Err(StoreError::Corrupt(format!("{script} said {other}"))),
@@ -139,7 +151,10 @@ impl RedisStore {
                 create_group: script!("create_group.lua"),
                 create_user: script!("create_user.lua"),
                 mark_read: script!("mark_read.lua"),
+                mark_delivered: script!("mark_delivered.lua"),
                 outbox_claim: script!("outbox_claim.lua"),
+                bind: script!("bind.lua"),
+                unbind: script!("unbind.lua"),
             },
             epoch: RwLock::new(String::new()),
             idempotency_ttl_secs,
@@ -512,17 +527,33 @@ impl Store for RedisStore {
             // Unused by the script, but KEYS[2] must name something.
             None => (keys::outbox(), "0"),
         };
+        // Unused without a timeline, but the KEYS must name something.
+        let (timeline_keys, has_timeline, broadcast_id) = match &batch.timeline {
+            Some(timeline) => (
+                [
+                    keys::topic_timeline_seq(&timeline.topic),
+                    keys::topic_timeline(&timeline.topic),
+                    keys::topic_broadcasts(&timeline.topic),
+                ],
+                "1",
+                timeline.broadcast_id.as_str(),
+            ),
+            None => ([keys::outbox(), keys::outbox(), keys::outbox()], "0", ""),
+        };
         let (reply, epoch) = self
             .run_appending(|epoch| {
                 let mut inv = self.scripts.append.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(&idem_key)
-                    .key(keys::outbox())
-                    .arg(epoch)
+                inv.key(keys::epoch()).key(&idem_key).key(keys::outbox());
+                for key in &timeline_keys {
+                    inv.key(key);
+                }
+                inv.arg(epoch)
                     .arg(batch.now_ms)
                     .arg(self.idempotency_ttl_secs)
                     .arg(has_idem)
-                    .arg(batch.items.len());
+                    .arg(batch.items.len())
+                    .arg(has_timeline)
+                    .arg(broadcast_id);
                 for item in &batch.items {
                     push_item(&mut inv, item);
                 }
@@ -534,6 +565,7 @@ impl Store for RedisStore {
                 duplicate: false,
                 appended: decode_idempotency(record)?,
                 epoch,
+                timeline_seq: timeline_seq(&reply),
             }),
             ("DUP", record) => {
                 let appended = decode_idempotency(record)?;
@@ -544,6 +576,7 @@ impl Store for RedisStore {
                     duplicate: true,
                     appended,
                     epoch,
+                    timeline_seq: 0,
                 })
             }
             ("DENIED", index) => {
@@ -680,6 +713,328 @@ impl Store for RedisStore {
         }
         let cursors: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         Ok(cursors.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn create_topic(&self, topic: &TopicRecord) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(keys::topic(&topic.id))
+            .arg("name")
+            .arg(&topic.name)
+            .arg("owner")
+            .arg(topic.owner.as_str())
+            .arg("created")
+            .arg(topic.created_at_ms)
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys::user_topics(&topic.owner))
+            .arg(topic.created_at_ms)
+            .arg(topic.id.as_str())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn topics(&self, ids: &[TopicId]) -> StoreResult<Vec<Option<TopicRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL")
+                .arg(keys::topic(id))
+                .cmd("HGETALL")
+                .arg(keys::topic_contacts(id))
+                .cmd("HGETALL")
+                .arg(keys::topic_former(id));
+        }
+        let rows: Vec<HashMap<String, String>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        ids.iter()
+            .zip(rows.chunks(3))
+            .map(|(id, parts)| {
+                let [fields, current, former] = parts else {
+                    return Err(StoreError::Corrupt("short pipeline reply".into()));
+                };
+                let (Some(name), Some(owner)) = (fields.get("name"), fields.get("owner")) else {
+                    return Ok(None);
+                };
+                let mut contacts = current
+                    .iter()
+                    .chain(former.iter())
+                    .map(|(user, state)| {
+                        Ok((
+                            UserId::parse(user).map_err(|e| StoreError::Corrupt(e.0))?,
+                            Binding::parse(state)?,
+                        ))
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                contacts.sort_by(|a, b| a.0.cmp(&b.0));
+                Ok(Some(TopicRecord {
+                    id: id.clone(),
+                    name: name.clone(),
+                    owner: UserId::parse(owner).map_err(|e| StoreError::Corrupt(e.0))?,
+                    created_at_ms: fields
+                        .get("created")
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0),
+                    deleted: fields.contains_key("deleted"),
+                    contacts,
+                }))
+            })
+            .collect()
+    }
+
+    async fn user_topics(&self, owner: &UserId) -> StoreResult<Vec<TopicId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys::user_topics(owner))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        ids.iter()
+            .map(|id| TopicId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
+    }
+
+    async fn rename_topic(&self, topic: &TopicId, name: &str) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: () = redis::cmd("HSET")
+            .arg(keys::topic(topic))
+            .arg("name")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>> {
+        let mut conn = self.conn().await?;
+        let bound: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys::topic_contacts(topic))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(keys::topic(topic))
+            .arg("deleted")
+            .arg(1)
+            .ignore()
+            .cmd("DEL")
+            .arg(keys::topic_contacts(topic))
+            .ignore();
+        for contact in &bound {
+            pipe.cmd("HSET")
+                .arg(keys::topic_former(topic))
+                .arg(contact)
+                .arg(Binding::Removed.name())
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        bound
+            .iter()
+            .map(|u| UserId::parse(u).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
+    }
+
+    async fn bind(
+        &self,
+        topic: &TopicId,
+        contacts: &[UserId],
+        cap: usize,
+    ) -> StoreResult<Vec<BindOutcome>> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut inv = self.scripts.bind.prepare_invoke();
+        inv.key(keys::topic_contacts(topic))
+            .key(keys::topic_former(topic))
+            .arg(topic.as_str())
+            .arg(cap);
+        for contact in contacts {
+            inv.key(keys::user_bound_topics(contact))
+                .arg(contact.as_str());
+        }
+        let words: Vec<String> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        words
+            .iter()
+            .map(|w| match w.as_str() {
+                "added" => Ok(BindOutcome::Added),
+                "already" => Ok(BindOutcome::Already),
+                "full" => Ok(BindOutcome::Full),
+                other => Err(StoreError::Corrupt(format!("bind said {other}"))),
+            })
+            .collect()
+    }
+
+    async fn set_muted(&self, topic: &TopicId, contact: &UserId, muted: bool) -> StoreResult<bool> {
+        let state = if muted {
+            Binding::Muted
+        } else {
+            Binding::Bound
+        };
+        let mut conn = self.conn().await?;
+        // HSET only where the field exists: a contact who left stays out.
+        let updated: i64 = redis::cmd("EVAL")
+            .arg("if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0")
+            .arg(1)
+            .arg(keys::topic_contacts(topic))
+            .arg(contact.as_str())
+            .arg(state.name())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(updated == 1)
+    }
+
+    async fn unbind(
+        &self,
+        topic: &TopicId,
+        contact: &UserId,
+        reason: Binding,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        let now_ms = message.message.sent_at_ms;
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.unbind.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(keys::outbox())
+                    .key(keys::topic_contacts(topic))
+                    .key(keys::topic_former(topic))
+                    .key(keys::topic_timeline_seq(topic))
+                    .key(keys::topic_timeline(topic))
+                    .key(keys::topic_broadcasts(topic))
+                    .arg(epoch)
+                    .arg(now_ms)
+                    .arg(contact.as_str())
+                    .arg(reason.name());
+                push_item(&mut inv, &message);
+                inv
+            })
+            .await?;
+        single_outcome(&reply, epoch, "unbind")
+    }
+
+    async fn timeline(
+        &self,
+        topic: &TopicId,
+        before: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<TimelineRecord>> {
+        let mut conn = self.conn().await?;
+        let key = keys::topic_timeline(topic);
+        let (command, start, end) = match after {
+            Some(after) => (
+                "XRANGE",
+                format!("{}-0", after.saturating_add(1)),
+                "+".to_owned(),
+            ),
+            None if before <= 1 => return Ok(Vec::new()),
+            None if before == u64::MAX => ("XREVRANGE", "+".to_owned(), "-".to_owned()),
+            None => ("XREVRANGE", format!("{}-0", before - 1), "-".to_owned()),
+        };
+        let reply: redis::streams::StreamRangeReply = redis::cmd(command)
+            .arg(&key)
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut entries = reply
+            .ids
+            .iter()
+            .map(|entry| {
+                let seq = seq_of_stream_id(&entry.id)?;
+                match entry.map.get("e") {
+                    Some(Value::BulkString(bytes)) => {
+                        decode_timeline_entry(seq, &String::from_utf8_lossy(bytes))
+                    }
+                    other => Err(StoreError::Corrupt(format!("timeline entry {other:?}"))),
+                }
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        entries.sort_by_key(|e| e.seq);
+        Ok(entries)
+    }
+
+    async fn broadcast(
+        &self,
+        topic: &TopicId,
+        broadcast_id: &str,
+    ) -> StoreResult<Option<Vec<MessageId>>> {
+        let mut conn = self.conn().await?;
+        let ids: Option<String> = redis::cmd("HGET")
+            .arg(keys::topic_broadcasts(topic))
+            .arg(broadcast_id)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        ids.as_deref().map(decode_message_ids).transpose()
+    }
+
+    async fn thread_states(
+        &self,
+        threads: &[(ConversationId, UserId)],
+    ) -> StoreResult<Vec<ThreadState>> {
+        if threads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for (conv, user) in threads {
+            pipe.cmd("HGET")
+                .arg(keys::conversation_reads(conv))
+                .arg(user.as_str())
+                .cmd("HGET")
+                .arg(keys::conversation_delivered(conv))
+                .arg(user.as_str())
+                .cmd("HGET")
+                .arg(keys::conversation_sent(conv))
+                .arg(user.as_str());
+        }
+        let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(values
+            .chunks(3)
+            .map(|v| ThreadState {
+                read: v[0].unwrap_or(0),
+                delivered: v.get(1).copied().flatten().unwrap_or(0),
+                sent: v.get(2).copied().flatten().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn mark_delivered(
+        &self,
+        conv: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let moved: i64 = self
+            .scripts
+            .mark_delivered
+            .key(keys::conversation_delivered(conv))
+            .arg(user.as_str())
+            .arg(seq)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(moved == 1)
     }
 
     async fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()> {

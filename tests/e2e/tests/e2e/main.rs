@@ -15,3 +15,4 @@ mod groups;
 mod messaging;
 mod presence;
 mod resilience;
+mod topics;

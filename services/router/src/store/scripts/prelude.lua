@@ -1,8 +1,9 @@
 -- Shared by every script that appends messages. Keys come in as KEYS,
 -- built by switchboard_shared::keys; no key is ever built here.
 --
--- One item (one message for one conversation) takes 4 + n KEYS:
---   seq counter, log stream, read-cursor hash, admission hash, n conversation-list zsets
+-- One item (one message for one conversation) takes 5 + n KEYS:
+--   seq counter, log stream, read-cursor hash, sent-cursor hash, admission hash,
+--   n conversation-list zsets
 -- and 5 ARGV:
 --   conversation id, encoded message, admission field ('' = none),
 --   reader whose cursor moves to the message ('' = none), n
@@ -11,12 +12,13 @@ local function read_items(k, a, n)
   local items = {}
   for i = 1, n do
     local item = {
-      seq_key = KEYS[k], log_key = KEYS[k + 1], reads_key = KEYS[k + 2], adm_key = KEYS[k + 3],
+      seq_key = KEYS[k], log_key = KEYS[k + 1], reads_key = KEYS[k + 2], sent_key = KEYS[k + 3],
+      adm_key = KEYS[k + 4],
       conv = ARGV[a], msg = ARGV[a + 1], adm_field = ARGV[a + 2], reader = ARGV[a + 3], idx = {},
     }
     local nidx = tonumber(ARGV[a + 4])
-    for j = 1, nidx do item.idx[j] = KEYS[k + 3 + j] end
-    k = k + 4 + nidx
+    for j = 1, nidx do item.idx[j] = KEYS[k + 4 + j] end
+    k = k + 5 + nidx
     a = a + 5
     items[i] = item
   end
@@ -34,8 +36,8 @@ local function first_refused(items)
 end
 
 -- Assigns each item the next seq of its conversation, stores it, moves the
--- sender's read cursor, touches conversation lists, and records it in the
--- outbox until a router confirms it was handed to the bus.
+-- sender's read and sent cursors, touches conversation lists, and records it
+-- in the outbox until a router confirms it was handed to the bus.
 local function write_items(items, now, outbox_key)
   local ids = {}
   for i, item in ipairs(items) do
@@ -44,6 +46,7 @@ local function write_items(items, now, outbox_key)
     if item.reader ~= '' then
       local cur = tonumber(redis.call('HGET', item.reads_key, item.reader) or '0')
       if seq > cur then redis.call('HSET', item.reads_key, item.reader, seq) end
+      redis.call('HSET', item.sent_key, item.reader, seq)
     end
     for _, key in ipairs(item.idx) do redis.call('ZADD', key, now, item.conv) end
     local id = item.conv .. '#' .. seq
@@ -59,4 +62,14 @@ local function epoch_changed(epoch_key, expected)
   local current = redis.call('GET', epoch_key)
   if current ~= expected then return current or '' end
   return nil
+end
+
+-- Adds one entry for the written messages to a topic's merged timeline
+-- (and, for a broadcast, remembers its copies). Returns the entry's seq.
+local function write_timeline(seq_key, log_key, broadcasts_key, broadcast_id, ids)
+  local seq = redis.call('INCR', seq_key)
+  local copies = table.concat(ids, ' ')
+  redis.call('XADD', log_key, seq .. '-0', 'e', broadcast_id .. '|' .. copies)
+  if broadcast_id ~= '' then redis.call('HSET', broadcasts_key, broadcast_id, copies) end
+  return seq
 end

@@ -7,6 +7,7 @@ use switchboard_proto::pb::{
     self, account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, event::Kind,
     group_service_client::GroupServiceClient, send_request::To,
+    topic_service_client::TopicServiceClient,
 };
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -110,6 +111,10 @@ impl User {
 
     pub fn contacts(&self) -> ContactServiceClient<Authed> {
         ContactServiceClient::with_interceptor(self.channel.clone(), self.bearer())
+    }
+
+    pub fn topics(&self) -> TopicServiceClient<Authed> {
+        TopicServiceClient::with_interceptor(self.channel.clone(), self.bearer())
     }
 
     pub fn accounts(&self) -> AccountServiceClient<Authed> {
