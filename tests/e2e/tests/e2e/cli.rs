@@ -94,3 +94,66 @@ async fn cli_session(cluster: Cluster) {
     .await
     .unwrap();
 }
+
+both_modes!(the_cli_runs_a_topic_from_both_sides, cli_topic);
+async fn cli_topic(cluster: Cluster) {
+    let sb = Sb {
+        server: cluster.gateway_url(0),
+        home: tempfile::tempdir().unwrap(),
+    };
+    tokio::task::spawn_blocking(move || {
+        for user in ["owner", "ann", "ben"] {
+            sb.json(user, &["register", user]);
+            sb.json(user, &["login", user]);
+        }
+        for contact in ["ann", "ben"] {
+            sb.json("owner", &["contacts", "add", contact]);
+            sb.json(contact, &["contacts", "add", "owner"]);
+            sb.json(contact, &["watch", "--until-synced"]);
+        }
+        let created = sb.json("owner", &["topics", "create", "Badminton", "--contacts", "ann,ben"]);
+        let topic = created[0]["topic_id"].as_str().unwrap().to_owned();
+        assert_eq!(created[1]["outcome"], "OUTCOME_ADDED");
+        let again = sb.json("owner", &["topics", "add", &topic, "ann"]);
+        assert_eq!(again[0]["outcome"], "OUTCOME_ALREADY_IN_TOPIC");
+
+        let sent = sb.json("owner", &["topics", "send", &topic, "Saturday", "10:00?"]);
+        let broadcast = sent[0]["broadcast_id"].as_str().unwrap().to_owned();
+        assert_eq!(sent[0]["recipients"].as_array().unwrap().len(), 2);
+
+        // Ann sees it in her topic dialog and replies there.
+        let events = sb.json("ann", &["watch", "--until-synced"]);
+        let copy = events.iter().find(|e| e["event"] == "message").unwrap();
+        assert_eq!(copy["message"]["topic"]["topic_name"], "Badminton");
+        assert_eq!(copy["message"]["conversation_id"], format!("t:{topic}:ann"));
+        sb.json("ann", &["topics", "reply", &topic, "count", "me", "in"]);
+        sb.json("ben", &["read", &format!("t:{topic}:ben")]);
+
+        let status = sb.json("owner", &["topics", "status", &topic, &broadcast]);
+        let row = |user: &str| status.iter().find(|s| s["user_id"] == user).unwrap().clone();
+        assert_eq!(row("ann")["replied"], true);
+        assert_eq!(row("ben")["read"], true);
+        assert_eq!(row("ben")["replied"], false);
+
+        let nudge = sb.json("owner", &["topics", "send", &topic, "still", "coming?", "--not-replied", &broadcast]);
+        assert_eq!(nudge[0]["recipients"][0]["user_id"], "ben");
+        let timeline = sb.json("owner", &["topics", "timeline", &topic]);
+        let texts: Vec<&str> = timeline.iter().map(|e| e["message"]["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["Saturday 10:00?", "count me in", "still coming?"]);
+
+        sb.json("ben", &["topics", "mute", &topic]);
+        sb.json("owner", &["topics", "remove", &topic, "ann"]);
+        let refused = sb.run("ann", &["topics", "reply", &topic, "hello?"]);
+        assert!(!refused.status.success());
+        let listed = sb.json("owner", &["topics", "list"]);
+        let states: Vec<&str> = listed[0]["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["STATE_REMOVED", "STATE_MUTED"]);
+    })
+    .await
+    .unwrap();
+}
