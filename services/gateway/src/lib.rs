@@ -16,6 +16,7 @@ pub mod limits;
 pub mod presence;
 pub mod registry;
 pub mod upstream;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -109,8 +110,14 @@ impl Gateway {
         &self.shared
     }
 
-    /// The client-facing gRPC services, each also reachable over gRPC-Web.
+    /// The client-facing gRPC services (each also reachable over gRPC-Web),
+    /// and the web page for every other path.
     pub fn routes(&self) -> tonic::service::Routes {
+        let grpc = self.grpc_routes().into_axum_router();
+        tonic::service::Routes::from(grpc.fallback(web::serve))
+    }
+
+    fn grpc_routes(&self) -> tonic::service::Routes {
         use tower::Layer as _;
         let api = api::Api::new(self.shared.clone());
         let max = self.shared.config.max_request_bytes;

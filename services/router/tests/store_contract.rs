@@ -423,7 +423,10 @@ async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
             found.contacts,
             [(ann.clone(), Binding::Bound), (ben.clone(), Binding::Muted)]
         );
-        assert_eq!(store.user_topics(&owner).await.unwrap(), std::slice::from_ref(&topic.id));
+        assert_eq!(
+            store.user_topics(&owner).await.unwrap(),
+            std::slice::from_ref(&topic.id)
+        );
 
         // A reply from ann's thread is admitted while she is bound...
         let thread = ConversationId::TopicThread {

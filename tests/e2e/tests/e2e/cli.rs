@@ -111,7 +111,10 @@ async fn cli_topic(cluster: Cluster) {
             sb.json(contact, &["contacts", "add", "owner"]);
             sb.json(contact, &["watch", "--until-synced"]);
         }
-        let created = sb.json("owner", &["topics", "create", "Badminton", "--contacts", "ann,ben"]);
+        let created = sb.json(
+            "owner",
+            &["topics", "create", "Badminton", "--contacts", "ann,ben"],
+        );
         let topic = created[0]["topic_id"].as_str().unwrap().to_owned();
         assert_eq!(created[1]["outcome"], "OUTCOME_ADDED");
         let again = sb.json("owner", &["topics", "add", &topic, "ann"]);
@@ -130,15 +133,35 @@ async fn cli_topic(cluster: Cluster) {
         sb.json("ben", &["read", &format!("t:{topic}:ben")]);
 
         let status = sb.json("owner", &["topics", "status", &topic, &broadcast]);
-        let row = |user: &str| status.iter().find(|s| s["user_id"] == user).unwrap().clone();
+        let row = |user: &str| {
+            status
+                .iter()
+                .find(|s| s["user_id"] == user)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(row("ann")["replied"], true);
         assert_eq!(row("ben")["read"], true);
         assert_eq!(row("ben")["replied"], false);
 
-        let nudge = sb.json("owner", &["topics", "send", &topic, "still", "coming?", "--not-replied", &broadcast]);
+        let nudge = sb.json(
+            "owner",
+            &[
+                "topics",
+                "send",
+                &topic,
+                "still",
+                "coming?",
+                "--not-replied",
+                &broadcast,
+            ],
+        );
         assert_eq!(nudge[0]["recipients"][0]["user_id"], "ben");
         let timeline = sb.json("owner", &["topics", "timeline", &topic]);
-        let texts: Vec<&str> = timeline.iter().map(|e| e["message"]["text"].as_str().unwrap()).collect();
+        let texts: Vec<&str> = timeline
+            .iter()
+            .map(|e| e["message"]["text"].as_str().unwrap())
+            .collect();
         assert_eq!(texts, ["Saturday 10:00?", "count me in", "still coming?"]);
 
         sb.json("ben", &["topics", "mute", &topic]);
