@@ -100,6 +100,36 @@ pub struct GatewayArgs {
     /// Longest time SIGTERM waits for streams to end, in milliseconds.
     #[arg(long, env = "SB_DRAIN_GRACE_MS", default_value_t = 10_000)]
     pub drain_grace_ms: u64,
+    /// HTTP/2 streams one client connection may have open at once.
+    #[arg(long, env = "SB_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keepalive PING interval, in milliseconds.
+    #[arg(long, env = "SB_KEEPALIVE_INTERVAL_MS", default_value_t = 20_000)]
+    pub keepalive_interval_ms: u64,
+    /// How long a PING may go unanswered before the connection is dropped, in milliseconds.
+    #[arg(long, env = "SB_KEEPALIVE_TIMEOUT_MS", default_value_t = 20_000)]
+    pub keepalive_timeout_ms: u64,
+    /// Largest header block a client may send, in bytes.
+    #[arg(long, env = "SB_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_list_bytes: u32,
+    /// Streams a client may open and reset before they are accepted ("rapid reset" cap).
+    #[arg(long, env = "SB_MAX_PENDING_RESET_STREAMS", default_value_t = 64)]
+    pub max_pending_reset_streams: usize,
+    /// Streams the server may reset for protocol errors before it drops the connection.
+    #[arg(long, env = "SB_MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = 256)]
+    pub max_local_error_reset_streams: usize,
+    /// Client streams this gateway holds at most.
+    #[arg(long, env = "SB_MAX_CONNECTIONS", default_value_t = 18_000)]
+    pub max_connections: usize,
+    /// Client streams one user may have on this gateway.
+    #[arg(long, env = "SB_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
+    pub max_connections_per_user: usize,
+    /// Sends per second one user may make through this gateway, on average.
+    #[arg(long, env = "SB_SEND_RATE", default_value_t = 20.0)]
+    pub send_rate: f64,
+    /// Sends one user may make at once before the rate applies.
+    #[arg(long, env = "SB_SEND_BURST", default_value_t = 60)]
+    pub send_burst: u32,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -133,9 +163,16 @@ pub struct PresenceArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct HealthArgs {
-    /// Where gRPC health (and later metrics) is served.
+    /// Where gRPC health and reflection are served.
     #[arg(long, env = "SB_HEALTH_LISTEN", default_value = "0.0.0.0:7310")]
     pub health_listen: SocketAddr,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MetricsArgs {
+    /// Where Prometheus metrics are served (GET /metrics), e.g. 0.0.0.0:9090; "off" for none.
+    #[arg(long, env = "SB_METRICS_LISTEN", default_value = "off")]
+    pub metrics_listen: String,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +186,8 @@ pub struct GatewayRole {
     pub secret: SecretArgs,
     #[command(flatten)]
     pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +202,8 @@ pub struct RouterRole {
     pub router: RouterArgs,
     #[command(flatten)]
     pub health: HealthArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +216,8 @@ pub struct PresenceRole {
     pub presence: PresenceArgs,
     #[command(flatten)]
     pub health: HealthArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -185,6 +228,13 @@ pub struct StandaloneArgs {
     /// Where the embedded store keeps its file and the token key.
     #[arg(long, env = "SB_DATA_DIR", default_value = "switchboard-data")]
     pub data_dir: PathBuf,
+    /// Where Prometheus metrics are served (GET /metrics); "off" to disable.
+    #[arg(
+        long = "metrics-listen",
+        env = "SB_METRICS_LISTEN",
+        default_value = "off"
+    )]
+    pub standalone_metrics_listen: String,
     #[command(flatten)]
     pub gateway: GatewayArgs,
     #[command(flatten)]

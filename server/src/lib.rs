@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod health;
+pub mod metrics;
 pub mod roles;
 
 use std::process::ExitCode;
@@ -13,7 +14,14 @@ use cli::{Cli, Role};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log.log_format);
+    let service = match &cli.role {
+        Some(Role::Gateway(_)) => "switchboard-gateway",
+        Some(Role::Router(_)) => "switchboard-router",
+        Some(Role::Presence(_)) => "switchboard-presence",
+        Some(Role::Standalone(_)) | None => "switchboard",
+    };
+    // Kept to the end: flushes traces when dropped.
+    let _telemetry = telemetry::init(cli.log.log_format, service);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -1,10 +1,12 @@
 //! Wiring of each role: which bus, store and presence backend, and which
 //! services run. No logic of its own.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use switchboard_gateway::config::Limits;
 use switchboard_gateway::{Gateway, GatewayConfig};
 use switchboard_presence::memory::MemoryPresence;
 use switchboard_presence::reaper::Reaper;
@@ -19,7 +21,7 @@ use switchboard_router::{Router, RouterConfig};
 use switchboard_shared::bus::SharedBus;
 use switchboard_shared::bus::local::LocalBus;
 use switchboard_shared::bus::nats::{NatsBus, NatsConfig};
-use switchboard_shared::redis_pool::{self, RedisConfig};
+use switchboard_shared::redis_pool::{self, Pool, RedisConfig};
 use switchboard_shared::shutdown::{self, Shutdown};
 use switchboard_shared::token::TokenKey;
 use tokio::net::TcpListener;
@@ -28,7 +30,7 @@ use crate::cli::{
     GatewayArgs, GatewayRole, NatsArgs, PasswordHashingArg, PresenceArgs, PresenceRole, RedisArgs,
     RouterArgs, RouterRole, StandaloneArgs, millis,
 };
-use crate::health;
+use crate::{health, metrics};
 
 async fn nats(args: &NatsArgs, role: &str) -> anyhow::Result<SharedBus> {
     let config = NatsConfig {
@@ -41,7 +43,7 @@ async fn nats(args: &NatsArgs, role: &str) -> anyhow::Result<SharedBus> {
     Ok(Arc::new(NatsBus::connect(&config).await?))
 }
 
-fn redis(args: &RedisArgs) -> anyhow::Result<redis_pool::Pool> {
+fn redis(args: &RedisArgs) -> anyhow::Result<Pool> {
     let mut config = RedisConfig::new(&args.redis_url);
     config.pool_size = args.redis_pool_size;
     redis_pool::connect(&config)
@@ -55,6 +57,18 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
     config.connection_queue = args.connection_queue;
     config.max_request_bytes = args.max_request_bytes;
     config.router_timeout = millis(args.router_timeout_ms);
+    config.limits = Limits {
+        max_concurrent_streams: args.max_concurrent_streams,
+        keepalive_interval: millis(args.keepalive_interval_ms),
+        keepalive_timeout: millis(args.keepalive_timeout_ms),
+        max_header_list_bytes: args.max_header_list_bytes,
+        max_pending_reset_streams: args.max_pending_reset_streams,
+        max_local_error_reset_streams: args.max_local_error_reset_streams,
+        max_connections: args.max_connections,
+        max_connections_per_user: args.max_connections_per_user,
+        send_rate_per_second: args.send_rate,
+        send_burst: args.send_burst,
+    };
     config
 }
 
@@ -101,7 +115,7 @@ async fn start_presence(
 
 async fn start_router(
     config: RouterConfig,
-    store: Arc<dyn Store>,
+    store: impl Store,
     directory: Arc<dyn Directory>,
     bus: SharedBus,
     shutdown: &Shutdown,
@@ -110,10 +124,34 @@ async fn start_router(
     switchboard_router::service::start(router, shutdown.clone()).await
 }
 
+/// Serves health and reflection on their own port, ready, watching the
+/// dependencies; then waits for a stop signal.
+async fn serve_backend(
+    listen: SocketAddr,
+    bus: SharedBus,
+    redis: Pool,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let health = health::new().await;
+    health::ready(&health.reporter, true).await;
+    let reporter = health.reporter.clone();
+    shutdown.tracker.spawn(health::watch_readiness(
+        reporter.clone(),
+        bus,
+        Some(redis),
+        shutdown.clone(),
+    ));
+    shutdown
+        .tracker
+        .spawn(health::serve_alone(health, listen, shutdown.clone()));
+    stop_on_signal(&shutdown, &reporter, Duration::from_secs(10)).await;
+    Ok(())
+}
+
 async fn serve_gateway(
     gateway: Gateway,
-    listen: std::net::SocketAddr,
-    health: health::Health,
+    listen: SocketAddr,
+    bus: SharedBus,
     grace: Duration,
     shutdown: Shutdown,
     announce: bool,
@@ -124,31 +162,48 @@ async fn serve_gateway(
     if announce {
         #[allow(clippy::print_stdout)]
         {
-            println!("Switchboard is running on http://{addr} (gRPC and gRPC-Web).");
+            println!("Switchboard is running on http://{addr} (web page, gRPC and gRPC-Web).");
             println!(
-                "Try it: cargo run -p switchboard-cli -- --server http://{addr} register alice"
+                "Open it in a browser, or try the CLI: cargo run -p switchboard-cli -- --server http://{addr} register alice"
             );
         }
     }
+    let health = health::new().await;
     let reporter = health.reporter.clone();
-    let routes = gateway.routes().add_service(health.service);
+    let routes = gateway
+        .routes()
+        .add_service(health.service)
+        .add_service(health::reflection()?);
     health::ready(&reporter, true).await;
+    shutdown.tracker.spawn(health::watch_readiness(
+        reporter.clone(),
+        bus,
+        None,
+        shutdown.clone(),
+    ));
     let serving = tokio::spawn(gateway.serve_routes(listener, routes));
     stop_on_signal(&shutdown, &reporter, grace).await;
-    serving.await??;
+    // Streams have ended; connections close as clients notice. Bounded too.
+    match tokio::time::timeout(grace, serving).await {
+        Ok(served) => served??,
+        Err(_) => tracing::warn!(
+            ?grace,
+            "connections still open after the grace period; exiting"
+        ),
+    }
     Ok(())
 }
 
 pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
+    metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let bus = nats(&role.nats, "gateway").await?;
     let config = gateway_config(&role.gateway, token_key(&role.secret.token_secret)?);
-    let gateway = Gateway::start(config, bus, shutdown.clone()).await?;
-    let health = health::new().await;
+    let gateway = Gateway::start(config, bus.clone(), shutdown.clone()).await?;
     serve_gateway(
         gateway,
         role.listen,
-        health,
+        bus,
         millis(role.gateway.drain_grace_ms),
         shutdown,
         false,
@@ -158,40 +213,24 @@ pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
 
 pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
+    metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis)?;
     let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
-    let store: Arc<dyn Store> =
-        Arc::new(RedisStore::new(pool.clone(), config.idempotency_ttl.as_secs()).await?);
-    let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool));
-    start_router(config, store, directory, bus, &shutdown).await?;
-    let health = health::new().await;
-    health::ready(&health.reporter, true).await;
-    let reporter = health.reporter.clone();
-    shutdown.tracker.spawn(health::serve_alone(
-        health,
-        role.health.health_listen,
-        shutdown.clone(),
-    ));
-    stop_on_signal(&shutdown, &reporter, Duration::from_secs(10)).await;
-    Ok(())
+    let store = RedisStore::new(pool.clone(), config.idempotency_ttl.as_secs()).await?;
+    let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
+    start_router(config, store, directory, bus.clone(), &shutdown).await?;
+    serve_backend(role.health.health_listen, bus, pool, shutdown).await
 }
 
 pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
+    metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let bus = nats(&role.nats, "presence").await?;
-    let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(redis(&role.redis)?));
-    start_presence(registry, bus, &role.presence, &shutdown).await?;
-    let health = health::new().await;
-    health::ready(&health.reporter, true).await;
-    let reporter = health.reporter.clone();
-    shutdown.tracker.spawn(health::serve_alone(
-        health,
-        role.health.health_listen,
-        shutdown.clone(),
-    ));
-    stop_on_signal(&shutdown, &reporter, Duration::from_secs(10)).await;
-    Ok(())
+    let pool = redis(&role.redis)?;
+    let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(pool.clone()));
+    start_presence(registry, bus.clone(), &role.presence, &shutdown).await?;
+    serve_backend(role.health.health_listen, bus, pool, shutdown).await
 }
 
 /// The token key of a standalone deployment, kept beside its data so
@@ -214,9 +253,10 @@ fn standalone_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
 
 pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
+    metrics::serve(&args.standalone_metrics_listen, shutdown.clone()).await?;
     let bus: SharedBus = Arc::new(LocalBus::new());
     let key = standalone_key(&args.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&args.data_dir.join("store.redb"))?);
+    let store = EmbeddedStore::open(&args.data_dir.join("store.redb"))?;
     let presence = Arc::new(MemoryPresence::new());
     start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await?;
     start_router(
@@ -227,13 +267,17 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    let gateway = Gateway::start(gateway_config(&args.gateway, key), bus, shutdown.clone()).await?;
-    let health = health::new().await;
+    let gateway = Gateway::start(
+        gateway_config(&args.gateway, key),
+        bus.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");
     serve_gateway(
         gateway,
         args.standalone_listen,
-        health,
+        bus,
         millis(args.gateway.drain_grace_ms),
         shutdown,
         true,

@@ -174,6 +174,11 @@ pub fn presence_group(group: &GroupId) -> String {
     format!("sb:presence:group:{group}")
 }
 
+/// Integer: users with at least one connection (kept by the presence scripts).
+pub fn presence_online_count() -> String {
+    "sb:presence:online".into()
+}
+
 /// String with expiry: which presence instance runs the reaper.
 pub fn presence_reaper_lock() -> String {
     "sb:presence:reaper".into()
@@ -235,5 +240,6 @@ mod tests {
         assert_eq!(presence_user(&alice), "sb:presence:user:alice");
         assert_eq!(presence_group(&g), "sb:presence:group:gabcdefghjkmn");
         assert_eq!(presence_reaper_lock(), "sb:presence:reaper");
+        assert_eq!(presence_online_count(), "sb:presence:online");
     }
 }

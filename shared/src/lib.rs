@@ -1,11 +1,13 @@
 //! The pieces every Switchboard service shares, and nothing else: id types,
 //! bus subjects and Redis keys (each built in exactly one place), session
-//! tokens, the bus abstraction, connecting to Redis, telemetry and shutdown.
+//! tokens, the bus abstraction, connecting to Redis, metrics, telemetry and
+//! shutdown.
 
 pub mod bus;
 pub mod clock;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod redis_pool;
 pub mod shutdown;
 pub mod subjects;

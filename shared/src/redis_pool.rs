@@ -36,3 +36,14 @@ pub fn connect(config: &RedisConfig) -> anyhow::Result<Pool> {
     });
     Ok(cfg.create_pool(Some(Runtime::Tokio1))?)
 }
+
+/// Whether Redis answers (for readiness).
+pub async fn ping(pool: &Pool) -> bool {
+    let Ok(mut conn) = pool.get().await else {
+        return false;
+    };
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .is_ok()
+}

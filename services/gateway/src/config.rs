@@ -25,6 +25,48 @@ pub struct GatewayConfig {
     pub max_request_bytes: usize,
     /// Messages replayed per conversation before a Gap(TRUNCATED) is sent instead.
     pub max_replay: u64,
+    pub limits: Limits,
+}
+
+/// Explicit server limits (tonic leaves several unlimited by default).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// HTTP/2 streams one client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 PING interval; a peer that does not answer within the timeout is dropped.
+    pub keepalive_interval: std::time::Duration,
+    pub keepalive_timeout: std::time::Duration,
+    /// Largest header block a client may send, in bytes.
+    pub max_header_list_bytes: u32,
+    /// Streams a client may open and reset before they are accepted ("rapid reset").
+    pub max_pending_reset_streams: usize,
+    /// Streams the server may reset for protocol errors before it drops the connection.
+    pub max_local_error_reset_streams: usize,
+    /// Client streams (subscriptions) this gateway holds at most.
+    pub max_connections: usize,
+    /// Client streams one user may have on this gateway.
+    pub max_connections_per_user: usize,
+    /// Sends per second one user may make through this gateway, on average...
+    pub send_rate_per_second: f64,
+    /// ...and in a burst.
+    pub send_burst: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            keepalive_interval: std::time::Duration::from_secs(20),
+            keepalive_timeout: std::time::Duration::from_secs(20),
+            max_header_list_bytes: 16 * 1024,
+            max_pending_reset_streams: 64,
+            max_local_error_reset_streams: 256,
+            max_connections: 18_000,
+            max_connections_per_user: 16,
+            send_rate_per_second: 20.0,
+            send_burst: 60,
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -40,6 +82,7 @@ impl GatewayConfig {
             connection_queue: 1024,
             max_request_bytes: 64 * 1024,
             max_replay: 5_000,
+            limits: Limits::default(),
         }
     }
 }

@@ -13,15 +13,18 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use switchboard_proto::bus::{Delivery, router_request::Op};
+use switchboard_proto::bus::router_request::Op;
 use switchboard_proto::pb::{self, event::Kind, gap::Reason, system_event};
 use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::{ConversationId, GroupId};
+use switchboard_shared::metrics::{TransportLabels, metrics, reason};
+use switchboard_shared::telemetry;
 use tokio::sync::mpsc;
 use tonic::Status;
+use tracing::Instrument as _;
 
 use crate::Shared;
-use crate::registry::Entry;
+use crate::registry::{Entry, Inbound};
 
 /// Messages fetched per history page while replaying.
 const REPLAY_PAGE: u32 = 500;
@@ -119,7 +122,7 @@ pub struct Connection {
     shared: Arc<Shared>,
     entry: Arc<Entry>,
     caller: switchboard_proto::bus::Caller,
-    inbound: mpsc::Receiver<Arc<Delivery>>,
+    inbound: mpsc::Receiver<Arc<Inbound>>,
     heartbeat: tokio::time::Interval,
     epoch: String,
     cursors: HashMap<String, u64>,
@@ -143,9 +146,22 @@ pub struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.shared.registry.remove(&self.entry.id);
-        self.entry
-            .ending
-            .end(None, Status::cancelled("the stream was dropped"));
+        self.entry.ending.end(
+            None,
+            Status::cancelled("the stream was dropped"),
+            reason::CLIENT,
+        );
+        let m = metrics();
+        m.connections
+            .get_or_create(&TransportLabels {
+                transport: self.entry.transport,
+            })
+            .dec();
+        m.disconnects
+            .get_or_create(&switchboard_shared::metrics::DisconnectLabels {
+                reason: self.entry.ending.reason().unwrap_or(reason::CLIENT),
+            })
+            .inc();
     }
 }
 
@@ -161,7 +177,7 @@ impl Connection {
     pub fn new(
         registration: Registration,
         caller: switchboard_proto::bus::Caller,
-        inbound: mpsc::Receiver<Arc<Delivery>>,
+        inbound: mpsc::Receiver<Arc<Inbound>>,
         start: Start,
     ) -> Self {
         let shared = registration.shared.clone();
@@ -198,20 +214,19 @@ impl Connection {
             }
             if self.entry.ending.token().is_cancelled() {
                 self.finished = true;
-                let (last, status) = self
-                    .entry
-                    .ending
-                    .take_reason()
-                    .unwrap_or((None, Status::cancelled("connection closed")));
-                self.closing = Some(status);
-                if let Some(last) = last {
+                let Some(end) = self.entry.ending.take() else {
+                    self.closing = Some(Status::cancelled("connection closed"));
+                    continue;
+                };
+                self.closing = Some(end.status);
+                if let Some(last) = end.last_event {
                     return Some(Ok(last));
                 }
                 continue;
             }
             if let Some(conversation) = self.replay.front().cloned() {
                 if let Err(status) = self.replay_page(&conversation).await {
-                    self.entry.ending.end(None, status);
+                    self.entry.ending.end(None, status, reason::ERROR);
                 }
                 continue;
             }
@@ -233,13 +248,17 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = self.entry.ending.token().cancelled() => {}
-                delivery = self.inbound.recv() => match delivery {
-                    Some(delivery) => {
-                        if let Err(status) = self.on_delivery(&delivery).await {
-                            self.entry.ending.end(None, status);
+                inbound = self.inbound.recv() => match inbound {
+                    Some(inbound) => {
+                        if let Err(status) = self.on_delivery(&inbound).await {
+                            self.entry.ending.end(None, status, reason::ERROR);
                         }
                     }
-                    None => self.entry.ending.end(None, Status::unavailable("the gateway is stopping")),
+                    None => self.entry.ending.end(
+                        None,
+                        Status::unavailable("the gateway is stopping"),
+                        reason::DRAIN,
+                    ),
                 },
                 _ = self.heartbeat.tick() => {
                     self.pending.push_back(event(Kind::Heartbeat(pb::Heartbeat {
@@ -287,7 +306,7 @@ impl Connection {
             Err(status) => return Err(status),
         };
         for message in page.messages {
-            self.accept(message);
+            self.accept(message, None);
         }
         if !page.has_more {
             self.replay.pop_front();
@@ -295,7 +314,8 @@ impl Connection {
         Ok(())
     }
 
-    async fn on_delivery(&mut self, delivery: &Delivery) -> Result<(), Status> {
+    async fn on_delivery(&mut self, inbound: &Inbound) -> Result<(), Status> {
+        let delivery = &inbound.delivery;
         let Some(event) = &delivery.event else {
             return Ok(());
         };
@@ -313,7 +333,20 @@ impl Connection {
                         "the server's store was reset; subscribe again without cursors",
                     ));
                 }
-                self.on_message(message.clone()).await;
+                // The last hop of the message's trace: the write to this client.
+                let write = if telemetry::tracing_enabled() {
+                    tracing::info_span!(
+                        parent: &inbound.span,
+                        "stream.write",
+                        conversation = %message.conversation_id,
+                        seq = message.seq
+                    )
+                } else {
+                    tracing::Span::none()
+                };
+                self.on_message(message.clone(), delivery.accepted_at_ms)
+                    .instrument(write)
+                    .await;
             }
             Some(Kind::Conversation(change))
                 if change.change() == pb::conversation_changed::Change::Added =>
@@ -325,7 +358,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn on_message(&mut self, message: pb::Message) {
+    async fn on_message(&mut self, message: pb::Message, accepted_at_ms: i64) {
         let conversation = message.conversation_id.clone();
         if let Ok(ConversationId::Group(group)) = ConversationId::parse(&conversation)
             && !self.groups.contains(&group)
@@ -347,7 +380,7 @@ impl Connection {
             );
             self.fill_gap(&conversation, last, message.seq).await;
         }
-        self.accept(message);
+        self.accept(message, Some(accepted_at_ms));
     }
 
     /// Fetches what came between `last` and `next` from history.
@@ -373,7 +406,7 @@ impl Connection {
                 Ok(page) if !page.messages.is_empty() => {
                     for message in page.messages.into_iter().filter(|m| m.seq < next) {
                         after = message.seq;
-                        self.accept(message);
+                        self.accept(message, None);
                     }
                 }
                 Ok(_) => break,
@@ -396,13 +429,20 @@ impl Connection {
     }
 
     /// Sends a message on and applies what it means for this stream.
-    fn accept(&mut self, message: pb::Message) {
+    /// `accepted_at_ms` is set for live deliveries (for the latency metric).
+    fn accept(&mut self, message: pb::Message, accepted_at_ms: Option<i64>) {
         let conversation = message.conversation_id.clone();
         let last = self.cursors.entry(conversation.clone()).or_insert(0);
         if message.seq <= *last {
             return;
         }
         *last = message.seq;
+        let m = metrics();
+        m.deliveries.inc();
+        if let Some(accepted) = accepted_at_ms.filter(|at| *at > 0) {
+            let latency_ms = (now_ms() - accepted).max(0);
+            m.delivery_latency.observe(latency_ms as f64 / 1000.0);
+        }
         // A topic copy reaching its contact: the owner's "delivered".
         if let Some(topic) = &message.topic
             && topic.contact_id == self.entry.user.as_str()

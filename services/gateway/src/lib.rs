@@ -44,6 +44,9 @@ pub struct Shared {
     pub presence: PresenceClient,
     pub registry: Registry,
     pub delivered: delivered::DeliveredReporter,
+    pub send_limiter: limits::SendLimiter,
+    /// Set when the gateway starts draining: new subscriptions go elsewhere.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Sends presence everything this gateway holds.
@@ -86,6 +89,11 @@ impl Gateway {
             router: RouterClient::new(bus.clone(), config.router_timeout, config.router_attempts),
             registry: Registry::new(presence.clone()),
             delivered: delivered::DeliveredReporter::start(bus.clone()),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            send_limiter: limits::SendLimiter::new(
+                config.limits.send_rate_per_second,
+                config.limits.send_burst,
+            ),
             presence,
             config,
             id,
@@ -165,8 +173,17 @@ impl Gateway {
             token.cancelled().await;
             drain(&shared).await;
         };
+        let limits = &self.shared.config.limits;
         tonic::transport::Server::builder()
             .accept_http1(true)
+            .tcp_nodelay(true)
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .http2_keepalive_interval(Some(limits.keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+            .http2_max_header_list_size(limits.max_header_list_bytes)
+            .http2_max_pending_accept_reset_streams(Some(limits.max_pending_reset_streams))
+            .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+            .trace_fn(request_span)
             .layer(limits::OversizeLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
@@ -175,8 +192,31 @@ impl Gateway {
     }
 }
 
+/// One span per client call, continuing the client's trace if it sent one.
+fn request_span(request: &http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "grpc.request",
+        rpc.method = request.uri().path(),
+        trace_id = tracing::field::Empty
+    );
+    if switchboard_shared::telemetry::tracing_enabled() {
+        let headers: Vec<(String, String)> = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|name| {
+                let value = request.headers().get(name)?.to_str().ok()?;
+                Some((name.to_owned(), value.to_owned()))
+            })
+            .collect();
+        switchboard_shared::telemetry::continue_from(&span, &headers);
+    }
+    span
+}
+
 /// Tells every client to reconnect elsewhere and presence to forget us.
 async fn drain(shared: &Shared) {
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let connections = shared.registry.all();
     tracing::info!(connections = connections.len(), "draining");
     for entry in connections {
@@ -188,6 +228,7 @@ async fn drain(shared: &Shared) {
                 })),
             }),
             Status::unavailable("the gateway is shutting down; reconnect"),
+            switchboard_shared::metrics::reason::DRAIN,
         );
     }
     if let Err(err) = shared.presence.stopping().await {

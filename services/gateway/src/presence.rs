@@ -14,7 +14,7 @@ use switchboard_proto::bus::{
 };
 use switchboard_shared::bus::SharedBus;
 use switchboard_shared::ids::{ConnectionId, GatewayId, GroupId, UserId};
-use switchboard_shared::subjects;
+use switchboard_shared::{subjects, telemetry};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{GatewayError, GatewayResult};
@@ -65,7 +65,7 @@ impl PresenceClient {
                 .bus
                 .request(
                     &subjects::presence_rpc(),
-                    Vec::new(),
+                    telemetry::inject(),
                     payload.clone(),
                     REQUEST_TIMEOUT,
                 )

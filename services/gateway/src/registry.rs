@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use switchboard_proto::bus::{self, Delivery};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{ConnectionId, DeviceId, GroupId, SessionId, UserId};
+use switchboard_shared::metrics::{metrics, reason};
 use switchboard_shared::shutdown::CancellationToken;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -15,17 +16,33 @@ use tonic::Status;
 use crate::error::GatewayResult;
 use crate::presence::PresenceClient;
 
-/// Why and how a connection ends: a last event, then a status.
+/// How a connection ends: a last event, a status, and why (a metrics label).
+pub struct End {
+    pub last_event: Option<pb::Event>,
+    pub status: Status,
+    pub reason: &'static str,
+}
+
+/// Why and how a connection ends; the first reason given wins.
 #[derive(Default)]
 pub struct Ending {
     token: CancellationToken,
-    reason: Mutex<Option<(Option<pb::Event>, Status)>>,
+    end: Mutex<Option<End>>,
+    reason: Mutex<Option<&'static str>>,
 }
 
 impl Ending {
-    /// Ends the connection; the first reason given wins.
-    pub fn end(&self, last_event: Option<pb::Event>, status: Status) {
-        self.reason.lock().get_or_insert((last_event, status));
+    pub fn end(&self, last_event: Option<pb::Event>, status: Status, reason: &'static str) {
+        let mut end = self.end.lock();
+        if end.is_none() && self.reason.lock().is_none() {
+            *self.reason.lock() = Some(reason);
+            *end = Some(End {
+                last_event,
+                status,
+                reason,
+            });
+        }
+        drop(end);
         self.token.cancel();
     }
 
@@ -33,9 +50,21 @@ impl Ending {
         &self.token
     }
 
-    pub fn take_reason(&self) -> Option<(Option<pb::Event>, Status)> {
-        self.reason.lock().take()
+    /// The last event and status, once.
+    pub fn take(&self) -> Option<End> {
+        self.end.lock().take()
     }
+
+    /// Why it ended (kept after [`Ending::take`]).
+    pub fn reason(&self) -> Option<&'static str> {
+        *self.reason.lock()
+    }
+}
+
+/// A delivery on its way to local connections, with the trace it belongs to.
+pub struct Inbound {
+    pub delivery: Delivery,
+    pub span: tracing::Span,
 }
 
 /// One client stream.
@@ -44,7 +73,9 @@ pub struct Entry {
     pub user: UserId,
     pub session: SessionId,
     pub device: DeviceId,
-    pub queue: mpsc::Sender<Arc<Delivery>>,
+    /// A metrics label: `grpc` or `grpc_web`.
+    pub transport: &'static str,
+    pub queue: mpsc::Sender<Arc<Inbound>>,
     pub ending: Ending,
 }
 
@@ -168,12 +199,13 @@ impl Registry {
 
     /// Hands a delivery to each local recipient. A connection whose queue is
     /// full is cut off (it reconnects and catches up from its cursors).
-    pub fn dispatch(&self, delivery: Arc<Delivery>) -> usize {
+    pub fn dispatch(&self, inbound: Arc<Inbound>) -> usize {
+        let delivery = &inbound.delivery;
         let mut slow = Vec::new();
         let mut handed = 0;
         {
             let index = self.index.lock();
-            let mut offer = |entry: &Arc<Entry>| match entry.queue.try_send(delivery.clone()) {
+            let mut offer = |entry: &Arc<Entry>| match entry.queue.try_send(inbound.clone()) {
                 Ok(()) => handed += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => slow.push(entry.clone()),
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -195,11 +227,13 @@ impl Registry {
         }
         for entry in slow {
             tracing::warn!(connection = %entry.id, user = %entry.user, "slow consumer cut off");
+            metrics().slow_consumers.inc();
             entry.ending.end(
                 None,
                 Status::resource_exhausted(
                     "this connection fell too far behind; reconnect to catch up",
                 ),
+                reason::SLOW_CONSUMER,
             );
         }
         handed
@@ -222,6 +256,11 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.index.lock().connections.len()
+    }
+
+    /// Connections of one user on this gateway.
+    pub fn connections_of(&self, user: &UserId) -> usize {
+        self.index.lock().by_user.get(user).map_or(0, Vec::len)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -9,7 +9,7 @@ use switchboard_proto::bus::{
     self, RouterRequest, RouterResponse, router_request::Op, router_response::Result as Reply,
 };
 use switchboard_shared::bus::{BusError, SharedBus};
-use switchboard_shared::subjects;
+use switchboard_shared::{subjects, telemetry};
 
 use crate::error::{GatewayError, GatewayResult};
 
@@ -64,7 +64,7 @@ impl RouterClient {
                 .bus
                 .request(
                     &subjects::router_rpc(),
-                    Vec::new(),
+                    telemetry::inject(),
                     payload.clone(),
                     self.timeout,
                 )

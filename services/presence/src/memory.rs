@@ -234,6 +234,10 @@ impl Registry for MemoryPresence {
             .collect())
     }
 
+    async fn online_users(&self) -> PresenceResult<i64> {
+        Ok(i64::try_from(self.state.lock().users.len()).unwrap_or(i64::MAX))
+    }
+
     async fn lead(&self, _instance: &str, _ttl_ms: u32) -> PresenceResult<bool> {
         // One process, one presence instance.
         Ok(true)

@@ -40,6 +40,11 @@ impl Reaper {
             if let Err(err) = self.reap_once(lease_ms).await {
                 tracing::warn!(%err, "presence reaper pass failed");
             }
+            if let Ok(online) = self.registry.online_users().await {
+                switchboard_shared::metrics::metrics()
+                    .online_users
+                    .set(online);
+            }
         }
     }
 

@@ -83,7 +83,8 @@ impl RedisPresence {
         inv.key(keys::presence_gateways())
             .key(keys::presence_gateway_alive(gateway))
             .key(keys::presence_gateway_connections(gateway))
-            .key(keys::presence_gateway_groups(gateway));
+            .key(keys::presence_gateway_groups(gateway))
+            .key(keys::presence_online_count());
         for user in &users {
             inv.key(keys::presence_user(user));
         }
@@ -163,6 +164,7 @@ impl Registry for RedisPresence {
             .key(keys::presence_gateway_alive(gateway))
             .key(keys::presence_gateway_connections(gateway))
             .key(keys::presence_user(&connection.user))
+            .key(keys::presence_online_count())
             .arg(gateway.as_str())
             .arg(connection.id.as_str())
             .arg(connection.user.as_str())
@@ -188,6 +190,7 @@ impl Registry for RedisPresence {
             .close
             .key(keys::presence_gateway_connections(gateway))
             .key(keys::presence_user(user))
+            .key(keys::presence_online_count())
             .arg(connection.as_str())
             .invoke_async(&mut conn)
             .await
@@ -276,6 +279,16 @@ impl Registry for RedisPresence {
             .zip(alive)
             .filter_map(|(gateway, alive)| (!alive).then_some(gateway))
             .collect())
+    }
+
+    async fn online_users(&self) -> PresenceResult<i64> {
+        let mut conn = self.conn().await?;
+        let count: Option<i64> = redis::cmd("GET")
+            .arg(keys::presence_online_count())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(count.unwrap_or(0))
     }
 
     async fn lead(&self, instance: &str, ttl_ms: u32) -> PresenceResult<bool> {

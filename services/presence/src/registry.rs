@@ -73,6 +73,9 @@ pub trait Registry: Send + Sync + 'static {
     /// Gateways whose heartbeat expired.
     async fn dead_gateways(&self) -> PresenceResult<Vec<GatewayId>>;
 
+    /// Users with at least one connection.
+    async fn online_users(&self) -> PresenceResult<i64>;
+
     /// Takes or keeps the reaper role for `ttl_ms`; true if `instance` holds it.
     async fn lead(&self, instance: &str, ttl_ms: u32) -> PresenceResult<bool>;
 }

@@ -14,6 +14,7 @@ use switchboard_shared::bus::{Incoming, SharedBus};
 use switchboard_shared::ids::{ConnectionId, DeviceId, GatewayId, GroupId, UserId};
 use switchboard_shared::shutdown::Shutdown;
 use switchboard_shared::subjects;
+use tracing::Instrument as _;
 
 use crate::registry::{ConnectionRecord, Registry, Transitions};
 use crate::{PresenceError, PresenceResult};
@@ -75,8 +76,10 @@ impl PresenceService {
         let Some(reply_to) = request.reply else {
             return;
         };
+        let span = tracing::info_span!("presence.rpc", trace_id = tracing::field::Empty);
+        switchboard_shared::telemetry::continue_from(&span, &request.headers);
         let response = match PresenceRequest::decode(request.payload) {
-            Ok(request) => self.handle(request).await,
+            Ok(request) => self.handle(request).instrument(span).await,
             Err(err) => Err(PresenceError::InvalidArgument(format!(
                 "undecodable request: {err}"
             ))),

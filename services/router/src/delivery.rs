@@ -10,9 +10,11 @@ use prost::Message as _;
 use switchboard_presence::Directory;
 use switchboard_shared::bus::SharedBus;
 use switchboard_shared::ids::{MessageId, UserId};
+use switchboard_shared::metrics::{metrics, timed};
 use switchboard_shared::shutdown::Shutdown;
-use switchboard_shared::subjects;
+use switchboard_shared::{subjects, telemetry};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::error::{RouterError, RouterResult};
 use crate::routing::{Audience, Locations, Outgoing, plan};
@@ -58,9 +60,8 @@ impl Deliverer {
                 }
                 Audience::Group(group) => {
                     if !locations.groups.contains_key(group) {
-                        let gateways = self
-                            .directory
-                            .group_gateways(group)
+                        let gateways = timed("locate_group", self.directory.group_gateways(group))
+                            .instrument(tracing::info_span!("presence.locate_group"))
                             .await
                             .map_err(|e| RouterError::Unavailable(e.to_string()))?;
                         locations.groups.insert(group.clone(), gateways);
@@ -68,9 +69,11 @@ impl Deliverer {
                 }
             }
         }
-        let gateways = self
-            .directory
-            .user_gateways(&users)
+        let gateways = timed("locate_users", self.directory.user_gateways(&users))
+            .instrument(tracing::info_span!(
+                "presence.locate_users",
+                users = users.len()
+            ))
             .await
             .map_err(|e| RouterError::Unavailable(e.to_string()))?;
         locations.users = users.into_iter().zip(gateways).collect();
@@ -88,10 +91,15 @@ impl Deliverer {
     ) -> RouterResult<()> {
         let locations = self.locate(outgoing).await?;
         let batches = plan(outgoing, &locations, epoch, accepted_at_ms);
+        metrics().fanout_gateways.observe(batches.len() as f64);
         for (gateway, batch) in batches {
             let payload = Bytes::from(batch.encode_to_vec());
             self.bus
-                .publish(&subjects::gateway_deliver(&gateway), Vec::new(), payload)
+                .publish(
+                    &subjects::gateway_deliver(&gateway),
+                    telemetry::inject(),
+                    payload,
+                )
                 .await
                 .map_err(|e| RouterError::Unavailable(e.to_string()))?;
         }

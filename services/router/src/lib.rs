@@ -61,13 +61,15 @@ pub struct Router {
 }
 
 impl Router {
+    /// `store` is wrapped so every operation is timed and traced.
     pub fn new(
         config: RouterConfig,
-        store: Arc<dyn Store>,
+        store: impl Store,
         directory: Arc<dyn Directory>,
         bus: SharedBus,
         shutdown: Shutdown,
     ) -> Arc<Self> {
+        let store: Arc<dyn Store> = Arc::new(store::timed::Timed(store));
         let deliverer = Deliverer::start(bus.clone(), directory.clone(), store.clone(), &shutdown);
         Arc::new_cyclic(|me| Self {
             sessions: SessionCache::new(config.session_cache_ttl),

@@ -9,6 +9,8 @@ use switchboard_proto::pb::{self, send_request::To};
 use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::{ClientMsgId, ConversationId, GroupId, TopicId, UserId};
 
+use tracing::Instrument as _;
+
 use crate::access::direct_peer;
 use crate::error::{RouterError, RouterResult};
 use crate::routing::{Audience, Outgoing};
@@ -304,12 +306,20 @@ impl Router {
             return;
         };
         let messages = stored_messages(items, outcome);
+        switchboard_shared::metrics::metrics()
+            .messages_stored
+            .inc_by(messages.len() as u64);
         let epoch = outcome.epoch.clone();
-        self.shutdown.tracker.spawn(async move {
-            if let Err(err) = router.deliver_messages(messages, &epoch).await {
-                tracing::warn!(%err, "delivery failed; the outbox will retry it");
+        // A child of the request's span: the trace goes on to the gateways.
+        let span = tracing::info_span!("router.deliver", messages = messages.len());
+        self.shutdown.tracker.spawn(
+            async move {
+                if let Err(err) = router.deliver_messages(messages, &epoch).await {
+                    tracing::warn!(%err, "delivery failed; the outbox will retry it");
+                }
             }
-        });
+            .instrument(span),
+        );
     }
 
     /// Delivers events that are not messages (receipts, presence, changes).

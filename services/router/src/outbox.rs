@@ -60,6 +60,9 @@ impl Router {
         }
         let count = messages.len();
         self.deliver_messages(messages, &epoch).await?;
+        switchboard_shared::metrics::metrics()
+            .redelivered
+            .inc_by(count as u64);
         Ok(count)
     }
 }

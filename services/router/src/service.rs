@@ -14,8 +14,9 @@ use switchboard_proto::bus::{
 use switchboard_shared::bus::Incoming;
 use switchboard_shared::ids::{ConversationId, DeviceId, GatewayId, SessionId, UserId};
 use switchboard_shared::shutdown::Shutdown;
-use switchboard_shared::subjects;
+use switchboard_shared::{subjects, telemetry};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::error::{RouterError, RouterResult};
 use crate::{Caller, Router, outbox};
@@ -116,12 +117,27 @@ async fn answer(router: &Router, request: Incoming) {
         tracing::warn!("router request without a reply subject");
         return;
     };
-    let result = match RouterRequest::decode(request.payload) {
-        Ok(request) => handle(router, request).await,
-        Err(err) => Err(RouterError::InvalidArgument(format!(
-            "undecodable request: {err}"
-        ))),
-    };
+    let span = tracing::info_span!(
+        "router.rpc",
+        op = tracing::field::Empty,
+        trace_id = tracing::field::Empty
+    );
+    telemetry::continue_from(&span, &request.headers);
+    let result = async {
+        match RouterRequest::decode(request.payload) {
+            Ok(request) => {
+                if let Some(op) = &request.op {
+                    tracing::Span::current().record("op", op_name(op));
+                }
+                handle(router, request).await
+            }
+            Err(err) => Err(RouterError::InvalidArgument(format!(
+                "undecodable request: {err}"
+            ))),
+        }
+    }
+    .instrument(span)
+    .await;
     let result = result.unwrap_or_else(|err| {
         match &err {
             RouterError::Internal(_) => tracing::error!(%err, "request failed"),
@@ -140,6 +156,43 @@ async fn answer(router: &Router, request: Incoming) {
         .await
     {
         tracing::warn!(%err, "cannot answer a request");
+    }
+}
+
+/// The operation's name, for traces and logs.
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Register(_) => "register",
+        Op::Login(_) => "login",
+        Op::Logout(_) => "logout",
+        Op::AddContact(_) => "add_contact",
+        Op::RemoveContact(_) => "remove_contact",
+        Op::ListContacts(_) => "list_contacts",
+        Op::Send(_) => "send",
+        Op::History(_) => "history",
+        Op::MarkRead(_) => "mark_read",
+        Op::ListConversations(_) => "list_conversations",
+        Op::ListReadCursors(_) => "list_read_cursors",
+        Op::Sync(_) => "sync",
+        Op::CreateGroup(_) => "create_group",
+        Op::InviteMember(_) => "invite_member",
+        Op::JoinGroup(_) => "join_group",
+        Op::LeaveGroup(_) => "leave_group",
+        Op::RemoveMember(_) => "remove_member",
+        Op::SetMemberRole(_) => "set_member_role",
+        Op::ListMyGroups(_) => "list_my_groups",
+        Op::ListMembers(_) => "list_members",
+        Op::CreateTopic(_) => "create_topic",
+        Op::RenameTopic(_) => "rename_topic",
+        Op::DeleteTopic(_) => "delete_topic",
+        Op::ListTopics(_) => "list_topics",
+        Op::AddTopicContacts(_) => "add_topic_contacts",
+        Op::RemoveTopicContacts(_) => "remove_topic_contacts",
+        Op::SendToTopic(_) => "send_to_topic",
+        Op::TopicTimeline(_) => "topic_timeline",
+        Op::BroadcastStatus(_) => "broadcast_status",
+        Op::LeaveTopic(_) => "leave_topic",
+        Op::MuteTopic(_) => "mute_topic",
     }
 }
 

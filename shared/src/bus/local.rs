@@ -163,6 +163,10 @@ impl Bus for LocalBus {
     async fn flush(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Waits until everything published so far was handed to the bus.
     async fn flush(&self) -> Result<(), BusError>;
+
+    /// Whether the bus is reachable right now (for readiness).
+    fn is_connected(&self) -> bool;
 }
 
 pub type SharedBus = Arc<dyn Bus>;

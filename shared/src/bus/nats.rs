@@ -39,11 +39,16 @@ impl NatsBus {
             .subscription_capacity(65_536)
             .client_capacity(65_536)
             .event_callback(|event| async move {
+                let metrics = crate::metrics::metrics();
                 match event {
                     async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
-                    async_nats::Event::Connected => tracing::info!("nats connected"),
+                    async_nats::Event::Connected => {
+                        metrics.nats_reconnects.inc();
+                        tracing::info!("nats connected");
+                    }
                     async_nats::Event::SlowConsumer(sid) => {
-                        tracing::warn!(sid, "nats slow consumer: messages dropped")
+                        metrics.nats_slow_consumers.inc();
+                        tracing::warn!(sid, "nats slow consumer: messages dropped");
                     }
                     other => tracing::info!(event = %other, "nats event"),
                 }
@@ -161,5 +166,9 @@ impl Bus for NatsBus {
             .flush()
             .await
             .map_err(|e| BusError::Failed(e.to_string()))
+    }
+
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 }

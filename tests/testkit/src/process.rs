@@ -1,6 +1,5 @@
 //! Child processes that are killed when dropped.
 
-use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,9 +32,14 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    /// Spawns `command` with its output in `log`.
+    /// Spawns `command` with its output appended to `log` (a restart keeps
+    /// the previous run's lines).
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> Self {
-        let out = File::create(log).expect("create log file");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
         let err = out.try_clone().expect("clone log file");
         let child = command
             .stdin(Stdio::null())

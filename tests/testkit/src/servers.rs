@@ -19,14 +19,36 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with(None, &[])
+    }
+
+    /// With a configuration file's text (written beside the server's data)
+    /// and environment variables for it to read.
+    pub fn start_with(config: Option<&str>, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let process = Self::spawn(port, &dir);
+        if let Some(config) = config {
+            std::fs::write(dir.path().join("nats.conf"), config).expect("write nats.conf");
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let process = Self::spawn(port, &dir, &env);
         Self { port, dir, process }
     }
 
-    fn spawn(port: u16, dir: &TempDir) -> ChildProcess {
+    /// Where a configuration file may put files it includes.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    fn spawn(port: u16, dir: &TempDir, env: &[(String, String)]) -> ChildProcess {
         let mut command = Command::new(find_program("nats-server"));
+        let config = dir.path().join("nats.conf");
+        if config.exists() {
+            command.arg("-c").arg(&config);
+        }
         command
             .arg("-a")
             .arg("127.0.0.1")
@@ -34,7 +56,8 @@ impl NatsServer {
             .arg(port.to_string())
             .arg("-js")
             .arg("-sd")
-            .arg(dir.path().join("js"));
+            .arg(dir.path().join("js"))
+            .envs(env.iter().map(|(k, v)| (k, v)));
         let mut process = ChildProcess::spawn("nats-server", command, &dir.path().join("nats.log"));
         process.wait_for_port(port, START_TIMEOUT);
         process
@@ -48,10 +71,10 @@ impl NatsServer {
         self.process.kill();
     }
 
-    /// Starts it again on the same port.
+    /// Starts it again on the same port (without the environment it started with).
     pub fn restart(&mut self) {
         self.process.kill();
-        self.process = Self::spawn(self.port, &self.dir);
+        self.process = Self::spawn(self.port, &self.dir, &[]);
     }
 }
 
@@ -60,18 +83,30 @@ impl NatsServer {
 pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
+    extra: Vec<String>,
     process: ChildProcess,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let process = Self::spawn(port, &dir);
-        Self { port, dir, process }
+        Self::start_with(&[])
     }
 
-    fn spawn(port: u16, dir: &TempDir) -> ChildProcess {
+    /// With extra `redis-server` arguments (e.g. ACL users).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let process = Self::spawn(port, &dir, &extra);
+        Self {
+            port,
+            dir,
+            extra,
+            process,
+        }
+    }
+
+    fn spawn(port: u16, dir: &TempDir, extra: &[String]) -> ChildProcess {
         let mut command = Command::new(find_program("redis-server"));
         command
             .arg("--port")
@@ -87,7 +122,8 @@ impl RedisServer {
             .arg("--save")
             .arg("")
             .arg("--maxmemory-policy")
-            .arg("noeviction");
+            .arg("noeviction")
+            .args(extra);
         let mut process =
             ChildProcess::spawn("redis-server", command, &dir.path().join("redis.log"));
         process.wait_for_port(port, START_TIMEOUT);
@@ -110,7 +146,7 @@ impl RedisServer {
     /// Starts it again on the same port and data directory.
     pub fn restart(&mut self) {
         self.process.kill();
-        self.process = Self::spawn(self.port, &self.dir);
+        self.process = Self::spawn(self.port, &self.dir, &self.extra);
     }
 
     /// Starts it again with an empty data directory (all data lost).
@@ -125,6 +161,6 @@ impl RedisServer {
                 let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
             }
         }
-        self.process = Self::spawn(self.port, &self.dir);
+        self.process = Self::spawn(self.port, &self.dir, &self.extra);
     }
 }

@@ -2,7 +2,9 @@ use switchboard_proto::bus::router_request::Op;
 use switchboard_proto::pb::{self, account_service_server::AccountService};
 use tonic::{Request, Response, Status};
 
-use super::{Api, forward};
+use std::time::Instant;
+
+use super::{Api, forward, observe};
 use crate::expect_reply;
 
 #[tonic::async_trait]
@@ -11,24 +13,36 @@ impl AccountService for Api {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        let reply = self
-            .shared
-            .router
-            .call(None, Op::Register(request.into_inner()))
-            .await?;
-        Ok(Response::new(expect_reply!(reply, Register)?))
+        let started = Instant::now();
+        let result = async {
+            let reply = self
+                .shared
+                .router
+                .call(None, Op::Register(request.into_inner()))
+                .await?;
+            Ok(Response::new(expect_reply!(reply, Register)?))
+        }
+        .await;
+        observe("Register", started, &result);
+        result
     }
 
     async fn login(
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let reply = self
-            .shared
-            .router
-            .call(None, Op::Login(request.into_inner()))
-            .await?;
-        Ok(Response::new(expect_reply!(reply, Login)?))
+        let started = Instant::now();
+        let result = async {
+            let reply = self
+                .shared
+                .router
+                .call(None, Op::Login(request.into_inner()))
+                .await?;
+            Ok(Response::new(expect_reply!(reply, Login)?))
+        }
+        .await;
+        observe("Login", started, &result);
+        result
     }
 
     async fn logout(

@@ -6,6 +6,7 @@ use futures::Stream;
 use switchboard_proto::bus::{SyncRequest, SyncResponse, router_request::Op};
 use switchboard_proto::pb::{self, chat_service_server::ChatService};
 use switchboard_shared::ids::{ClientMsgId, ConnectionId, GroupId};
+use switchboard_shared::metrics;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
@@ -54,8 +55,42 @@ impl ChatService for Api {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let claims = self.claims(&request)?;
         let caller = auth::caller(&claims, &self.shared.id);
+        let transport = if request
+            .metadata()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc-web"))
+        {
+            metrics::transport::GRPC_WEB
+        } else {
+            metrics::transport::GRPC
+        };
         let request = request.into_inner();
         let shared = &self.shared;
+        let limits = &shared.config.limits;
+        if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(GatewayError::Unavailable(
+                "this gateway is shutting down; connect to another".into(),
+            )
+            .into());
+        }
+        if shared.registry.len() >= limits.max_connections {
+            return Err(GatewayError::ResourceExhausted {
+                message: "this gateway is full; connect to another".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            }
+            .into());
+        }
+        if shared.registry.connections_of(&claims.user) >= limits.max_connections_per_user {
+            return Err(GatewayError::ResourceExhausted {
+                message: format!(
+                    "too many open streams for one user (at most {}); close one first",
+                    limits.max_connections_per_user
+                ),
+                retry_after: std::time::Duration::from_secs(5),
+            }
+            .into());
+        }
 
         // Registered here and with presence first, so that everything stored
         // from now on is routed to this gateway...
@@ -65,10 +100,14 @@ impl ChatService for Api {
             user: claims.user.clone(),
             session: claims.session.clone(),
             device: claims.device.clone(),
+            transport,
             queue,
             ending: Ending::default(),
         });
         shared.registry.add(entry.clone());
+        let labels = metrics::TransportLabels { transport };
+        metrics::metrics().connects.get_or_create(&labels).inc();
+        metrics::metrics().connections.get_or_create(&labels).inc();
         let registration = Registration {
             shared: shared.clone(),
             entry: entry.clone(),
@@ -143,6 +182,7 @@ impl ChatService for Api {
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
         let mut request = request;
+        self.rate_limit(&request)?;
         // Without a client id, one made here still keeps the gateway's own
         // retries from storing the message twice.
         if request.get_ref().client_msg_id.is_empty() {

@@ -9,13 +9,16 @@ mod topics;
 
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use switchboard_proto::bus::{router_request::Op, router_response::Result as Reply};
+use switchboard_shared::metrics::{MethodLabels, RpcLabels, metrics};
 use switchboard_shared::token::Claims;
-use tonic::Request;
+use tonic::{Request, Status};
 
 use crate::Shared;
 use crate::auth;
-use crate::error::GatewayResult;
+use crate::error::{GatewayError, GatewayResult, code_name};
 
 /// Implements every client-facing service.
 #[derive(Clone)]
@@ -32,6 +35,25 @@ impl Api {
         auth::authenticate(&self.shared.config.token_key, request.metadata())
     }
 
+    /// The per-user send rate: RESOURCE_EXHAUSTED with a retry hint past it.
+    fn rate_limit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let claims = self.claims(request)?;
+        self.shared
+            .send_limiter
+            .check(&claims.user, Instant::now())
+            .map_err(|wait| {
+                metrics().rate_limited.inc();
+                GatewayError::ResourceExhausted {
+                    message: format!(
+                        "you are sending too fast; try again in {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                    retry_after: wait,
+                }
+                .into()
+            })
+    }
+
     /// Forwards an authenticated action to a router.
     async fn forward<T>(&self, request: &Request<T>, op: Op) -> GatewayResult<Reply> {
         let claims = self.claims(request)?;
@@ -42,20 +64,47 @@ impl Api {
     }
 }
 
-/// Forwards a request whose router reply has the same variant name.
+/// Counts a finished call and its latency, by method and code.
+pub(crate) fn observe<T>(method: &str, started: Instant, result: &Result<T, Status>) {
+    let code = match result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    };
+    let m = metrics();
+    m.rpc_requests
+        .get_or_create(&RpcLabels {
+            method: method.to_owned(),
+            code: code_name(code).to_owned(),
+        })
+        .inc();
+    m.rpc_duration
+        .get_or_create(&MethodLabels {
+            method: method.to_owned(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Forwards a request whose router reply has the same variant name, and
+/// counts it.
 macro_rules! forward {
     ($api:expr, $request:expr, $variant:ident) => {{
+        let started = std::time::Instant::now();
         let request = $request;
-        let inner = request.get_ref().clone();
-        let reply = $api
-            .forward(
-                &request,
-                switchboard_proto::bus::router_request::Op::$variant(inner),
-            )
-            .await?;
-        Ok(tonic::Response::new($crate::expect_reply!(
-            reply, $variant
-        )?))
+        let result: Result<tonic::Response<_>, tonic::Status> = async {
+            let inner = request.get_ref().clone();
+            let reply = $api
+                .forward(
+                    &request,
+                    switchboard_proto::bus::router_request::Op::$variant(inner),
+                )
+                .await?;
+            Ok(tonic::Response::new($crate::expect_reply!(
+                reply, $variant
+            )?))
+        }
+        .await;
+        $crate::api::observe(stringify!($variant), started, &result);
+        result
     }};
 }
 pub(crate) use forward;

@@ -6,6 +6,7 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod timed;
 
 use async_trait::async_trait;
 use switchboard_proto::pb;

@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod groups;
 mod messaging;
+mod operations;
 mod presence;
 mod resilience;
 mod topics;

@@ -88,6 +88,14 @@ impl User {
         Self::login(&cluster.gateway_url(gateway), &self.id, device).await
     }
 
+    /// The same session over a connection of the caller's making.
+    pub fn with_channel(&self, channel: Channel) -> Self {
+        Self {
+            channel,
+            ..self.clone()
+        }
+    }
+
     /// The same session, connected to another gateway (a client failing over).
     pub async fn via(&self, url: &str) -> Self {
         Self {

@@ -34,12 +34,47 @@ impl Mode {
     }
 }
 
+/// What a cluster runs with besides the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra flags for every gateway (limits).
+    pub gateway_args: Vec<String>,
+    /// NATS users per role (deploy/nats/permissions.conf) and a Redis ACL
+    /// user limited to `sb:*` keys; no anonymous access to either.
+    pub credentials: bool,
+    /// Serve Prometheus metrics on a port per process.
+    pub metrics: bool,
+}
+
+impl Options {
+    pub fn gateway_args(args: &[&str]) -> Self {
+        Self {
+            gateway_args: args.iter().map(|a| (*a).to_owned()).collect(),
+            ..Self::default()
+        }
+    }
+}
+
+const NATS_PASSWORDS: [(&str, &str, &str); 3] = [
+    ("gateway", "SWITCHBOARD_GATEWAY_PASSWORD", "gateway-secret"),
+    ("router", "SWITCHBOARD_ROUTER_PASSWORD", "router-secret"),
+    (
+        "presence",
+        "SWITCHBOARD_PRESENCE_PASSWORD",
+        "presence-secret",
+    ),
+];
+const REDIS_USER: &str = "switchboard";
+const REDIS_PASSWORD: &str = "redis-secret";
+
 /// One switchboard process and how to start it again.
 pub struct Node {
     pub name: String,
     args: Vec<String>,
     /// The port its readiness is checked on (gateway: clients; others: health).
     pub port: u16,
+    /// Where its Prometheus metrics are, when the cluster serves them.
+    pub metrics_port: Option<u16>,
     log: PathBuf,
     process: Option<ChildProcess>,
 }
@@ -120,6 +155,10 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, Options::default()).await
+    }
+
+    pub async fn start_with(mode: Mode, options: Options) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cluster = Self {
             mode,
@@ -147,14 +186,41 @@ impl Cluster {
                         "fast-insecure".into(),
                         "--client-heartbeat-ms".into(),
                         "1000".into(),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(options.gateway_args.iter().cloned())
+                    .collect(),
+                    &options,
                 );
                 cluster.gateways.push(node);
             }
             Mode::Distributed { gateways, routers } => {
-                let nats = NatsServer::start();
-                let redis = RedisServer::start();
-                let (nats_url, redis_url) = (nats.url(), redis.url());
+                let (nats, redis) = if options.credentials {
+                    let permissions = include_str!("../../../../../deploy/nats/permissions.conf");
+                    let env: Vec<(&str, &str)> = NATS_PASSWORDS
+                        .iter()
+                        .map(|(_, var, pw)| (*var, *pw))
+                        .collect();
+                    let nats = NatsServer::start_with(Some(permissions), &env);
+                    // Only Switchboard's keys; no anonymous default user.
+                    let secret = format!(">{REDIS_PASSWORD}");
+                    let redis = RedisServer::start_with(&[
+                        "--user", "default", "off", "--user", REDIS_USER, "on", &secret, "~sb:*",
+                        "+@all",
+                    ]);
+                    (nats, redis)
+                } else {
+                    (NatsServer::start(), RedisServer::start())
+                };
+                let nats_url = nats.url();
+                let redis_url = if options.credentials {
+                    format!(
+                        "redis://{REDIS_USER}:{REDIS_PASSWORD}@127.0.0.1:{}",
+                        redis.port
+                    )
+                } else {
+                    redis.url()
+                };
                 cluster.nats = Some(nats);
                 cluster.redis = Some(redis);
                 let port = free_port();
@@ -172,6 +238,7 @@ impl Cluster {
                         "--reap-every-ms".into(),
                         "250".into(),
                     ],
+                    &options,
                 ));
                 for i in 0..routers {
                     let port = free_port();
@@ -193,6 +260,7 @@ impl Cluster {
                             "--outbox-redeliver-ms".into(),
                             "1000".into(),
                         ],
+                        &options,
                     );
                     cluster.routers.push(node);
                 }
@@ -219,7 +287,11 @@ impl Cluster {
                             "1000".into(),
                             "--drain-grace-ms".into(),
                             "3000".into(),
-                        ],
+                        ]
+                        .into_iter()
+                        .chain(options.gateway_args.iter().cloned())
+                        .collect(),
+                        &options,
                     );
                     cluster.gateways.push(node);
                 }
@@ -244,12 +316,38 @@ impl Cluster {
         cluster
     }
 
-    fn node(&self, name: &str, port: u16, mut args: Vec<String>) -> Node {
+    fn node(&self, name: &str, port: u16, mut args: Vec<String>, options: &Options) -> Node {
         args.extend(["--log-format".into(), "text".into()]);
+        let role = args[0].clone();
+        // Tests send in bursts on purpose; the rate limit has a test of its own.
+        let serves_clients = role == "gateway" || role == "standalone";
+        if serves_clients && !args.iter().any(|a| a == "--send-rate") {
+            args.extend([
+                "--send-rate".into(),
+                "100000".into(),
+                "--send-burst".into(),
+                "100000".into(),
+            ]);
+        }
+        if options.credentials
+            && let Some((user, _, password)) = NATS_PASSWORDS.iter().find(|(r, _, _)| *r == role)
+        {
+            args.extend([
+                "--nats-user".into(),
+                format!("switchboard-{user}"),
+                "--nats-password".into(),
+                (*password).into(),
+            ]);
+        }
+        let metrics_port = options.metrics.then(free_port);
+        if let Some(port) = metrics_port {
+            args.extend(["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
+        }
         Node {
             name: name.to_owned(),
             args,
             port,
+            metrics_port,
             log: self.dir.path().join(format!("{name}.log")),
             process: None,
         }

@@ -5,7 +5,7 @@ pub mod client;
 pub mod cluster;
 
 pub use client::{Events, User};
-pub use cluster::{Cluster, Mode};
+pub use cluster::{Cluster, Mode, Options};
 
 use std::time::Duration;
 

@@ -1,0 +1,75 @@
+//! A [`Store`] that times every operation (latency histogram by operation)
+//! and wraps it in a trace span, whatever the backend underneath.
+
+use async_trait::async_trait;
+use switchboard_proto::pb;
+use switchboard_shared::ids::{ConversationId, GroupId, MessageId, SessionId, TopicId, UserId};
+use switchboard_shared::metrics::timed;
+use tracing::Instrument as _;
+
+use super::{
+    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupRecord, MembershipChange,
+    NewMessage, SessionRecord, Store, StoreResult, ThreadState, TimelineRecord, TopicRecord,
+    UserRecord,
+};
+
+pub struct Timed<S>(pub S);
+
+/// Delegates each listed method, timed and traced under its own name.
+macro_rules! timed {
+    ($( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        #[async_trait]
+        impl<S: Store> Store for Timed<S> {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    let span = tracing::info_span!("store", operation = stringify!($name));
+                    timed(stringify!($name), self.0.$name($($arg),*)).instrument(span).await
+                }
+            )*
+        }
+    };
+}
+
+timed! {
+    fn epoch(&self) -> StoreResult<String>;
+    fn create_user(&self, user: &UserRecord) -> StoreResult<bool>;
+    fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>>;
+    fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    fn session_exists(&self, id: &SessionId, now_ms: i64) -> StoreResult<bool>;
+    fn delete_session(&self, id: &SessionId) -> StoreResult<()>;
+    fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;
+    fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;
+    fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
+    fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
+    fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;
+    fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>>;
+    fn user_groups(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
+    fn invite(&self, group: &GroupId, user: &UserId, at_ms: i64) -> StoreResult<bool>;
+    fn is_invited(&self, group: &GroupId, user: &UserId) -> StoreResult<bool>;
+    fn user_invites(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
+    fn change_membership(&self, group: &GroupId, user: &UserId, change: MembershipChange, message: NewMessage) -> StoreResult<AppendOutcome>;
+    fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome>;
+    fn messages_after(&self, conv: &ConversationId, after: u64, limit: usize) -> StoreResult<Vec<pb::Message>>;
+    fn messages_before(&self, conv: &ConversationId, before: u64, limit: usize) -> StoreResult<Vec<pb::Message>>;
+    fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
+    fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
+    fn mark_read(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64>;
+    fn read_cursors(&self, conv: &ConversationId) -> StoreResult<Vec<(UserId, u64)>>;
+    fn read_cursors_of(&self, user: &UserId, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
+    fn create_topic(&self, topic: &TopicRecord) -> StoreResult<()>;
+    fn topics(&self, ids: &[TopicId]) -> StoreResult<Vec<Option<TopicRecord>>>;
+    fn user_topics(&self, owner: &UserId) -> StoreResult<Vec<TopicId>>;
+    fn rename_topic(&self, topic: &TopicId, name: &str) -> StoreResult<()>;
+    fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>>;
+    fn bind(&self, topic: &TopicId, contacts: &[UserId], cap: usize) -> StoreResult<Vec<BindOutcome>>;
+    fn set_muted(&self, topic: &TopicId, contact: &UserId, muted: bool) -> StoreResult<bool>;
+    fn unbind(&self, topic: &TopicId, contact: &UserId, reason: Binding, message: NewMessage) -> StoreResult<AppendOutcome>;
+    fn timeline(&self, topic: &TopicId, before: u64, after: Option<u64>, limit: usize) -> StoreResult<Vec<TimelineRecord>>;
+    fn broadcast(&self, topic: &TopicId, broadcast_id: &str) -> StoreResult<Option<Vec<MessageId>>>;
+    fn thread_states(&self, threads: &[(ConversationId, UserId)]) -> StoreResult<Vec<ThreadState>>;
+    fn mark_delivered(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<bool>;
+    fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()>;
+    fn outbox_claim(&self, older_than_ms: i64, now_ms: i64, limit: usize) -> StoreResult<Vec<MessageId>>;
+}

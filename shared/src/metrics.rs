@@ -1,0 +1,259 @@
+//! Every Prometheus metric Switchboard exports, defined here and nowhere
+//! else. Names follow Prometheus conventions (`_total` counters, base units
+//! in seconds); labels are closed sets, never a user, group or connection.
+//! Each process registers all of them; a role only moves its own.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label values for the client transport.
+pub mod transport {
+    pub const GRPC: &str = "grpc";
+    pub const GRPC_WEB: &str = "grpc_web";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
+/// Label values for why a client stream ended.
+pub mod reason {
+    /// The client went away.
+    pub const CLIENT: &str = "client";
+    /// It fell too far behind and was cut off.
+    pub const SLOW_CONSUMER: &str = "slow_consumer";
+    /// Its session logged out.
+    pub const LOGOUT: &str = "logout";
+    /// The gateway is draining.
+    pub const DRAIN: &str = "drain";
+    /// Too many connections.
+    pub const REFUSED: &str = "refused";
+    /// The stream failed (store reset, router trouble).
+    pub const ERROR: &str = "error";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DisconnectLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// `Service/Method`, a closed set.
+    pub method: String,
+    /// The gRPC code name.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// A store operation (`append`, `history`, `locate_users`, ...).
+    pub operation: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    // gateway
+    pub connections: Family<TransportLabels, Gauge>,
+    pub connects: Family<TransportLabels, Counter>,
+    pub disconnects: Family<DisconnectLabels, Counter>,
+    pub deliveries: Counter,
+    pub delivery_latency: Histogram,
+    pub slow_consumers: Counter,
+    pub rpc_requests: Family<RpcLabels, Counter>,
+    pub rpc_duration: Family<MethodLabels, Histogram>,
+    pub rate_limited: Counter,
+    // router
+    pub fanout_gateways: Histogram,
+    pub messages_stored: Counter,
+    pub redelivered: Counter,
+    pub store_duration: Family<OperationLabels, Histogram>,
+    // bus
+    pub nats_reconnects: Counter,
+    pub nats_slow_consumers: Counter,
+    // presence
+    pub online_users: Gauge,
+}
+
+fn latency() -> Histogram {
+    // 100 µs .. ~13 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("switchboard"),
+            connections: Family::default(),
+            connects: Family::default(),
+            disconnects: Family::default(),
+            deliveries: Counter::default(),
+            delivery_latency: latency(),
+            slow_consumers: Counter::default(),
+            rpc_requests: Family::default(),
+            rpc_duration: Family::new_with_constructor(latency),
+            rate_limited: Counter::default(),
+            fanout_gateways: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            messages_stored: Counter::default(),
+            redelivered: Counter::default(),
+            store_duration: Family::new_with_constructor(latency),
+            nats_reconnects: Counter::default(),
+            nats_slow_consumers: Counter::default(),
+            online_users: Gauge::default(),
+        };
+        let r = &mut metrics.registry;
+        r.register(
+            "gateway_connections",
+            "Open client streams",
+            metrics.connections.clone(),
+        );
+        r.register(
+            "gateway_connects",
+            "Client streams opened",
+            metrics.connects.clone(),
+        );
+        r.register(
+            "gateway_disconnects",
+            "Client streams ended, by reason",
+            metrics.disconnects.clone(),
+        );
+        r.register(
+            "gateway_deliveries",
+            "Events written to client streams",
+            metrics.deliveries.clone(),
+        );
+        r.register_with_unit(
+            "delivery_latency",
+            "From a router accepting a message to a gateway writing it to a client stream",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.delivery_latency.clone(),
+        );
+        r.register(
+            "gateway_slow_consumer_disconnects",
+            "Client streams cut off for falling behind",
+            metrics.slow_consumers.clone(),
+        );
+        r.register(
+            "rpc_requests",
+            "Client calls, by method and gRPC code",
+            metrics.rpc_requests.clone(),
+        );
+        r.register_with_unit(
+            "rpc_duration",
+            "Client call latency, by method",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.rpc_duration.clone(),
+        );
+        r.register(
+            "gateway_rate_limited",
+            "Sends refused by the per-user rate limit",
+            metrics.rate_limited.clone(),
+        );
+        r.register(
+            "router_fanout_gateways",
+            "Gateways one routed event went to",
+            metrics.fanout_gateways.clone(),
+        );
+        r.register(
+            "router_messages_stored",
+            "Messages stored",
+            metrics.messages_stored.clone(),
+        );
+        r.register(
+            "router_outbox_redelivered",
+            "Messages redelivered from the outbox (their router died)",
+            metrics.redelivered.clone(),
+        );
+        r.register_with_unit(
+            "store_operation_duration",
+            "Store (Redis or embedded) operation latency, by operation",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.store_duration.clone(),
+        );
+        r.register(
+            "nats_reconnects",
+            "Reconnections to NATS",
+            metrics.nats_reconnects.clone(),
+        );
+        r.register(
+            "nats_slow_consumer_events",
+            "NATS slow-consumer events (messages dropped by the client library)",
+            metrics.nats_slow_consumers.clone(),
+        );
+        r.register(
+            "presence_online_users",
+            "Users with at least one connection",
+            metrics.online_users.clone(),
+        );
+        metrics
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn observe_store(&self, operation: &'static str, elapsed: Duration) {
+        self.store_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Times a future into the store latency histogram.
+pub async fn timed<T>(operation: &'static str, work: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    metrics().observe_store(operation, started.elapsed());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        metrics().deliveries.inc();
+        metrics()
+            .connections
+            .get_or_create(&TransportLabels {
+                transport: transport::GRPC_WEB,
+            })
+            .set(1);
+        metrics().observe_store("append", Duration::from_millis(1));
+        let text = metrics().encode();
+        for name in [
+            "switchboard_gateway_deliveries_total",
+            "switchboard_delivery_latency_seconds_bucket",
+            "switchboard_gateway_connections{transport=\"grpc_web\"} 1",
+            "switchboard_store_operation_duration_seconds",
+            "switchboard_presence_online_users",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Running it: least-privilege credentials, metrics, and the server limits.
+//! Each limit test shows the limit holds and that other clients are not
+//! affected by whoever hit it.
+
+use std::time::Duration;
+
+use switchboard_proto::pb::{self, send_request::To};
+use switchboard_testkit::eventually;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tonic::Code;
+
+use crate::harness::client::texts;
+use crate::harness::{Cluster, Mode, Options, WAIT};
+
+async fn scrape(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_runs_with_least_privilege_credentials() {
+    let options = Options {
+        credentials: true,
+        ..Options::default()
+    };
+    let cluster = Cluster::start_with(Mode::distributed(), options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    alice.add_contact(&bob).await;
+    bob.add_contact(&alice).await;
+    let mut bob_events = bob.subscribe().await;
+    alice.dm(&bob, "through the locked-down bus").await;
+    assert_eq!(
+        bob_events.message().await.text,
+        "through the locked-down bus"
+    );
+
+    // Groups, topics (with delivery reports) and presence all fit the permissions.
+    let group = alice.create_group("Locked", pb::JoinPolicy::Open).await;
+    bob.join(&group.group_id).await;
+    alice.post(&group.group_id, "group too").await;
+    let got = bob_events.messages_until("group too").await;
+    assert_eq!(got.last().unwrap().text, "group too");
+    let topic = alice
+        .topics()
+        .create_topic(pb::CreateTopicRequest {
+            name: "Locked topic".into(),
+            contacts: vec!["bob".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .topic
+        .unwrap();
+    let sent = alice
+        .topics()
+        .send_to_topic(pb::SendToTopicRequest {
+            topic_id: topic.topic_id.clone(),
+            text: "topic too".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bob_events.message().await.text, "topic too");
+    eventually(WAIT, "the delivery report to reach the router", || {
+        let alice = alice.clone();
+        let (topic_id, broadcast_id) = (topic.topic_id.clone(), sent.broadcast_id.clone());
+        async move {
+            let status = alice
+                .topics()
+                .broadcast_status(pb::BroadcastStatusRequest {
+                    topic_id,
+                    broadcast_id,
+                })
+                .await
+                .ok()?
+                .into_inner();
+            status.contacts.first().filter(|c| c.delivered).map(|_| ())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_describe_the_traffic() {
+    let options = Options {
+        metrics: true,
+        ..Options::default()
+    };
+    let cluster = Cluster::start_with(Mode::distributed(), options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    alice.dm(&bob, "counted").await;
+    bob_events.message().await;
+
+    let gw1 = scrape(cluster.gateways[1].metrics_port.unwrap()).await;
+    assert!(
+        sample(&gw1, "switchboard_gateway_deliveries_total").unwrap() >= 1.0,
+        "{gw1}"
+    );
+    assert_eq!(
+        sample(&gw1, "switchboard_gateway_connections{transport=\"grpc\"}"),
+        Some(1.0)
+    );
+    assert!(sample(&gw1, "switchboard_delivery_latency_seconds_count").unwrap() >= 1.0);
+    let gw0 = scrape(cluster.gateways[0].metrics_port.unwrap()).await;
+    assert!(
+        gw0.contains("switchboard_rpc_requests_total{method=\"Send\",code=\"OK\"} 1"),
+        "{gw0}"
+    );
+    let mut stored = 0.0;
+    for router in &cluster.routers {
+        let text = scrape(router.metrics_port.unwrap()).await;
+        stored += sample(&text, "switchboard_router_messages_stored_total").unwrap_or(0.0);
+        assert!(!text.contains("user="), "no per-user labels");
+    }
+    assert_eq!(stored, 1.0);
+    let presence_port = cluster.presence.as_ref().unwrap().metrics_port.unwrap();
+    eventually(WAIT, "presence to count bob online", || async move {
+        let text = scrape(presence_port).await;
+        (sample(&text, "switchboard_presence_online_users") == Some(1.0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_send_rate_limit_answers_with_a_retry_hint() {
+    let options = Options::gateway_args(&["--send-rate", "2", "--send-burst", "3"]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    for i in 0..3 {
+        alice.dm(&bob, &format!("within the burst {i}")).await;
+    }
+    let refused = alice
+        .send(To::UserId("bob".into()), "too fast", "")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("too fast"),
+        "{}",
+        refused.message()
+    );
+    let hint: u64 = refused
+        .metadata()
+        .get("retry-after-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(hint > 0 && hint <= 500, "{hint}");
+    // Nothing was stored for the refused send; bob is not limited by alice.
+    assert_eq!(bob.history("dm:alice:bob").await.len(), 3);
+    bob.dm(&alice, "bob is fine").await;
+    // After the hinted wait, alice may send again.
+    eventually(WAIT, "alice's bucket to refill", || {
+        let alice = alice.clone();
+        async move { alice.send(To::UserId("bob".into()), "later", "").await.ok() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_user_and_per_gateway_are_capped() {
+    let options =
+        Options::gateway_args(&["--max-connections", "3", "--max-connections-per-user", "2"]);
+    let cluster = Cluster::start_with(Mode::distributed(), options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    let first = alice.subscribe().await;
+    let _second = alice.subscribe().await;
+    let third = alice
+        .try_subscribe_from(&[], "")
+        .await
+        .err()
+        .expect("a third stream is refused");
+    assert_eq!(third.code(), Code::ResourceExhausted);
+    assert!(
+        third.message().contains("too many open streams"),
+        "{}",
+        third.message()
+    );
+    // The gateway's own cap: bob gets one, then it is full.
+    let _bob_stream = bob.subscribe().await;
+    let full = bob
+        .try_subscribe_from(&[], "")
+        .await
+        .err()
+        .expect("the gateway is full");
+    assert!(full.message().contains("full"), "{}", full.message());
+    // The other gateway is not affected.
+    let bob_elsewhere = bob.via(&cluster.gateway_url(1)).await;
+    let _ok = bob_elsewhere.subscribe().await;
+    // Closing a stream frees its place.
+    drop(first);
+    eventually(WAIT, "a freed place", || {
+        let alice = alice.clone();
+        async move { alice.try_subscribe_from(&[], "").await.ok() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_per_connection_are_capped() {
+    let options = Options::gateway_args(&["--max-concurrent-streams", "2"]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    let first = alice.subscribe().await;
+    let _second = alice.subscribe().await;
+    // A third stream on the same connection waits for a free slot.
+    let waiting = tokio::spawn({
+        let alice = alice.clone();
+        async move { alice.try_subscribe_from(&[], "").await.map(|_| ()) }
+    });
+    let bob_events = bob.subscribe().await;
+    bob.dm(&alice, "bob is not held up").await;
+    drop(bob_events);
+    assert!(
+        !waiting.is_finished(),
+        "the third stream must wait while two are open"
+    );
+    drop(first);
+    tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("the third stream opens once a slot is free")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused() {
+    let options = Options::gateway_args(&["--max-header-list-bytes", "4096"]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    let mut request = tonic::Request::new(pb::ListConversationsRequest {});
+    request
+        .metadata_mut()
+        .insert("x-padding", "p".repeat(8 * 1024).parse().unwrap());
+    assert!(alice.chat().list_conversations(request).await.is_err());
+    assert!(
+        bob.chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .is_ok()
+    );
+}
+
+/// Reads HTTP/2 frames until the peer closes the connection; returns the frame types seen.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut header = [0u8; 9];
+    loop {
+        if stream.read_exact(&mut header).await.is_err() {
+            return types;
+        }
+        let length =
+            usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+        types.push(header[3]);
+        let mut payload = vec![0u8; length];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return types;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresponsive_connection_is_dropped_by_keepalive() {
+    let options = Options::gateway_args(&[
+        "--keepalive-interval-ms",
+        "200",
+        "--keepalive-timeout-ms",
+        "200",
+    ]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let bob = cluster.user("bob", 0).await;
+    let port = cluster.gateways[0].port;
+    // An HTTP/2 peer that completes the handshake, then never answers a PING.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    silent
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap(); // SETTINGS
+    silent
+        .write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0])
+        .await
+        .unwrap(); // SETTINGS ack
+    let frames = tokio::time::timeout(WAIT, read_until_closed(&mut silent))
+        .await
+        .expect("the server drops the connection");
+    assert!(
+        frames.contains(&6),
+        "the server sent a PING first: {frames:?}"
+    );
+    // Meanwhile a live client is served as usual.
+    assert!(
+        bob.chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_resets_end_the_connection() {
+    let options = Options::gateway_args(&["--max-pending-reset-streams", "10"]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let bob = cluster.user("bob", 0).await;
+    let port = cluster.gateways[0].port;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    // Open streams and cancel each at once, as in the "rapid reset" attack.
+    let mut opened = 0;
+    for _ in 0..2_000 {
+        let Ok(ready) = client.ready().await else {
+            break;
+        };
+        client = ready;
+        let request = http::Request::post(format!(
+            "http://127.0.0.1:{port}/switchboard.v1.ChatService/ListConversations"
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let Ok((_response, mut body)) = client.send_request(request, false) else {
+            break;
+        };
+        body.send_reset(h2::Reason::CANCEL);
+        opened += 1;
+    }
+    assert!(
+        opened < 2_000,
+        "the server cut the attack short (after {opened} streams)"
+    );
+    let ended = tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    // GOAWAY(ENHANCE_YOUR_CALM), or the reset of the socket right behind it.
+    let error = ended.expect_err("the connection ends in an error");
+    assert!(
+        error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || error.is_io(),
+        "{error}"
+    );
+    assert!(
+        bob.chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_cut_off_and_others_are_not_slowed() {
+    let options = Options::gateway_args(&[
+        "--connection-queue",
+        "8",
+        "--send-rate",
+        "100000",
+        "--send-burst",
+        "100000",
+    ]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let url = cluster.gateway_url(0);
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    let carol = cluster.user("carol", 0).await;
+    // Alice's connection has small HTTP/2 windows and she stops reading.
+    let narrow = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let alice_narrow = alice.with_channel(narrow);
+    let mut stalled = alice_narrow.subscribe().await;
+    let mut carol_events = carol.subscribe().await;
+    let payload = "x".repeat(4 * 1024);
+    for i in 0..120 {
+        bob.send(
+            To::UserId("alice".into()),
+            &format!("{i:03} {payload}"),
+            &format!("flood-{i}"),
+        )
+        .await
+        .unwrap();
+    }
+    bob.dm(&carol, "carol is not held up").await;
+    assert_eq!(carol_events.message().await.text, "carol is not held up");
+    // Alice, reading at last, finds her stream was cut off...
+    let status = stalled.wait_closed().await.expect("a final status");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("fell too far behind"),
+        "{}",
+        status.message()
+    );
+    // ...and loses nothing: resuming from her cursors brings the rest.
+    let resumed = alice_narrow
+        .subscribe_from(&stalled.cursors(), &stalled.epoch)
+        .await;
+    let got = stalled.cursors().first().map_or(0, |c| c.seq);
+    assert_eq!(resumed.replayed.len() as u64, 120 - got);
+    assert!(texts(&resumed.replayed).last().unwrap().starts_with("119 "));
+}
+
+/// `sb watch` against a gateway that drains and comes back on the same
+/// address (a pod replaced behind a Service): it reconnects with backoff and
+/// resumes from its cursors, nothing missing, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reconnects_through_a_drain_and_resumes() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let home = tempfile::tempdir().unwrap();
+    let sb = |args: &[&str]| {
+        let mut command = std::process::Command::new(crate::harness::cluster::CLI);
+        command
+            .args([
+                "--json",
+                "--server",
+                &cluster.gateway_url(1),
+                "--profile",
+                "bob",
+            ])
+            .args(args)
+            .env("SB_HOME", home.path())
+            .env("SB_PASSWORD", crate::harness::client::PASSWORD);
+        command
+    };
+    assert!(sb(&["login", "bob"]).output().unwrap().status.success());
+    assert!(
+        sb(&["watch", "--until-synced"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let mut watch = sb(&["watch", "--count", "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read sb's output as it comes; wait until its stream is up.
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("\"event\":\"synced\""))
+    {
+        lines.push(
+            tokio::time::timeout(WAIT, lines_rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    alice.dm(&bob, "before the drain").await;
+    // The gateway bob watches through drains; bob's sb is told to reconnect.
+    assert!(cluster.gateways[1].terminate(Duration::from_secs(8)));
+    for text in ["while", "it was", "away"] {
+        alice.dm(&bob, text).await;
+    }
+    cluster.gateways[1].restart().await;
+    let status = tokio::task::spawn_blocking(move || watch.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    reader.join().unwrap();
+    while let Ok(line) = lines_rx.try_recv() {
+        lines.push(line);
+    }
+    let lines = lines.join("\n");
+    let texts: Vec<String> = lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "message")
+        .map(|event| event["message"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, ["before the drain", "while", "it was", "away"]);
+    assert!(lines.contains("\"event\":\"reconnect\""), "{lines}");
+}
