@@ -12,6 +12,7 @@ mod accounts;
 mod bad_input;
 mod cli;
 mod groups;
+mod load;
 mod messaging;
 mod operations;
 mod presence;

@@ -1,0 +1,212 @@
+//! Simulated clients: each a user with its own gRPC connection (its own TCP
+//! connection, from one of several loopback source addresses), one
+//! subscription, and a receive loop that checks every delivery.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use switchboard_proto::pb::{
+    self, account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
+    contact_service_client::ContactServiceClient, event::Kind,
+    group_service_client::GroupServiceClient, topic_service_client::TopicServiceClient,
+};
+use tokio::sync::Semaphore;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::recorder::Recorder;
+
+pub const PASSWORD: &str = "load generator password";
+
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// Where clients connect from: loopback source addresses in turn, so more
+/// connections fit than one address's ephemeral ports allow.
+#[derive(Clone)]
+pub struct Origin {
+    pub gateways: Vec<String>,
+    pub sources: Vec<IpAddr>,
+}
+
+impl Origin {
+    pub async fn connect(&self, index: usize) -> anyhow::Result<Channel> {
+        let url = &self.gateways[index % self.gateways.len()];
+        let mut endpoint = Endpoint::from_shared(url.clone())?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            // Small buffers per connection, as a phone or browser would have.
+            .initial_stream_window_size(256 * 1024)
+            .initial_connection_window_size(512 * 1024);
+        if !self.sources.is_empty() {
+            endpoint = endpoint.local_address(Some(self.sources[index % self.sources.len()]));
+        }
+        endpoint
+            .connect()
+            .await
+            .with_context(|| format!("connect to {url}"))
+    }
+}
+
+/// One logged-in simulated user.
+#[derive(Clone)]
+pub struct Client {
+    pub index: usize,
+    pub user: String,
+    pub channel: Channel,
+    bearer: Bearer,
+}
+
+impl Client {
+    pub fn chat(&self) -> ChatServiceClient<Authed> {
+        ChatServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn groups(&self) -> GroupServiceClient<Authed> {
+        GroupServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn topics(&self) -> TopicServiceClient<Authed> {
+        TopicServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn contacts(&self) -> ContactServiceClient<Authed> {
+        ContactServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// Registers and logs in `user` through its own connection.
+    pub async fn register(origin: &Origin, index: usize, user: String) -> anyhow::Result<Self> {
+        let channel = origin.connect(index).await?;
+        let mut accounts = AccountServiceClient::new(channel.clone());
+        match accounts
+            .register(pb::RegisterRequest {
+                user_id: user.clone(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            Err(status) => anyhow::bail!("register {user}: {status}"),
+        }
+        let token = accounts
+            .login(pb::LoginRequest {
+                user_id: user.clone(),
+                password: PASSWORD.into(),
+                device_id: "loadgen".into(),
+            })
+            .await
+            .with_context(|| format!("login {user}"))?
+            .into_inner()
+            .token;
+        Ok(Self {
+            index,
+            user,
+            channel,
+            bearer: Bearer(format!("Bearer {token}").parse()?),
+        })
+    }
+
+    /// Opens the stream, reads up to SyncComplete, then checks every
+    /// delivery in the background. Returns the task; dropping the returned
+    /// handle's stream ends the subscription.
+    pub async fn subscribe(
+        &self,
+        recorder: Arc<Recorder>,
+        request: pb::SubscribeRequest,
+    ) -> anyhow::Result<Subscription> {
+        let mut stream = self
+            .chat()
+            .subscribe(request)
+            .await
+            .with_context(|| format!("subscribe {}", self.user))?
+            .into_inner();
+        let mut epoch = String::new();
+        loop {
+            let event = stream
+                .next()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("{}: stream ended before sync", self.user))??;
+            match event.kind {
+                Some(Kind::Ready(ready)) => epoch = ready.epoch,
+                Some(Kind::Message(message)) => recorder.replayed(self.index, &message),
+                Some(Kind::Synced(synced)) => {
+                    for head in &synced.heads {
+                        recorder.start_at(self.index, &head.conversation_id, head.seq);
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let (index, user) = (self.index, self.user.clone());
+        let task = tokio::spawn(async move {
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(pb::Event {
+                        kind: Some(Kind::Message(message)),
+                    }) => recorder.delivered(index, &user, &message),
+                    Ok(_) => {}
+                    Err(status) => {
+                        recorder.stream_error(&status);
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Subscription { task, epoch })
+    }
+}
+
+pub struct Subscription {
+    task: tokio::task::JoinHandle<()>,
+    pub epoch: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Registers `count` users named `<prefix><i>`, `parallel` at a time.
+pub async fn register_many(
+    origin: &Origin,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    parallel: usize,
+) -> anyhow::Result<Vec<Client>> {
+    let permits = Arc::new(Semaphore::new(parallel));
+    let mut tasks = Vec::with_capacity(range.len());
+    for index in range {
+        let permits = permits.clone();
+        let origin = origin.clone();
+        let user = format!("{prefix}{index}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            Client::register(&origin, index, user).await
+        }));
+    }
+    let mut clients = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        clients.push(task.await??);
+    }
+    Ok(clients)
+}

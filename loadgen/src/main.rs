@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    switchboard_loadgen::main()
+}
