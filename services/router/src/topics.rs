@@ -188,13 +188,15 @@ impl Router {
             .store
             .bind(&topic.id, &eligible, self.config.max_topic_contacts)
             .await?;
+        // The new contacts are told from the topic as it is now, with them bound.
+        let now_bound = self.topic(&topic.id).await?;
         for (user, outcome) in eligible.iter().zip(outcomes) {
             results.push(match outcome {
                 BindOutcome::Added => {
                     self.tell(
                         vec![user.clone()],
                         pb::conversation_changed::Change::Added,
-                        self.thread_summary(topic, user, false),
+                        self.thread_summary(&now_bound, user, false),
                     )
                     .await;
                     result(user.as_str(), Outcome::Added, format!("added {user}"))

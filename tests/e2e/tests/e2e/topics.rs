@@ -109,6 +109,26 @@ async fn assert_nothing_before_marker(owner: &User, user: &User, events: &mut Ev
     );
 }
 
+both_modes!(a_bound_contact_is_told_of_an_open_dialog, told_when_bound);
+async fn told_when_bound(cluster: Cluster) {
+    let world = World::new(&cluster, &["ann"]).await;
+    let mut ann = world.contact("ann").subscribe().await;
+    let topic = world.topic("Picnic", &["ann"]).await;
+    let (dialog, _) = ann
+        .until(|e| match &e.kind {
+            Some(Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Added =>
+            {
+                c.conversation.clone()
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(dialog.conversation_id, thread(&topic, "ann"));
+    assert_eq!(dialog.title, "Picnic (from owner)");
+    assert!(!dialog.closed, "a freshly bound contact can reply");
+}
+
 both_modes!(send_once_each_contact_privately, send_once);
 async fn send_once(cluster: Cluster) {
     let world = World::new(&cluster, &["ann", "ben", "cat"]).await;
