@@ -1,0 +1,39 @@
+// Contacts: two users who added each other are mutual (presence, topics).
+
+import { contactInfo } from "../api/convert";
+import type { AppContext } from "./context";
+
+export class Contacts {
+  constructor(private readonly ctx: AppContext) {}
+
+  /** Resolves to what to tell the user. */
+  async add(userId: string): Promise<string | undefined> {
+    return this.ctx.act("Could not add the contact", async () => {
+      const answer = await this.ctx.clients.contacts.addContact({ userId: userId.trim() });
+      await this.ctx.refreshNow();
+      const who = answer.contact?.userId ?? userId.trim();
+      if (answer.alreadyAdded) return `${who} is already in your contacts.`;
+      return answer.contact?.mutual
+        ? `${who} added: you are mutual contacts now.`
+        : `${who} added. Once they add you too, you can see each other online and use topics.`;
+    });
+  }
+
+  async remove(userId: string): Promise<void> {
+    await this.ctx.act("Could not remove the contact", async () => {
+      await this.ctx.clients.contacts.removeContact({ userId });
+      await this.ctx.refreshNow();
+    });
+  }
+
+  /** Contacts change on the other side too (someone added us back): ask again. */
+  async refresh(): Promise<void> {
+    try {
+      const answer = await this.ctx.clients.contacts.listContacts({});
+      this.ctx.store().setContacts(answer.contacts.map(contactInfo), answer.requests.map(contactInfo));
+      this.ctx.touch();
+    } catch (err) {
+      console.warn("listing contacts failed", err);
+    }
+  }
+}

@@ -1,0 +1,118 @@
+// History and sending. A send shows as pending at once, retries with the
+// same client message id while the server is unreachable (stored once),
+// and on failure stays on screen with Retry and Discard.
+
+import { chatMessage } from "../api/convert";
+import { describeError, errorClause } from "../api/errors";
+import { withRetry } from "../api/retry";
+import { newClientMsgId } from "../api/session";
+import type { AppContext } from "./context";
+
+const HISTORY_PAGE = 40;
+
+export class Messages {
+  private resends = new Map<string, () => Promise<void>>();
+
+  constructor(private readonly ctx: AppContext) {}
+
+  /** The newest page of a conversation, and who has read how far. */
+  async latest(conversationId: string): Promise<void> {
+    const { clients } = this.ctx;
+    const store = this.ctx.store();
+    try {
+      const [page, cursors] = await Promise.all([
+        withRetry(() => clients.chat.history({ conversationId, beforeSeq: 0n, limit: HISTORY_PAGE })),
+        clients.chat.listReadCursors({ conversationId }).catch(() => undefined),
+      ]);
+      store.applyHistory(conversationId, page.messages.map(chatMessage), page.hasMore, "latest");
+      for (const cursor of cursors?.cursors ?? []) {
+        store.applyReadReceipt(conversationId, cursor.userId, Number(cursor.readSeq));
+      }
+      this.ctx.markOnScreenRead();
+      this.ctx.touch();
+    } catch (err) {
+      this.ctx.notify(`Could not load the conversation: ${errorClause(err)}`);
+    }
+  }
+
+  /** Scroll-back: the page before the oldest message held. */
+  async older(conversationId: string): Promise<void> {
+    const store = this.ctx.store();
+    const thread = store.thread(conversationId);
+    const oldest = thread?.messages[0]?.seq;
+    if (!thread || !oldest || !thread.hasMoreBefore) return;
+    try {
+      const page = await withRetry(() =>
+        this.ctx.clients.chat.history({ conversationId, beforeSeq: BigInt(oldest), limit: HISTORY_PAGE }),
+      );
+      store.applyHistory(conversationId, page.messages.map(chatMessage), page.hasMore, "older");
+      this.ctx.touch();
+    } catch (err) {
+      this.ctx.notify(`Could not load older messages: ${errorClause(err)}`);
+    }
+  }
+
+  /** Sends to a conversation; the message shows as pending until stored. */
+  send(conversationId: string, text: string): void {
+    const store = this.ctx.store();
+    const clientMsgId = newClientMsgId();
+    store.addPending({ clientMsgId, place: conversationId, text });
+    this.deliver(clientMsgId, async () => {
+      const answer = await withRetry(() =>
+        this.ctx.clients.chat.send({ to: { case: "conversationId", value: conversationId }, clientMsgId, text }),
+      );
+      store.applyAck({
+        conversationId: answer.conversationId,
+        seq: Number(answer.seq),
+        messageId: answer.messageId,
+        sender: store.me,
+        sentAtMs: Number(answer.sentAtMs),
+        text,
+        clientMsgId,
+        topic: store.thread(conversationId)?.info.topic,
+      });
+    });
+  }
+
+  /** Starts (or continues) a one-to-one chat; resolves to its conversation id. */
+  async sendToUser(userId: string, text: string): Promise<string | undefined> {
+    const store = this.ctx.store();
+    try {
+      const answer = await withRetry(() =>
+        this.ctx.clients.chat.send({ to: { case: "userId", value: userId.trim() }, clientMsgId: newClientMsgId(), text }),
+      );
+      if (!store.thread(answer.conversationId)) await this.ctx.refreshNow();
+      return answer.conversationId;
+    } catch (err) {
+      this.ctx.notify(describeError(err));
+      return undefined;
+    }
+  }
+
+  /** Runs a send (`attempt`) and keeps it for Retry if it fails. */
+  deliver(clientMsgId: string, attempt: () => Promise<void>): void {
+    this.resends.set(clientMsgId, attempt);
+    this.ctx.touch();
+    attempt()
+      .then(() => this.resends.delete(clientMsgId))
+      .catch((err) => {
+        this.ctx.store().failPending(clientMsgId, errorClause(err));
+        this.ctx.notify(`Not sent: ${errorClause(err)}`);
+      })
+      .finally(() => this.ctx.touch());
+  }
+
+  /** Tries a failed send again, with the same client message id (stored once). */
+  retry(clientMsgId: string): void {
+    const attempt = this.resends.get(clientMsgId);
+    if (!attempt) return;
+    this.ctx.store().retryPending(clientMsgId);
+    this.deliver(clientMsgId, attempt);
+  }
+
+  discard(clientMsgId: string): void {
+    this.resends.delete(clientMsgId);
+    this.ctx.store().resolvePending(clientMsgId);
+    this.ctx.touch();
+  }
+}

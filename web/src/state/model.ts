@@ -1,0 +1,114 @@
+// The page's own types. Generated protobuf types stop at the edge
+// (`api/convert.ts`): seqs become numbers, enums become words, so the state
+// logic and its tests need no protobuf.
+
+export type ConversationKind = "direct" | "group" | "topic-thread";
+
+/** Identifies a topic thread from either side (the proto's TopicTag). */
+export interface TopicRef {
+  topicId: string;
+  topicName: string;
+  ownerId: string;
+  contactId: string;
+  /** Set on the copies of one broadcast. */
+  broadcastId: string;
+  /** Copy and resend: the message this one was copied from. */
+  forwardedFrom: string;
+}
+
+export interface SystemNote {
+  kind: string;
+  userId: string;
+  actorId: string;
+}
+
+export interface ChatMessage {
+  conversationId: string;
+  seq: number;
+  messageId: string;
+  /** Empty for system messages. */
+  sender: string;
+  sentAtMs: number;
+  text: string;
+  clientMsgId: string;
+  system?: SystemNote;
+  topic?: TopicRef;
+}
+
+/** A conversation's summary, as ListConversations and ConversationChanged give it. */
+export interface ConversationInfo {
+  id: string;
+  kind: ConversationKind;
+  title: string;
+  headSeq: number;
+  readSeq: number;
+  unread: number;
+  lastMessage?: ChatMessage;
+  peerId: string;
+  groupId: string;
+  topic?: TopicRef;
+  muted: boolean;
+  closed: boolean;
+}
+
+export type ContactState = "bound" | "muted" | "left" | "removed";
+
+export interface TopicContactInfo {
+  userId: string;
+  displayName: string;
+  state: ContactState;
+  conversationId: string;
+}
+
+export interface TopicInfo {
+  id: string;
+  name: string;
+  ownerId: string;
+  createdAtMs: number;
+  contacts: TopicContactInfo[];
+  deleted: boolean;
+}
+
+export type GroupPolicy = "open" | "invite-only";
+
+export interface GroupInfo {
+  id: string;
+  name: string;
+  ownerId: string;
+  policy: GroupPolicy;
+  memberCount: number;
+  conversationId: string;
+}
+
+export type MemberRole = "member" | "admin" | "owner";
+
+export interface MemberInfo {
+  userId: string;
+  displayName: string;
+  role: MemberRole;
+  online: boolean;
+}
+
+export interface ContactInfo {
+  userId: string;
+  displayName: string;
+  mutual: boolean;
+  online: boolean;
+}
+
+/** Per contact, for one topic message: the owner's view of its fate. */
+export interface CopyStatus {
+  delivered: boolean;
+  read: boolean;
+  replied: boolean;
+}
+
+export type GapReason = "epoch-changed" | "cursor-ahead" | "truncated" | "unavailable" | "unknown";
+
+export interface GapNotice {
+  conversationId: string;
+  fromSeq: number;
+  toSeq: number;
+  reason: GapReason;
+  detail: string;
+}

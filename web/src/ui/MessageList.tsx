@@ -1,0 +1,179 @@
+// A conversation's messages, oldest at the top: scroll up for older pages,
+// new messages keep the view at the bottom unless the reader scrolled away.
+
+import type { ComponentChildren } from "preact";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
+
+import type { ChatMessage } from "../state/model";
+import { startsBlock } from "../state/messages";
+import type { PendingSend } from "../state/store";
+import { fullTime, shortTime } from "./format";
+
+interface Props {
+  label: string;
+  me: string;
+  messages: ChatMessage[];
+  pending?: PendingSend[];
+  loaded: boolean;
+  hasMore: boolean;
+  onLoadOlder?: () => Promise<void>;
+  /** Show sender names (groups). */
+  showSenders?: boolean;
+  /** Under a message (topic copy status). */
+  annotate?: (message: ChatMessage) => ComponentChildren;
+  /** Makes each message a button (topic window: copy into the input box). */
+  onPick?: (message: ChatMessage) => void;
+  pickLabel?: string;
+  footer?: ComponentChildren;
+  empty?: string;
+  onRetry?: (clientMsgId: string) => void;
+  onDiscard?: (clientMsgId: string) => void;
+  compact?: boolean;
+}
+
+export function MessageList(props: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const stick = useRef(true);
+  const anchor = useRef<number>();
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const first = props.messages[0]?.seq;
+  const last = props.messages[props.messages.length - 1]?.seq;
+  const pendingCount = props.pending?.length ?? 0;
+
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    if (anchor.current !== undefined) {
+      // An older page went in above: keep what the reader was looking at in place.
+      el.scrollTop = el.scrollHeight - anchor.current;
+      anchor.current = undefined;
+    } else if (stick.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+  }, [first, last, pendingCount, props.loaded]);
+
+  async function loadOlder() {
+    const el = box.current;
+    if (!props.onLoadOlder || loadingOlder || !props.hasMore || !el) return;
+    setLoadingOlder(true);
+    anchor.current = el.scrollHeight - el.scrollTop;
+    try {
+      await props.onLoadOlder();
+    } finally {
+      setLoadingOlder(false);
+    }
+  }
+
+  function onScroll() {
+    const el = box.current;
+    if (!el) return;
+    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 48;
+    if (el.scrollTop < 80) void loadOlder();
+  }
+
+  return (
+    <div class={`messages${props.compact ? " compact" : ""}`} ref={box} onScroll={onScroll}>
+      {props.loaded && props.hasMore && (
+        <div class="older">
+          <button type="button" class="link" onClick={() => void loadOlder()} disabled={loadingOlder}>
+            {loadingOlder ? "Loading older messages…" : "Load older messages"}
+          </button>
+        </div>
+      )}
+      {!props.loaded && <p class="loading">Loading messages…</p>}
+      {props.loaded && props.messages.length === 0 && pendingCount === 0 && (
+        <p class="empty">{props.empty ?? "No messages yet. Say hello!"}</p>
+      )}
+      <ol class="message-items" role="log" aria-label={props.label} aria-busy={loadingOlder || !props.loaded}>
+        {props.messages.map((message, i) => (
+          <MessageItem
+            key={message.seq}
+            message={message}
+            mine={message.sender === props.me}
+            showSender={!!props.showSenders && startsBlock(props.messages[i - 1], message)}
+            annotate={props.annotate}
+            onPick={props.onPick}
+            pickLabel={props.pickLabel}
+          />
+        ))}
+        {props.pending?.map((send) => (
+          <li key={send.clientMsgId} class={`message mine pending ${send.state}`} data-pending={send.state}>
+            <div class="bubble">
+              <p class="text">{send.text}</p>
+            </div>
+            <div class="meta">
+              {send.state === "sending" ? (
+                <span>Sending…</span>
+              ) : (
+                <span class="failed">
+                  Not sent: {send.error}{" "}
+                  <button type="button" class="link" onClick={() => props.onRetry?.(send.clientMsgId)}>
+                    Retry
+                  </button>{" "}
+                  <button type="button" class="link" onClick={() => props.onDiscard?.(send.clientMsgId)}>
+                    Discard
+                  </button>
+                </span>
+              )}
+            </div>
+          </li>
+        ))}
+      </ol>
+      {props.footer}
+    </div>
+  );
+}
+
+function MessageItem({
+  message,
+  mine,
+  showSender,
+  annotate,
+  onPick,
+  pickLabel,
+}: {
+  message: ChatMessage;
+  mine: boolean;
+  showSender: boolean;
+  annotate?: (message: ChatMessage) => ComponentChildren;
+  onPick?: (message: ChatMessage) => void;
+  pickLabel?: string;
+}) {
+  if (message.system || !message.sender) {
+    return (
+      <li class="message system" data-seq={message.seq}>
+        <span>{message.text}</span> <time dateTime={new Date(message.sentAtMs).toISOString()}>{shortTime(message.sentAtMs)}</time>
+      </li>
+    );
+  }
+  const body = (
+    <>
+      {showSender && !mine && <span class="sender">{message.sender}</span>}
+      <p class="text">{message.text}</p>
+    </>
+  );
+  return (
+    <li class={`message ${mine ? "mine" : "theirs"}`} data-seq={message.seq} data-sender={message.sender}>
+      {onPick ? (
+        <button
+          type="button"
+          class="bubble pickable"
+          title={pickLabel}
+          aria-label={`${mine ? "You" : message.sender}: ${message.text}. ${pickLabel ?? ""}`}
+          onClick={() => onPick(message)}
+        >
+          {body}
+        </button>
+      ) : (
+        <div class="bubble">{body}</div>
+      )}
+      <div class="meta">
+        <time dateTime={new Date(message.sentAtMs).toISOString()} title={fullTime(message.sentAtMs)}>
+          {shortTime(message.sentAtMs)}
+        </time>
+        {message.topic?.forwardedFrom && <span class="forwarded"> · copied</span>}
+        {annotate?.(message)}
+      </div>
+    </li>
+  );
+}

@@ -1,0 +1,120 @@
+// One stream for everything: a message to any group shows up at once in the
+// sidebar (unread badge and preview) of a member who has another group open.
+
+import { expect, Person, test } from "./fixtures";
+
+test("a message to group 2 appears in A's sidebar while A has group 1 open", async ({ browser, cluster, people }) => {
+  // Three users, each in a browser context of their own, on both gateways.
+  const ann = await Person.register(browser, cluster, "ann", 0);
+  const ben = await Person.register(browser, cluster, "ben", 1);
+  const cyd = await Person.register(browser, cluster, "cyd", 0);
+  people.push(ann, ben, cyd);
+
+  // Three groups, everyone in each: created with invitations, joined from the
+  // sidebar, and one joined by its id.
+  await ann.createGroup("Climbing", ["ben", "cyd"]);
+  await ben.createGroup("Book club", ["ann", "cyd"]);
+  await cyd.createGroup("Neighbours", []);
+  const neighbours = await cyd.openGroupId();
+  await ann.acceptInvitation("Book club");
+  await ben.acceptInvitation("Climbing");
+  await cyd.acceptInvitation("Climbing");
+  await cyd.acceptInvitation("Book club");
+  for (const person of [ann, ben]) {
+    const dialog = await person.dialog("Join group");
+    await dialog.getByLabel("Group id").fill(neighbours);
+    await dialog.getByRole("button", { name: "Join" }).click();
+    await expect(person.heading).toContainText("Neighbours");
+  }
+
+  // Ann reads Climbing, Cyd reads Neighbours; neither opens Book club.
+  await cyd.open("Neighbours");
+  await ann.open("Climbing");
+  await ann.send("anyone up for the wall tonight?");
+
+  await ben.open("Book club");
+  await ben.send("Chapter 4 for Thursday, please");
+
+  // Ann's page: Book club has an unread badge and the preview, live, while
+  // Climbing stays open.
+  const bookClub = ann.entry("Book club");
+  await expect(bookClub.getByTestId("unread")).toHaveText("1");
+  await expect(bookClub.getByTestId("preview")).toHaveText("ben: Chapter 4 for Thursday, please");
+  await expect(ann.heading).toContainText("Climbing");
+  await expect(ann.entry("Climbing").getByTestId("unread")).toHaveCount(0);
+  // The same message reached Cyd's page too, and the third group stayed quiet.
+  await expect(cyd.entry("Book club").getByTestId("preview")).toHaveText("ben: Chapter 4 for Thursday, please");
+  await expect(cyd.entry("Book club").getByTestId("unread")).toHaveText("1");
+
+  // A second message counts up.
+  await ben.send("and bring snacks");
+  await expect(bookClub.getByTestId("unread")).toHaveText("2");
+  await expect(bookClub.getByTestId("preview")).toHaveText("ben: and bring snacks");
+  await ann.screenshot("sidebar-unread", true);
+
+  // A message to the open group shows in place and is read at once.
+  await ben.open("Climbing");
+  await ben.send("me! 7pm");
+  await expect(ann.messageWithText("me! 7pm")).toBeVisible();
+  await expect(ann.entry("Climbing").getByTestId("unread")).toHaveCount(0);
+
+  // Opening Book club shows its history and marks it read; Ben sees the receipt.
+  await ben.open("Book club");
+  await ann.open("Book club");
+  await expect(ann.messageWithText("Chapter 4 for Thursday, please")).toBeVisible();
+  await expect(ann.messageWithText("and bring snacks")).toBeVisible();
+  await expect(bookClub.getByTestId("unread")).toHaveCount(0);
+  await expect(ben.page.getByTestId("read-receipt")).toHaveText("Read by ann");
+
+  // Members and who is online.
+  await ann.page.getByRole("button", { name: "Members" }).click();
+  const members = ann.page.getByRole("complementary", { name: "Members" });
+  await expect(members.locator("li.member")).toHaveCount(3);
+  await expect(members).toContainText("3 members, 3 online");
+
+  // Leaving: Cyd leaves Book club; it leaves her sidebar, and the others see it.
+  await cyd.open("Book club");
+  await cyd.page.getByRole("button", { name: "Leave group" }).click();
+  await expect(cyd.entry("Book club")).toHaveCount(0);
+  await expect(ann.page.locator("main li.message.system", { hasText: "cyd" }).last()).toContainText("left");
+  await expect(members.locator("li.member")).toHaveCount(2);
+});
+
+test("scroll-back pages older history; the session survives a reload", async ({ browser, cluster, people }) => {
+  const eve = await Person.register(browser, cluster, "eve", 1);
+  const fay = await Person.register(browser, cluster, "fay", 0);
+  people.push(eve, fay);
+  await eve.createGroup("Long thread", ["fay"]);
+
+  // A reload keeps the login (and the open conversation, by its address).
+  await fay.page.reload();
+  await expect(fay.connection).toHaveText("Connected");
+  await fay.acceptInvitation("Long thread");
+  await fay.page.reload();
+  await expect(fay.connection).toHaveText("Connected");
+  await expect(fay.heading).toContainText("Long thread");
+  // Fay turns to another conversation while Eve writes.
+  await fay.createGroup("Notes", []);
+
+  // 55 messages: more than one page of history (40).
+  const box = eve.page.getByLabel(/^Message to/);
+  for (let i = 1; i <= 55; i++) {
+    await box.fill(`line ${i}`);
+    await box.press("Enter");
+  }
+  await expect(eve.messageWithText("line 55")).toBeVisible();
+  await expect(eve.page.locator("main li.message.pending")).toHaveCount(0);
+  await expect(fay.entry("Long thread").getByTestId("unread")).toHaveText("55");
+
+  // After a reload the counts come from the server; the history is paged in.
+  await fay.page.goto("/");
+  await expect(fay.entry("Long thread").getByTestId("unread")).toHaveText("55");
+  await fay.open("Long thread");
+  const lines = fay.messages.locator("li.message .text", { hasText: /^line \d+$/ });
+  await expect(fay.messageWithText("line 55")).toBeVisible();
+  await expect(lines).toHaveCount(40);
+  // Scrolling to the top loads the page before, each message once.
+  await fay.page.locator("main .messages").first().evaluate((el) => el.scrollTo(0, 0));
+  await expect(fay.messageWithText("line 1")).toBeVisible();
+  await expect(lines).toHaveCount(55);
+});
