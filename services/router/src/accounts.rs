@@ -26,7 +26,8 @@ fn argon2(cost: PasswordHashing) -> RouterResult<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hashes on a blocking thread: argon2id is deliberately slow.
+/// Hashes on a blocking thread: argon2id is deliberately slow (and large:
+/// 19 MiB each), so callers hold a [`Router::hashing`] permit.
 async fn hash_password(password: String, cost: PasswordHashing) -> RouterResult<String> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -87,6 +88,7 @@ impl Router {
         let user_id = UserId::parse(&req.user_id)?;
         check_password(&req.password)?;
         let display_name = display_name(&req.display_name, &user_id, self.config.max_name_chars)?;
+        let _permit = self.hashing_permit().await?;
         let password_hash = hash_password(req.password, self.config.password_hashing).await?;
         let record = UserRecord {
             id: user_id.clone(),
@@ -178,6 +180,15 @@ impl Router {
             tracing::warn!(%err, "cannot broadcast a logout; other routers trust the session until their cache expires");
         }
         Ok(pb::LogoutResponse {})
+    }
+
+    /// At most one hash per core at once: a burst of logins queues here
+    /// instead of filling memory with 19 MiB argon2 blocks.
+    async fn hashing_permit(&self) -> RouterResult<tokio::sync::SemaphorePermit<'_>> {
+        self.hashing
+            .acquire()
+            .await
+            .map_err(|_| RouterError::Unavailable("the router is stopping".into()))
     }
 
     /// A session ended elsewhere.

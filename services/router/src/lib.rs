@@ -58,6 +58,8 @@ pub struct Router {
     deliverer: Deliverer,
     shutdown: Shutdown,
     me: Weak<Router>,
+    /// Password hashes running at once (one per core).
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Router {
@@ -80,6 +82,9 @@ impl Router {
             deliverer,
             shutdown,
             me: me.clone(),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            ),
         })
     }
 
