@@ -62,8 +62,8 @@ pub struct RedisArgs {
     /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
-    /// Connections in the Redis pool.
-    #[arg(long, env = "SB_REDIS_POOL_SIZE", default_value_t = 16)]
+    /// Multiplexed Redis connections (each pipelines concurrent requests).
+    #[arg(long, env = "SB_REDIS_POOL_SIZE", default_value_t = 4)]
     pub redis_pool_size: usize,
 }
 

@@ -43,10 +43,10 @@ async fn nats(args: &NatsArgs, role: &str) -> anyhow::Result<SharedBus> {
     Ok(Arc::new(NatsBus::connect(&config).await?))
 }
 
-fn redis(args: &RedisArgs) -> anyhow::Result<Pool> {
+async fn redis(args: &RedisArgs) -> anyhow::Result<Pool> {
     let mut config = RedisConfig::new(&args.redis_url);
     config.pool_size = args.redis_pool_size;
-    redis_pool::connect(&config)
+    redis_pool::connect(&config).await
 }
 
 fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
@@ -215,7 +215,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let bus = nats(&role.nats, "router").await?;
-    let pool = redis(&role.redis)?;
+    let pool = redis(&role.redis).await?;
     let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
     let store = RedisStore::new(pool.clone(), config.idempotency_ttl.as_secs()).await?;
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
@@ -227,7 +227,7 @@ pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let bus = nats(&role.nats, "presence").await?;
-    let pool = redis(&role.redis)?;
+    let pool = redis(&role.redis).await?;
     let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(pool.clone()));
     start_presence(registry, bus.clone(), &role.presence, &shutdown).await?;
     serve_backend(role.health.health_listen, bus, pool, shutdown).await

@@ -1,15 +1,22 @@
-//! Connecting to Redis: one deadpool of multiplexed connections per process.
+//! Connecting to Redis: a few multiplexed connections per process, used in
+//! turn. Each one pipelines every concurrent request on its own (no
+//! checkout, no per-use PING: a deadpool checkout pinged every time, which
+//! doubled the round trips of every operation) and reconnects on its own.
 
-pub use deadpool_redis::Pool;
-use deadpool_redis::{Config, PoolConfig, Runtime, Timeouts};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion};
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     pub url: String,
+    /// Multiplexed connections to keep.
     pub pool_size: usize,
-    /// Bound on getting a connection and on each command round trip.
+    /// Bound on connecting and on each command round trip.
     pub timeout: Duration,
 }
 
@@ -17,33 +24,55 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
+            pool_size: 4,
             timeout: Duration::from_secs(3),
         }
     }
 }
 
-pub fn connect(config: &RedisConfig) -> anyhow::Result<Pool> {
-    let mut cfg = Config::from_url(config.url.clone());
-    cfg.pool = Some(PoolConfig {
-        max_size: config.pool_size,
-        timeouts: Timeouts {
-            wait: Some(config.timeout),
-            create: Some(config.timeout),
-            recycle: Some(config.timeout),
-        },
-        ..PoolConfig::default()
-    });
-    Ok(cfg.create_pool(Some(Runtime::Tokio1))?)
+#[derive(Clone)]
+pub struct Pool {
+    connections: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    /// A connection handle (cheap: a clone of a shared multiplexed connection).
+    pub fn get(&self) -> ConnectionManager {
+        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        self.connections[at].clone()
+    }
+}
+
+pub async fn connect(config: &RedisConfig) -> anyhow::Result<Pool> {
+    // RESP3: the server's disconnect reaches the manager as a push, so it
+    // reconnects before the next command instead of failing it.
+    let info = config.url.as_str().into_connection_info()?;
+    let settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(settings))?;
+    let manager = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.timeout))
+        .set_response_timeout(Some(config.timeout))
+        .set_number_of_retries(3)
+        .set_max_delay(Duration::from_secs(2));
+    let mut connections = Vec::with_capacity(config.pool_size.max(1));
+    for _ in 0..config.pool_size.max(1) {
+        connections
+            .push(ConnectionManager::new_with_config(client.clone(), manager.clone()).await?);
+    }
+    Ok(Pool {
+        connections: connections.into(),
+        next: Arc::new(AtomicUsize::new(0)),
+    })
 }
 
 /// Whether Redis answers (for readiness).
 pub async fn ping(pool: &Pool) -> bool {
-    let Ok(mut conn) = pool.get().await else {
-        return false;
-    };
     redis::cmd("PING")
-        .query_async::<String>(&mut conn)
+        .query_async::<String>(&mut pool.get())
         .await
         .is_ok()
 }

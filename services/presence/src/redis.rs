@@ -2,10 +2,11 @@
 //! writer; routers read through [`Directory`].
 
 use async_trait::async_trait;
-use deadpool_redis::{Connection, Pool};
 use redis::Script;
+use redis::aio::ConnectionManager as Connection;
 use switchboard_shared::ids::{ConnectionId, GatewayId, GroupId, UserId};
 use switchboard_shared::keys;
+use switchboard_shared::redis_pool::Pool;
 
 use crate::directory::Directory;
 use crate::registry::{ConnectionRecord, Opened, Registry, Transitions, transitions};
@@ -55,7 +56,7 @@ impl RedisPresence {
     }
 
     async fn conn(&self) -> PresenceResult<Connection> {
-        self.pool.get().await.map_err(unavailable)
+        Ok(self.pool.get())
     }
 
     /// Removes the gateway's connections and group interest; with `forget`,

@@ -25,7 +25,9 @@ where
     Fut: Future<Output = ()>,
 {
     let redis = RedisServer::start();
-    let pool = redis_pool::connect(&RedisConfig::new(redis.url())).unwrap();
+    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
+        .await
+        .unwrap();
     case(Arc::new(RedisPresence::new(pool))).await;
     case(Arc::new(MemoryPresence::new())).await;
 }

@@ -27,7 +27,9 @@ where
     Fut: Future<Output = ()>,
 {
     let redis = RedisServer::start();
-    let pool = redis_pool::connect(&RedisConfig::new(redis.url())).unwrap();
+    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
+        .await
+        .unwrap();
     case(Box::new(RedisStore::new(pool, 3600).await.unwrap())).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +324,9 @@ async fn contacts_have_a_reverse_index() {
 #[tokio::test]
 async fn stale_outbox_entries_are_claimed_once() {
     let redis = RedisServer::start();
-    let pool = redis_pool::connect(&RedisConfig::new(redis.url())).unwrap();
+    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
+        .await
+        .unwrap();
     let store = RedisStore::new(pool, 3600).await.unwrap();
     let conv = ConversationId::direct(user("alice"), user("bob"));
     let stored = store
@@ -358,7 +362,9 @@ async fn stale_outbox_entries_are_claimed_once() {
 #[tokio::test]
 async fn a_wiped_redis_gets_a_new_epoch() {
     let mut redis = RedisServer::start();
-    let pool = redis_pool::connect(&RedisConfig::new(redis.url())).unwrap();
+    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
+        .await
+        .unwrap();
     let store = RedisStore::new(pool, 3600).await.unwrap();
     let before = store.epoch().await.unwrap();
     let conv = ConversationId::direct(user("alice"), user("bob"));
@@ -367,10 +373,20 @@ async fn a_wiped_redis_gets_a_new_epoch() {
         .await
         .unwrap();
     redis.restart_empty();
-    let after = store
-        .append(single(&conv, &user("alice"), "again", None))
-        .await
-        .unwrap();
+    // A command racing the old connection's end fails UNAVAILABLE (nothing
+    // acknowledged, nothing lost) while the connection is replaced; a client
+    // retries, and so does this test, a bounded number of times.
+    let mut attempts = 0;
+    let after = loop {
+        match store
+            .append(single(&conv, &user("alice"), "again", None))
+            .await
+        {
+            Ok(after) => break after,
+            Err(StoreError::Unavailable(_)) if attempts < 8 => attempts += 1,
+            Err(e) => panic!("append after the wipe: {e}"),
+        }
+    };
     assert_ne!(after.epoch, before);
     assert_eq!(after.appended[0].seq, 1, "seqs restart under the new epoch");
 }

@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use deadpool_redis::{Connection, Pool};
 use parking_lot::RwLock;
+use redis::aio::ConnectionManager as Connection;
 use redis::{Script, Value};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
     ConversationId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
 use switchboard_shared::keys;
+use switchboard_shared::redis_pool::Pool;
 
 use super::{
     AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupRecord, MembershipChange,
@@ -164,7 +165,7 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> StoreResult<Connection> {
-        self.pool.get().await.map_err(unavailable)
+        Ok(self.pool.get())
     }
 
     fn current_epoch(&self) -> String {
