@@ -11,6 +11,12 @@ medians is printed (BENCHMARKS.md quotes them).
     bench/run.py                 # every scenario, 3 runs each
     bench/run.py direct topic    # some of them
     bench/run.py --runs 5 group-100
+    bench/run.py --runs 1 --profile direct-10k   # + perf profiles of each server
+
+With --profile, `perf record` samples every switchboard process during the
+run (software cpu-clock event: this machine has no hardware counters); the
+hottest functions go to <name>.perf.txt and, when inferno is installed
+(`cargo install inferno`), a flamegraph to <name>.svg.
 
 Nothing here is a pass/fail check: CI runs `switchboard-loadgen smoke`
 (correctness only) through the test suite instead.
@@ -26,7 +32,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +84,9 @@ class Cluster:
         self.dir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
         self.procs = {}
         self.nats_port, self.redis_port = free_port(), free_port()
-        self.start("nats", [program("nats-server"), "-a", "127.0.0.1", "-p", str(self.nats_port)], self.nats_port)
+        self.nats_monitor = free_port()
+        self.start("nats", [program("nats-server"), "-a", "127.0.0.1", "-p", str(self.nats_port),
+                            "-m", str(self.nats_monitor)], self.nats_port)
         self.start("redis", [program("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1",
                              "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec",
                              "--save", "", "--maxmemory-policy", "noeviction"], self.redis_port)
@@ -112,6 +122,18 @@ class Cluster:
         return {name: {"cpu_s": cpu_seconds(p.pid), "rss_mib": rss_mib(p.pid)}
                 for name, p in self.procs.items() if p.poll() is None}
 
+    def counters(self):
+        """Redis calls per command and NATS messages in/out, for per-message ratios."""
+        stats = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "commandstats"],
+                               capture_output=True, text=True).stdout
+        calls = {}
+        for line in stats.splitlines():
+            if line.startswith("cmdstat_"):
+                name, fields = line[len("cmdstat_"):].split(":", 1)
+                calls[name] = int(dict(f.split("=") for f in fields.split(","))["calls"])
+        varz = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.nats_monitor}/varz").read())
+        return {"redis": calls, "nats": {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"]}}
+
     def stop(self):
         for p in self.procs.values():
             p.send_signal(signal.SIGKILL)
@@ -125,6 +147,8 @@ SCENARIOS = {
     "transport": (["transport", "--duration", "5"], "both"),
     "idle": (["idle", "--clients", "15000", "--ramp", "1000", "--hold", "5"], "first"),
     "direct-10k": (["direct", "--pairs", "1000", "--rate", "10000", "--duration", "15"], "both"),
+    "direct-1k": (["direct", "--pairs", "200", "--rate", "1000", "--duration", "10"], "both"),
+    "direct-5k": (["direct", "--pairs", "1000", "--rate", "5000", "--duration", "10"], "both"),
     "direct-ceiling": (["direct", "--pairs", "1000", "--rate", "{rate}", "--duration", "10"], "both"),
     "group-10": (["group", "--groups", "100", "--members", "10", "--rate", "2000", "--duration", "10"], "both"),
     "group-100": (["group", "--groups", "10", "--members", "100", "--rate", "1000", "--duration", "10"], "both"),
@@ -137,20 +161,78 @@ SCENARIOS = {
 }
 
 
-def run_once(target, name, args, where, rate=None):
+def start_profiles(cluster, out_dir, label):
+    perf = shutil.which("perf")
+    if not perf:
+        sys.exit("--profile needs perf (Debian package linux-perf)")
+    recorders = []
+    for proc_name, p in cluster.procs.items():
+        data = out_dir / f"{label}-{proc_name}.perf.data"
+        recorders.append((data, subprocess.Popen(
+            [perf, "record", "-q", "-e", "cpu-clock", "-F", "499", "--call-graph", "dwarf,16384",
+             "-p", str(p.pid), "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    return recorders
+
+
+def finish_profiles(recorders):
+    for data, recorder in recorders:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait()
+    for data, _ in recorders:
+        stem = str(data).removesuffix(".perf.data")
+        report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--stdio",
+                                 "--sort", "symbol", "--percent-limit", "0.7", "-g", "none"],
+                                capture_output=True, text=True)
+        Path(stem + ".perf.txt").write_text("\n".join(l.rstrip() for l in report.stdout.splitlines()))
+        if shutil.which("inferno-collapse-perf") and shutil.which("inferno-flamegraph"):
+            script = subprocess.run(["perf", "script", "-i", str(data)], capture_output=True)
+            folded = subprocess.run(["inferno-collapse-perf"], input=script.stdout, capture_output=True)
+            Path(stem + ".folded").write_bytes(folded.stdout)
+            svg = subprocess.run(["inferno-flamegraph"], input=folded.stdout, capture_output=True)
+            Path(stem + ".svg").write_bytes(svg.stdout)
+        data.unlink()
+
+
+def window_counts(before, after):
+    """Redis commands and NATS messages during the measured window."""
+    return {"redis": {c: n - before["redis"].get(c, 0) for c, n in after["redis"].items()
+                      if n > before["redis"].get(c, 0)},
+            "nats": {k: v - before["nats"][k] for k, v in after["nats"].items()}}
+
+
+def run_once(target, name, args, where, rate=None, profile_dir=None, label=None):
     cluster = Cluster(target)
     try:
         gateways = cluster.gateway_urls if where == "both" else cluster.gateway_urls[:1]
         argv = [str(target / "release" / "switchboard-loadgen"), "--json", "--gateways", ",".join(gateways),
                 "--sources", "8"] + [a.replace("{rate}", str(rate)) for a in args]
+        argv += ["--watch", ",".join(f"{n}={p.pid}" for n, p in cluster.procs.items())]
         if name == "idle":
             argv += ["--gateway-pid", str(cluster.procs["gateway-0"].pid)]
         if name == "transport":
             argv += ["--nats", f"nats://127.0.0.1:{cluster.nats_port}",
                      "--redis", f"redis://127.0.0.1:{cluster.redis_port}"]
-        before = cluster.sample()
+        before, counted, counts = cluster.sample(), None, None
         started = time.time()
-        out = subprocess.run(argv, capture_output=True, text=True)
+        loadgen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout = []
+        reader = threading.Thread(target=lambda: stdout.extend(loadgen.stdout))
+        reader.start()
+        stderr, recorders = [], []
+        for line in loadgen.stderr:  # profile the measured window only
+            stderr.append(line)
+            if line.strip() == "loadgen: measuring":
+                counted = cluster.counters()
+                if profile_dir:
+                    recorders = start_profiles(cluster, profile_dir, label)
+            elif line.strip() == "loadgen: measured":
+                counts = window_counts(counted, cluster.counters())
+                finish_profiles(recorders)
+                recorders = []
+        loadgen.wait()
+        reader.join()
+        finish_profiles(recorders)
+        out = subprocess.CompletedProcess(argv, loadgen.returncode, "".join(stdout), "".join(stderr))
         wall = time.time() - started
         after = cluster.sample()
         reports = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -159,7 +241,7 @@ def run_once(target, name, args, where, rate=None):
         processes = {n: {"cpu_s": round(after[n]["cpu_s"] - before[n]["cpu_s"], 2),
                          "rss_mib": round(after[n]["rss_mib"], 1)} for n in after if n in before}
         return {"scenario": name, "rate": rate, "wall_s": round(wall, 1), "reports": reports,
-                "processes": processes, "clean": out.returncode == 0}
+                "processes": processes, "counts": counts, "clean": out.returncode == 0}
     finally:
         cluster.stop()
 
@@ -174,6 +256,7 @@ def main():
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ceiling-rates", default="20000,30000,40000,50000")
+    parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
     args = parser.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-server", "-p", "switchboard-loadgen"],
@@ -187,9 +270,11 @@ def main():
         for rate in rates:
             runs = []
             for i in range(args.runs):
-                result = run_once(target, name, loadgen_args, where, rate)
+                label = f"{name}{'-' + str(rate) if rate else ''}-{i}"
+                result = run_once(target, name, loadgen_args, where, rate,
+                                  out_dir if args.profile else None, label)
                 runs.append(result)
-                (out_dir / f"{name}{'-' + str(rate) if rate else ''}-{i}.json").write_text(json.dumps(result, indent=1))
+                (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1))
                 print(f"{name} {rate or ''} run {i}: {json.dumps(result['reports'])[:300]}", file=sys.stderr)
             for k in range(len(runs[0]["reports"])):
                 reps = [r["reports"][k] for r in runs if len(r["reports"]) > k]

@@ -42,6 +42,9 @@ pub struct Cli {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Server processes (`name=pid`) whose CPU time to report over the measured window.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub watch: Vec<String>,
     #[command(subcommand)]
     pub scenario: Scenario,
 }
@@ -161,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| format!("lg{}x", switchboard_shared::ids::random_token(5)));
     let secs = Duration::from_secs;
+    let watch = scenarios::Watch::parse(&cli.watch)?;
     let reports = match cli.scenario {
         Scenario::Idle {
             clients,
@@ -179,7 +183,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             duration,
             size,
         } => {
-            vec![scenarios::direct::run(&origin, &prefix, pairs, rate, secs(duration), size).await?]
+            vec![
+                scenarios::direct::run(&origin, &watch, &prefix, pairs, rate, secs(duration), size)
+                    .await?,
+            ]
         }
         Scenario::Group {
             groups,
@@ -193,6 +200,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             vec![
                 scenarios::group::run(
                     &origin,
+                    &watch,
                     &prefix,
                     groups,
                     members,
@@ -211,8 +219,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             size,
         } => {
             vec![
-                scenarios::topic::run(&origin, &prefix, contacts, rate, secs(duration), size)
-                    .await?,
+                scenarios::topic::run(
+                    &origin,
+                    &watch,
+                    &prefix,
+                    contacts,
+                    rate,
+                    secs(duration),
+                    size,
+                )
+                .await?,
             ]
         }
         Scenario::Storm { clients } => {

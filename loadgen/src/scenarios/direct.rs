@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
 
-use super::{Acked, settle, subscribe_all};
+use super::{Acked, Watch, settle, subscribe_all};
 use crate::client::{Origin, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
@@ -16,6 +16,7 @@ use crate::schedule::open_loop;
 
 pub async fn run(
     origin: &Origin,
+    watch: &Watch,
     prefix: &str,
     pairs: usize,
     rate: f64,
@@ -57,10 +58,12 @@ pub async fn run(
     open_loop(rate, warmup, 20_000, send.clone()).await;
     recorder.reset_latency();
     let before = recorder.delivered_count();
+    let cpu_before = watch.start();
     let started = Instant::now();
     let sends = open_loop(rate, duration, 20_000, send).await;
     let seconds = started.elapsed().as_secs_f64();
     let delivered = recorder.delivered_count() - before;
+    let cpu = watch.report(&cpu_before, sends.acked);
 
     let expected: Vec<(usize, String)> = (0..pairs)
         .flat_map(|pair| {
@@ -83,6 +86,7 @@ pub async fn run(
     report.messages_per_second = sends.acked as f64 / seconds;
     report.deliveries_per_second = delivered as f64 / seconds;
     report.missing = missing;
+    report.extra = serde_json::json!({"cpu": cpu});
     report.sends = Some(sends);
     Ok(report)
 }

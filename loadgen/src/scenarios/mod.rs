@@ -107,3 +107,70 @@ pub async fn befriend(a: &Client, b: &Client) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Lines on stderr around each measured window.
+pub const WINDOW_START: &str = "loadgen: measuring";
+pub const WINDOW_END: &str = "loadgen: measured";
+
+/// CPU time of the server processes, sampled around the measured window.
+#[derive(Clone, Default)]
+pub struct Watch(pub Vec<(String, u32)>);
+
+impl Watch {
+    /// `name=pid` pairs; the load generator itself is always watched too
+    /// (it shares the machine, so its CPU is part of the picture).
+    pub fn parse(spec: &[String]) -> anyhow::Result<Self> {
+        let mut watched = spec
+            .iter()
+            .map(|pair| {
+                let (name, pid) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--watch takes name=pid, not {pair:?}"))?;
+                Ok((name.to_owned(), pid.parse()?))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        watched.push(("loadgen".to_owned(), std::process::id()));
+        Ok(Self(watched))
+    }
+
+    /// Marks the start of the measured window (on stderr, where
+    /// `bench/run.py --profile` starts its profilers) and samples CPU time.
+    pub fn start(&self) -> Vec<f64> {
+        eprintln!("{WINDOW_START}");
+        self.cpu_seconds()
+    }
+
+    fn cpu_seconds(&self) -> Vec<f64> {
+        self.0
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(0.0))
+            .collect()
+    }
+
+    /// CPU seconds each process used since `before`, and per unit of work.
+    pub fn report(&self, before: &[f64], units: u64) -> serde_json::Value {
+        let after = self.cpu_seconds();
+        eprintln!("{WINDOW_END}");
+        let mut processes = serde_json::Map::new();
+        for ((name, _), (b, a)) in self.0.iter().zip(before.iter().zip(after)) {
+            let used = a - b;
+            processes.insert(
+                name.clone(),
+                serde_json::json!({
+                    "cpu_s": (used * 1000.0).round() / 1000.0,
+                    "cpu_us_per_message": if units > 0 { (used * 1e6 / units as f64).round() } else { 0.0 },
+                }),
+            );
+        }
+        serde_json::Value::Object(processes)
+    }
+}
+
+/// User + system CPU time of a process, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports in clock ticks of 100 Hz on every architecture we run on.
+    Some(ticks / 100.0)
+}

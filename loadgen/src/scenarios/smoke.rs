@@ -7,10 +7,22 @@ use crate::report::Report;
 
 pub async fn run(origin: &Origin, prefix: &str) -> anyhow::Result<Vec<Report>> {
     let seconds = Duration::from_secs(1);
+    let watch = super::Watch::default();
     Ok(vec![
-        super::direct::run(origin, &format!("{prefix}d"), 5, 50.0, seconds, 200).await?,
-        super::group::run(origin, &format!("{prefix}g"), 2, 10, 6, 20.0, seconds, 200).await?,
-        super::topic::run(origin, &format!("{prefix}t"), 8, 5.0, seconds, 200).await?,
+        super::direct::run(origin, &watch, &format!("{prefix}d"), 5, 50.0, seconds, 200).await?,
+        super::group::run(
+            origin,
+            &watch,
+            &format!("{prefix}g"),
+            2,
+            10,
+            6,
+            20.0,
+            seconds,
+            200,
+        )
+        .await?,
+        super::topic::run(origin, &watch, &format!("{prefix}t"), 8, 5.0, seconds, 200).await?,
         super::storm::run(origin, &format!("{prefix}s"), 30).await?,
     ])
 }
