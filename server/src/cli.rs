@@ -91,6 +91,9 @@ pub struct GatewayArgs {
     /// Deliveries queued per connection before it is cut off as a slow consumer.
     #[arg(long, env = "SB_CONNECTION_QUEUE", default_value_t = 1024)]
     pub connection_queue: usize,
+    /// How long a delivery that overtook an earlier message of its conversation waits for it, in milliseconds (0: none).
+    #[arg(long, env = "SB_REORDER_HOLD_MS", default_value_t = 20)]
+    pub reorder_hold_ms: u64,
     /// Largest request a client may send, in bytes.
     #[arg(long, env = "SB_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,

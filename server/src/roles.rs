@@ -55,6 +55,7 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
     config.presence_heartbeat = millis(args.presence_heartbeat_ms);
     config.presence_ttl = millis(args.presence_ttl_ms);
     config.connection_queue = args.connection_queue;
+    config.reorder_hold = millis(args.reorder_hold_ms);
     config.max_request_bytes = args.max_request_bytes;
     config.router_timeout = millis(args.router_timeout_ms);
     config.limits = Limits {

@@ -21,6 +21,9 @@ pub struct GatewayConfig {
     pub presence_ttl: Duration,
     /// Deliveries queued per connection before it counts as a slow consumer.
     pub connection_queue: usize,
+    /// How long a message that arrives ahead of an earlier one of its
+    /// conversation waits for it (see [`crate::sequencer`]); zero for none.
+    pub reorder_hold: Duration,
     /// Largest gRPC message accepted from a client, in bytes.
     pub max_request_bytes: usize,
     /// Messages replayed per conversation before a Gap(TRUNCATED) is sent instead.
@@ -80,6 +83,7 @@ impl GatewayConfig {
             presence_heartbeat: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(8),
             connection_queue: 1024,
+            reorder_hold: Duration::from_millis(20),
             max_request_bytes: 64 * 1024,
             max_replay: 5_000,
             limits: Limits::default(),

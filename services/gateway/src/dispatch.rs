@@ -1,10 +1,12 @@
 //! Deliveries from the routers to this gateway's connections, and logouts.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt as _;
 use prost::Message as _;
 use switchboard_proto::bus::{DeliveryBatch, SessionRevoked};
+use switchboard_proto::pb::event::Kind;
 use switchboard_shared::bus::Subscription;
 use switchboard_shared::ids::SessionId;
 use switchboard_shared::metrics::reason;
@@ -14,6 +16,24 @@ use tonic::Status;
 
 use crate::Shared;
 use crate::registry::Inbound;
+use crate::sequencer::Sequencer;
+
+/// The conversation and seq of a delivered message (other events are not
+/// ordered by seq and go out as they come).
+fn message_position(inbound: &Inbound) -> Option<(&str, u64)> {
+    match inbound.delivery.event.as_ref()?.kind.as_ref()? {
+        Kind::Message(message) => Some((message.conversation_id.as_str(), message.seq)),
+        _ => None,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Subscribes, then dispatches in the background until shutdown.
 pub async fn start(shared: Arc<Shared>, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -36,9 +56,16 @@ async fn run(
     mut revoked: Subscription,
     shutdown: Shutdown,
 ) {
+    let mut sequencer = Sequencer::new(shared.config.reorder_hold);
     loop {
+        let deadline = sequencer.next_deadline();
         tokio::select! {
             () = shutdown.token.cancelled() => return,
+            () = sleep_until(deadline) => {
+                for inbound in sequencer.expire(Instant::now()) {
+                    shared.registry.dispatch(inbound);
+                }
+            }
             Some(batch) = deliveries.next() => {
                 let span = if telemetry::tracing_enabled() {
                     let span = tracing::info_span!("gateway.deliver", trace_id = tracing::field::Empty);
@@ -49,11 +76,23 @@ async fn run(
                 };
                 match DeliveryBatch::decode(batch.payload) {
                     Ok(batch) => {
+                        let now = Instant::now();
                         for delivery in batch.deliveries {
-                            shared.registry.dispatch(Arc::new(Inbound {
+                            let inbound = Arc::new(Inbound {
                                 delivery,
                                 span: span.clone(),
-                            }));
+                            });
+                            match message_position(&inbound) {
+                                Some((conversation, seq)) => {
+                                    let conversation = conversation.to_owned();
+                                    for ready in sequencer.offer(&conversation, seq, inbound, now) {
+                                        shared.registry.dispatch(ready);
+                                    }
+                                }
+                                None => {
+                                    shared.registry.dispatch(inbound);
+                                }
+                            }
                         }
                     }
                     Err(err) => tracing::warn!(%err, "undecodable delivery batch"),

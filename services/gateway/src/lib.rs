@@ -15,6 +15,7 @@ pub mod error;
 pub mod limits;
 pub mod presence;
 pub mod registry;
+pub mod sequencer;
 pub mod upstream;
 pub mod web;
 
