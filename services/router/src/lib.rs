@@ -19,6 +19,7 @@ pub mod error;
 pub mod groups;
 pub mod messaging;
 pub mod outbox;
+pub mod remembered;
 pub mod routing;
 pub mod service;
 pub mod sessions;
@@ -38,6 +39,9 @@ pub use error::{RouterError, RouterResult};
 use delivery::Deliverer;
 use sessions::SessionCache;
 use store::Store;
+
+/// How long a user seen to exist is trusted to (see [`Router::known_users`]).
+const KNOWN_USER_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Who is calling, as the gateway authenticated them.
 #[derive(Debug, Clone)]
@@ -60,6 +64,9 @@ pub struct Router {
     me: Weak<Router>,
     /// Password hashes running at once (one per core).
     hashing: tokio::sync::Semaphore,
+    /// Users seen to exist. Accounts are never deleted, so this only goes
+    /// stale if the store loses its data; the TTL bounds that.
+    known_users: remembered::Remembered<UserId>,
 }
 
 impl Router {
@@ -85,6 +92,7 @@ impl Router {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             ),
+            known_users: remembered::Remembered::new(KNOWN_USER_TTL),
         })
     }
 

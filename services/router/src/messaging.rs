@@ -172,9 +172,17 @@ impl Router {
         }
     }
 
+    /// A direct message needs its recipient to exist; asked of the store
+    /// once a minute per user, not once per message.
     async fn require_user(&self, user: &UserId) -> RouterResult<()> {
+        if self.known_users.holds(user) {
+            return Ok(());
+        }
         match self.store.users(std::slice::from_ref(user)).await?.pop() {
-            Some(Some(_)) => Ok(()),
+            Some(Some(_)) => {
+                self.known_users.remember(user.clone());
+                Ok(())
+            }
             _ => Err(RouterError::NotFound(format!("no user {user}"))),
         }
     }
