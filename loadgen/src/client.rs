@@ -90,9 +90,8 @@ impl Client {
         ContactServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
-    /// Registers and logs in `user` through its own connection.
-    pub async fn register(origin: &Origin, index: usize, user: String) -> anyhow::Result<Self> {
-        let channel = origin.connect(index).await?;
+    /// Registers and logs in `user` through `channel`.
+    pub async fn register(channel: Channel, index: usize, user: String) -> anyhow::Result<Self> {
         let mut accounts = AccountServiceClient::new(channel.clone());
         match accounts
             .register(pb::RegisterRequest {
@@ -186,22 +185,48 @@ impl Drop for Subscription {
     }
 }
 
+/// How registered clients connect.
+#[derive(Debug, Clone, Copy)]
+pub enum Connections {
+    /// Each its own TCP connection, as a real client (to subscribe).
+    Own,
+    /// This many connections shared by all: for members that never come
+    /// online, more of them than a process may hold open files.
+    Shared(usize),
+}
+
 /// Registers `count` users named `<prefix><i>`, `parallel` at a time.
 pub async fn register_many(
     origin: &Origin,
     prefix: &str,
     range: std::ops::Range<usize>,
     parallel: usize,
+    connections: Connections,
 ) -> anyhow::Result<Vec<Client>> {
+    let shared = match connections {
+        Connections::Own => Vec::new(),
+        Connections::Shared(count) => {
+            let mut channels = Vec::with_capacity(count);
+            for i in 0..count.max(1) {
+                channels.push(origin.connect(i).await?);
+            }
+            channels
+        }
+    };
     let permits = Arc::new(Semaphore::new(parallel));
     let mut tasks = Vec::with_capacity(range.len());
     for index in range {
         let permits = permits.clone();
         let origin = origin.clone();
         let user = format!("{prefix}{index}");
+        let channel = (!shared.is_empty()).then(|| shared[index % shared.len()].clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            Client::register(&origin, index, user).await
+            let channel = match channel {
+                Some(channel) => channel,
+                None => origin.connect(index).await?,
+            };
+            Client::register(channel, index, user).await
         }));
     }
     let mut clients = Vec::with_capacity(tasks.len());

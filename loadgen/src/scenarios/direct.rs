@@ -9,7 +9,7 @@ use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
 
 use super::{Acked, Watch, settle, subscribe_all};
-use crate::client::{Origin, register_many};
+use crate::client::{Connections, Origin, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
 use crate::schedule::open_loop;
@@ -23,7 +23,8 @@ pub async fn run(
     duration: Duration,
     size: usize,
 ) -> anyhow::Result<Report> {
-    let clients = Arc::new(register_many(origin, prefix, 0..pairs * 2, 64).await?);
+    let clients =
+        Arc::new(register_many(origin, prefix, 0..pairs * 2, 64, Connections::Own).await?);
     let recorder = Arc::new(Recorder::default());
     let _subscriptions = subscribe_all(&clients, &recorder, 64).await?;
     let acked = Arc::new(Acked::default());

@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
 
 use super::{Acked, Watch, settle, subscribe_all};
-use crate::client::{Origin, register_many};
+use crate::client::{Connections, Origin, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
 use crate::schedule::open_loop;
@@ -29,7 +29,26 @@ pub async fn run(
         online >= 1 && online <= members,
         "--online must be 1..=--members"
     );
-    let clients = Arc::new(register_many(origin, prefix, 0..groups * members, 64).await?);
+    // Members 0..online of each group come online and get their own
+    // connection; the rest only register and join, over shared ones.
+    let mut clients = Vec::with_capacity(groups * members);
+    for g in 0..groups {
+        let first = g * members;
+        clients.extend(
+            register_many(origin, prefix, first..first + online, 64, Connections::Own).await?,
+        );
+        clients.extend(
+            register_many(
+                origin,
+                prefix,
+                first + online..first + members,
+                64,
+                Connections::Shared(16),
+            )
+            .await?,
+        );
+    }
+    let clients = Arc::new(clients);
     // Member 0 of each group creates it; the others join (before anyone is online).
     let mut group_ids = Vec::with_capacity(groups);
     for g in 0..groups {

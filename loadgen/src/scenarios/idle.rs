@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard_proto::pb;
 
 use super::rss_kib;
-use crate::client::{Origin, register_many};
+use crate::client::{Connections, Origin, register_many};
 use crate::recorder::Recorder;
 use crate::report::Report;
 
@@ -22,7 +22,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let baseline = gateway_pid.and_then(rss_kib);
     // Accounts first (each over its own connection, as a real client).
-    let users = register_many(origin, prefix, 0..clients, 128).await?;
+    let users = register_many(origin, prefix, 0..clients, 128, Connections::Own).await?;
     let recorder = Arc::new(Recorder::default());
     let interval = Duration::from_secs_f64(1.0 / ramp.max(0.001));
     let started = Instant::now();

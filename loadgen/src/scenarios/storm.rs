@@ -9,12 +9,13 @@ use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
 
 use super::{Acked, settle, subscribe_all};
-use crate::client::{Origin, register_many};
+use crate::client::{Connections, Origin, register_many};
 use crate::recorder::{Recorder, payload, unix_nanos};
 use crate::report::Report;
 
 pub async fn run(origin: &Origin, prefix: &str, clients: usize) -> anyhow::Result<Report> {
-    let users = Arc::new(register_many(origin, prefix, 0..clients + 1, 128).await?);
+    let users =
+        Arc::new(register_many(origin, prefix, 0..clients + 1, 128, Connections::Own).await?);
     let sender = users[clients].clone();
     let members = users[..clients].to_vec();
     let recorder = Arc::new(Recorder::default());

@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard_proto::pb;
 
 use super::{Acked, Watch, befriend, settle, subscribe_all};
-use crate::client::{Origin, register_many};
+use crate::client::{Connections, Origin, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
 use crate::schedule::open_loop;
@@ -22,7 +22,7 @@ pub async fn run(
     duration: Duration,
     size: usize,
 ) -> anyhow::Result<Report> {
-    let clients = register_many(origin, prefix, 0..contacts + 1, 64).await?;
+    let clients = register_many(origin, prefix, 0..contacts + 1, 64, Connections::Own).await?;
     let owner = clients[0].clone();
     let contact_clients = clients[1..].to_vec();
     for contact in &contact_clients {
