@@ -5,6 +5,8 @@
 //! `switchboard.internal.v1`). Hand-written conversions live with the code
 //! that needs them, never in here.
 
+pub mod codec;
+
 #[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]
 pub mod generated {
     pub mod switchboard {

@@ -23,6 +23,8 @@ pub async fn run(
     let baseline = gateway_pid.and_then(rss_kib);
     // Accounts first (each over its own connection, as a real client).
     let users = register_many(origin, prefix, 0..clients, 128, Connections::Own).await?;
+    // Connections open, no stream yet: splits the cost into the two.
+    let connected = gateway_pid.and_then(rss_kib);
     let recorder = Arc::new(Recorder::default());
     let interval = Duration::from_secs_f64(1.0 / ramp.max(0.001));
     let started = Instant::now();
@@ -72,6 +74,7 @@ pub async fn run(
         "errors": errors,
         "first_error": first_error,
         "gateway_rss_before_kib": baseline,
+        "gateway_rss_connected_kib": connected,
         "gateway_rss_after_kib": held,
         "kib_per_stream": per_stream_kib,
     });

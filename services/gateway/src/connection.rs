@@ -224,8 +224,10 @@ impl Connection {
                 }
                 continue;
             }
+            // Router calls are boxed here and below: inline, their large
+            // futures would sit in every idle stream's state.
             if let Some(conversation) = self.replay.front().cloned() {
-                if let Err(status) = self.replay_page(&conversation).await {
+                if let Err(status) = Box::pin(self.replay_page(&conversation)).await {
                     self.entry.ending.end(None, status, reason::ERROR);
                 }
                 continue;
@@ -351,7 +353,7 @@ impl Connection {
             Some(Kind::Conversation(change))
                 if change.change() == pb::conversation_changed::Change::Added =>
             {
-                self.on_added(change).await?;
+                Box::pin(self.on_added(change)).await?;
             }
             _ => self.pending.push_back(event.clone()),
         }
@@ -378,7 +380,7 @@ impl Connection {
                 next = message.seq,
                 "filling a gap from history"
             );
-            self.fill_gap(&conversation, last, message.seq).await;
+            Box::pin(self.fill_gap(&conversation, last, message.seq)).await;
         }
         self.accept(message, Some(accepted_at_ms));
     }
