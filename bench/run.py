@@ -257,6 +257,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ceiling-rates", default="20000,30000,40000,50000")
     parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
+    parser.add_argument("--rate", type=float, help="override the scenarios' send rate (exploring, not the table)")
     args = parser.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-server", "-p", "switchboard-loadgen"],
@@ -266,6 +267,9 @@ def main():
     rows = []
     for name in args.scenarios:
         loadgen_args, where = SCENARIOS[name]
+        if args.rate and "--rate" in loadgen_args:
+            loadgen_args = list(loadgen_args)
+            loadgen_args[loadgen_args.index("--rate") + 1] = str(args.rate)
         rates = [int(r) for r in args.ceiling_rates.split(",")] if name == "direct-ceiling" else [None]
         for rate in rates:
             runs = []

@@ -801,13 +801,21 @@ impl Router {
 
     /// Topic messages that reached their contact: remember, and tell the owner.
     pub async fn delivered(&self, marks: Vec<(ConversationId, UserId, u64)>) -> RouterResult<()> {
+        // Only a contact's own copies count; all marks go to the store at once.
+        let marks: Vec<_> = marks
+            .into_iter()
+            .filter(|(conv, user, _)| {
+                matches!(conv, ConversationId::TopicThread { contact, .. } if contact == user)
+            })
+            .collect();
+        let moved = self.store.mark_delivered(&marks).await?;
         let mut owners: HashMap<TopicId, UserId> = HashMap::new();
         let mut receipts = Vec::new();
-        for (conv, user, seq) in marks {
-            let ConversationId::TopicThread { topic, contact } = &conv else {
+        for ((conv, user, seq), moved) in marks.into_iter().zip(moved) {
+            let ConversationId::TopicThread { topic, .. } = &conv else {
                 continue;
             };
-            if contact != &user || !self.store.mark_delivered(&conv, &user, seq).await? {
+            if !moved {
                 continue;
             }
             let owner = match owners.get(topic) {

@@ -555,18 +555,13 @@ async fn a_broadcast_is_one_timeline_entry_and_threads_track_their_cursors() {
         assert!(store.broadcast(&topic.id, "nope").await.unwrap().is_none());
 
         store.mark_read(&threads[0], &contacts[0], 1).await.unwrap();
-        assert!(
-            store
-                .mark_delivered(&threads[2], &contacts[2], 1)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .mark_delivered(&threads[2], &contacts[2], 1)
-                .await
-                .unwrap()
-        );
+        let marks = [
+            (threads[2].clone(), contacts[2].clone(), 1),
+            // Forward only: a second mark at the same seq moves nothing.
+            (threads[2].clone(), contacts[2].clone(), 1),
+        ];
+        assert_eq!(store.mark_delivered(&marks).await.unwrap(), [true, false]);
+        assert!(store.mark_delivered(&[]).await.unwrap().is_empty());
         let states = store
             .thread_states(
                 &threads

@@ -1084,17 +1084,22 @@ impl Store for EmbeddedStore {
 
     async fn mark_delivered(
         &self,
-        conv: &ConversationId,
-        user: &UserId,
-        seq: u64,
-    ) -> StoreResult<bool> {
-        let (key, user) = (keys::conversation_delivered(conv), user.clone());
+        marks: &[(ConversationId, UserId, u64)],
+    ) -> StoreResult<Vec<bool>> {
+        let marks: Vec<(String, UserId, u64)> = marks
+            .iter()
+            .map(|(conv, user, seq)| (keys::conversation_delivered(conv), user.clone(), *seq))
+            .collect();
         self.write(move |w| {
-            if seq > w.hget_u64(&key, user.as_str())? {
-                w.hset(&key, user.as_str(), seq.to_string().as_bytes())?;
-                return Ok(true);
+            let mut moved = Vec::with_capacity(marks.len());
+            for (key, user, seq) in &marks {
+                let forward = *seq > w.hget_u64(key, user.as_str())?;
+                if forward {
+                    w.hset(key, user.as_str(), seq.to_string().as_bytes())?;
+                }
+                moved.push(forward);
             }
-            Ok(false)
+            Ok(moved)
         })
         .await
     }

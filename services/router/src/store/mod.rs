@@ -489,13 +489,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         threads: &[(ConversationId, UserId)],
     ) -> StoreResult<Vec<ThreadState>>;
-    /// Moves the delivered cursor forward; true if it moved.
+    /// Moves each (conversation, user) delivered cursor forward to seq, in
+    /// one round trip; true for each that moved.
     async fn mark_delivered(
         &self,
-        conv: &ConversationId,
-        user: &UserId,
-        seq: u64,
-    ) -> StoreResult<bool>;
+        marks: &[(ConversationId, UserId, u64)],
+    ) -> StoreResult<Vec<bool>>;
 
     // ---- outbox
     /// These messages were handed to the bus.

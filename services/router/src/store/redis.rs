@@ -1021,21 +1021,24 @@ impl Store for RedisStore {
 
     async fn mark_delivered(
         &self,
-        conv: &ConversationId,
-        user: &UserId,
-        seq: u64,
-    ) -> StoreResult<bool> {
+        marks: &[(ConversationId, UserId, u64)],
+    ) -> StoreResult<Vec<bool>> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn().await?;
-        let moved: i64 = self
-            .scripts
-            .mark_delivered
-            .key(keys::conversation_delivered(conv))
-            .arg(user.as_str())
-            .arg(seq)
+        let mut invocation = self.scripts.mark_delivered.prepare_invoke();
+        for (conv, user, seq) in marks {
+            invocation
+                .key(keys::conversation_delivered(conv))
+                .arg(user.as_str())
+                .arg(*seq);
+        }
+        let moved: Vec<i64> = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(moved == 1)
+        Ok(moved.into_iter().map(|m| m == 1).collect())
     }
 
     async fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()> {

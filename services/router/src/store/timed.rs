@@ -69,7 +69,7 @@ timed! {
     fn timeline(&self, topic: &TopicId, before: u64, after: Option<u64>, limit: usize) -> StoreResult<Vec<TimelineRecord>>;
     fn broadcast(&self, topic: &TopicId, broadcast_id: &str) -> StoreResult<Option<Vec<MessageId>>>;
     fn thread_states(&self, threads: &[(ConversationId, UserId)]) -> StoreResult<Vec<ThreadState>>;
-    fn mark_delivered(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<bool>;
+    fn mark_delivered(&self, marks: &[(ConversationId, UserId, u64)]) -> StoreResult<Vec<bool>>;
     fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()>;
     fn outbox_claim(&self, older_than_ms: i64, now_ms: i64, limit: usize) -> StoreResult<Vec<MessageId>>;
 }

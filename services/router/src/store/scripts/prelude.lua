@@ -35,24 +35,46 @@ local function first_refused(items)
   return 0
 end
 
+-- ZADD of many (score, member) pairs, in commands of at most 500 pairs
+-- (Lua's unpack has a limit).
+local function zadd_all(key, pairs)
+  for from = 1, #pairs, 1000 do
+    redis.call('ZADD', key, unpack(pairs, from, math.min(from + 999, #pairs)))
+  end
+end
+
 -- Assigns each item the next seq of its conversation, stores it, moves the
 -- sender's read and sent cursors, touches conversation lists, and records it
--- in the outbox until a router confirms it was handed to the bus.
+-- in the outbox until a router confirms it was handed to the bus. One ZADD
+-- per list rather than per item: a topic send touches the owner's list and
+-- the outbox once each, not once per contact.
 local function write_items(items, now, outbox_key)
-  local ids = {}
+  local ids, lists, order, outbox = {}, {}, {}, {}
   for i, item in ipairs(items) do
     local seq = redis.call('INCR', item.seq_key)
     redis.call('XADD', item.log_key, seq .. '-0', 'm', item.msg)
     if item.reader ~= '' then
-      local cur = tonumber(redis.call('HGET', item.reads_key, item.reader) or '0')
-      if seq > cur then redis.call('HSET', item.reads_key, item.reader, seq) end
+      -- A new seq is past any read cursor (MarkRead stops at the head).
+      redis.call('HSET', item.reads_key, item.reader, seq)
       redis.call('HSET', item.sent_key, item.reader, seq)
     end
-    for _, key in ipairs(item.idx) do redis.call('ZADD', key, now, item.conv) end
+    for _, key in ipairs(item.idx) do
+      local list = lists[key]
+      if not list then
+        list = {}
+        lists[key] = list
+        order[#order + 1] = key
+      end
+      list[#list + 1] = now
+      list[#list + 1] = item.conv
+    end
     local id = item.conv .. '#' .. seq
-    redis.call('ZADD', outbox_key, now, id)
+    outbox[#outbox + 1] = now
+    outbox[#outbox + 1] = id
     ids[i] = id
   end
+  for _, key in ipairs(order) do zadd_all(key, lists[key]) end
+  if #outbox > 0 then zadd_all(outbox_key, outbox) end
   return ids
 end
 
