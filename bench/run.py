@@ -5,8 +5,8 @@ Starts its own nats-server and redis-server (AOF on, appendfsync everysec,
 noeviction) and the release `switchboard` binary as presence, 2 routers and
 2 gateways, then runs the load generator's scenarios, each several times,
 sampling CPU time and resident memory of every process around each run.
-Results go to bench/results/<timestamp>/ as JSON, and a Markdown table of
-medians is printed (BENCHMARKS.md quotes them).
+Results go to bench/results/<timestamp>/ as JSON, and bench/summarize.py
+prints Markdown tables of their medians (BENCHMARKS.md quotes them).
 
     bench/run.py                 # every scenario, 3 runs each
     bench/run.py direct topic    # some of them
@@ -28,7 +28,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,10 +152,12 @@ SCENARIOS = {
     "group-10": (["group", "--groups", "100", "--members", "10", "--rate", "2000", "--duration", "10"], "both"),
     "group-100": (["group", "--groups", "10", "--members", "100", "--rate", "1000", "--duration", "10"], "both"),
     "group-10000": (["group", "--groups", "1", "--members", "10000", "--rate", "20", "--duration", "10"], "both"),
+    "group-10000-5": (["group", "--groups", "1", "--members", "10000", "--rate", "5", "--duration", "10"], "both"),
     "group-100-of-100": (["group", "--groups", "1", "--members", "100", "--rate", "200", "--duration", "10"], "both"),
     "group-100-of-100000": (["group", "--groups", "1", "--members", "100000", "--online", "100", "--rate", "200",
                              "--duration", "10"], "both"),
-    "topic-200": (["topic", "--contacts", "200", "--rate", "500", "--duration", "10"], "both"),
+    "topic-200": (["topic", "--contacts", "200", "--rate", "100", "--duration", "10"], "both"),
+    "topic-200-200": (["topic", "--contacts", "200", "--rate", "200", "--duration", "10"], "both"),
     "storm": (["storm", "--clients", "10000"], "both"),
 }
 
@@ -246,16 +247,11 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None)
         cluster.stop()
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 2) if values else None
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--ceiling-rates", default="20000,30000,40000,50000")
+    parser.add_argument("--ceiling-rates", default="2000,3500,5000,7500")
     parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
     parser.add_argument("--rate", type=float, help="override the scenarios' send rate (exploring, not the table)")
     args = parser.parse_args()
@@ -264,7 +260,6 @@ def main():
                    cwd=ROOT, check=True)
     out_dir = ROOT / "bench" / "results" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
     for name in args.scenarios:
         loadgen_args, where = SCENARIOS[name]
         if args.rate and "--rate" in loadgen_args:
@@ -272,37 +267,13 @@ def main():
             loadgen_args[loadgen_args.index("--rate") + 1] = str(args.rate)
         rates = [int(r) for r in args.ceiling_rates.split(",")] if name == "direct-ceiling" else [None]
         for rate in rates:
-            runs = []
             for i in range(args.runs):
                 label = f"{name}{'-' + str(rate) if rate else ''}-{i}"
                 result = run_once(target, name, loadgen_args, where, rate,
                                   out_dir if args.profile else None, label)
-                runs.append(result)
                 (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1))
                 print(f"{name} {rate or ''} run {i}: {json.dumps(result['reports'])[:300]}", file=sys.stderr)
-            for k in range(len(runs[0]["reports"])):
-                reps = [r["reports"][k] for r in runs if len(r["reports"]) > k]
-                rows.append({
-                    "scenario": reps[0]["scenario"] + (f" @{rate}/s" if rate else ""),
-                    "case": name,
-                    "msgs_s": median([r["messages_per_second"] for r in reps]),
-                    "deliveries_s": median([r["deliveries_per_second"] for r in reps]),
-                    "p50_ms": median([r["latency_ms"]["p50"] for r in reps]),
-                    "p99_ms": median([r["latency_ms"]["p99"] for r in reps]),
-                    "max_ms": median([r["latency_ms"]["max"] for r in reps]),
-                    "problems": sum(len(r["problems"]) + r["missing"] + r["gaps"] + r["duplicates"] for r in reps),
-                    "extra": reps[0].get("extra"),
-                    "cpu_s": {p: median([r["processes"].get(p, {}).get("cpu_s") for r in runs])
-                              for p in runs[0]["processes"]},
-                    "rss_mib": {p: median([r["processes"].get(p, {}).get("rss_mib") for r in runs])
-                                for p in runs[0]["processes"]},
-                })
-    (out_dir / "summary.json").write_text(json.dumps(rows, indent=1))
-    print("| case | scenario | msgs/s | deliveries/s | p50 ms | p99 ms | max ms | problems |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['scenario']} | {r['msgs_s']} | {r['deliveries_s']} | {r['p50_ms']} | "
-              f"{r['p99_ms']} | {r['max_ms']} | {r['problems']} |")
+    subprocess.run([sys.executable, str(ROOT / "bench" / "summarize.py"), str(out_dir)], check=True)
     print(f"\nresults: {out_dir}")
 
 

@@ -146,6 +146,7 @@ impl Client {
             match event.kind {
                 Some(Kind::Ready(ready)) => epoch = ready.epoch,
                 Some(Kind::Message(message)) => recorder.replayed(self.index, &message),
+                Some(Kind::Gap(gap)) => recorder.gap_notice(self.index, &gap),
                 Some(Kind::Synced(synced)) => {
                     for head in &synced.heads {
                         recorder.start_at(self.index, &head.conversation_id, head.seq);
@@ -162,6 +163,9 @@ impl Client {
                     Ok(pb::Event {
                         kind: Some(Kind::Message(message)),
                     }) => recorder.delivered(index, &user, &message),
+                    Ok(pb::Event {
+                        kind: Some(Kind::Gap(gap)),
+                    }) => recorder.gap_notice(index, &gap),
                     Ok(_) => {}
                     Err(status) => {
                         recorder.stream_error(&status);

@@ -42,6 +42,7 @@ pub struct Recorder {
     delivered: AtomicU64,
     replayed: AtomicU64,
     gaps: AtomicU64,
+    gap_notices: AtomicU64,
     duplicates: AtomicU64,
     stream_errors: AtomicU64,
     first_problems: Mutex<Vec<String>>,
@@ -67,6 +68,7 @@ impl Default for Recorder {
             delivered: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            gap_notices: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             stream_errors: AtomicU64::new(0),
             first_problems: Mutex::new(Vec::new()),
@@ -78,7 +80,11 @@ impl Default for Recorder {
 pub struct Totals {
     pub delivered: u64,
     pub replayed: u64,
+    /// Messages skipped without a word: a broken delivery contract.
     pub gaps: u64,
+    /// Holes the server announced with a `Gap` event (allowed by the
+    /// contract, e.g. when history could not be fetched under overload).
+    pub gap_notices: u64,
     pub duplicates: u64,
     pub stream_errors: u64,
     pub problems: Vec<String>,
@@ -174,6 +180,20 @@ impl Recorder {
         self.check(client, message, false);
     }
 
+    /// The server announced that `gap.from_seq..=gap.to_seq` will not come
+    /// on the stream (a real client would page them with History).
+    pub fn gap_notice(&self, client: usize, gap: &pb::Gap) {
+        self.gap_notices.fetch_add(1, Ordering::Relaxed);
+        self.start_at(client, &gap.conversation_id, gap.to_seq);
+        self.problem(format!(
+            "client {client}: told {} #{}..=#{} will not come ({})",
+            gap.conversation_id,
+            gap.from_seq,
+            gap.to_seq,
+            gap.reason().as_str_name()
+        ));
+    }
+
     pub fn stream_error(&self, status: &tonic::Status) {
         self.stream_errors.fetch_add(1, Ordering::Relaxed);
         self.problem(format!("stream ended: {status}"));
@@ -201,6 +221,7 @@ impl Recorder {
             delivered: self.delivered.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
             gaps: self.gaps.load(Ordering::Relaxed),
+            gap_notices: self.gap_notices.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             stream_errors: self.stream_errors.load(Ordering::Relaxed),
             problems: self.first_problems.lock().clone(),
@@ -243,6 +264,25 @@ mod tests {
         );
         assert_eq!(recorder.cursor(1, "dm:a:b"), 6);
         assert_eq!(totals.latency_ms.count, 1);
+    }
+
+    #[test]
+    fn an_announced_hole_is_not_a_silent_gap() {
+        let recorder = Recorder::default();
+        recorder.delivered(1, "b", &message("dm:a:b", 1));
+        recorder.gap_notice(
+            1,
+            &pb::Gap {
+                conversation_id: "dm:a:b".into(),
+                from_seq: 2,
+                to_seq: 3,
+                ..Default::default()
+            },
+        );
+        recorder.delivered(1, "b", &message("dm:a:b", 4));
+        let totals = recorder.totals();
+        assert_eq!((totals.gaps, totals.gap_notices), (0, 1));
+        assert_eq!(totals.problems.len(), 1, "{:?}", totals.problems);
     }
 
     #[test]

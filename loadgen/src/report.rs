@@ -18,7 +18,10 @@ pub struct Report {
     pub delivered: u64,
     /// Deliveries expected by the end but never seen.
     pub missing: u64,
+    /// Holes skipped silently (never expected).
     pub gaps: u64,
+    /// Holes the server announced with a `Gap` event.
+    pub gap_notices: u64,
     pub duplicates: u64,
     pub stream_errors: u64,
     pub latency_ms: Percentiles,
@@ -40,6 +43,7 @@ impl Report {
     pub fn with_totals(mut self, totals: Totals) -> Self {
         self.delivered = totals.delivered;
         self.gaps = totals.gaps;
+        self.gap_notices = totals.gap_notices;
         self.duplicates = totals.duplicates;
         self.stream_errors = totals.stream_errors;
         self.latency_ms = totals.latency_ms;
@@ -52,6 +56,7 @@ impl Report {
         let send_errors = self.sends.as_ref().map_or(0, |s| s.errors + s.dropped);
         self.missing == 0
             && self.gaps == 0
+            && self.gap_notices == 0
             && self.duplicates == 0
             && send_errors == 0
             && self.problems.is_empty()
@@ -75,13 +80,14 @@ pub fn print(report: &Report, json: bool) {
         }
     }
     println!(
-        "   {:.0} msgs/s, {:.0} deliveries/s over {:.1}s; delivered {}, missing {}, gaps {}, duplicates {}",
+        "   {:.0} msgs/s, {:.0} deliveries/s over {:.1}s; delivered {}, missing {}, gaps {} (+{} announced), duplicates {}",
         report.messages_per_second,
         report.deliveries_per_second,
         report.seconds,
         report.delivered,
         report.missing,
         report.gaps,
+        report.gap_notices,
         report.duplicates
     );
     let l = &report.latency_ms;
