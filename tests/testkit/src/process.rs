@@ -8,10 +8,41 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// A port nobody listens on right now.
+/// Test ports come from below the kernel's ephemeral range (32768-60999 on
+/// Linux), so no outbound connection's source port can take one between the
+/// moment it is chosen and the moment a server binds it.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port nobody listens on, reserved for this test process until it exits.
+///
+/// The server that will use it binds it later, so "bind :0, read the port,
+/// let it go" is not enough when tests run in parallel processes: another
+/// test could be handed the same port meanwhile. Each port taken here is
+/// also locked (an advisory lock on a file named after it, held until this
+/// process exits, released by the kernel even on a crash), and other tests
+/// skip locked ports.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    static HELD: std::sync::OnceLock<parking_lot::Mutex<Vec<std::fs::File>>> =
+        std::sync::OnceLock::new();
+    let dir = std::env::temp_dir().join("switchboard-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port lock directory");
+    let span = u32::from(PORTS.end - PORTS.start);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for attempt in 0..span {
+        let port = PORTS.start + u16::try_from((seed.wrapping_add(attempt)) % span).unwrap_or(0);
+        let Ok(lock) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if lock.try_lock().is_err() || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        HELD.get_or_init(Default::default).lock().push(lock);
+        return port;
+    }
+    panic!("no free port in {PORTS:?}")
 }
 
 /// Finds a program on PATH or in the sbin directories Debian installs servers to.
