@@ -178,6 +178,91 @@ impl Client {
     }
 }
 
+/// Sends over one `SendStream` call, as a native client would: requests go
+/// out as they come, and the gateway answers each, in order.
+#[derive(Clone)]
+pub struct StreamSender {
+    inner: Arc<StreamSenderInner>,
+}
+
+type Answer = tokio::sync::oneshot::Sender<Result<pb::SendResponse, String>>;
+
+struct StreamSenderInner {
+    requests: futures::channel::mpsc::UnboundedSender<pb::SendRequest>,
+    /// The callers waiting for an answer, in the order their requests went;
+    /// `None` once the call has ended.
+    waiting: Arc<parking_lot::Mutex<Option<std::collections::VecDeque<Answer>>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StreamSenderInner {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl StreamSender {
+    pub async fn open(client: &Client) -> anyhow::Result<Self> {
+        let (requests, outgoing) = futures::channel::mpsc::unbounded();
+        let mut results = client
+            .chat()
+            .send_stream(outgoing)
+            .await
+            .with_context(|| format!("send stream of {}", client.user))?
+            .into_inner();
+        let waiting = Arc::new(parking_lot::Mutex::new(Some(std::collections::VecDeque::<
+            Answer,
+        >::new())));
+        let reader = tokio::spawn({
+            let waiting = waiting.clone();
+            async move {
+                while let Some(item) = results.next().await {
+                    let Ok(result) = item else { break };
+                    let answer = match result.outcome {
+                        Some(pb::send_result::Outcome::Sent(sent)) => Ok(sent),
+                        Some(pb::send_result::Outcome::Failed(failed)) => Err(format!(
+                            "{}: {}",
+                            tonic::Code::from(failed.code),
+                            failed.message
+                        )),
+                        None => Err("an empty answer".into()),
+                    };
+                    if let Some(waiter) = waiting.lock().as_mut().and_then(|w| w.pop_front()) {
+                        let _ = waiter.send(answer);
+                    }
+                }
+                // The call ended: whoever still waits will not hear back.
+                *waiting.lock() = None;
+            }
+        });
+        Ok(Self {
+            inner: Arc::new(StreamSenderInner {
+                requests,
+                waiting,
+                reader,
+            }),
+        })
+    }
+
+    pub async fn send(&self, request: pb::SendRequest) -> Result<pb::SendResponse, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        {
+            let mut waiting = self.inner.waiting.lock();
+            let Some(waiting) = waiting.as_mut() else {
+                return Err("the send stream has ended".to_owned());
+            };
+            self.inner
+                .requests
+                .unbounded_send(request)
+                .map_err(|_| "the send stream has ended".to_owned())?;
+            waiting.push_back(answer);
+        }
+        answered
+            .await
+            .map_err(|_| "the send stream ended before answering".to_owned())?
+    }
+}
+
 pub struct Subscription {
     task: tokio::task::JoinHandle<()>,
     pub epoch: String,

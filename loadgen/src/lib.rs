@@ -76,6 +76,9 @@ pub enum Scenario {
         duration: u64,
         #[arg(long, default_value_t = 200)]
         size: usize,
+        /// Unary `Send` calls (as browsers) or one `SendStream` call per sender (as native clients).
+        #[arg(long, value_enum, default_value_t = scenarios::direct::SendVia::Unary)]
+        send_via: scenarios::direct::SendVia,
     },
     /// Group messages: each delivered to every online member.
     Group {
@@ -182,10 +185,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             rate,
             duration,
             size,
+            send_via,
         } => {
             vec![
-                scenarios::direct::run(&origin, &watch, &prefix, pairs, rate, secs(duration), size)
-                    .await?,
+                scenarios::direct::run(
+                    &origin,
+                    &watch,
+                    &prefix,
+                    pairs,
+                    rate,
+                    secs(duration),
+                    size,
+                    send_via,
+                )
+                .await?,
             ]
         }
         Scenario::Group {

@@ -1,6 +1,8 @@
 //! One-to-one messages: pairs of users, each first user writing to its
 //! partner, at a fixed total rate. Both ends are subscribed (the sender's
 //! own copy keeps its other devices in sync); latency counts the partner's.
+//! Senders use unary `Send` calls (as a browser must) or one `SendStream`
+//! call each (as a native client can).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,11 +11,21 @@ use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
 
 use super::{Acked, Watch, settle, subscribe_all};
-use crate::client::{Connections, Origin, register_many};
+use crate::client::{Connections, Origin, StreamSender, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
 use crate::schedule::open_loop;
 
+/// How senders send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendVia {
+    /// One unary `Send` call per message.
+    Unary,
+    /// One `SendStream` call per sender, every message on it.
+    Stream,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     origin: &Origin,
     watch: &Watch,
@@ -22,33 +34,47 @@ pub async fn run(
     rate: f64,
     duration: Duration,
     size: usize,
+    via: SendVia,
 ) -> anyhow::Result<Report> {
     let clients =
         Arc::new(register_many(origin, prefix, 0..pairs * 2, 64, Connections::Own).await?);
     let recorder = Arc::new(Recorder::default());
     let _subscriptions = subscribe_all(&clients, &recorder, 64).await?;
     let acked = Arc::new(Acked::default());
+    let streams = match via {
+        SendVia::Unary => Vec::new(),
+        SendVia::Stream => {
+            futures::future::try_join_all((0..pairs).map(|p| StreamSender::open(&clients[p * 2])))
+                .await?
+        }
+    };
+    let streams = Arc::new(streams);
 
     let send = {
-        let (clients, acked) = (clients.clone(), acked.clone());
+        let (clients, acked, streams) = (clients.clone(), acked.clone(), streams.clone());
         move |i: u64, scheduled_ns: u64| {
             let pair = (i as usize) % pairs;
             let (sender, receiver) = (
                 clients[pair * 2].clone(),
                 clients[pair * 2 + 1].user.clone(),
             );
+            let stream = streams.get(pair).cloned();
             let acked = acked.clone();
             async move {
-                let ack = sender
-                    .chat()
-                    .send(pb::SendRequest {
-                        to: Some(To::UserId(receiver)),
-                        client_msg_id: format!("d{scheduled_ns}"),
-                        text: payload(scheduled_ns, size),
-                    })
-                    .await
-                    .map_err(|s| s.to_string())?
-                    .into_inner();
+                let request = pb::SendRequest {
+                    to: Some(To::UserId(receiver)),
+                    client_msg_id: format!("d{scheduled_ns}"),
+                    text: payload(scheduled_ns, size),
+                };
+                let ack = match stream {
+                    Some(stream) => stream.send(request).await?,
+                    None => sender
+                        .chat()
+                        .send(request)
+                        .await
+                        .map_err(|s| s.to_string())?
+                        .into_inner(),
+                };
                 acked.record(&ack.conversation_id, ack.seq);
                 Ok(())
             }
@@ -80,7 +106,8 @@ pub async fn run(
     let missing = settle(&recorder, &acked, &expected).await;
     let mut report = Report::new(
         "direct",
-        json!({"pairs": pairs, "rate": rate, "seconds": duration.as_secs(), "size": size}),
+        json!({"pairs": pairs, "rate": rate, "seconds": duration.as_secs(), "size": size,
+               "send_via": format!("{via:?}").to_lowercase()}),
     )
     .with_totals(recorder.totals());
     report.seconds = seconds;

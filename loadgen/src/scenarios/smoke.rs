@@ -9,7 +9,28 @@ pub async fn run(origin: &Origin, prefix: &str) -> anyhow::Result<Vec<Report>> {
     let seconds = Duration::from_secs(1);
     let watch = super::Watch::default();
     Ok(vec![
-        super::direct::run(origin, &watch, &format!("{prefix}d"), 5, 50.0, seconds, 200).await?,
+        super::direct::run(
+            origin,
+            &watch,
+            &format!("{prefix}d"),
+            5,
+            50.0,
+            seconds,
+            200,
+            super::direct::SendVia::Unary,
+        )
+        .await?,
+        super::direct::run(
+            origin,
+            &watch,
+            &format!("{prefix}ds"),
+            5,
+            50.0,
+            seconds,
+            200,
+            super::direct::SendVia::Stream,
+        )
+        .await?,
         super::group::run(
             origin,
             &watch,

@@ -103,6 +103,20 @@ impl From<GatewayError> for Status {
     }
 }
 
+/// A refused send inside a SendStream call: the status a unary Send would
+/// have ended with, as data.
+pub fn send_failure(status: &Status) -> switchboard_proto::pb::SendFailure {
+    switchboard_proto::pb::SendFailure {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        retry_after_ms: status
+            .metadata()
+            .get(RETRY_AFTER_MS)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
 impl From<BusError> for GatewayError {
     fn from(err: BusError) -> Self {
         Self::Unavailable(match err {
@@ -144,6 +158,11 @@ mod tests {
         .into();
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(status.metadata().get(RETRY_AFTER_MS).unwrap(), "1500");
+        let failure = send_failure(&status);
+        assert_eq!(
+            (failure.code, failure.retry_after_ms),
+            (Code::ResourceExhausted as i32, 1500)
+        );
     }
 
     #[test]

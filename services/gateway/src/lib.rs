@@ -46,8 +46,9 @@ pub struct Shared {
     pub registry: Registry,
     pub delivered: delivered::DeliveredReporter,
     pub send_limiter: limits::SendLimiter,
-    /// Set when the gateway starts draining: new subscriptions go elsewhere.
-    pub draining: std::sync::atomic::AtomicBool,
+    /// Cancelled when the gateway starts draining: new subscriptions go
+    /// elsewhere and open send streams end.
+    pub draining: switchboard_shared::shutdown::CancellationToken,
 }
 
 /// Sends presence everything this gateway holds.
@@ -90,7 +91,7 @@ impl Gateway {
             router: RouterClient::new(bus.clone(), config.router_timeout, config.router_attempts),
             registry: Registry::new(presence.clone()),
             delivered: delivered::DeliveredReporter::start(bus.clone()),
-            draining: std::sync::atomic::AtomicBool::new(false),
+            draining: switchboard_shared::shutdown::CancellationToken::new(),
             send_limiter: limits::SendLimiter::new(
                 config.limits.send_rate_per_second,
                 config.limits.send_burst,
@@ -215,9 +216,7 @@ fn request_span(request: &http::Request<()>) -> tracing::Span {
 
 /// Tells every client to reconnect elsewhere and presence to forget us.
 async fn drain(shared: &Shared) {
-    shared
-        .draining
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    shared.draining.cancel();
     let connections = shared.registry.all();
     tracing::info!(connections = connections.len(), "draining");
     for entry in connections {

@@ -3,20 +3,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use switchboard_proto::bus::{SyncRequest, SyncResponse, router_request::Op};
+use switchboard_proto::bus::{Caller, SyncRequest, SyncResponse, router_request::Op};
 use switchboard_proto::pb::{self, chat_service_server::ChatService};
+use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::{ClientMsgId, ConnectionId, GroupId};
 use switchboard_shared::metrics;
+use switchboard_shared::token::{Claims, TokenError};
 use tokio::sync::{mpsc, oneshot};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
-use super::{Api, forward};
+use super::{Api, forward, observe};
 use crate::connection::{Connection, Registration, Start, client_cursors, plan_replay};
-use crate::error::{GatewayError, GatewayResult};
+use crate::error::{GatewayError, GatewayResult, send_failure};
 use crate::registry::{Ending, Entry};
 use crate::{Shared, auth, expect_reply};
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+pub type SendResults = Pin<Box<dyn Stream<Item = Result<pb::SendResult, Status>> + Send>>;
 
 impl Api {
     async fn sync(&self, caller: &switchboard_proto::bus::Caller) -> GatewayResult<SyncResponse> {
@@ -27,6 +31,76 @@ impl Api {
             .await?;
         expect_reply!(reply, Sync)
     }
+
+    /// One send of a SendStream call: what a unary Send does, for a caller
+    /// authenticated when the call opened.
+    async fn send_one(
+        &self,
+        claims: &Claims,
+        caller: &Caller,
+        mut request: pb::SendRequest,
+    ) -> pb::SendResult {
+        if request.client_msg_id.is_empty() {
+            request.client_msg_id = ClientMsgId::generate().to_string();
+        }
+        let client_msg_id = request.client_msg_id.clone();
+        let started = std::time::Instant::now();
+        let result = async {
+            if claims.expires_at_ms <= now_ms() {
+                return Err(GatewayError::Unauthenticated(
+                    TokenError::Expired.to_string(),
+                ));
+            }
+            self.check_send_rate(&claims.user)?;
+            let reply = self
+                .shared
+                .router
+                .call(Some(caller.clone()), Op::Send(request))
+                .await?;
+            expect_reply!(reply, Send)
+        }
+        .await
+        .map_err(Status::from);
+        observe("SendStream", started, &result);
+        pb::SendResult {
+            client_msg_id,
+            outcome: Some(match result {
+                Ok(sent) => pb::send_result::Outcome::Sent(sent),
+                Err(status) => pb::send_result::Outcome::Failed(send_failure(&status)),
+            }),
+        }
+    }
+}
+
+/// A SendStream call between two requests.
+struct SendCall {
+    api: Api,
+    claims: Claims,
+    caller: Caller,
+    requests: Streaming<pb::SendRequest>,
+}
+
+/// The next result of a SendStream call, or its end: the client closed its
+/// side (or broke it), or the gateway is draining.
+async fn next_send(
+    mut call: SendCall,
+) -> Option<(Result<pb::SendResult, Status>, Option<SendCall>)> {
+    let next = tokio::select! {
+        biased;
+        () = call.api.shared.draining.cancelled() => {
+            return Some((Err(Status::unavailable("the gateway is shutting down; reconnect")), None));
+        }
+        next = call.requests.message() => next,
+    };
+    let request = next.ok()??;
+    // Each message its own trace, as a unary Send is.
+    let span = tracing::info_span!(parent: None, "SendStream.send", rpc.method = "SendStream");
+    let result = call
+        .api
+        .send_one(&call.claims, &call.caller, request)
+        .instrument(span)
+        .await;
+    Some((Ok(result), Some(call)))
 }
 
 /// Registers the connection with presence, and unregisters it once it ends,
@@ -48,6 +122,29 @@ fn spawn_presence_lifetime(
 #[tonic::async_trait]
 impl ChatService for Api {
     type SubscribeStream = EventStream;
+    type SendStreamStream = SendResults;
+
+    async fn send_stream(
+        &self,
+        request: Request<Streaming<pb::SendRequest>>,
+    ) -> Result<Response<Self::SendStreamStream>, Status> {
+        let claims = self.claims(&request)?;
+        if self.shared.draining.is_cancelled() {
+            return Err(GatewayError::Unavailable(
+                "this gateway is shutting down; connect to another".into(),
+            )
+            .into());
+        }
+        let call = SendCall {
+            caller: auth::caller(&claims, &self.shared.id),
+            claims,
+            api: self.clone(),
+            requests: request.into_inner(),
+        };
+        let results =
+            futures::stream::unfold(Some(call), |call| async move { next_send(call?).await });
+        Ok(Response::new(Box::pin(results)))
+    }
 
     async fn subscribe(
         &self,
@@ -68,7 +165,7 @@ impl ChatService for Api {
         let request = request.into_inner();
         let shared = &self.shared;
         let limits = &shared.config.limits;
-        if shared.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        if shared.draining.is_cancelled() {
             return Err(GatewayError::Unavailable(
                 "this gateway is shutting down; connect to another".into(),
             )

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchboard_proto::bus::{router_request::Op, router_response::Result as Reply};
+use switchboard_shared::ids::UserId;
 use switchboard_shared::metrics::{MethodLabels, RpcLabels, metrics};
 use switchboard_shared::token::Claims;
 use tonic::{Request, Status};
@@ -38,9 +39,13 @@ impl Api {
     /// The per-user send rate: RESOURCE_EXHAUSTED with a retry hint past it.
     fn rate_limit<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let claims = self.claims(request)?;
+        Ok(self.check_send_rate(&claims.user)?)
+    }
+
+    fn check_send_rate(&self, user: &UserId) -> GatewayResult<()> {
         self.shared
             .send_limiter
-            .check(&claims.user, Instant::now())
+            .check(user, Instant::now())
             .map_err(|wait| {
                 metrics().rate_limited.inc();
                 GatewayError::ResourceExhausted {
@@ -50,7 +55,6 @@ impl Api {
                     ),
                     retry_after: wait,
                 }
-                .into()
             })
     }
 

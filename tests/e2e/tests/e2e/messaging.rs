@@ -114,6 +114,88 @@ async fn retried_send_is_idempotent(cluster: Cluster) {
     assert_eq!(texts(&bob_events.messages(2).await), ["only once", "next"]);
 }
 
+both_modes!(
+    a_send_stream_answers_each_send_in_order,
+    send_stream_answers_in_order
+);
+async fn send_stream_answers_in_order(cluster: Cluster) {
+    use futures::StreamExt as _;
+    use pb::send_result::Outcome;
+
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    let request = |to: &str, text: &str, id: &str| pb::SendRequest {
+        to: Some(To::UserId(to.into())),
+        client_msg_id: id.into(),
+        text: text.into(),
+    };
+    let (requests, outgoing) = futures::channel::mpsc::unbounded();
+    // Everything goes out before the first answer comes back.
+    for r in [
+        request("bob", "one", "s1"),
+        request("bob", "", "s2"),
+        request("bob", "two", "s3"),
+        request("bob", "one", "s1"),
+        request("nobody", "lost", "s5"),
+        request("bob", "three", ""),
+    ] {
+        requests.unbounded_send(r).unwrap();
+    }
+    let mut results = alice
+        .chat()
+        .send_stream(outgoing)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(results.next().await.unwrap().unwrap());
+    }
+    // (client_msg_id, (seq, duplicate) or the refusal's code)
+    type Answer = (String, Result<(u64, bool), tonic::Code>);
+    let summary: Vec<Answer> = answers
+        .iter()
+        .map(|a| {
+            let outcome = match a.outcome.as_ref().unwrap() {
+                Outcome::Sent(sent) => Ok((sent.seq, sent.duplicate)),
+                Outcome::Failed(failed) => {
+                    assert!(!failed.message.is_empty(), "a refusal says why");
+                    Err(tonic::Code::from(failed.code))
+                }
+            };
+            (a.client_msg_id.clone(), outcome)
+        })
+        .collect();
+    assert_eq!(
+        summary[..5].to_vec(),
+        [
+            ("s1".to_owned(), Ok((1, false))),
+            ("s2".to_owned(), Err(tonic::Code::InvalidArgument)),
+            ("s3".to_owned(), Ok((2, false))),
+            ("s1".to_owned(), Ok((1, true))),
+            ("s5".to_owned(), Err(tonic::Code::NotFound)),
+        ]
+    );
+    assert!(
+        !summary[5].0.is_empty(),
+        "the gateway names a send that had no id"
+    );
+    assert_eq!(summary[5].1, Ok((3, false)));
+    assert_eq!(
+        texts(&bob_events.messages(3).await),
+        ["one", "two", "three"],
+        "one copy each, in the order sent"
+    );
+    // Closing our side ends the call.
+    drop(requests);
+    assert!(results.next().await.is_none());
+    assert_eq!(
+        texts(&alice.history("dm:alice:bob").await),
+        ["one", "two", "three"]
+    );
+}
+
 both_modes!(history_pages_backwards_and_forwards, history_pages);
 async fn history_pages(cluster: Cluster) {
     let alice = cluster.user("alice", 0).await;

@@ -197,6 +197,9 @@ async fn a_terminated_gateway_drains_and_its_clients_resume_elsewhere() {
     let mut bob_events = bob.subscribe().await;
     alice.dm(&bob, "before the drain").await;
     assert_eq!(bob_events.message().await.text, "before the drain");
+    // A native client's open send stream on the same gateway.
+    let (bob_sends, outgoing) = futures::channel::mpsc::unbounded::<pb::SendRequest>();
+    let mut bob_results = bob.chat().send_stream(outgoing).await.unwrap().into_inner();
 
     let mut draining = cluster.gateways.remove(1);
     let exited =
@@ -215,10 +218,14 @@ async fn a_terminated_gateway_drains_and_its_clients_resume_elsewhere() {
     );
     let status = bob_events.wait_closed().await.expect("a final status");
     assert_eq!(status.code(), Code::Unavailable);
+    // The send stream ends too, rather than holding the gateway open.
+    let ended = bob_results.message().await.expect_err("ends with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended}");
     assert!(
         exited.await.unwrap(),
-        "the gateway exited within its grace period"
+        "the gateway exited within its grace period, our side of the call still open"
     );
+    drop(bob_sends);
 
     alice.dm(&bob, "during the move").await;
     let moved = bob.via(&cluster.gateway_url(0)).await;

@@ -26,7 +26,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/switchboard.proto.
  */
 export const file_switchboard_v1_switchboard: GenFile = /*@__PURE__*/
-  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlImUKB0NvbnRhY3QSDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDgoGbXV0dWFsGAMgASgIEg4KBm9ubGluZRgEIAEoCBITCgthZGRlZF9hdF9tcxgFIAEoAyIkChFBZGRDb250YWN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIlUKEkFkZENvbnRhY3RSZXNwb25zZRIoCgdjb250YWN0GAEgASgLMhcuc3dpdGNoYm9hcmQudjEuQ29udGFjdBIVCg1hbHJlYWR5X2FkZGVkGAIgASgIIicKFFJlbW92ZUNvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiFwoVUmVtb3ZlQ29udGFjdFJlc3BvbnNlIhUKE0xpc3RDb250YWN0c1JlcXVlc3QibAoUTGlzdENvbnRhY3RzUmVzcG9uc2USKQoIY29udGFjdHMYASADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EikKCHJlcXVlc3RzGAIgAygLMhcuc3dpdGNoYm9hcmQudjEuQ29udGFjdCIuCgZDdXJzb3ISFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCJKChBTdWJzY3JpYmVSZXF1ZXN0EicKB2N1cnNvcnMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5DdXJzb3ISDQoFZXBvY2gYAiABKAkiegoLU2VuZFJlcXVlc3QSEQoHdXNlcl9pZBgBIAEoCUgAEhIKCGdyb3VwX2lkGAIgASgJSAASGQoPY29udmVyc2F0aW9uX2lkGAMgASgJSAASFQoNY2xpZW50X21zZ19pZBgEIAEoCRIMCgR0ZXh0GAUgASgJQgQKAnRvIm8KDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEgoKc2VudF9hdF9tcxgEIAEoAxIRCglkdXBsaWNhdGUYBSABKAgicgoOSGlzdG9yeVJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhIKCmJlZm9yZV9zZXEYAiABKAQSFgoJYWZ0ZXJfc2VxGAMgASgESACIAQESDQoFbGltaXQYBCABKA1CDAoKX2FmdGVyX3NlcSJgCg9IaXN0b3J5UmVzcG9uc2USKQoIbWVzc2FnZXMYASADKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlEhAKCGhhc19tb3JlGAIgASgIEhAKCGhlYWRfc2VxGAMgASgEIjcKD01hcmtSZWFkUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIiQKEE1hcmtSZWFkUmVzcG9uc2USEAoIcmVhZF9zZXEYASABKAQiGgoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Il8KGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USMwoNY29udmVyc2F0aW9ucxgBIAMoCzIcLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbhINCgVlcG9jaBgCIAEoCSIxChZMaXN0UmVhZEN1cnNvcnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSJHChdMaXN0UmVhZEN1cnNvcnNSZXNwb25zZRIsCgdjdXJzb3JzGAEgAygLMhsuc3dpdGNoYm9hcmQudjEuUmVhZFJlY2VpcHQitAIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSLgoEa2luZBgCIAEoDjIgLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbktpbmQSDQoFdGl0bGUYAyABKAkSEAoIaGVhZF9zZXEYBCABKAQSEAoIcmVhZF9zZXEYBSABKAQSDgoGdW5yZWFkGAYgASgEEi0KDGxhc3RfbWVzc2FnZRgHIAEoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USDwoHcGVlcl9pZBgIIAEoCRIQCghncm91cF9pZBgJIAEoCRInCgV0b3BpYxgKIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlRvcGljVGFnEg0KBW11dGVkGAsgASgIEg4KBmNsb3NlZBgMIAEoCCLiAQoHTWVzc2FnZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSDgoGc2VuZGVyGAQgASgJEhIKCnNlbnRfYXRfbXMYBSABKAMSDAoEdGV4dBgGIAEoCRIVCg1jbGllbnRfbXNnX2lkGAcgASgJEisKBnN5c3RlbRgIIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlN5c3RlbUV2ZW50EicKBXRvcGljGAkgASgLMhguc3dpdGNoYm9hcmQudjEuVG9waWNUYWci3wIKC1N5c3RlbUV2ZW50Ei4KBGtpbmQYASABKA4yIC5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudC5LaW5kEg8KB3VzZXJfaWQYAiABKAkSEAoIYWN0b3JfaWQYAyABKAkSDgoGZGV0YWlsGAQgASgJIuwBCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIWChJLSU5EX0dST1VQX0NSRUFURUQQARIWChJLSU5EX01FTUJFUl9KT0lORUQQAhIUChBLSU5EX01FTUJFUl9MRUZUEAMSFwoTS0lORF9NRU1CRVJfUkVNT1ZFRBAEEhUKEUtJTkRfUk9MRV9DSEFOR0VEEAUSFgoSS0lORF9UT1BJQ19SRU5BTUVEEAYSIwofS0lORF9DT05UQUNUX1JFTU9WRURfRlJPTV9UT1BJQxAHEhsKF0tJTkRfQ09OVEFDVF9MRUZUX1RPUElDEAgihAEKCFRvcGljVGFnEhAKCHRvcGljX2lkGAEgASgJEhIKCnRvcGljX25hbWUYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSEgoKY29udGFjdF9pZBgEIAEoCRIUCgxicm9hZGNhc3RfaWQYBSABKAkSFgoOZm9yd2FyZGVkX2Zyb20YBiABKAkiSQoLUmVhZFJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEAoIcmVhZF9zZXEYAyABKAQiUgoPRGVsaXZlcnlSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhUKDWRlbGl2ZXJlZF9zZXEYAyABKAQiMQoOUHJlc2VuY2VVcGRhdGUSDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgi9QEKE0NvbnZlcnNhdGlvbkNoYW5nZWQSOgoGY2hhbmdlGAEgASgOMiouc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uQ2hhbmdlZC5DaGFuZ2USMgoMY29udmVyc2F0aW9uGAIgASgLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uIm4KBkNoYW5nZRIWChJDSEFOR0VfVU5TUEVDSUZJRUQQABIQCgxDSEFOR0VfQURERUQQARISCg5DSEFOR0VfUkVNT1ZFRBACEhIKDkNIQU5HRV9JTlZJVEVEEAMSEgoOQ0hBTkdFX1VQREFURUQQBCJdCgVSZWFkeRISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmdhdGV3YXlfaWQYAiABKAkSDQoFZXBvY2gYAyABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAQgASgNIjUKDFN5bmNDb21wbGV0ZRIlCgVoZWFkcxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvciKAAgoDR2FwEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCghmcm9tX3NlcRgCIAEoBBIOCgZ0b19zZXEYAyABKAQSKgoGcmVhc29uGAQgASgOMhouc3dpdGNoYm9hcmQudjEuR2FwLlJlYXNvbhIOCgZkZXRhaWwYBSABKAkigQEKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIYChRSRUFTT05fRVBPQ0hfQ0hBTkdFRBABEhcKE1JFQVNPTl9DVVJTT1JfQUhFQUQQAhIUChBSRUFTT05fVFJVTkNBVEVEEAMSFgoSUkVBU09OX1VOQVZBSUxBQkxFEAQiIwoJSGVhcnRiZWF0EhYKDnNlcnZlcl90aW1lX21zGAEgASgDIjMKCVJlY29ubmVjdBIOCgZyZWFzb24YASABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYAiABKA0i7gMKBUV2ZW50EiYKBXJlYWR5GAEgASgLMhUuc3dpdGNoYm9hcmQudjEuUmVhZHlIABIqCgdtZXNzYWdlGAIgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZUgAEi4KB3JlY2VpcHQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdEgAEjIKCHByZXNlbmNlGAQgASgLMh4uc3dpdGNoYm9hcmQudjEuUHJlc2VuY2VVcGRhdGVIABI7Cgxjb252ZXJzYXRpb24YBSABKAsyIy5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkSAASLgoGc3luY2VkGAYgASgLMhwuc3dpdGNoYm9hcmQudjEuU3luY0NvbXBsZXRlSAASIgoDZ2FwGAcgASgLMhMuc3dpdGNoYm9hcmQudjEuR2FwSAASLgoJaGVhcnRiZWF0GAggASgLMhkuc3dpdGNoYm9hcmQudjEuSGVhcnRiZWF0SAASLgoJcmVjb25uZWN0GAkgASgLMhkuc3dpdGNoYm9hcmQudjEuUmVjb25uZWN0SAASNAoJZGVsaXZlcmVkGAogASgLMh8uc3dpdGNoYm9hcmQudjEuRGVsaXZlcnlSZWNlaXB0SABCBgoEa2luZCKrAQoFR3JvdXASEAoIZ3JvdXBfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIqCgZwb2xpY3kYBCABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5EhUKDWNyZWF0ZWRfYXRfbXMYBSABKAMSFAoMbWVtYmVyX2NvdW50GAYgASgNEhcKD2NvbnZlcnNhdGlvbl9pZBgHIAEoCSJjCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSDgoGb25saW5lGAQgASgIIl4KEkNyZWF0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEioKBnBvbGljeRgCIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSDgoGaW52aXRlGAMgAygJIjsKE0NyZWF0ZUdyb3VwUmVzcG9uc2USJAoFZ3JvdXAYASABKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCI4ChNJbnZpdGVNZW1iZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiLgoUSW52aXRlTWVtYmVyUmVzcG9uc2USFgoOYWxyZWFkeV9tZW1iZXIYASABKAgiJAoQSm9pbkdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSJQChFKb2luR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwEhUKDWpvaW5lZF9hdF9zZXEYAiABKAQiJQoRTGVhdmVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiFAoSTGVhdmVHcm91cFJlc3BvbnNlIjgKE1JlbW92ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSJdChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiIKBHJvbGUYAyABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSIVChNMaXN0TXlHcm91cHNSZXF1ZXN0ImkKFExpc3RNeUdyb3Vwc1Jlc3BvbnNlEiUKBmdyb3VwcxgBIAMoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwEioKC2ludml0YXRpb25zGAIgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXAiJgoSTGlzdE1lbWJlcnNSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIj4KE0xpc3RNZW1iZXJzUmVzcG9uc2USJwoHbWVtYmVycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLk1lbWJlciqUAQoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEhsKF0NPTlZFUlNBVElPTl9LSU5EX0dST1VQEAISIgoeQ09OVkVSU0FUSU9OX0tJTkRfVE9QSUNfVEhSRUFEEAMqXAoKSm9pblBvbGljeRIbChdKT0lOX1BPTElDWV9VTlNQRUNJRklFRBAAEhQKEEpPSU5fUE9MSUNZX09QRU4QARIbChdKT0lOX1BPTElDWV9JTlZJVEVfT05MWRACKk0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACEg4KClJPTEVfT1dORVIQAzLuAQoOQWNjb3VudFNlcnZpY2USTQoIUmVnaXN0ZXISHy5zd2l0Y2hib2FyZC52MS5SZWdpc3RlclJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5SZWdpc3RlclJlc3BvbnNlEkQKBUxvZ2luEhwuc3dpdGNoYm9hcmQudjEuTG9naW5SZXF1ZXN0Gh0uc3dpdGNoYm9hcmQudjEuTG9naW5SZXNwb25zZRJHCgZMb2dvdXQSHS5zd2l0Y2hib2FyZC52MS5Mb2dvdXRSZXF1ZXN0Gh4uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVzcG9uc2UyngIKDkNvbnRhY3RTZXJ2aWNlElMKCkFkZENvbnRhY3QSIS5zd2l0Y2hib2FyZC52MS5BZGRDb250YWN0UmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXNwb25zZRJcCg1SZW1vdmVDb250YWN0EiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlQ29udGFjdFJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVzcG9uc2USWQoMTGlzdENvbnRhY3RzEiMuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkxpc3RDb250YWN0c1Jlc3BvbnNlMoEECgtDaGF0U2VydmljZRJGCglTdWJzY3JpYmUSIC5zd2l0Y2hib2FyZC52MS5TdWJzY3JpYmVSZXF1ZXN0GhUuc3dpdGNoYm9hcmQudjEuRXZlbnQwARJBCgRTZW5kEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2USSgoHSGlzdG9yeRIeLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlSZXF1ZXN0Gh8uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlc3BvbnNlEk0KCE1hcmtSZWFkEh8uc3dpdGNoYm9hcmQudjEuTWFya1JlYWRSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuTWFya1JlYWRSZXNwb25zZRJoChFMaXN0Q29udmVyc2F0aW9ucxIoLnN3aXRjaGJvYXJkLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBopLnN3aXRjaGJvYXJkLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USYgoPTGlzdFJlYWRDdXJzb3JzEiYuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkxpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlMtQFCgxHcm91cFNlcnZpY2USVgoLQ3JlYXRlR3JvdXASIi5zd2l0Y2hib2FyZC52MS5DcmVhdGVHcm91cFJlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5DcmVhdGVHcm91cFJlc3BvbnNlElkKDEludml0ZU1lbWJlchIjLnN3aXRjaGJvYXJkLnYxLkludml0ZU1lbWJlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXNwb25zZRJQCglKb2luR3JvdXASIC5zd2l0Y2hib2FyZC52MS5Kb2luR3JvdXBSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuSm9pbkdyb3VwUmVzcG9uc2USUwoKTGVhdmVHcm91cBIhLnN3aXRjaGJvYXJkLnYxLkxlYXZlR3JvdXBSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuTGVhdmVHcm91cFJlc3BvbnNlElkKDFJlbW92ZU1lbWJlchIjLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJcCg1TZXRNZW1iZXJSb2xlEiQuc3dpdGNoYm9hcmQudjEuU2V0TWVtYmVyUm9sZVJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5TZXRNZW1iZXJSb2xlUmVzcG9uc2USWQoMTGlzdE15R3JvdXBzEiMuc3dpdGNoYm9hcmQudjEuTGlzdE15R3JvdXBzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkxpc3RNeUdyb3Vwc1Jlc3BvbnNlElYKC0xpc3RNZW1iZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdE1lbWJlcnNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlImUKB0NvbnRhY3QSDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDgoGbXV0dWFsGAMgASgIEg4KBm9ubGluZRgEIAEoCBITCgthZGRlZF9hdF9tcxgFIAEoAyIkChFBZGRDb250YWN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIlUKEkFkZENvbnRhY3RSZXNwb25zZRIoCgdjb250YWN0GAEgASgLMhcuc3dpdGNoYm9hcmQudjEuQ29udGFjdBIVCg1hbHJlYWR5X2FkZGVkGAIgASgIIicKFFJlbW92ZUNvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiFwoVUmVtb3ZlQ29udGFjdFJlc3BvbnNlIhUKE0xpc3RDb250YWN0c1JlcXVlc3QibAoUTGlzdENvbnRhY3RzUmVzcG9uc2USKQoIY29udGFjdHMYASADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EikKCHJlcXVlc3RzGAIgAygLMhcuc3dpdGNoYm9hcmQudjEuQ29udGFjdCIuCgZDdXJzb3ISFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCJKChBTdWJzY3JpYmVSZXF1ZXN0EicKB2N1cnNvcnMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5DdXJzb3ISDQoFZXBvY2gYAiABKAkiegoLU2VuZFJlcXVlc3QSEQoHdXNlcl9pZBgBIAEoCUgAEhIKCGdyb3VwX2lkGAIgASgJSAASGQoPY29udmVyc2F0aW9uX2lkGAMgASgJSAASFQoNY2xpZW50X21zZ19pZBgEIAEoCRIMCgR0ZXh0GAUgASgJQgQKAnRvIm8KDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEgoKc2VudF9hdF9tcxgEIAEoAxIRCglkdXBsaWNhdGUYBSABKAgiiwEKClNlbmRSZXN1bHQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIsCgRzZW50GAIgASgLMhwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlSAASLQoGZmFpbGVkGAMgASgLMhsuc3dpdGNoYm9hcmQudjEuU2VuZEZhaWx1cmVIAEIJCgdvdXRjb21lIkQKC1NlbmRGYWlsdXJlEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoBCJyCg5IaXN0b3J5UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBIWCglhZnRlcl9zZXEYAyABKARIAIgBARINCgVsaW1pdBgEIAEoDUIMCgpfYWZ0ZXJfc2VxImAKD0hpc3RvcnlSZXNwb25zZRIpCghtZXNzYWdlcxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgSEAoIaGVhZF9zZXEYAyABKAQiNwoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCIaChhMaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QiXwoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIzCg1jb252ZXJzYXRpb25zGAEgAygLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uEg0KBWVwb2NoGAIgASgJIjEKFkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkcKF0xpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlEiwKB2N1cnNvcnMYASADKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdCK0AgoMQ29udmVyc2F0aW9uEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIuCgRraW5kGAIgASgOMiAuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uS2luZBINCgV0aXRsZRgDIAEoCRIQCghoZWFkX3NlcRgEIAEoBBIQCghyZWFkX3NlcRgFIAEoBBIOCgZ1bnJlYWQYBiABKAQSLQoMbGFzdF9tZXNzYWdlGAcgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIPCgdwZWVyX2lkGAggASgJEhAKCGdyb3VwX2lkGAkgASgJEicKBXRvcGljGAogASgLMhguc3dpdGNoYm9hcmQudjEuVG9waWNUYWcSDQoFbXV0ZWQYCyABKAgSDgoGY2xvc2VkGAwgASgIIuIBCgdNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRIOCgZzZW5kZXIYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIMCgR0ZXh0GAYgASgJEhUKDWNsaWVudF9tc2dfaWQYByABKAkSKwoGc3lzdGVtGAggASgLMhsuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQSJwoFdG9waWMYCSABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZyLfAgoLU3lzdGVtRXZlbnQSLgoEa2luZBgBIAEoDjIgLnN3aXRjaGJvYXJkLnYxLlN5c3RlbUV2ZW50LktpbmQSDwoHdXNlcl9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCRIOCgZkZXRhaWwYBCABKAki7AEKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhYKEktJTkRfR1JPVVBfQ1JFQVRFRBABEhYKEktJTkRfTUVNQkVSX0pPSU5FRBACEhQKEEtJTkRfTUVNQkVSX0xFRlQQAxIXChNLSU5EX01FTUJFUl9SRU1PVkVEEAQSFQoRS0lORF9ST0xFX0NIQU5HRUQQBRIWChJLSU5EX1RPUElDX1JFTkFNRUQQBhIjCh9LSU5EX0NPTlRBQ1RfUkVNT1ZFRF9GUk9NX1RPUElDEAcSGwoXS0lORF9DT05UQUNUX0xFRlRfVE9QSUMQCCKEAQoIVG9waWNUYWcSEAoIdG9waWNfaWQYASABKAkSEgoKdG9waWNfbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRISCgpjb250YWN0X2lkGAQgASgJEhQKDGJyb2FkY2FzdF9pZBgFIAEoCRIWCg5mb3J3YXJkZWRfZnJvbRgGIAEoCSJJCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghyZWFkX3NlcRgDIAEoBCJSCg9EZWxpdmVyeVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNZGVsaXZlcmVkX3NlcRgDIAEoBCIxCg5QcmVzZW5jZVVwZGF0ZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCL1AQoTQ29udmVyc2F0aW9uQ2hhbmdlZBI6CgZjaGFuZ2UYASABKA4yKi5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkLkNoYW5nZRIyCgxjb252ZXJzYXRpb24YAiABKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24ibgoGQ2hhbmdlEhYKEkNIQU5HRV9VTlNQRUNJRklFRBAAEhAKDENIQU5HRV9BRERFRBABEhIKDkNIQU5HRV9SRU1PVkVEEAISEgoOQ0hBTkdFX0lOVklURUQQAxISCg5DSEFOR0VfVVBEQVRFRBAEIl0KBVJlYWR5EhIKCnNlc3Npb25faWQYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoCRINCgVlcG9jaBgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0iNQoMU3luY0NvbXBsZXRlEiUKBWhlYWRzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuQ3Vyc29yIoACCgNHYXASFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEEg4KBnRvX3NlcRgDIAEoBBIqCgZyZWFzb24YBCABKA4yGi5zd2l0Y2hib2FyZC52MS5HYXAuUmVhc29uEg4KBmRldGFpbBgFIAEoCSKBAQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFJFQVNPTl9FUE9DSF9DSEFOR0VEEAESFwoTUkVBU09OX0NVUlNPUl9BSEVBRBACEhQKEFJFQVNPTl9UUlVOQ0FURUQQAxIWChJSRUFTT05fVU5BVkFJTEFCTEUQBCIjCglIZWFydGJlYXQSFgoOc2VydmVyX3RpbWVfbXMYASABKAMiMwoJUmVjb25uZWN0Eg4KBnJlYXNvbhgBIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgCIAEoDSLuAwoFRXZlbnQSJgoFcmVhZHkYASABKAsyFS5zd2l0Y2hib2FyZC52MS5SZWFkeUgAEioKB21lc3NhZ2UYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlSAASLgoHcmVjZWlwdBgDIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0SAASMgoIcHJlc2VuY2UYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5QcmVzZW5jZVVwZGF0ZUgAEjsKDGNvbnZlcnNhdGlvbhgFIAEoCzIjLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWRIABIuCgZzeW5jZWQYBiABKAsyHC5zd2l0Y2hib2FyZC52MS5TeW5jQ29tcGxldGVIABIiCgNnYXAYByABKAsyEy5zd2l0Y2hib2FyZC52MS5HYXBIABIuCgloZWFydGJlYXQYCCABKAsyGS5zd2l0Y2hib2FyZC52MS5IZWFydGJlYXRIABIuCglyZWNvbm5lY3QYCSABKAsyGS5zd2l0Y2hib2FyZC52MS5SZWNvbm5lY3RIABI0CglkZWxpdmVyZWQYCiABKAsyHy5zd2l0Y2hib2FyZC52MS5EZWxpdmVyeVJlY2VpcHRIAEIGCgRraW5kIqsBCgVHcm91cBIQCghncm91cF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEioKBnBvbGljeRgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSFQoNY3JlYXRlZF9hdF9tcxgFIAEoAxIUCgxtZW1iZXJfY291bnQYBiABKA0SFwoPY29udmVyc2F0aW9uX2lkGAcgASgJImMKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIiCgRyb2xlGAMgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZRIOCgZvbmxpbmUYBCABKAgiXgoSQ3JlYXRlR3JvdXBSZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoGcG9saWN5GAIgASgOMhouc3dpdGNoYm9hcmQudjEuSm9pblBvbGljeRIOCgZpbnZpdGUYAyADKAkiOwoTQ3JlYXRlR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIjgKE0ludml0ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIuChRJbnZpdGVNZW1iZXJSZXNwb25zZRIWCg5hbHJlYWR5X21lbWJlchgBIAEoCCIkChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIlAKEUpvaW5Hcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASFQoNam9pbmVkX2F0X3NlcRgCIAEoBCIlChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiOAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl0KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIhUKE0xpc3RNeUdyb3Vwc1JlcXVlc3QiaQoUTGlzdE15R3JvdXBzUmVzcG9uc2USJQoGZ3JvdXBzGAEgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASKgoLaW52aXRhdGlvbnMYAiADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCImChJMaXN0TWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyKpQBChBDb252ZXJzYXRpb25LaW5kEiEKHUNPTlZFUlNBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OVkVSU0FUSU9OX0tJTkRfRElSRUNUEAESGwoXQ09OVkVSU0FUSU9OX0tJTkRfR1JPVVAQAhIiCh5DT05WRVJTQVRJT05fS0lORF9UT1BJQ19USFJFQUQQAypcCgpKb2luUG9saWN5EhsKF0pPSU5fUE9MSUNZX1VOU1BFQ0lGSUVEEAASFAoQSk9JTl9QT0xJQ1lfT1BFThABEhsKF0pPSU5fUE9MSUNZX0lOVklURV9PTkxZEAIqTQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAISDgoKUk9MRV9PV05FUhADMu4BCg5BY2NvdW50U2VydmljZRJNCghSZWdpc3RlchIfLnN3aXRjaGJvYXJkLnYxLlJlZ2lzdGVyUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLlJlZ2lzdGVyUmVzcG9uc2USRAoFTG9naW4SHC5zd2l0Y2hib2FyZC52MS5Mb2dpblJlcXVlc3QaHS5zd2l0Y2hib2FyZC52MS5Mb2dpblJlc3BvbnNlEkcKBkxvZ291dBIdLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlcXVlc3QaHi5zd2l0Y2hib2FyZC52MS5Mb2dvdXRSZXNwb25zZTKeAgoOQ29udGFjdFNlcnZpY2USUwoKQWRkQ29udGFjdBIhLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlc3BvbnNlElwKDVJlbW92ZUNvbnRhY3QSJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXNwb25zZRJZCgxMaXN0Q29udGFjdHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVzcG9uc2UyzAQKC0NoYXRTZXJ2aWNlEkYKCVN1YnNjcmliZRIgLnN3aXRjaGJvYXJkLnYxLlN1YnNjcmliZVJlcXVlc3QaFS5zd2l0Y2hib2FyZC52MS5FdmVudDABEkEKBFNlbmQSGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBocLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXNwb25zZRJJCgpTZW5kU3RyZWFtEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaGi5zd2l0Y2hib2FyZC52MS5TZW5kUmVzdWx0KAEwARJKCgdIaXN0b3J5Eh4uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlcXVlc3QaHy5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVzcG9uc2USTQoITWFya1JlYWQSHy5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlc3BvbnNlEmgKEUxpc3RDb252ZXJzYXRpb25zEiguc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gikuc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJiCg9MaXN0UmVhZEN1cnNvcnMSJi5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2Uy1AUKDEdyb3VwU2VydmljZRJWCgtDcmVhdGVHcm91cBIiLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVzcG9uc2USWQoMSW52aXRlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkludml0ZU1lbWJlclJlc3BvbnNlElAKCUpvaW5Hcm91cBIgLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5Kb2luR3JvdXBSZXNwb25zZRJTCgpMZWF2ZUdyb3VwEiEuc3dpdGNoYm9hcmQudjEuTGVhdmVHcm91cFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVzcG9uc2USWQoMUmVtb3ZlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElwKDVNldE1lbWJlclJvbGUSJC5zd2l0Y2hib2FyZC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJZCgxMaXN0TXlHcm91cHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdE15R3JvdXBzUmVzcG9uc2USVgoLTGlzdE1lbWJlcnMSIi5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message switchboard.v1.User
@@ -486,6 +486,75 @@ export const SendResponseSchema: GenMessage<SendResponse> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_switchboard, 17);
 
 /**
+ * @generated from message switchboard.v1.SendResult
+ */
+export type SendResult = Message$1<"switchboard.v1.SendResult"> & {
+  /**
+   * The request's client_msg_id (the one the gateway made, when it was empty).
+   *
+   * @generated from field: string client_msg_id = 1;
+   */
+  clientMsgId: string;
+
+  /**
+   * @generated from oneof switchboard.v1.SendResult.outcome
+   */
+  outcome: {
+    /**
+     * @generated from field: switchboard.v1.SendResponse sent = 2;
+     */
+    value: SendResponse;
+    case: "sent";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.SendFailure failed = 3;
+     */
+    value: SendFailure;
+    case: "failed";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.v1.SendResult.
+ * Use `create(SendResultSchema)` to create a new message.
+ */
+export const SendResultSchema: GenMessage<SendResult> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 18);
+
+/**
+ * What a unary Send would have answered with a gRPC status.
+ *
+ * @generated from message switchboard.v1.SendFailure
+ */
+export type SendFailure = Message$1<"switchboard.v1.SendFailure"> & {
+  /**
+   * A google.rpc.Code (grpc status code) number.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * For RESOURCE_EXHAUSTED: when to try again.
+   *
+   * @generated from field: uint64 retry_after_ms = 3;
+   */
+  retryAfterMs: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.SendFailure.
+ * Use `create(SendFailureSchema)` to create a new message.
+ */
+export const SendFailureSchema: GenMessage<SendFailure> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 19);
+
+/**
  * @generated from message switchboard.v1.HistoryRequest
  */
 export type HistoryRequest = Message$1<"switchboard.v1.HistoryRequest"> & {
@@ -522,7 +591,7 @@ export type HistoryRequest = Message$1<"switchboard.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 18);
+  messageDesc(file_switchboard_v1_switchboard, 20);
 
 /**
  * @generated from message switchboard.v1.HistoryResponse
@@ -553,7 +622,7 @@ export type HistoryResponse = Message$1<"switchboard.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 19);
+  messageDesc(file_switchboard_v1_switchboard, 21);
 
 /**
  * @generated from message switchboard.v1.MarkReadRequest
@@ -575,7 +644,7 @@ export type MarkReadRequest = Message$1<"switchboard.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 20);
+  messageDesc(file_switchboard_v1_switchboard, 22);
 
 /**
  * @generated from message switchboard.v1.MarkReadResponse
@@ -592,7 +661,7 @@ export type MarkReadResponse = Message$1<"switchboard.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 21);
+  messageDesc(file_switchboard_v1_switchboard, 23);
 
 /**
  * @generated from message switchboard.v1.ListConversationsRequest
@@ -605,7 +674,7 @@ export type ListConversationsRequest = Message$1<"switchboard.v1.ListConversatio
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 22);
+  messageDesc(file_switchboard_v1_switchboard, 24);
 
 /**
  * @generated from message switchboard.v1.ListConversationsResponse
@@ -629,7 +698,7 @@ export type ListConversationsResponse = Message$1<"switchboard.v1.ListConversati
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 23);
+  messageDesc(file_switchboard_v1_switchboard, 25);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsRequest
@@ -646,7 +715,7 @@ export type ListReadCursorsRequest = Message$1<"switchboard.v1.ListReadCursorsRe
  * Use `create(ListReadCursorsRequestSchema)` to create a new message.
  */
 export const ListReadCursorsRequestSchema: GenMessage<ListReadCursorsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 24);
+  messageDesc(file_switchboard_v1_switchboard, 26);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsResponse
@@ -663,7 +732,7 @@ export type ListReadCursorsResponse = Message$1<"switchboard.v1.ListReadCursorsR
  * Use `create(ListReadCursorsResponseSchema)` to create a new message.
  */
 export const ListReadCursorsResponseSchema: GenMessage<ListReadCursorsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 25);
+  messageDesc(file_switchboard_v1_switchboard, 27);
 
 /**
  * @generated from message switchboard.v1.Conversation
@@ -751,7 +820,7 @@ export type Conversation = Message$1<"switchboard.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 26);
+  messageDesc(file_switchboard_v1_switchboard, 28);
 
 /**
  * @generated from message switchboard.v1.Message
@@ -814,7 +883,7 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 27);
+  messageDesc(file_switchboard_v1_switchboard, 29);
 
 /**
  * @generated from message switchboard.v1.SystemEvent
@@ -850,7 +919,7 @@ export type SystemEvent = Message$1<"switchboard.v1.SystemEvent"> & {
  * Use `create(SystemEventSchema)` to create a new message.
  */
 export const SystemEventSchema: GenMessage<SystemEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 28);
+  messageDesc(file_switchboard_v1_switchboard, 30);
 
 /**
  * @generated from enum switchboard.v1.SystemEvent.Kind
@@ -906,7 +975,7 @@ export enum SystemEvent_Kind {
  * Describes the enum switchboard.v1.SystemEvent.Kind.
  */
 export const SystemEvent_KindSchema: GenEnum<SystemEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 28, 0);
+  enumDesc(file_switchboard_v1_switchboard, 30, 0);
 
 /**
  * Identifies a topic thread from either side.
@@ -954,7 +1023,7 @@ export type TopicTag = Message$1<"switchboard.v1.TopicTag"> & {
  * Use `create(TopicTagSchema)` to create a new message.
  */
 export const TopicTagSchema: GenMessage<TopicTag> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 29);
+  messageDesc(file_switchboard_v1_switchboard, 31);
 
 /**
  * @generated from message switchboard.v1.ReadReceipt
@@ -981,7 +1050,7 @@ export type ReadReceipt = Message$1<"switchboard.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 30);
+  messageDesc(file_switchboard_v1_switchboard, 32);
 
 /**
  * A message reached one of the user's devices (reported for topic threads,
@@ -1011,7 +1080,7 @@ export type DeliveryReceipt = Message$1<"switchboard.v1.DeliveryReceipt"> & {
  * Use `create(DeliveryReceiptSchema)` to create a new message.
  */
 export const DeliveryReceiptSchema: GenMessage<DeliveryReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 31);
+  messageDesc(file_switchboard_v1_switchboard, 33);
 
 /**
  * @generated from message switchboard.v1.PresenceUpdate
@@ -1033,7 +1102,7 @@ export type PresenceUpdate = Message$1<"switchboard.v1.PresenceUpdate"> & {
  * Use `create(PresenceUpdateSchema)` to create a new message.
  */
 export const PresenceUpdateSchema: GenMessage<PresenceUpdate> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 32);
+  messageDesc(file_switchboard_v1_switchboard, 34);
 
 /**
  * A conversation appeared in (added) or disappeared from (removed) the
@@ -1058,7 +1127,7 @@ export type ConversationChanged = Message$1<"switchboard.v1.ConversationChanged"
  * Use `create(ConversationChangedSchema)` to create a new message.
  */
 export const ConversationChangedSchema: GenMessage<ConversationChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 33);
+  messageDesc(file_switchboard_v1_switchboard, 35);
 
 /**
  * @generated from enum switchboard.v1.ConversationChanged.Change
@@ -1094,7 +1163,7 @@ export enum ConversationChanged_Change {
  * Describes the enum switchboard.v1.ConversationChanged.Change.
  */
 export const ConversationChanged_ChangeSchema: GenEnum<ConversationChanged_Change> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 33, 0);
+  enumDesc(file_switchboard_v1_switchboard, 35, 0);
 
 /**
  * @generated from message switchboard.v1.Ready
@@ -1129,7 +1198,7 @@ export type Ready = Message$1<"switchboard.v1.Ready"> & {
  * Use `create(ReadySchema)` to create a new message.
  */
 export const ReadySchema: GenMessage<Ready> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 34);
+  messageDesc(file_switchboard_v1_switchboard, 36);
 
 /**
  * @generated from message switchboard.v1.SyncComplete
@@ -1148,7 +1217,7 @@ export type SyncComplete = Message$1<"switchboard.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 35);
+  messageDesc(file_switchboard_v1_switchboard, 37);
 
 /**
  * The server cannot prove the client has everything: a hole the client must
@@ -1190,7 +1259,7 @@ export type Gap = Message$1<"switchboard.v1.Gap"> & {
  * Use `create(GapSchema)` to create a new message.
  */
 export const GapSchema: GenMessage<Gap> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 36);
+  messageDesc(file_switchboard_v1_switchboard, 38);
 
 /**
  * @generated from enum switchboard.v1.Gap.Reason
@@ -1234,7 +1303,7 @@ export enum Gap_Reason {
  * Describes the enum switchboard.v1.Gap.Reason.
  */
 export const Gap_ReasonSchema: GenEnum<Gap_Reason> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 36, 0);
+  enumDesc(file_switchboard_v1_switchboard, 38, 0);
 
 /**
  * @generated from message switchboard.v1.Heartbeat
@@ -1251,7 +1320,7 @@ export type Heartbeat = Message$1<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 37);
+  messageDesc(file_switchboard_v1_switchboard, 39);
 
 /**
  * The gateway is going away: reconnect (to any gateway) with your cursors.
@@ -1275,7 +1344,7 @@ export type Reconnect = Message$1<"switchboard.v1.Reconnect"> & {
  * Use `create(ReconnectSchema)` to create a new message.
  */
 export const ReconnectSchema: GenMessage<Reconnect> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 38);
+  messageDesc(file_switchboard_v1_switchboard, 40);
 
 /**
  * @generated from message switchboard.v1.Event
@@ -1352,7 +1421,7 @@ export type Event = Message$1<"switchboard.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 39);
+  messageDesc(file_switchboard_v1_switchboard, 41);
 
 /**
  * @generated from message switchboard.v1.Group
@@ -1399,7 +1468,7 @@ export type Group = Message$1<"switchboard.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 40);
+  messageDesc(file_switchboard_v1_switchboard, 42);
 
 /**
  * @generated from message switchboard.v1.Member
@@ -1431,7 +1500,7 @@ export type Member = Message$1<"switchboard.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 41);
+  messageDesc(file_switchboard_v1_switchboard, 43);
 
 /**
  * @generated from message switchboard.v1.CreateGroupRequest
@@ -1460,7 +1529,7 @@ export type CreateGroupRequest = Message$1<"switchboard.v1.CreateGroupRequest"> 
  * Use `create(CreateGroupRequestSchema)` to create a new message.
  */
 export const CreateGroupRequestSchema: GenMessage<CreateGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 42);
+  messageDesc(file_switchboard_v1_switchboard, 44);
 
 /**
  * @generated from message switchboard.v1.CreateGroupResponse
@@ -1477,7 +1546,7 @@ export type CreateGroupResponse = Message$1<"switchboard.v1.CreateGroupResponse"
  * Use `create(CreateGroupResponseSchema)` to create a new message.
  */
 export const CreateGroupResponseSchema: GenMessage<CreateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 43);
+  messageDesc(file_switchboard_v1_switchboard, 45);
 
 /**
  * @generated from message switchboard.v1.InviteMemberRequest
@@ -1499,7 +1568,7 @@ export type InviteMemberRequest = Message$1<"switchboard.v1.InviteMemberRequest"
  * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
 export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 44);
+  messageDesc(file_switchboard_v1_switchboard, 46);
 
 /**
  * @generated from message switchboard.v1.InviteMemberResponse
@@ -1516,7 +1585,7 @@ export type InviteMemberResponse = Message$1<"switchboard.v1.InviteMemberRespons
  * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
 export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 45);
+  messageDesc(file_switchboard_v1_switchboard, 47);
 
 /**
  * @generated from message switchboard.v1.JoinGroupRequest
@@ -1533,7 +1602,7 @@ export type JoinGroupRequest = Message$1<"switchboard.v1.JoinGroupRequest"> & {
  * Use `create(JoinGroupRequestSchema)` to create a new message.
  */
 export const JoinGroupRequestSchema: GenMessage<JoinGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 46);
+  messageDesc(file_switchboard_v1_switchboard, 48);
 
 /**
  * @generated from message switchboard.v1.JoinGroupResponse
@@ -1557,7 +1626,7 @@ export type JoinGroupResponse = Message$1<"switchboard.v1.JoinGroupResponse"> & 
  * Use `create(JoinGroupResponseSchema)` to create a new message.
  */
 export const JoinGroupResponseSchema: GenMessage<JoinGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 47);
+  messageDesc(file_switchboard_v1_switchboard, 49);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupRequest
@@ -1574,7 +1643,7 @@ export type LeaveGroupRequest = Message$1<"switchboard.v1.LeaveGroupRequest"> & 
  * Use `create(LeaveGroupRequestSchema)` to create a new message.
  */
 export const LeaveGroupRequestSchema: GenMessage<LeaveGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 48);
+  messageDesc(file_switchboard_v1_switchboard, 50);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupResponse
@@ -1587,7 +1656,7 @@ export type LeaveGroupResponse = Message$1<"switchboard.v1.LeaveGroupResponse"> 
  * Use `create(LeaveGroupResponseSchema)` to create a new message.
  */
 export const LeaveGroupResponseSchema: GenMessage<LeaveGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 49);
+  messageDesc(file_switchboard_v1_switchboard, 51);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberRequest
@@ -1609,7 +1678,7 @@ export type RemoveMemberRequest = Message$1<"switchboard.v1.RemoveMemberRequest"
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 50);
+  messageDesc(file_switchboard_v1_switchboard, 52);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberResponse
@@ -1622,7 +1691,7 @@ export type RemoveMemberResponse = Message$1<"switchboard.v1.RemoveMemberRespons
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 51);
+  messageDesc(file_switchboard_v1_switchboard, 53);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleRequest
@@ -1649,7 +1718,7 @@ export type SetMemberRoleRequest = Message$1<"switchboard.v1.SetMemberRoleReques
  * Use `create(SetMemberRoleRequestSchema)` to create a new message.
  */
 export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 52);
+  messageDesc(file_switchboard_v1_switchboard, 54);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleResponse
@@ -1662,7 +1731,7 @@ export type SetMemberRoleResponse = Message$1<"switchboard.v1.SetMemberRoleRespo
  * Use `create(SetMemberRoleResponseSchema)` to create a new message.
  */
 export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 53);
+  messageDesc(file_switchboard_v1_switchboard, 55);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsRequest
@@ -1675,7 +1744,7 @@ export type ListMyGroupsRequest = Message$1<"switchboard.v1.ListMyGroupsRequest"
  * Use `create(ListMyGroupsRequestSchema)` to create a new message.
  */
 export const ListMyGroupsRequestSchema: GenMessage<ListMyGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 54);
+  messageDesc(file_switchboard_v1_switchboard, 56);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsResponse
@@ -1699,7 +1768,7 @@ export type ListMyGroupsResponse = Message$1<"switchboard.v1.ListMyGroupsRespons
  * Use `create(ListMyGroupsResponseSchema)` to create a new message.
  */
 export const ListMyGroupsResponseSchema: GenMessage<ListMyGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 55);
+  messageDesc(file_switchboard_v1_switchboard, 57);
 
 /**
  * @generated from message switchboard.v1.ListMembersRequest
@@ -1716,7 +1785,7 @@ export type ListMembersRequest = Message$1<"switchboard.v1.ListMembersRequest"> 
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 56);
+  messageDesc(file_switchboard_v1_switchboard, 58);
 
 /**
  * @generated from message switchboard.v1.ListMembersResponse
@@ -1733,7 +1802,7 @@ export type ListMembersResponse = Message$1<"switchboard.v1.ListMembersResponse"
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 57);
+  messageDesc(file_switchboard_v1_switchboard, 59);
 
 /**
  * @generated from enum switchboard.v1.ConversationKind
@@ -1928,6 +1997,22 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof SendRequestSchema;
     output: typeof SendResponseSchema;
+  },
+  /**
+   * Many sends on one call, for native clients (gRPC-Web cannot stream
+   * requests; browsers use Send). Authenticated once, when the call opens.
+   * Sends are handled one after another in the order they arrive, so a
+   * client's messages to one conversation are stored in the order it sent
+   * them, and each gets one SendResult, in the same order. A refused send
+   * is answered with its error and the call goes on; the call itself ends
+   * with UNAVAILABLE when the gateway drains.
+   *
+   * @generated from rpc switchboard.v1.ChatService.SendStream
+   */
+  sendStream: {
+    methodKind: "bidi_streaming";
+    input: typeof SendRequestSchema;
+    output: typeof SendResultSchema;
   },
   /**
    * Pages one conversation's history.
