@@ -81,7 +81,8 @@ struct SendCall {
 }
 
 /// The next result of a SendStream call, or its end: the client closed its
-/// side (or broke it), or the gateway is draining.
+/// side, sent something unreadable (the call ends with that status), or the
+/// gateway is draining.
 async fn next_send(
     mut call: SendCall,
 ) -> Option<(Result<pb::SendResult, Status>, Option<SendCall>)> {
@@ -92,7 +93,11 @@ async fn next_send(
         }
         next = call.requests.message() => next,
     };
-    let request = next.ok()??;
+    let request = match next {
+        Ok(Some(request)) => request,
+        Ok(None) => return None,
+        Err(status) => return Some((Err(status), None)),
+    };
     // Each message its own trace, as a unary Send is.
     let span = tracing::info_span!(parent: None, "SendStream.send", rpc.method = "SendStream");
     let result = call

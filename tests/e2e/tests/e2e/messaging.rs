@@ -190,9 +190,29 @@ async fn send_stream_answers_in_order(cluster: Cluster) {
     // Closing our side ends the call.
     drop(requests);
     assert!(results.next().await.is_none());
+
+    // A request too large to read ends the call with a status that says so.
+    let (requests, outgoing) = futures::channel::mpsc::unbounded();
+    requests
+        .unbounded_send(request("bob", &"x".repeat(200 * 1024), "big"))
+        .unwrap();
+    let mut results = alice
+        .chat()
+        .send_stream(outgoing)
+        .await
+        .unwrap()
+        .into_inner();
+    let status = results
+        .next()
+        .await
+        .unwrap()
+        .expect_err("an oversized request");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+    assert!(status.message().contains("too large"), "{status}");
     assert_eq!(
         texts(&alice.history("dm:alice:bob").await),
-        ["one", "two", "three"]
+        ["one", "two", "three"],
+        "nothing else was stored"
     );
 }
 
