@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response};
 use parking_lot::Mutex;
 use switchboard_shared::ids::UserId;
+use tonic::Status;
 use tower::{Layer, Service};
 
 /// A token bucket per user: `rate` sends a second on average, `burst` at once.
@@ -59,6 +60,18 @@ impl SendLimiter {
 
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: &str = "8";
+
+/// tonic refuses a request past the size limit with OUT_OF_RANGE; ours is
+/// RESOURCE_EXHAUSTED, like every other limit. [`OversizeLayer`] rewrites it
+/// for unary calls (an early status, in the headers); a stream's requests
+/// are read after the headers went out, so streaming handlers map it here.
+pub fn oversize_status(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
+    }
+}
 
 #[derive(Clone, Copy, Default)]
 pub struct OversizeLayer;

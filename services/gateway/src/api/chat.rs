@@ -96,7 +96,7 @@ async fn next_send(
     let request = match next {
         Ok(Some(request)) => request,
         Ok(None) => return None,
-        Err(status) => return Some((Err(status), None)),
+        Err(status) => return Some((Err(crate::limits::oversize_status(status)), None)),
     };
     // Each message its own trace, as a unary Send is.
     let span = tracing::info_span!(parent: None, "SendStream.send", rpc.method = "SendStream");

@@ -207,7 +207,7 @@ async fn send_stream_answers_in_order(cluster: Cluster) {
         .await
         .unwrap()
         .expect_err("an oversized request");
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     assert!(status.message().contains("too large"), "{status}");
     assert_eq!(
         texts(&alice.history("dm:alice:bob").await),
