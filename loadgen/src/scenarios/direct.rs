@@ -5,16 +5,16 @@
 //! call each (as a native client can).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
+use switchboard_shared::ids::{ConversationId, UserId};
 
-use super::{Acked, Watch, settle, subscribe_all};
+use super::{Acked, Watch, measure_sends, subscribe_all};
 use crate::client::{Connections, Origin, StreamSender, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
-use crate::schedule::open_loop;
 
 /// How senders send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,41 +80,22 @@ pub async fn run(
             }
         }
     };
-    // Warm up (connections, caches), then measure.
-    let warmup = Duration::from_secs(2).min(duration);
-    open_loop(rate, warmup, 20_000, send.clone()).await;
-    recorder.reset_latency();
-    let before = recorder.delivered_count();
-    let cpu_before = watch.start();
-    let started = Instant::now();
-    let sends = open_loop(rate, duration, 20_000, send).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let delivered = recorder.delivered_count() - before;
-    let cpu = watch.report(&cpu_before, sends.acked);
-
-    let expected: Vec<(usize, String)> = (0..pairs)
-        .flat_map(|pair| {
+    let expected = (0..pairs)
+        .map(|pair| {
             let (a, b) = (&clients[pair * 2], &clients[pair * 2 + 1]);
-            let conv = if a.user < b.user {
-                format!("dm:{}:{}", a.user, b.user)
-            } else {
-                format!("dm:{}:{}", b.user, a.user)
-            };
-            [(a.index, conv.clone()), (b.index, conv)]
+            let conv = ConversationId::direct(UserId::parse(&a.user)?, UserId::parse(&b.user)?)
+                .to_string();
+            Ok([(a.index, conv.clone()), (b.index, conv)])
         })
-        .collect();
-    let missing = settle(&recorder, &acked, &expected).await;
-    let mut report = Report::new(
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .concat();
+    let report = Report::new(
         "direct",
         json!({"pairs": pairs, "rate": rate, "seconds": duration.as_secs(), "size": size,
                "send_via": format!("{via:?}").to_lowercase()}),
+    );
+    Ok(measure_sends(
+        report, watch, &recorder, &acked, &expected, rate, duration, send,
     )
-    .with_totals(recorder.totals());
-    report.seconds = seconds;
-    report.messages_per_second = sends.acked as f64 / seconds;
-    report.deliveries_per_second = delivered as f64 / seconds;
-    report.missing = missing;
-    report.extra = serde_json::json!({"cpu": cpu});
-    report.sends = Some(sends);
-    Ok(report)
+    .await)
 }

@@ -2,16 +2,16 @@
 //! are members that never connect (they must cost the router nothing).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
+use switchboard_shared::ids::{ConversationId, GroupId};
 
-use super::{Acked, Watch, settle, subscribe_all};
+use super::{Acked, Watch, measure_sends, subscribe_all};
 use crate::client::{Connections, Origin, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
-use crate::schedule::open_loop;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -117,36 +117,19 @@ pub async fn run(
             }
         }
     };
-    open_loop(
-        rate,
-        Duration::from_secs(2).min(duration),
-        20_000,
-        send.clone(),
-    )
-    .await;
-    recorder.reset_latency();
-    let before = recorder.delivered_count();
-    let cpu_before = watch.start();
-    let started = Instant::now();
-    let sends = open_loop(rate, duration, 20_000, send).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let delivered = recorder.delivered_count() - before;
-    let cpu = watch.report(&cpu_before, sends.acked);
-    let expected: Vec<(usize, String)> = online_clients
+    let expected = online_clients
         .iter()
-        .map(|c| (c.index, format!("g:{}", group_ids[c.index / members])))
-        .collect();
-    let missing = settle(&recorder, &acked, &expected).await;
-    let mut report = Report::new(
+        .map(|c| {
+            let group = GroupId::parse(&group_ids[c.index / members])?;
+            Ok((c.index, ConversationId::Group(group).to_string()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = Report::new(
         "group",
         json!({"groups": groups, "members": members, "online": online, "rate": rate, "seconds": duration.as_secs(), "size": size}),
+    );
+    Ok(measure_sends(
+        report, watch, &recorder, &acked, &expected, rate, duration, send,
     )
-    .with_totals(recorder.totals());
-    report.seconds = seconds;
-    report.messages_per_second = sends.acked as f64 / seconds;
-    report.deliveries_per_second = delivered as f64 / seconds;
-    report.missing = missing;
-    report.extra = serde_json::json!({"cpu": cpu});
-    report.sends = Some(sends);
-    Ok(report)
+    .await)
 }

@@ -9,6 +9,7 @@ pub mod topic;
 pub mod transport;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ use switchboard_proto::pb;
 
 use crate::client::{Client, Subscription};
 use crate::recorder::Recorder;
+use crate::report::Report;
+use crate::schedule::open_loop;
 
 /// How long stragglers may take to arrive once sending stopped.
 pub const SETTLE: Duration = Duration::from_secs(20);
@@ -59,12 +62,28 @@ impl Acked {
     pub fn head(&self, conversation: &str) -> u64 {
         self.0.lock().get(conversation).copied().unwrap_or(0)
     }
+
+    /// Acknowledged messages of conversations not in `watched`.
+    fn outside(&self, watched: &[(usize, String)]) -> u64 {
+        let watched: std::collections::HashSet<&str> =
+            watched.iter().map(|(_, conv)| conv.as_str()).collect();
+        self.0
+            .lock()
+            .iter()
+            .filter(|(conv, _)| !watched.contains(conv.as_str()))
+            .map(|(_, head)| head)
+            .sum()
+    }
 }
 
 /// Waits until every (client, conversation) holds the acknowledged head;
-/// returns how many messages are still missing after [`SETTLE`].
+/// returns how many messages are still missing after [`SETTLE`]. Messages
+/// acknowledged in a conversation nobody in `expected` watches count as
+/// missing too: nothing checked that they arrived (a wrong conversation id
+/// in `expected` would otherwise pass unnoticed).
 pub async fn settle(recorder: &Recorder, acked: &Acked, expected: &[(usize, String)]) -> u64 {
     let deadline = Instant::now() + SETTLE;
+    let unwatched = acked.outside(expected);
     loop {
         let missing: u64 = expected
             .iter()
@@ -75,11 +94,60 @@ pub async fn settle(recorder: &Recorder, acked: &Acked, expected: &[(usize, Stri
             })
             .sum();
         if missing == 0 || Instant::now() >= deadline {
-            return missing;
+            return unwatched + missing;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The part every sending scenario shares: two seconds (at most `duration`)
+/// of warm-up, then `duration` of sends on `rate`'s open-loop schedule as
+/// the measured window, then waiting until each (client, conversation) of
+/// `expected` holds every acknowledged message. Fills in `report`.
+#[allow(clippy::too_many_arguments)]
+pub async fn measure_sends<F, Fut>(
+    mut report: Report,
+    watch: &Watch,
+    recorder: &Recorder,
+    acked: &Acked,
+    expected: &[(usize, String)],
+    rate: f64,
+    duration: Duration,
+    send: F,
+) -> Report
+where
+    F: Fn(u64, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    // Warm up (connections, caches), then measure.
+    open_loop(
+        rate,
+        Duration::from_secs(2).min(duration),
+        MAX_IN_FLIGHT,
+        send.clone(),
+    )
+    .await;
+    recorder.reset_latency();
+    let before = recorder.delivered_count();
+    let cpu_before = watch.start();
+    let started = Instant::now();
+    let sends = open_loop(rate, duration, MAX_IN_FLIGHT, send).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let delivered = recorder.delivered_count() - before;
+    let cpu = watch.report(&cpu_before, sends.acked);
+    let missing = settle(recorder, acked, expected).await;
+    report = report.with_totals(recorder.totals());
+    report.seconds = seconds;
+    report.messages_per_second = sends.acked as f64 / seconds;
+    report.deliveries_per_second = delivered as f64 / seconds;
+    report.missing = missing;
+    report.extra = serde_json::json!({ "cpu": cpu });
+    report.sends = Some(sends);
+    report
+}
+
+/// Sends awaiting their ack at once, past which the schedule drops sends.
+const MAX_IN_FLIGHT: usize = 20_000;
 
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
@@ -173,4 +241,21 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     // Linux reports in clock ticks of 100 Hz on every architecture we run on.
     Some(ticks / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn acknowledged_messages_nobody_watches_count_as_missing() {
+        let (recorder, acked) = (Recorder::default(), Acked::default());
+        acked.record("dm:alice:bob", 3);
+        recorder.start_at(1, "dm:alice:bob", 3);
+        let watched = [(1, "dm:alice:bob".to_owned())];
+        assert_eq!(settle(&recorder, &acked, &watched).await, 0);
+        // A scenario that named the conversation wrongly checked nothing.
+        let misnamed = [(1, "dm:bob:alice".to_owned())];
+        assert_eq!(settle(&recorder, &acked, &misnamed).await, 3);
+    }
 }

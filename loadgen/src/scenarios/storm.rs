@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
+use switchboard_shared::ids::{ConversationId, UserId};
 
 use super::{Acked, settle, subscribe_all};
 use crate::client::{Connections, Origin, register_many};
@@ -82,17 +83,14 @@ pub async fn run(origin: &Origin, prefix: &str, clients: usize) -> anyhow::Resul
         }
     }
     let resume_seconds = started.elapsed().as_secs_f64();
-    let expected: Vec<(usize, String)> = members
+    let sender_id = UserId::parse(&sender.user)?;
+    let expected = members
         .iter()
         .map(|m| {
-            let (a, b) = if m.user < sender.user {
-                (&m.user, &sender.user)
-            } else {
-                (&sender.user, &m.user)
-            };
-            (m.index, format!("dm:{a}:{b}"))
+            let conv = ConversationId::direct(UserId::parse(&m.user)?, sender_id.clone());
+            Ok((m.index, conv.to_string()))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let missing = settle(&recorder, &acked, &expected).await;
     let totals = recorder.totals();
     let mut report = Report::new("storm", json!({"clients": clients})).with_totals(totals.clone());

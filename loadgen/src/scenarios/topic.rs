@@ -2,16 +2,16 @@
 //! private copy in their own thread.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use switchboard_proto::pb;
+use switchboard_shared::ids::{ConversationId, TopicId, UserId};
 
-use super::{Acked, Watch, befriend, settle, subscribe_all};
+use super::{Acked, Watch, befriend, measure_sends, subscribe_all};
 use crate::client::{Connections, Origin, register_many};
 use crate::recorder::{Recorder, payload};
 use crate::report::Report;
-use crate::schedule::open_loop;
 
 pub async fn run(
     origin: &Origin,
@@ -66,36 +66,23 @@ pub async fn run(
             }
         }
     };
-    open_loop(
-        rate,
-        Duration::from_secs(2).min(duration),
-        20_000,
-        send.clone(),
-    )
-    .await;
-    recorder.reset_latency();
-    let before = recorder.delivered_count();
-    let cpu_before = watch.start();
-    let started = Instant::now();
-    let sends = open_loop(rate, duration, 20_000, send).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let delivered = recorder.delivered_count() - before;
-    let cpu = watch.report(&cpu_before, sends.acked);
-    let expected: Vec<(usize, String)> = contact_clients
+    let topic_id = TopicId::parse(&topic.topic_id)?;
+    let expected = contact_clients
         .iter()
-        .map(|c| (c.index, format!("t:{}:{}", topic.topic_id, c.user)))
-        .collect();
-    let missing = settle(&recorder, &acked, &expected).await;
-    let mut report = Report::new(
+        .map(|c| {
+            let thread = ConversationId::TopicThread {
+                topic: topic_id.clone(),
+                contact: UserId::parse(&c.user)?,
+            };
+            Ok((c.index, thread.to_string()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let report = Report::new(
         "topic",
         json!({"contacts": contacts, "rate": rate, "seconds": duration.as_secs(), "size": size}),
+    );
+    Ok(measure_sends(
+        report, watch, &recorder, &acked, &expected, rate, duration, send,
     )
-    .with_totals(recorder.totals());
-    report.seconds = seconds;
-    report.messages_per_second = sends.acked as f64 / seconds;
-    report.deliveries_per_second = delivered as f64 / seconds;
-    report.missing = missing;
-    report.extra = serde_json::json!({"cpu": cpu});
-    report.sends = Some(sends);
-    Ok(report)
+    .await)
 }
