@@ -42,6 +42,7 @@ struct Scripts {
     outbox_claim: Script,
     bind: Script,
     unbind: Script,
+    set_binding: Script,
 }
 
 pub struct RedisStore {
@@ -156,6 +157,7 @@ impl RedisStore {
                 outbox_claim: script!("outbox_claim.lua"),
                 bind: script!("bind.lua"),
                 unbind: script!("unbind.lua"),
+                set_binding: script!("set_binding.lua"),
             },
             epoch: RwLock::new(String::new()),
             idempotency_ttl_secs,
@@ -886,14 +888,13 @@ impl Store for RedisStore {
             Binding::Bound
         };
         let mut conn = self.conn().await?;
-        // HSET only where the field exists: a contact who left stays out.
-        let updated: i64 = redis::cmd("EVAL")
-            .arg("if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1 end return 0")
-            .arg(1)
-            .arg(keys::topic_contacts(topic))
+        let updated: i64 = self
+            .scripts
+            .set_binding
+            .key(keys::topic_contacts(topic))
             .arg(contact.as_str())
             .arg(state.name())
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(updated == 1)
