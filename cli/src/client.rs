@@ -1,15 +1,13 @@
 //! Connections to a gateway, with the saved token on every call.
 
 use anyhow::Context as _;
+use switchboard_proto::client::{Authed, Bearer};
 use switchboard_proto::pb::{
     account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, group_service_client::GroupServiceClient,
     topic_service_client::TopicServiceClient,
 };
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
 
 pub async fn connect(server: &str) -> anyhow::Result<Channel> {
     Endpoint::from_shared(server.to_owned())
@@ -19,20 +17,6 @@ pub async fn connect(server: &str) -> anyhow::Result<Channel> {
         .await
         .with_context(|| format!("cannot reach {server}; is Switchboard running?"))
 }
-
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-pub type Authed = InterceptedService<Channel, Bearer>;
 
 pub struct Clients {
     pub accounts: AccountServiceClient<Authed>,
@@ -44,11 +28,8 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(channel: Channel, token: &str) -> anyhow::Result<Self> {
-        let bearer = Bearer(
-            format!("Bearer {token}")
-                .parse()
-                .context("the saved token is not valid metadata; log in again")?,
-        );
+        let bearer =
+            Bearer::new(token).context("the saved token is not valid metadata; log in again")?;
         Ok(Self {
             accounts: AccountServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             chat: ChatServiceClient::with_interceptor(channel.clone(), bearer.clone()),

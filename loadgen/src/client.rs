@@ -8,34 +8,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
+use switchboard_proto::client::{Authed, Bearer};
 use switchboard_proto::pb::{
     self, account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, event::Kind,
     group_service_client::GroupServiceClient, topic_service_client::TopicServiceClient,
 };
 use tokio::sync::Semaphore;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
 
 use crate::recorder::Recorder;
 
 pub const PASSWORD: &str = "load generator password";
-
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-pub type Authed = InterceptedService<Channel, Bearer>;
 
 /// Where clients connect from: loopback source addresses in turn, so more
 /// connections fit than one address's ephemeral ports allow.
@@ -119,7 +103,7 @@ impl Client {
             index,
             user,
             channel,
-            bearer: Bearer(format!("Bearer {token}").parse()?),
+            bearer: Bearer::new(&token)?,
         })
     }
 

@@ -3,8 +3,10 @@
 //! Generated code lives in the lint-exempt [`generated`] module; use it through
 //! the short aliases [`pb`] (public `switchboard.v1`) and [`bus`] (internal
 //! `switchboard.internal.v1`). Hand-written conversions live with the code
-//! that needs them, never in here.
+//! that needs them, never in here; what is here besides is wire-level:
+//! [`codec`] (the gRPC codec) and [`client`] (the token every client sends).
 
+pub mod client;
 pub mod codec;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]

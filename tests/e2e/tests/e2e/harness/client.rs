@@ -3,35 +3,20 @@
 
 use std::collections::HashMap;
 
+use switchboard_proto::client::{Authed, Bearer};
 use switchboard_proto::pb::{
     self, account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, event::Kind,
     group_service_client::GroupServiceClient, send_request::To,
     topic_service_client::TopicServiceClient,
 };
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use super::WAIT;
 use super::cluster::Cluster;
 
 pub const PASSWORD: &str = "correct horse battery";
-
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-type Authed = InterceptedService<Channel, Bearer>;
 
 pub async fn channel(url: &str) -> Channel {
     Channel::from_shared(url.to_owned())
@@ -106,7 +91,7 @@ impl User {
     }
 
     fn bearer(&self) -> Bearer {
-        Bearer(format!("Bearer {}", self.token).parse().expect("token"))
+        Bearer::new(&self.token).expect("token")
     }
 
     pub fn chat(&self) -> ChatServiceClient<Authed> {
