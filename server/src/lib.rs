@@ -27,14 +27,22 @@ pub fn main() -> ExitCode {
         Some(Role::Presence(_)) => "switchboard-presence",
         Some(Role::Standalone(_)) | None => "switchboard",
     };
-    // Kept to the end: flushes traces when dropped.
-    let _telemetry = telemetry::init(cli.log.log_format, service);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
-            tracing::error!(%err, "cannot start the runtime");
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("switchboard: cannot start the runtime: {err}");
+            }
             return ExitCode::FAILURE;
         }
+    };
+    // The OTLP exporter's gRPC channel needs the runtime to exist when it is
+    // built, so telemetry starts inside it; it is flushed (dropped) before the
+    // runtime goes away.
+    let telemetry = {
+        let _context = runtime.enter();
+        telemetry::init(cli.log.log_format, service)
     };
     let result = runtime.block_on(async move {
         match cli.role {
@@ -45,6 +53,7 @@ pub fn main() -> ExitCode {
             None => roles::standalone(cli.standalone).await,
         }
     });
+    drop(telemetry);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -102,6 +102,11 @@ pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
                     .with_resource(
                         opentelemetry_sdk::Resource::builder()
                             .with_service_name(service)
+                            // Tells apart replicas of one role.
+                            .with_attribute(opentelemetry::KeyValue::new(
+                                "process.pid",
+                                i64::from(std::process::id()),
+                            ))
                             .build(),
                     )
                     .build(),

@@ -30,6 +30,8 @@ pub struct NatsBus {
 impl NatsBus {
     /// Connects, retrying until the server answers (NATS may start after us).
     pub async fn connect(config: &NatsConfig) -> anyhow::Result<Self> {
+        // The first Connected event is the initial connection, not a reconnect.
+        let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut options = async_nats::ConnectOptions::new()
             .name(&config.client_name)
             .retry_on_initial_connect()
@@ -38,19 +40,26 @@ impl NatsBus {
             // from being marked a slow consumer by one burst.
             .subscription_capacity(65_536)
             .client_capacity(65_536)
-            .event_callback(|event| async move {
-                let metrics = crate::metrics::metrics();
-                match event {
-                    async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
-                    async_nats::Event::Connected => {
-                        metrics.nats_reconnects.inc();
-                        tracing::info!("nats connected");
+            .event_callback(move |event| {
+                let connected_before = connected_before.clone();
+                async move {
+                    let metrics = crate::metrics::metrics();
+                    match event {
+                        async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
+                        async_nats::Event::Connected => {
+                            if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                metrics.nats_reconnects.inc();
+                                tracing::info!("nats reconnected");
+                            } else {
+                                tracing::info!("nats connected");
+                            }
+                        }
+                        async_nats::Event::SlowConsumer(sid) => {
+                            metrics.nats_slow_consumers.inc();
+                            tracing::warn!(sid, "nats slow consumer: messages dropped");
+                        }
+                        other => tracing::info!(event = %other, "nats event"),
                     }
-                    async_nats::Event::SlowConsumer(sid) => {
-                        metrics.nats_slow_consumers.inc();
-                        tracing::warn!(sid, "nats slow consumer: messages dropped");
-                    }
-                    other => tracing::info!(event = %other, "nats event"),
                 }
             });
         if let (Some(user), Some(password)) = (&config.user, &config.password) {

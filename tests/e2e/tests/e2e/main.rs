@@ -18,3 +18,4 @@ mod operations;
 mod presence;
 mod resilience;
 mod topics;
+mod trace;

@@ -44,6 +44,8 @@ pub struct Options {
     pub credentials: bool,
     /// Serve Prometheus metrics on a port per process.
     pub metrics: bool,
+    /// Environment variables for every switchboard process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -75,6 +77,7 @@ pub struct Node {
     pub port: u16,
     /// Where its Prometheus metrics are, when the cluster serves them.
     pub metrics_port: Option<u16>,
+    env: Vec<(String, String)>,
     log: PathBuf,
     process: Option<ChildProcess>,
 }
@@ -84,7 +87,8 @@ impl Node {
         let mut command = Command::new(NODE);
         command
             .args(&self.args)
-            .env("RUST_LOG", "info,switchboard=debug");
+            .env("RUST_LOG", "info,switchboard=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         self.process = Some(ChildProcess::spawn(&self.name, command, &self.log));
     }
 
@@ -348,6 +352,7 @@ impl Cluster {
             args,
             port,
             metrics_port,
+            env: options.env.clone(),
             log: self.dir.path().join(format!("{name}.log")),
             process: None,
         }
