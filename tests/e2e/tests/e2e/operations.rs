@@ -141,6 +141,38 @@ async fn metrics_describe_the_traffic() {
     .await;
 }
 
+/// A clean first connection is not a reconnect; a NATS restart is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_reconnects_are_counted_once_each() {
+    let options = Options {
+        metrics: true,
+        ..Options::default()
+    };
+    let mut cluster = Cluster::start_with(Mode::distributed(), options).await;
+    let ports: Vec<u16> = cluster
+        .gateways
+        .iter()
+        .chain(cluster.routers.iter())
+        .filter_map(|node| node.metrics_port)
+        .collect();
+    for port in &ports {
+        let text = scrape(*port).await;
+        assert_eq!(
+            sample(&text, "switchboard_nats_reconnects_total"),
+            Some(0.0),
+            "{text}"
+        );
+    }
+    cluster.nats.as_mut().unwrap().restart();
+    for port in ports {
+        eventually(WAIT, "the reconnect to be counted", || async move {
+            let text = scrape(port).await;
+            (sample(&text, "switchboard_nats_reconnects_total") == Some(1.0)).then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_send_rate_limit_answers_with_a_retry_hint() {
     let options = Options::gateway_args(&["--send-rate", "2", "--send-burst", "3"]);
