@@ -13,6 +13,7 @@ pub mod delivered;
 pub mod dispatch;
 pub mod error;
 pub mod limits;
+pub mod listener;
 pub mod presence;
 pub mod registry;
 pub mod sequencer;
@@ -27,7 +28,6 @@ use switchboard_shared::bus::SharedBus;
 use switchboard_shared::ids::GatewayId;
 use switchboard_shared::shutdown::Shutdown;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 
 pub use config::GatewayConfig;
@@ -178,7 +178,6 @@ impl Gateway {
         let limits = &self.shared.config.limits;
         tonic::transport::Server::builder()
             .accept_http1(true)
-            .tcp_nodelay(true)
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
@@ -188,7 +187,7 @@ impl Gateway {
             .trace_fn(request_span)
             .layer(limits::OversizeLayer)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+            .serve_with_incoming_shutdown(listener::incoming(listener), stop)
             .await?;
         Ok(())
     }
