@@ -73,17 +73,37 @@ pub async fn watch_readiness(
     }
 }
 
-/// gRPC reflection for every Switchboard service, so grpcurl or `buf curl`
-/// can list and call them.
-pub fn reflection() -> anyhow::Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    Ok(tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(switchboard_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?)
+/// Adds gRPC reflection to `routes`, in both protocol versions clients use
+/// (`grpc.reflection.v1` and the older `v1alpha`, which grpcurl and many
+/// others still ask for), describing `descriptor_sets`.
+fn with_reflection(
+    routes: tonic::service::Routes,
+    descriptor_sets: &[&'static [u8]],
+) -> anyhow::Result<tonic::service::Routes> {
+    let builder = || {
+        descriptor_sets
+            .iter()
+            .fold(tonic_reflection::server::Builder::configure(), |b, set| {
+                b.register_encoded_file_descriptor_set(set)
+            })
+    };
+    Ok(routes
+        .add_service(builder().build_v1()?)
+        .add_service(builder().build_v1alpha()?))
+}
+
+/// Reflection on a gateway: every Switchboard client service and health, so
+/// grpcurl or `buf curl` can list and call them.
+pub fn with_gateway_reflection(
+    routes: tonic::service::Routes,
+) -> anyhow::Result<tonic::service::Routes> {
+    with_reflection(
+        routes,
+        &[
+            switchboard_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+    )
 }
 
 /// Serves health alone on its own port (routers and presence have no other).
@@ -94,9 +114,13 @@ pub async fn serve_alone(
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "health listening");
+    // Health is the one service here, and all reflection describes.
+    let routes = with_reflection(
+        tonic::service::Routes::new(health.service),
+        &[tonic_health::pb::FILE_DESCRIPTOR_SET],
+    )?;
     tonic::transport::Server::builder()
-        .add_service(health.service)
-        .add_service(reflection()?)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             shutdown.token.cancelled_owned(),

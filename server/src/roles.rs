@@ -171,10 +171,7 @@ async fn serve_gateway(
     }
     let health = health::new().await;
     let reporter = health.reporter.clone();
-    let routes = gateway
-        .routes()
-        .add_service(health.service)
-        .add_service(health::reflection()?);
+    let routes = health::with_gateway_reflection(gateway.routes().add_service(health.service))?;
     health::ready(&reporter, true).await;
     shutdown.tracker.spawn(health::watch_readiness(
         reporter.clone(),

@@ -11,6 +11,21 @@ use rand::Rng;
 #[error("{0}")]
 pub struct InvalidId(pub String);
 
+/// Longest piece of a client's input an error message quotes.
+const MAX_QUOTED_CHARS: usize = 40;
+
+/// A client's input as an error message quotes it: in quotes, escaped, and
+/// cut short (with its length) if it is long, so an error never echoes
+/// unbounded input back.
+pub fn quote(raw: &str) -> String {
+    let chars = raw.chars().count();
+    if chars <= MAX_QUOTED_CHARS {
+        return format!("{raw:?}");
+    }
+    let head: String = raw.chars().take(MAX_QUOTED_CHARS).collect();
+    format!("{:?}… ({chars} characters)", head)
+}
+
 const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 
 /// A random lowercase id of `len` characters (no look-alike characters).
@@ -67,7 +82,8 @@ impl UserId {
             .is_some_and(|c| c.is_ascii_alphanumeric());
         if !valid_len || !starts_ok || !lowered.chars().all(is_token_char) {
             return Err(InvalidId(format!(
-                "user id {raw:?} is not valid: use 3-32 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit"
+                "user id {} is not valid: use 3-32 characters of a-z, 0-9, '_', '-', '.', starting with a letter or digit",
+                quote(raw)
             )));
         }
         Ok(Self(lowered))
@@ -90,7 +106,7 @@ fn parse_generated(kind: &str, prefix: char, raw: &str) -> Result<String, Invali
     if valid {
         Ok(raw.to_owned())
     } else {
-        Err(InvalidId(format!("{raw:?} is not a {kind} id")))
+        Err(InvalidId(format!("{} is not a {kind} id", quote(raw))))
     }
 }
 
@@ -149,7 +165,8 @@ impl DeviceId {
         let lowered = raw.trim().to_ascii_lowercase();
         if lowered.is_empty() || lowered.len() > 40 || !lowered.chars().all(is_token_char) {
             return Err(InvalidId(format!(
-                "device id {raw:?} is not valid: use 1-40 characters of a-z, 0-9, '_', '-', '.'"
+                "device id {} is not valid: use 1-40 characters of a-z, 0-9, '_', '-', '.'",
+                quote(raw)
             )));
         }
         Ok(Self(lowered))
@@ -188,7 +205,7 @@ impl GatewayId {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(InvalidId(format!("{raw:?} is not a gateway id")))
+            Err(InvalidId(format!("{} is not a gateway id", quote(raw))))
         }
     }
 }
@@ -253,7 +270,7 @@ impl ConversationId {
 
     /// Parses the wire form (`dm:a:b`, `g:<group>`, `t:<topic>:<contact>`).
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        let bad = || InvalidId(format!("{raw:?} is not a conversation id"));
+        let bad = || InvalidId(format!("{} is not a conversation id", quote(raw)));
         let mut parts = raw.split(':');
         let kind = parts.next().ok_or_else(bad)?;
         let first = parts.next().ok_or_else(bad)?;
@@ -321,7 +338,7 @@ pub struct MessageId {
 
 impl MessageId {
     pub fn parse(raw: &str) -> Result<Self, InvalidId> {
-        let bad = || InvalidId(format!("{raw:?} is not a message id"));
+        let bad = || InvalidId(format!("{} is not a message id", quote(raw)));
         let (conv, seq) = raw.rsplit_once('#').ok_or_else(bad)?;
         let seq: u64 = seq.parse().map_err(|_| bad())?;
         if seq == 0 {
@@ -393,6 +410,22 @@ mod tests {
         assert_eq!(id.to_string(), "dm:alice:bob#42");
         assert!(MessageId::parse("dm:alice:bob#0").is_err());
         assert!(MessageId::parse("dm:alice:bob").is_err());
+    }
+
+    #[test]
+    fn errors_quote_input_briefly() {
+        let long = "x".repeat(500);
+        for err in [
+            UserId::parse(&long).unwrap_err(),
+            DeviceId::parse(&long).unwrap_err(),
+            GroupId::parse(&long).unwrap_err(),
+            ConversationId::parse(&long).unwrap_err(),
+            MessageId::parse(&long).unwrap_err(),
+        ] {
+            assert!(err.0.len() < 200, "{}", err.0);
+            assert!(err.0.contains("(500 characters)"), "{}", err.0);
+        }
+        assert_eq!(quote("al ice"), "\"al ice\"");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The web page, served on the same port as gRPC for every path that is not
 //! a gRPC method. The files are `web/dist`, embedded at compile time.
+//! A gRPC (or gRPC-Web) call that reaches this fallback names a method no
+//! service here has: it is answered UNIMPLEMENTED, as gRPC clients expect.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 
 mod assets {
@@ -38,9 +40,34 @@ fn respond(
     response
 }
 
+/// The content type of a gRPC or gRPC-Web request, if this is one.
+fn grpc_content_type(headers: &HeaderMap) -> Option<&HeaderValue> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .filter(|kind| kind.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// UNIMPLEMENTED for a method no service here has, in the caller's own
+/// content type (so gRPC-Web clients read it too).
+fn unimplemented(path: &str, kind: &HeaderValue) -> Response {
+    let status = tonic::Status::unimplemented(format!(
+        "no method {} here",
+        switchboard_shared::ids::quote(path)
+    ));
+    let mut response = status.into_http::<Body>();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, kind.clone());
+    response
+}
+
 /// Files by path; `/` and unknown paths without an extension get the page
-/// itself (the client routes), unknown files a 404.
-pub async fn serve(method: Method, uri: Uri) -> Response {
+/// itself (the client routes), unknown files a 404. gRPC calls of unknown
+/// methods get UNIMPLEMENTED.
+pub async fn serve(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(kind) = grpc_content_type(&headers) {
+        return unimplemented(uri.path(), kind);
+    }
     if method != Method::GET && method != Method::HEAD {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -89,7 +116,7 @@ mod tests {
     use super::*;
 
     async fn get(path: &str) -> (StatusCode, String, String) {
-        let response = serve(Method::GET, path.parse().unwrap()).await;
+        let response = serve(Method::GET, path.parse().unwrap(), HeaderMap::new()).await;
         let status = response.status();
         let kind = response.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -112,7 +139,20 @@ mod tests {
     #[tokio::test]
     async fn missing_files_are_not_found_and_writes_are_refused() {
         assert_eq!(get("/assets/nope.js").await.0, StatusCode::NOT_FOUND);
-        let post = serve(Method::POST, "/".parse().unwrap()).await;
+        let post = serve(Method::POST, "/".parse().unwrap(), HeaderMap::new()).await;
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn unknown_grpc_methods_are_unimplemented() {
+        for kind in ["application/grpc", "application/grpc-web+proto"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+            let response =
+                serve(Method::POST, "/nope.v1.Nope/Call".parse().unwrap(), headers).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["grpc-status"], "12");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], kind);
+        }
     }
 }

@@ -8,7 +8,7 @@ use tonic::{Code, Request};
 
 use crate::both_modes;
 use crate::harness::client::{PASSWORD, channel};
-use crate::harness::{Cluster, User};
+use crate::harness::{Cluster, Mode, User, raw};
 
 fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, words: &str) {
     let status = result.expect_err("the request should be refused");
@@ -251,18 +251,169 @@ async fn sender_claims(cluster: Cluster) {
         "not your conversation",
     );
     // ...and a sender smuggled into the request (an unknown field 15 holding
-    // "bob") is ignored: the message is alice's.
+    // "bob"), sent as raw bytes so the server really sees it, is ignored:
+    // the message is alice's.
     let mut bytes = prost::Message::encode_to_vec(&pb::SendRequest {
         to: Some(To::UserId("carol".into())),
         client_msg_id: "smuggled".into(),
         text: "really from bob".into(),
     });
     bytes.extend([0x7a, 3, b'b', b'o', b'b']);
-    let request: pb::SendRequest = prost::Message::decode(bytes.as_slice()).unwrap();
-    alice.chat().send(request).await.unwrap();
+    raw::unary(&alice.url, SEND, Some(&alice.token), bytes)
+        .await
+        .unwrap();
     let stored = carol.history("dm:alice:carol").await;
+    assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].sender, "alice");
+    assert_eq!(stored[0].text, "really from bob");
     assert!(bob.history("dm:bob:carol").await.is_empty());
+}
+
+const SEND: &str = "/switchboard.v1.ChatService/Send";
+
+both_modes!(
+    malformed_request_bodies_are_invalid_argument,
+    malformed_bodies
+);
+async fn malformed_bodies(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let port = cluster.gateways[0].port;
+    // A truncated varint, and a text field that is not UTF-8.
+    let truncated = vec![0x0a, 0xff, 0xff];
+    let not_utf8 = vec![0x2a, 2, 0xc3, 0x28];
+    for body in [truncated, not_utf8] {
+        let status = raw::unary(&alice.url, SEND, Some(&alice.token), body.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("SendRequest"), "{status:?}");
+        let web = raw::grpc_web(port, SEND, Some(&alice.token), &body).await;
+        assert_eq!(web.code, Code::InvalidArgument, "{web:?}");
+        assert!(web.message.contains("SendRequest"), "{web:?}");
+    }
+    // Unauthenticated calls are refused for that first, whatever the body.
+    let status = raw::unary(&alice.url, SEND, None, vec![0x0a, 0xff])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::Unauthenticated | Code::InvalidArgument),
+        "{status:?}"
+    );
+    // Nothing was stored.
+    assert!(
+        alice
+            .chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .conversations
+            .is_empty()
+    );
+}
+
+both_modes!(unknown_methods_are_unimplemented, unknown_methods);
+async fn unknown_methods(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let port = cluster.gateways[0].port;
+    for path in [
+        "/switchboard.v1.NoSuchService/Call",
+        "/switchboard.v1.ChatService/NoSuchMethod",
+        "/grpc.health.v1.Health/NoSuchMethod",
+    ] {
+        let status = raw::unary(&alice.url, path, Some(&alice.token), Vec::new())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+        let web = raw::grpc_web(port, path, Some(&alice.token), &[]).await;
+        assert_eq!(web.http_status, 200, "{path}: {web:?}");
+        assert_eq!(web.code, Code::Unimplemented, "{path}: {web:?}");
+    }
+    // The page is still served to browsers.
+    let page = raw::http_get(port, "/").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+}
+
+/// The services reflection lists on a port, asked in `grpc.reflection.v1alpha`.
+async fn listed_services(url: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut client = ServerReflectionClient::new(channel(url).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+            names.sort();
+            names
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_in_both_versions_and_only_for_what_is_served() {
+    let cluster = Cluster::start(Mode::distributed()).await;
+    let gateway = listed_services(&cluster.gateway_url(0)).await;
+    for service in [
+        "switchboard.v1.AccountService",
+        "switchboard.v1.ChatService",
+        "switchboard.v1.TopicService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(gateway.contains(&service.to_owned()), "{gateway:?}");
+    }
+    assert!(
+        !gateway.iter().any(|s| s.contains("internal")),
+        "bus messages are not an API: {gateway:?}"
+    );
+    let router_port = cluster.routers[0].port;
+    let router = listed_services(&format!("http://127.0.0.1:{router_port}")).await;
+    let served: Vec<&String> = router
+        .iter()
+        .filter(|s| !s.starts_with("grpc.reflection."))
+        .collect();
+    assert_eq!(served, ["grpc.health.v1.Health"], "{router:?}");
+}
+
+both_modes!(errors_do_not_echo_long_input, long_input);
+async fn long_input(cluster: Cluster) {
+    cluster.user("alice", 0).await;
+    let mut anonymous = pb::account_service_client::AccountServiceClient::new(
+        channel(&cluster.gateway_url(0)).await,
+    );
+    let device = "d".repeat(500);
+    let status = anonymous
+        .login(pb::LoginRequest {
+            user_id: "alice".into(),
+            password: PASSWORD.into(),
+            device_id: device.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("device id"), "{status:?}");
+    assert!(status.message().len() < 200, "{status:?}");
+    let status = anonymous
+        .register(pb::RegisterRequest {
+            user_id: "u".repeat(10_000),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().len() < 200, "{status:?}");
 }
 
 both_modes!(a_logged_out_session_is_refused, logout);

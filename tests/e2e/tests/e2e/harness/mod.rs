@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod raw;
 
 pub use client::{Events, User};
 pub use cluster::{Cluster, Mode, Options};
