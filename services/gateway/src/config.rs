@@ -24,7 +24,8 @@ pub struct GatewayConfig {
     /// How long a message that arrives ahead of an earlier one of its
     /// conversation waits for it (see [`crate::sequencer`]); zero for none.
     pub reorder_hold: Duration,
-    /// Largest gRPC message accepted from a client, in bytes.
+    /// Largest request a client may make, in bytes; a larger one is refused
+    /// with RESOURCE_EXHAUSTED (on a SendStream, that send alone).
     pub max_request_bytes: usize,
     /// Messages replayed per conversation before a Gap(TRUNCATED) is sent instead.
     pub max_replay: u64,
@@ -72,7 +73,17 @@ impl Default for Limits {
     }
 }
 
+/// How far past `max_request_bytes` a message frame is still read (to be
+/// refused on its own) rather than ending its call.
+const FRAME_FACTOR: usize = 4;
+
 impl GatewayConfig {
+    /// The largest gRPC message frame read at all: past it the transport
+    /// cannot take the message and ends the call with RESOURCE_EXHAUSTED.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_request_bytes.saturating_mul(FRAME_FACTOR)
+    }
+
     pub fn new(name: impl Into<String>, token_key: TokenKey) -> Self {
         Self {
             name: name.into(),

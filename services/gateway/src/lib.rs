@@ -130,7 +130,7 @@ impl Gateway {
     fn grpc_routes(&self) -> tonic::service::Routes {
         use tower::Layer as _;
         let api = api::Api::new(self.shared.clone());
-        let max = self.shared.config.max_request_bytes;
+        let max = self.shared.config.max_frame_bytes();
         let web = tonic_web::GrpcWebLayer::new();
         tonic::service::Routes::new(
             web.layer(

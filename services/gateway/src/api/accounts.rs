@@ -15,6 +15,7 @@ impl AccountService for Api {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let started = Instant::now();
         let result = async {
+            self.check_size(request.get_ref())?;
             let reply = self
                 .shared
                 .router
@@ -33,6 +34,7 @@ impl AccountService for Api {
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let started = Instant::now();
         let result = async {
+            self.check_size(request.get_ref())?;
             let reply = self
                 .shared
                 .router

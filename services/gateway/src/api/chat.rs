@@ -51,6 +51,7 @@ impl Api {
                     TokenError::Expired.to_string(),
                 ));
             }
+            self.check_size(&request)?;
             self.check_send_rate(&claims.user)?;
             let reply = self
                 .shared
@@ -168,6 +169,7 @@ impl ChatService for Api {
             metrics::transport::GRPC
         };
         let request = request.into_inner();
+        self.check_size(&request)?;
         let shared = &self.shared;
         let limits = &shared.config.limits;
         if shared.draining.is_cancelled() {
@@ -179,7 +181,7 @@ impl ChatService for Api {
         if shared.registry.len() >= limits.max_connections {
             return Err(GatewayError::ResourceExhausted {
                 message: "this gateway is full; connect to another".into(),
-                retry_after: std::time::Duration::from_secs(1),
+                retry_after: Some(std::time::Duration::from_secs(1)),
             }
             .into());
         }
@@ -189,7 +191,7 @@ impl ChatService for Api {
                     "too many open streams for one user (at most {}); close one first",
                     limits.max_connections_per_user
                 ),
-                retry_after: std::time::Duration::from_secs(5),
+                retry_after: Some(std::time::Duration::from_secs(5)),
             }
             .into());
         }
@@ -284,6 +286,7 @@ impl ChatService for Api {
         request: Request<pb::SendRequest>,
     ) -> Result<Response<pb::SendResponse>, Status> {
         let mut request = request;
+        self.check_size(request.get_ref())?;
         self.rate_limit(&request)?;
         // Without a client id, one made here still keeps the gateway's own
         // retries from storing the message twice.

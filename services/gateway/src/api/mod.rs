@@ -19,7 +19,7 @@ use tonic::{Request, Status};
 
 use crate::Shared;
 use crate::auth;
-use crate::error::{GatewayError, GatewayResult, code_name};
+use crate::error::{GatewayError, GatewayResult, code_name, retry_ms};
 
 /// Implements every client-facing service.
 #[derive(Clone)]
@@ -51,16 +51,37 @@ impl Api {
                 GatewayError::ResourceExhausted {
                     message: format!(
                         "you are sending too fast; try again in {} ms",
-                        wait.as_millis().max(1)
+                        retry_ms(wait)
                     ),
-                    retry_after: wait,
+                    retry_after: Some(wait),
                 }
             })
     }
 
+    /// Requests larger than `max_request_bytes` are refused here, one by one
+    /// (on a SendStream the call goes on). Only frames past the transport's
+    /// hard cap ([`crate::config::GatewayConfig::max_frame_bytes`]) cannot be
+    /// read at all and end their call.
+    fn check_size<T: prost::Message>(&self, message: &T) -> GatewayResult<()> {
+        let size = message.encoded_len();
+        let limit = self.shared.config.max_request_bytes;
+        if size > limit {
+            return Err(GatewayError::ResourceExhausted {
+                message: format!("the request is too large: {size} bytes; the limit is {limit}"),
+                retry_after: None,
+            });
+        }
+        Ok(())
+    }
+
     /// Forwards an authenticated action to a router.
-    async fn forward<T>(&self, request: &Request<T>, op: Op) -> GatewayResult<Reply> {
+    async fn forward<T: prost::Message>(
+        &self,
+        request: &Request<T>,
+        op: Op,
+    ) -> GatewayResult<Reply> {
         let claims = self.claims(request)?;
+        self.check_size(request.get_ref())?;
         self.shared
             .router
             .call(Some(auth::caller(&claims, &self.shared.id)), op)

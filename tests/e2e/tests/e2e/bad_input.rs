@@ -5,6 +5,7 @@ use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::{DeviceId, SessionId, UserId};
 use switchboard_shared::token::{Claims, TokenKey};
 use tonic::{Code, Request};
+use tonic_types::StatusExt as _;
 
 use crate::both_modes;
 use crate::harness::client::{PASSWORD, channel};
@@ -43,13 +44,18 @@ async fn bad_messages(cluster: Cluster) {
         Code::ResourceExhausted,
         "limit is 16384",
     );
-    // Far past the gateway's request limit: refused before it reaches a router.
-    let huge = "y".repeat(200 * 1024);
-    assert_status(
-        alice.send(to_bob(), &huge, "").await,
-        Code::ResourceExhausted,
-        "too large",
-    );
+    // Past the gateway's request limit (refused before it reaches a
+    // router), and past what the transport reads at all: both too large,
+    // neither worth retrying as is (no RetryInfo).
+    for size in [200 * 1024, 300 * 1024] {
+        let huge = "y".repeat(size);
+        let status = alice.send(to_bob(), &huge, "").await.unwrap_err();
+        assert!(
+            status.get_details_retry_info().is_none(),
+            "{size}: {status:?}"
+        );
+        assert_status(Err::<(), _>(status), Code::ResourceExhausted, "too large");
+    }
     assert_status(
         alice.send(To::UserId("nobody".into()), "hi", "").await,
         Code::NotFound,

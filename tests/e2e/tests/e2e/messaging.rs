@@ -191,27 +191,60 @@ async fn send_stream_answers_in_order(cluster: Cluster) {
     drop(requests);
     assert!(results.next().await.is_none());
 
-    // A request too large to read ends the call with a status that says so.
+    // An oversized send is refused on its own and the call goes on...
     let (requests, outgoing) = futures::channel::mpsc::unbounded();
-    requests
-        .unbounded_send(request("bob", &"x".repeat(200 * 1024), "big"))
-        .unwrap();
+    for r in [
+        request("bob", "before", "b1"),
+        request("bob", &"x".repeat(100 * 1024), "big"),
+        request("bob", "after", "b3"),
+    ] {
+        requests.unbounded_send(r).unwrap();
+    }
     let mut results = alice
         .chat()
         .send_stream(outgoing)
         .await
         .unwrap()
         .into_inner();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(results.next().await.unwrap().unwrap());
+    }
+    assert!(
+        matches!(answers[0].outcome, Some(Outcome::Sent(_))),
+        "{answers:?}"
+    );
+    match &answers[1].outcome {
+        Some(Outcome::Failed(failed)) => {
+            assert_eq!(failed.code, tonic::Code::ResourceExhausted as i32);
+            assert!(failed.message.contains("too large"), "{failed:?}");
+            assert_eq!(failed.retry_after_ms, 0, "a size refusal is not retried");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(answers[1].client_msg_id, "big");
+    assert!(
+        matches!(answers[2].outcome, Some(Outcome::Sent(_))),
+        "{answers:?}"
+    );
+    assert_eq!(texts(&bob_events.messages(2).await), ["before", "after"]);
+
+    // ...while a frame past what the transport reads at all (four times the
+    // request limit) cannot be answered on its own: it ends the call, with
+    // a status that says so, as the proto documents.
+    requests
+        .unbounded_send(request("bob", &"y".repeat(300 * 1024), "huge"))
+        .unwrap();
     let status = results
         .next()
         .await
         .unwrap()
-        .expect_err("an oversized request");
+        .expect_err("an unreadable request");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
     assert!(status.message().contains("too large"), "{status}");
     assert_eq!(
         texts(&alice.history("dm:alice:bob").await),
-        ["one", "two", "three"],
+        ["one", "two", "three", "before", "after"],
         "nothing else was stored"
     );
 }

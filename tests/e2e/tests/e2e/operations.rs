@@ -9,6 +9,7 @@ use switchboard_testkit::eventually;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tonic::Code;
+use tonic_types::StatusExt as _;
 
 use crate::harness::client::texts;
 use crate::harness::{Cluster, Mode, Options, WAIT};
@@ -192,15 +193,21 @@ async fn the_send_rate_limit_answers_with_a_retry_hint() {
         "{}",
         refused.message()
     );
-    let hint: u64 = refused
-        .metadata()
-        .get("retry-after-ms")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(hint > 0 && hint <= 500, "{hint}");
+    // The standard hint: google.rpc.RetryInfo in the status details, never
+    // zero, and the same wait the message names.
+    let hint = refused
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo in the status details");
+    let hint_ms = u64::try_from(hint.as_millis()).unwrap();
+    assert!(hint_ms > 0 && hint_ms <= 500, "{hint:?}");
+    assert!(
+        refused
+            .message()
+            .contains(&format!("try again in {hint_ms} ms")),
+        "{} vs {hint_ms}",
+        refused.message()
+    );
     // Nothing was stored for the refused send; bob is not limited by alice.
     assert_eq!(bob.history("dm:alice:bob").await.len(), 3);
     bob.dm(&alice, "bob is fine").await;
