@@ -32,6 +32,8 @@ pub mod reason {
     pub const SLOW_CONSUMER: &str = "slow_consumer";
     /// Its session logged out.
     pub const LOGOUT: &str = "logout";
+    /// The token it was opened with expired.
+    pub const EXPIRED: &str = "expired";
     /// The gateway is draining.
     pub const DRAIN: &str = "drain";
     /// Too many connections.

@@ -124,6 +124,8 @@ pub struct Connection {
     caller: switchboard_proto::bus::Caller,
     inbound: mpsc::Receiver<Arc<Inbound>>,
     heartbeat: tokio::time::Interval,
+    /// When the token the stream was opened with expires: the stream ends then.
+    expiry: std::pin::Pin<Box<tokio::time::Sleep>>,
     epoch: String,
     cursors: HashMap<String, u64>,
     groups: HashSet<GroupId>,
@@ -166,6 +168,8 @@ impl Drop for Registration {
 }
 
 pub struct Start {
+    /// When the caller's token expires (ms since the epoch).
+    pub expires_at_ms: i64,
     pub epoch: String,
     pub cursors: HashMap<String, u64>,
     pub groups: HashSet<GroupId>,
@@ -184,7 +188,12 @@ impl Connection {
         let mut heartbeat = tokio::time::interval(shared.config.client_heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.reset();
+        let remaining = u64::try_from(start.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+        let expiry = Box::pin(tokio::time::sleep(std::time::Duration::from_millis(
+            remaining,
+        )));
         Self {
+            expiry,
             entry: registration.entry.clone(),
             shared,
             caller,
@@ -262,6 +271,13 @@ impl Connection {
                         reason::DRAIN,
                     ),
                 },
+                () = &mut self.expiry => self.entry.ending.end(
+                    None,
+                    Status::unauthenticated(
+                        "the session token expired; log in again and subscribe with your cursors",
+                    ),
+                    reason::EXPIRED,
+                ),
                 _ = self.heartbeat.tick() => {
                     self.pending.push_back(event(Kind::Heartbeat(pb::Heartbeat {
                         server_time_ms: now_ms(),

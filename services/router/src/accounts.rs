@@ -196,9 +196,21 @@ impl Router {
         self.sessions.revoke(session);
     }
 
+    /// The store lost its data: nothing learnt from it before holds.
+    pub fn store_reset(&self) {
+        tracing::warn!("the store's epoch changed; forgetting cached sessions and users");
+        self.sessions.clear();
+        self.known_users.clear();
+    }
+
     pub async fn check_session(&self, caller: &Caller) -> RouterResult<()> {
         self.sessions
-            .check(self.store.as_ref(), &caller.session)
+            .check(
+                self.store.as_ref(),
+                &caller.session,
+                &caller.user,
+                &caller.device,
+            )
             .await
     }
 }

@@ -25,6 +25,9 @@ pub struct RouterConfig {
     pub outbox_sweep_every: Duration,
     /// How long a positive session check is trusted without asking the store.
     pub session_cache_ttl: Duration,
+    /// How often the store's epoch is read, so a store that lost its data
+    /// voids what was cached from it even while nothing is written.
+    pub epoch_check_every: Duration,
     pub password_hashing: PasswordHashing,
     /// Requests handled at once by one router.
     pub max_in_flight: usize,
@@ -62,6 +65,7 @@ impl RouterConfig {
             outbox_redeliver_after: Duration::from_secs(3),
             outbox_sweep_every: Duration::from_secs(1),
             session_cache_ttl: Duration::from_secs(10),
+            epoch_check_every: Duration::from_secs(1),
             password_hashing: PasswordHashing::OWASP,
             max_in_flight: 1_024,
         }

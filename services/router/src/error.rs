@@ -26,6 +26,10 @@ pub enum RouterError {
     },
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The store lost its data since this router learnt things from it; the
+    /// request is tried again once from scratch (`service::handle`).
+    #[error("the store was reset; try again")]
+    StoreReset,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -42,7 +46,7 @@ impl RouterError {
             Self::ResourceExhausted { retry_after_ms, .. } => {
                 (ErrorCode::ResourceExhausted, *retry_after_ms)
             }
-            Self::Unavailable(_) => (ErrorCode::Unavailable, 0),
+            Self::Unavailable(_) | Self::StoreReset => (ErrorCode::Unavailable, 0),
             Self::Internal(_) => (ErrorCode::Internal, 0),
         };
         // Internal details stay in the log, not on the wire.
@@ -62,6 +66,7 @@ impl From<StoreError> for RouterError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(msg) => Self::Unavailable(msg),
+            StoreError::EpochChanged => Self::StoreReset,
             other => Self::Internal(other.to_string()),
         }
     }

@@ -11,12 +11,13 @@ use parking_lot::Mutex;
 /// Entries kept at most; past it everything is forgotten at once.
 const CAPACITY: usize = 100_000;
 
-pub struct Remembered<K> {
-    until: Mutex<HashMap<K, Instant>>,
+/// Facts about `K` (with what was learnt, `V`), each trusted for the TTL.
+pub struct Remembered<K, V = ()> {
+    until: Mutex<HashMap<K, (Instant, V)>>,
     ttl: Duration,
 }
 
-impl<K: Eq + Hash> Remembered<K> {
+impl<K: Eq + Hash, V: Clone> Remembered<K, V> {
     pub fn new(ttl: Duration) -> Self {
         Self {
             until: Mutex::new(HashMap::new()),
@@ -24,24 +25,41 @@ impl<K: Eq + Hash> Remembered<K> {
         }
     }
 
-    /// Whether `key` was confirmed less than the TTL ago.
-    pub fn holds(&self, key: &K) -> bool {
+    /// What was learnt about `key` less than the TTL ago.
+    pub fn get(&self, key: &K) -> Option<V> {
         self.until
             .lock()
             .get(key)
-            .is_some_and(|until| *until > Instant::now())
+            .filter(|(until, _)| *until > Instant::now())
+            .map(|(_, value)| value.clone())
     }
 
-    pub fn remember(&self, key: K) {
+    /// Whether `key` was confirmed less than the TTL ago.
+    pub fn holds(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn remember_with(&self, key: K, value: V) {
         let mut until = self.until.lock();
         if until.len() >= CAPACITY {
             until.clear();
         }
-        until.insert(key, Instant::now() + self.ttl);
+        until.insert(key, (Instant::now() + self.ttl, value));
     }
 
     pub fn forget(&self, key: &K) {
         self.until.lock().remove(key);
+    }
+
+    /// Forgets everything (the facts belonged to a store that is gone).
+    pub fn clear(&self) {
+        self.until.lock().clear();
+    }
+}
+
+impl<K: Eq + Hash> Remembered<K, ()> {
+    pub fn remember(&self, key: K) {
+        self.remember_with(key, ());
     }
 }
 
@@ -58,6 +76,9 @@ mod tests {
         remembered.forget(&"alice");
         assert!(!remembered.holds(&"alice"));
 
+        remembered.remember("carol");
+        remembered.clear();
+        assert!(!remembered.holds(&"carol"));
         let brief = Remembered::new(Duration::ZERO);
         brief.remember("bob");
         assert!(!brief.holds(&"bob"), "a zero TTL trusts nothing");

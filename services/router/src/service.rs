@@ -39,6 +39,9 @@ pub async fn start(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()
     shutdown
         .tracker
         .spawn(outbox::run(router.clone(), shutdown.clone()));
+    shutdown
+        .tracker
+        .spawn(watch_epoch(router.clone(), shutdown.clone()));
     let in_flight = Arc::new(Semaphore::new(router.config.max_in_flight));
     tracing::info!("router serving");
     let tracker = shutdown.tracker.clone();
@@ -76,6 +79,30 @@ pub async fn start(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()
         tracing::info!("router stopped taking requests");
     });
     Ok(())
+}
+
+/// Notices a store that lost its data even while no write tells us (writes
+/// find out at once, inside their script): what was learnt from the old
+/// store is forgotten within one check interval.
+async fn watch_epoch(router: Arc<Router>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(router.config.epoch_check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match router.store.epoch().await {
+            Ok(epoch) => {
+                if known.as_ref().is_some_and(|k| k != &epoch) {
+                    router.store_reset();
+                }
+                known = Some(epoch);
+            }
+            Err(err) => tracing::debug!(%err, "cannot read the store's epoch"),
+        }
+    }
 }
 
 async fn presence_changed(router: &Router, change: Incoming) {
@@ -207,8 +234,21 @@ fn caller(raw: Option<bus::Caller>) -> RouterResult<Caller> {
     })
 }
 
-/// One request to one action.
+/// One request to one action. If the store turns out to have lost its data
+/// (a new epoch) since this router learnt sessions and users from it, they
+/// are forgotten and the request runs once more from scratch, so nothing is
+/// allowed on the strength of the old store.
 pub async fn handle(router: &Router, request: RouterRequest) -> RouterResult<Reply> {
+    match handle_once(router, request.clone()).await {
+        Err(RouterError::StoreReset) => {
+            router.store_reset();
+            handle_once(router, request).await
+        }
+        other => other,
+    }
+}
+
+async fn handle_once(router: &Router, request: RouterRequest) -> RouterResult<Reply> {
     let op = request
         .op
         .ok_or_else(|| RouterError::InvalidArgument("empty request".into()))?;

@@ -83,7 +83,7 @@ async fn users_are_created_once() {
 }
 
 #[tokio::test]
-async fn sessions_exist_until_deleted() {
+async fn sessions_name_their_user_and_end_when_deleted_or_expired() {
     on_both(|store| async move {
         let far = switchboard_shared::clock::now_ms() + 3_600_000;
         let session = SessionRecord {
@@ -92,11 +92,20 @@ async fn sessions_exist_until_deleted() {
             device: DeviceId::parse("laptop").unwrap(),
             expires_at_ms: far,
         };
-        assert!(!store.session_exists(&session.id, 0).await.unwrap());
+        assert_eq!(store.session(&session.id, 0).await.unwrap(), None);
         store.put_session(&session).await.unwrap();
-        assert!(store.session_exists(&session.id, 0).await.unwrap());
+        assert_eq!(
+            store.session(&session.id, 0).await.unwrap(),
+            Some(session.clone()),
+            "the session names its user and device"
+        );
+        assert_eq!(
+            store.session(&session.id, far).await.unwrap(),
+            None,
+            "expired at its time"
+        );
         store.delete_session(&session.id).await.unwrap();
-        assert!(!store.session_exists(&session.id, 0).await.unwrap());
+        assert_eq!(store.session(&session.id, 0).await.unwrap(), None);
     })
     .await;
 }
@@ -375,8 +384,12 @@ async fn a_wiped_redis_gets_a_new_epoch() {
     redis.restart_empty();
     // A command racing the old connection's end fails UNAVAILABLE (nothing
     // acknowledged, nothing lost) while the connection is replaced; a client
-    // retries, and so does this test, a bounded number of times.
+    // retries, and so does this test, a bounded number of times. The first
+    // append that reaches the empty store writes nothing and says the epoch
+    // changed (so the router can forget what it cached); the next one lands
+    // under the new epoch.
     let mut attempts = 0;
+    let mut told = false;
     let after = loop {
         match store
             .append(single(&conv, &user("alice"), "again", None))
@@ -384,9 +397,11 @@ async fn a_wiped_redis_gets_a_new_epoch() {
         {
             Ok(after) => break after,
             Err(StoreError::Unavailable(_)) if attempts < 8 => attempts += 1,
+            Err(StoreError::EpochChanged) if !told => told = true,
             Err(e) => panic!("append after the wipe: {e}"),
         }
     };
+    assert!(told, "the epoch change was reported once");
     assert_ne!(after.epoch, before);
     assert_eq!(after.appended[0].seq, 1, "seqs restart under the new epoch");
 }

@@ -265,6 +265,7 @@ impl ChatService for Api {
             caller,
             inbound,
             Start {
+                expires_at_ms: claims.expires_at_ms,
                 epoch: first.epoch,
                 cursors,
                 groups: groups.into_iter().collect::<HashSet<_>>(),

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
-    ConversationId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
+    ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
 use switchboard_shared::keys;
 
@@ -448,14 +448,27 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn session_exists(&self, id: &SessionId, now_ms: i64) -> StoreResult<bool> {
+    async fn session(&self, id: &SessionId, now_ms: i64) -> StoreResult<Option<SessionRecord>> {
         let key = keys::session(id);
+        let id = id.clone();
         self.read(move |txn| {
             let hashes = txn.open_table(HASHES).map_err(failed)?;
-            match hget(&hashes, &key, "exp")? {
-                Some(exp) => Ok(number::<i64>(&exp)? > now_ms),
-                None => Ok(false),
+            let fields = |field| hget(&hashes, &key, field);
+            let (Some(user), Some(device), Some(exp)) =
+                (fields("user")?, fields("device")?, fields("exp")?)
+            else {
+                return Ok(None);
+            };
+            let expires_at_ms: i64 = number(&exp)?;
+            if expires_at_ms <= now_ms {
+                return Ok(None);
             }
+            Ok(Some(SessionRecord {
+                id,
+                user: parse_user(&text(&user)?)?,
+                device: DeviceId::parse(&text(&device)?).map_err(|e| corrupt(e.0))?,
+                expires_at_ms,
+            }))
         })
         .await
     }

@@ -29,6 +29,12 @@ pub enum StoreError {
     IdempotencyConflict,
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The store's epoch is not the one this process knew: it lost its data
+    /// (and now has a new epoch). Nothing was written; whatever was learnt
+    /// from the old store (sessions, users) must be forgotten before the
+    /// operation is tried again.
+    #[error("the store's epoch changed")]
+    EpochChanged,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -374,7 +380,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &UserRecord) -> StoreResult<bool>;
     async fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>>;
     async fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;
-    async fn session_exists(&self, id: &SessionId, now_ms: i64) -> StoreResult<bool>;
+    /// The session, if it exists and has not expired by `now_ms`.
+    async fn session(&self, id: &SessionId, now_ms: i64) -> StoreResult<Option<SessionRecord>>;
     async fn delete_session(&self, id: &SessionId) -> StoreResult<()>;
 
     // ---- contacts

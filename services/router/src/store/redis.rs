@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager as Connection;
 use redis::{Script, Value};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
-    ConversationId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
+    ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
 use switchboard_shared::keys;
 use switchboard_shared::redis_pool::Pool;
@@ -174,29 +174,26 @@ impl RedisStore {
         self.epoch.read().clone()
     }
 
-    /// Runs a script that appends; when it reports an epoch change, refreshes
-    /// the epoch (creating a new one if the data was lost) and tries once more.
+    /// Runs a script that appends under the epoch this store knows. When the
+    /// script reports another, nothing was written: the epoch is refreshed
+    /// (a new one made if the data was lost) and the caller is told, so it
+    /// can forget what it learnt from the old store and start over.
     async fn run_appending<'s>(
         &'s self,
         build: impl Fn(&str) -> redis::ScriptInvocation<'s>,
     ) -> StoreResult<(Vec<String>, String)> {
         let mut conn = self.conn().await?;
-        for _ in 0..2 {
-            let epoch = self.current_epoch();
-            let reply: Vec<String> = build(&epoch)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if status(&reply)?.0 == "EPOCH" {
-                tracing::warn!(previous = %epoch, "store epoch changed; refreshing");
-                self.epoch().await?;
-                continue;
-            }
-            return Ok((reply, epoch));
+        let epoch = self.current_epoch();
+        let reply: Vec<String> = build(&epoch)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if status(&reply)?.0 == "EPOCH" {
+            tracing::warn!(previous = %epoch, "store epoch changed; refreshing");
+            self.epoch().await?;
+            return Err(StoreError::EpochChanged);
         }
-        Err(StoreError::Unavailable(
-            "the store epoch keeps changing".into(),
-        ))
+        Ok((reply, epoch))
     }
 }
 
@@ -285,15 +282,30 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn session_exists(&self, id: &SessionId, _now_ms: i64) -> StoreResult<bool> {
-        // Redis expires the key with the token.
+    async fn session(&self, id: &SessionId, now_ms: i64) -> StoreResult<Option<SessionRecord>> {
+        // Redis expires the key with the token; the check here covers clocks.
         let mut conn = self.conn().await?;
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(keys::session(id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(exists)
+        let (user, device, exp): (Option<String>, Option<String>, Option<i64>) =
+            redis::cmd("HMGET")
+                .arg(keys::session(id))
+                .arg("user")
+                .arg("device")
+                .arg("exp")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        let (Some(user), Some(device), Some(expires_at_ms)) = (user, device, exp) else {
+            return Ok(None);
+        };
+        if expires_at_ms <= now_ms {
+            return Ok(None);
+        }
+        Ok(Some(SessionRecord {
+            id: id.clone(),
+            user: UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.0))?,
+            device: DeviceId::parse(&device).map_err(|e| StoreError::Corrupt(e.0))?,
+            expires_at_ms,
+        }))
     }
 
     async fn delete_session(&self, id: &SessionId) -> StoreResult<()> {

@@ -35,7 +35,7 @@ timed! {
     fn create_user(&self, user: &UserRecord) -> StoreResult<bool>;
     fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>>;
     fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;
-    fn session_exists(&self, id: &SessionId, now_ms: i64) -> StoreResult<bool>;
+    fn session(&self, id: &SessionId, now_ms: i64) -> StoreResult<Option<SessionRecord>>;
     fn delete_session(&self, id: &SessionId) -> StoreResult<()>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;
     fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;

@@ -422,6 +422,79 @@ async fn long_input(cluster: Cluster) {
     assert!(status.message().len() < 200, "{status:?}");
 }
 
+both_modes!(a_session_acts_only_for_its_own_user, session_binding);
+async fn session_binding(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let key = cluster.token_key();
+    let real = key.verify(&alice.token, now_ms()).unwrap();
+    // Correctly signed tokens that carry alice's live session id, but
+    // another user (or another device of hers).
+    for (user, device) in [("bob", "laptop"), ("alice", "phone")] {
+        let forged = key.sign(&Claims {
+            user: UserId::parse(user).unwrap(),
+            device: DeviceId::parse(device).unwrap(),
+            ..real.clone()
+        });
+        let status = raw::unary(
+            &alice.url,
+            "/switchboard.v1.ChatService/ListConversations",
+            Some(&forged),
+            Vec::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{user}/{device}: {status:?}"
+        );
+        let send = prost::Message::encode_to_vec(&pb::SendRequest {
+            to: Some(To::UserId("carol".into())),
+            client_msg_id: format!("forged-{user}-{device}"),
+            text: "not mine to send".into(),
+        });
+        let status = raw::unary(&alice.url, SEND, Some(&forged), send)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{user}/{device}: {status:?}"
+        );
+    }
+    // Nothing was sent in anyone's name; the real sessions still work.
+    for user in [&alice, &bob] {
+        let listed = user
+            .chat()
+            .list_conversations(pb::ListConversationsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.conversations.is_empty(), "{listed:?}");
+    }
+}
+
+both_modes!(a_stream_ends_when_its_token_expires, stream_expiry);
+async fn stream_expiry(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let key = cluster.token_key();
+    let real = key.verify(&alice.token, now_ms()).unwrap();
+    let short = key.sign(&Claims {
+        expires_at_ms: now_ms() + 1_500,
+        ..real
+    });
+    let brief = alice.with_token(short);
+    let mut events = brief.subscribe().await;
+    // Heartbeats keep coming while it is open: bound the whole wait.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), events.wait_closed())
+        .await
+        .expect("the stream ends at expiry, not at some later check")
+        .expect("the stream ends with a status");
+    assert_eq!(closed.code(), Code::Unauthenticated, "{closed:?}");
+    assert!(closed.message().contains("expired"), "{closed:?}");
+}
+
 both_modes!(a_logged_out_session_is_refused, logout);
 async fn logout(cluster: Cluster) {
     let alice = cluster.user("alice", 0).await;

@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 
 use switchboard_proto::pb::{self, event::Kind, gap::Reason, send_request::To};
+use switchboard_testkit::eventually;
 use tonic::Code;
 
 use crate::harness::client::{seqs, texts};
-use crate::harness::{Cluster, Mode, User};
+use crate::harness::{Cluster, Mode, User, WAIT};
 
 /// Sends `text` until the server acknowledges it, retrying with the same
 /// client message id as a client does after an error.
@@ -167,6 +168,55 @@ async fn lost_server_data_is_reported_not_hidden() {
     alice.dm(&bob, "a new beginning").await;
     let message = resumed.message().await;
     assert_eq!((message.text.as_str(), message.seq), ("a new beginning", 1));
+}
+
+/// Sessions and users a router learnt from the store die with the store's
+/// data: right after Redis comes back empty, an old session sends nothing,
+/// even to a user it recently wrote to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_sessions_do_not_outlive_lost_server_data() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    // Every router has seen alice's session and bob's account.
+    for i in 0..8 {
+        alice.dm(&bob, &format!("before {i}")).await;
+    }
+    cluster.redis().restart_empty();
+    let refused = eventually(WAIT, "a send to be answered", || {
+        let alice = alice.clone();
+        async move {
+            match alice.send(To::UserId("bob".into()), "after", "").await {
+                Err(status) if status.code() == Code::Unavailable => None,
+                other => Some(other),
+            }
+        }
+    })
+    .await
+    .expect_err("an old session cannot send into the new store");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    // Nor read, on any router, within the epoch check interval (1 s) rather
+    // than the session cache's 10 s.
+    eventually(
+        std::time::Duration::from_secs(3),
+        "every router to refuse the old session",
+        || {
+            let alice = alice.clone();
+            async move {
+                for _ in 0..6 {
+                    let listed = alice
+                        .chat()
+                        .list_conversations(pb::ListConversationsRequest {})
+                        .await;
+                    if !matches!(&listed, Err(s) if s.code() == Code::Unauthenticated) {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,6 +73,14 @@ impl User {
         Self::login(&cluster.gateway_url(gateway), &self.id, device).await
     }
 
+    /// The same connection with another token (a forged or short-lived one).
+    pub fn with_token(&self, token: String) -> Self {
+        Self {
+            token,
+            ..self.clone()
+        }
+    }
+
     /// The same session over a connection of the caller's making.
     pub fn with_channel(&self, channel: Channel) -> Self {
         Self {

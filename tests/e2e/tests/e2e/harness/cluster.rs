@@ -376,6 +376,18 @@ impl Cluster {
         User::register(self, name, gateway, "laptop").await
     }
 
+    /// The key session tokens are signed with: the shared secret of the
+    /// distributed deployment, or the one the standalone process keeps
+    /// beside its data. Tests forge tokens with it.
+    pub fn token_key(&self) -> switchboard_shared::token::TokenKey {
+        let secret = match self.mode {
+            Mode::Distributed { .. } => SECRET.as_bytes().to_vec(),
+            Mode::Standalone => std::fs::read(self.dir.path().join("data").join("token.key"))
+                .expect("the standalone token key"),
+        };
+        switchboard_shared::token::TokenKey::new(secret).expect("a valid key")
+    }
+
     pub fn redis(&mut self) -> &mut RedisServer {
         self.redis.as_mut().expect("a distributed cluster")
     }

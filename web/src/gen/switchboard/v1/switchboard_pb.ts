@@ -1995,7 +1995,10 @@ export const ChatService: GenService<{
    * The one live stream: every message, receipt, presence change and
    * conversation change of the caller, across all conversations. Pass the
    * cursors you hold; everything after them is replayed first, in order,
-   * then `SyncComplete`, then live events.
+   * then `SyncComplete`, then live events. The stream lasts as long as the
+   * token it was opened with: at the token's expiry it ends with
+   * UNAUTHENTICATED; log in again and subscribe with your cursors (nothing
+   * is lost in between).
    *
    * @generated from rpc switchboard.v1.ChatService.Subscribe
    */
