@@ -215,6 +215,13 @@ pub enum ContactsCommand {
     },
 }
 
+/// What a group's new members can read.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum HistoryArg {
+    All,
+    FromJoin,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GroupsCommand {
     /// My groups and invitations.
@@ -224,6 +231,11 @@ pub enum GroupsCommand {
         /// Only invited users may join.
         #[arg(long)]
         invite_only: bool,
+        /// What new members can read: all (everything) or from-join (only
+        /// from their joining). Default: all for open groups, from-join for
+        /// invite-only ones.
+        #[arg(long)]
+        history: Option<HistoryArg>,
         /// Users to invite (comma-separated).
         #[arg(long, value_delimiter = ',')]
         invite: Vec<String>,

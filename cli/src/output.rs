@@ -129,6 +129,7 @@ pub fn group(g: &pb::Group) -> Value {
         "name": g.name,
         "owner_id": g.owner_id,
         "policy": g.policy().as_str_name(),
+        "history": g.history().as_str_name(),
         "member_count": g.member_count,
         "conversation_id": g.conversation_id,
     })

@@ -33,7 +33,7 @@ pub fn contacted_by(user: &UserId) -> String {
     format!("sb:contacted-by:{user}")
 }
 
-/// Hash: `name`, `owner`, `policy`, `created`.
+/// Hash: `name`, `owner`, `policy`, `history`, `created`.
 pub fn group(group: &GroupId) -> String {
     format!("sb:group:{group}")
 }
@@ -46,6 +46,18 @@ pub fn group_members(group: &GroupId) -> String {
 /// Hash: invited user id -> invited-at ms.
 pub fn group_invites(group: &GroupId) -> String {
     format!("sb:group:{group}:invites")
+}
+
+/// Hash: user id -> seq of the message that says they (last) joined. Kept
+/// after they leave: with history from their join, they read from here.
+pub fn group_joined(group: &GroupId) -> String {
+    format!("sb:group:{group}:joined")
+}
+
+/// Hash: former member -> seq of the message that says they left or were
+/// removed: they may still read everything up to and including it.
+pub fn group_left(group: &GroupId) -> String {
+    format!("sb:group:{group}:left")
 }
 
 /// Set: the groups `user` is a member of.
@@ -206,6 +218,8 @@ mod tests {
         assert_eq!(group(&g), "sb:group:gabcdefghjkmn");
         assert_eq!(group_members(&g), "sb:group:gabcdefghjkmn:members");
         assert_eq!(group_invites(&g), "sb:group:gabcdefghjkmn:invites");
+        assert_eq!(group_joined(&g), "sb:group:gabcdefghjkmn:joined");
+        assert_eq!(group_left(&g), "sb:group:gabcdefghjkmn:left");
         assert_eq!(user_groups(&alice), "sb:user:alice:groups");
         assert_eq!(user_invites(&alice), "sb:user:alice:invites");
         assert_eq!(user_conversations(&alice), "sb:user:alice:convs");

@@ -2,7 +2,7 @@ use serde_json::json;
 use switchboard_proto::pb;
 
 use super::Session;
-use crate::args::GroupsCommand;
+use crate::args::{GroupsCommand, HistoryArg};
 use crate::output::{self, Output};
 
 fn bare(group: &str) -> String {
@@ -43,6 +43,7 @@ pub async fn run(
         GroupsCommand::Create {
             name,
             invite_only,
+            history,
             invite,
         } => {
             let policy = if *invite_only {
@@ -50,17 +51,27 @@ pub async fn run(
             } else {
                 pb::JoinPolicy::Open
             };
+            let history = match history {
+                None => pb::HistoryVisibility::Unspecified,
+                Some(HistoryArg::All) => pb::HistoryVisibility::All,
+                Some(HistoryArg::FromJoin) => pb::HistoryVisibility::FromJoin,
+            };
             let response = groups
                 .create_group(pb::CreateGroupRequest {
                     name: name.clone(),
                     policy: policy as i32,
                     invite: invite.clone(),
+                    history: history as i32,
                 })
                 .await?
                 .into_inner();
             let g = response.group.unwrap_or_default();
             out.print(output::group(&g), || {
-                format!("created {} \"{}\"", g.group_id, g.name)
+                let history = match g.history() {
+                    pb::HistoryVisibility::FromJoin => "new members read from their joining",
+                    _ => "new members read all history",
+                };
+                format!("created {} \"{}\" ({history})", g.group_id, g.name)
             });
         }
         GroupsCommand::Join { group } => {

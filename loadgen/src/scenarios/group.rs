@@ -59,6 +59,7 @@ pub async fn run(
                 name: format!("load {g}"),
                 policy: pb::JoinPolicy::Open as i32,
                 invite: vec![],
+                ..Default::default()
             })
             .await?
             .into_inner()

@@ -63,20 +63,31 @@ pub struct Resume {
     pub cursors: HashMap<String, u64>,
 }
 
+/// Where each conversation of a subscription starts.
+#[derive(Debug, Default)]
+pub struct ReplayPlan {
+    /// The cursor each conversation starts from.
+    pub cursors: HashMap<String, u64>,
+    /// Conversations to replay from their cursor, in order.
+    pub replay: Vec<String>,
+    /// Of those, the ones the user no longer belongs to (a group they left or
+    /// were removed from while this client was away): replayed up to where
+    /// they may still read (the message that says they left), then reported
+    /// removed.
+    pub closing: Vec<String>,
+    /// What the client must see first (gaps).
+    pub notices: Vec<pb::Event>,
+}
+
 /// Where each conversation starts, from the client's cursors and the heads
-/// the router reported. Returns the cursors, the conversations to replay,
-/// and the events the client must see first (gaps, removals).
-pub fn plan_replay(
-    resume: Resume,
-    heads: &[pb::Cursor],
-    max_replay: u64,
-) -> (HashMap<String, u64>, Vec<String>, Vec<pb::Event>) {
+/// the router reported.
+pub fn plan_replay(resume: Resume, heads: &[pb::Cursor], max_replay: u64) -> ReplayPlan {
     let returning = resume.returning;
-    let client = resume.cursors;
-    let mut client = client;
-    let mut cursors = HashMap::with_capacity(heads.len());
-    let mut replay = Vec::new();
-    let mut notices = Vec::new();
+    let mut client = resume.cursors;
+    let mut plan = ReplayPlan {
+        cursors: HashMap::with_capacity(heads.len()),
+        ..ReplayPlan::default()
+    };
     for head in heads {
         let conv = &head.conversation_id;
         let seen = client.remove(conv).or(returning.then_some(0));
@@ -84,7 +95,7 @@ pub fn plan_replay(
             // A new client starts live from now.
             None => head.seq,
             Some(seen) if seen > head.seq => {
-                notices.push(gap(
+                plan.notices.push(gap(
                     conv,
                     head.seq + 1,
                     seen,
@@ -95,7 +106,7 @@ pub fn plan_replay(
             }
             Some(seen) if head.seq - seen > max_replay => {
                 let resume = head.seq - max_replay;
-                notices.push(gap(
+                plan.notices.push(gap(
                     conv,
                     seen + 1,
                     resume,
@@ -107,15 +118,20 @@ pub fn plan_replay(
             Some(seen) => seen,
         };
         if start < head.seq {
-            replay.push(conv.clone());
+            plan.replay.push(conv.clone());
         }
-        cursors.insert(conv.clone(), start);
+        plan.cursors.insert(conv.clone(), start);
     }
-    // Cursors for conversations the user no longer belongs to.
-    let mut gone: Vec<String> = client.into_keys().collect();
+    // Cursors for conversations the user no longer belongs to: what came
+    // before they left is still theirs.
+    let mut gone: Vec<(String, u64)> = client.into_iter().collect();
     gone.sort();
-    notices.extend(gone.iter().map(|c| removed(c)));
-    (cursors, replay, notices)
+    for (conv, seen) in gone {
+        plan.cursors.insert(conv.clone(), seen);
+        plan.replay.push(conv.clone());
+        plan.closing.push(conv);
+    }
+    plan
 }
 
 pub struct Connection {
@@ -131,6 +147,8 @@ pub struct Connection {
     groups: HashSet<GroupId>,
     pending: VecDeque<pb::Event>,
     replay: VecDeque<String>,
+    /// Replayed conversations to report removed once replayed.
+    left_while_away: HashSet<String>,
     synced: bool,
     finished: bool,
     closing: Option<Status>,
@@ -175,6 +193,7 @@ pub struct Start {
     pub groups: HashSet<GroupId>,
     pub first_events: Vec<pb::Event>,
     pub replay: Vec<String>,
+    pub closing: Vec<String>,
 }
 
 impl Connection {
@@ -204,6 +223,7 @@ impl Connection {
             groups: start.groups,
             pending: start.first_events.into(),
             replay: start.replay.into(),
+            left_while_away: start.closing.into_iter().collect(),
             synced: false,
             finished: false,
             closing: None,
@@ -316,8 +336,9 @@ impl Connection {
         let page = match self.history(conversation, after, REPLAY_PAGE).await {
             Ok(page) => page,
             Err(status) if status.code() == tonic::Code::PermissionDenied => {
-                // No longer a member: nothing to replay.
+                // Nothing here may be read: nothing to replay.
                 self.replay.pop_front();
+                self.left_while_away.remove(conversation);
                 self.pending.push_back(removed(conversation));
                 return Ok(());
             }
@@ -328,6 +349,11 @@ impl Connection {
         }
         if !page.has_more {
             self.replay.pop_front();
+            // A conversation left while away: replayed up to the leaving
+            // (which said so itself, if this client had not seen it yet).
+            if self.left_while_away.remove(conversation) {
+                self.pending.push_back(removed(conversation));
+            }
         }
         Ok(())
     }
@@ -481,6 +507,7 @@ impl Connection {
         if left && let Ok(ConversationId::Group(group)) = ConversationId::parse(&conversation) {
             self.groups.remove(&group);
             self.shared.registry.leave_group(&self.entry.id, &group);
+            self.left_while_away.remove(&conversation);
             self.pending.push_back(removed(&conversation));
         }
     }
@@ -568,44 +595,41 @@ mod tests {
 
     #[test]
     fn a_new_client_starts_live() {
-        let (cursors, replay, notices) = plan_replay(Resume::default(), &[head("g:gaaaa", 7)], 100);
-        assert_eq!(cursors["g:gaaaa"], 7);
-        assert!(replay.is_empty());
-        assert!(notices.is_empty());
+        let plan = plan_replay(Resume::default(), &[head("g:gaaaa", 7)], 100);
+        assert_eq!(plan.cursors["g:gaaaa"], 7);
+        assert!(plan.replay.is_empty());
+        assert!(plan.notices.is_empty());
     }
 
     #[test]
     fn a_returning_client_gets_conversations_new_to_it_from_the_start() {
-        let (cursors, replay, _) = plan_replay(returning(&[]), &[head("dm:a:b", 2)], 100);
-        assert_eq!(cursors["dm:a:b"], 0);
-        assert_eq!(replay, ["dm:a:b"]);
+        let plan = plan_replay(returning(&[]), &[head("dm:a:b", 2)], 100);
+        assert_eq!(plan.cursors["dm:a:b"], 0);
+        assert_eq!(plan.replay, ["dm:a:b"]);
     }
 
     #[test]
     fn cursors_behind_the_head_are_replayed() {
-        let (cursors, replay, notices) =
-            plan_replay(returning(&[("g:gaaaa", 3)]), &[head("g:gaaaa", 7)], 100);
-        assert_eq!(cursors["g:gaaaa"], 3);
-        assert_eq!(replay, ["g:gaaaa"]);
-        assert!(notices.is_empty());
+        let plan = plan_replay(returning(&[("g:gaaaa", 3)]), &[head("g:gaaaa", 7)], 100);
+        assert_eq!(plan.cursors["g:gaaaa"], 3);
+        assert_eq!(plan.replay, ["g:gaaaa"]);
+        assert!(plan.notices.is_empty());
     }
 
     #[test]
     fn a_cursor_past_the_head_is_reported_not_hidden() {
-        let (cursors, replay, notices) =
-            plan_replay(returning(&[("g:gaaaa", 9)]), &[head("g:gaaaa", 7)], 100);
-        assert_eq!(cursors["g:gaaaa"], 7);
-        assert!(replay.is_empty());
-        assert_eq!(gap_reason(&notices[0]), Some(Reason::CursorAhead));
+        let plan = plan_replay(returning(&[("g:gaaaa", 9)]), &[head("g:gaaaa", 7)], 100);
+        assert_eq!(plan.cursors["g:gaaaa"], 7);
+        assert!(plan.replay.is_empty());
+        assert_eq!(gap_reason(&plan.notices[0]), Some(Reason::CursorAhead));
     }
 
     #[test]
     fn long_absences_are_truncated_explicitly() {
-        let (cursors, replay, notices) =
-            plan_replay(returning(&[("g:gaaaa", 1)]), &[head("g:gaaaa", 500)], 100);
-        assert_eq!(cursors["g:gaaaa"], 400);
-        assert_eq!(replay, ["g:gaaaa"]);
-        match &notices[0].kind {
+        let plan = plan_replay(returning(&[("g:gaaaa", 1)]), &[head("g:gaaaa", 500)], 100);
+        assert_eq!(plan.cursors["g:gaaaa"], 400);
+        assert_eq!(plan.replay, ["g:gaaaa"]);
+        match &plan.notices[0].kind {
             Some(Kind::Gap(g)) => {
                 assert_eq!((g.from_seq, g.to_seq), (2, 400));
                 assert_eq!(g.reason(), Reason::Truncated);
@@ -615,10 +639,12 @@ mod tests {
     }
 
     #[test]
-    fn cursors_of_conversations_left_are_answered_with_removal() {
-        let (_, _, notices) = plan_replay(returning(&[("g:gbbbb", 4)]), &[head("g:gaaaa", 1)], 100);
-        assert!(matches!(&notices[0].kind, Some(Kind::Conversation(c))
-            if c.change() == pb::conversation_changed::Change::Removed));
+    fn conversations_left_while_away_are_replayed_up_to_the_leaving_then_closed() {
+        let plan = plan_replay(returning(&[("g:gbbbb", 4)]), &[head("g:gaaaa", 1)], 100);
+        assert_eq!(plan.cursors["g:gbbbb"], 4, "from where the client was");
+        assert_eq!(plan.replay, ["g:gaaaa", "g:gbbbb"]);
+        assert_eq!(plan.closing, ["g:gbbbb"]);
+        assert!(plan.notices.is_empty(), "removed only after the replay");
     }
 
     #[test]

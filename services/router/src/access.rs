@@ -1,9 +1,53 @@
 //! Who may do what. Pure functions of facts the caller already loaded; no I/O.
 
-use switchboard_proto::pb::{JoinPolicy, Role};
+use switchboard_proto::pb::{HistoryVisibility, JoinPolicy, Role};
 use switchboard_shared::ids::{ConversationId, UserId};
 
 use crate::error::{RouterError, RouterResult};
+use crate::store::GroupMembership;
+
+/// The seqs of a conversation a reader may read: `from` (inclusive) to
+/// `to` (inclusive; `None`: up to the head, whatever it becomes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readable {
+    pub from: u64,
+    pub to: Option<u64>,
+}
+
+impl Readable {
+    /// Everything (direct chats, topic threads, groups with full history).
+    pub const ALL: Self = Self { from: 1, to: None };
+}
+
+/// What a group's new members read when its creator did not say: an open
+/// group's history (anyone could join and read it anyway), but only from
+/// their join in an invite-only one (its earlier talk was among others).
+pub fn default_history(policy: JoinPolicy) -> HistoryVisibility {
+    match policy {
+        JoinPolicy::InviteOnly => HistoryVisibility::FromJoin,
+        JoinPolicy::Open | JoinPolicy::Unspecified => HistoryVisibility::All,
+    }
+}
+
+/// What of a group someone may read: a member, all of it or from their join
+/// (the group's setting); a former member the same, up to and including the
+/// message that says they left or were removed; anyone else nothing.
+pub fn readable_in_group(history: HistoryVisibility, place: &GroupMembership) -> Option<Readable> {
+    let from = match history {
+        HistoryVisibility::FromJoin => place.joined_seq.max(1),
+        HistoryVisibility::All | HistoryVisibility::Unspecified => 1,
+    };
+    if place.role.is_some() {
+        Some(Readable { from, to: None })
+    } else if place.left_seq > 0 {
+        Some(Readable {
+            from,
+            to: Some(place.left_seq),
+        })
+    } else {
+        None
+    }
+}
 
 /// The other party of a direct conversation, if `user` is one of its two.
 pub fn direct_peer(conv: &ConversationId, user: &UserId) -> Option<UserId> {
@@ -116,6 +160,53 @@ mod tests {
         assert!(may_remove(Role::Admin, Role::Admin).is_err());
         assert!(may_remove(Role::Admin, Role::Owner).is_err());
         assert!(may_remove(Role::Member, Role::Member).is_err());
+    }
+
+    #[test]
+    fn new_members_read_by_the_groups_setting() {
+        let member = GroupMembership {
+            role: Some(Role::Member),
+            joined_seq: 7,
+            left_seq: 0,
+        };
+        assert_eq!(
+            readable_in_group(HistoryVisibility::All, &member),
+            Some(Readable::ALL)
+        );
+        assert_eq!(
+            readable_in_group(HistoryVisibility::FromJoin, &member),
+            Some(Readable { from: 7, to: None })
+        );
+        assert_eq!(default_history(JoinPolicy::Open), HistoryVisibility::All);
+        assert_eq!(
+            default_history(JoinPolicy::InviteOnly),
+            HistoryVisibility::FromJoin
+        );
+    }
+
+    #[test]
+    fn former_members_read_up_to_their_leaving_and_strangers_nothing() {
+        let former = GroupMembership {
+            role: None,
+            joined_seq: 2,
+            left_seq: 5,
+        };
+        assert_eq!(
+            readable_in_group(HistoryVisibility::All, &former),
+            Some(Readable {
+                from: 1,
+                to: Some(5)
+            })
+        );
+        assert_eq!(
+            readable_in_group(HistoryVisibility::FromJoin, &former),
+            Some(Readable {
+                from: 2,
+                to: Some(5)
+            })
+        );
+        let stranger = GroupMembership::default();
+        assert_eq!(readable_in_group(HistoryVisibility::All, &stranger), None);
     }
 
     #[test]

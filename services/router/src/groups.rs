@@ -46,6 +46,7 @@ fn group_view(record: GroupRecord) -> pb::Group {
         name: record.name,
         owner_id: record.owner.to_string(),
         policy: record.policy as i32,
+        history: record.history as i32,
         created_at_ms: record.created_at_ms,
         member_count: record.member_count,
     }
@@ -157,11 +158,16 @@ impl Router {
             pb::JoinPolicy::Unspecified => pb::JoinPolicy::Open,
             policy => policy,
         };
+        let history = match req.history() {
+            pb::HistoryVisibility::Unspecified => access::default_history(policy),
+            history => history,
+        };
         let record = GroupRecord {
             id: GroupId::generate(),
             name,
             owner: caller.user.clone(),
             policy,
+            history,
             created_at_ms: now_ms(),
             member_count: 1,
         };

@@ -11,7 +11,7 @@ use switchboard_shared::ids::{ClientMsgId, ConversationId, GroupId, TopicId, Use
 
 use tracing::Instrument as _;
 
-use crate::access::direct_peer;
+use crate::access::{self, Readable, direct_peer};
 use crate::error::{RouterError, RouterResult};
 use crate::routing::{Audience, Outgoing};
 use crate::store::{
@@ -229,10 +229,18 @@ impl Router {
             ),
             Membership::TopicThread { topic, contact } => {
                 topic_writable(topic, contact, &caller.user)?;
+                // Consent holds when writing, not only when binding: the
+                // owner answers a contact only while they are mutual contacts.
+                if caller.user == topic.owner && !self.store.mutual(&topic.owner, contact).await? {
+                    return Err(RouterError::FailedPrecondition(format!(
+                        "{contact} is no longer a mutual contact; you both need to add each other again"
+                    )));
+                }
                 topic_tag = Some(crate::topics::tag(topic, contact));
                 timeline = Some(TimelineWrite {
                     topic: topic.id.clone(),
                     broadcast_id: String::new(),
+                    forwarded_from: String::new(),
                 });
                 (
                     Some(Admission::TopicBound {
@@ -263,6 +271,7 @@ impl Router {
             items: vec![item.clone()],
             now_ms: now,
             timeline,
+            memo: String::new(),
         };
         let outcome = match self.store.append(batch).await {
             Ok(outcome) => outcome,
@@ -441,16 +450,47 @@ impl Router {
         })
     }
 
+    /// What of `conv` the user may read: everything of a conversation they
+    /// belong to, or of a group what its history setting and their joining
+    /// and leaving allow.
+    pub async fn readable(&self, user: &UserId, conv: &ConversationId) -> RouterResult<Readable> {
+        let ConversationId::Group(group) = conv else {
+            self.membership(user, conv).await?;
+            return Ok(Readable::ALL);
+        };
+        let (place, record) = futures::try_join!(
+            self.store.group_membership(group, user),
+            self.store.groups(std::slice::from_ref(group)),
+        )?;
+        let Some(record) = record.into_iter().next().flatten() else {
+            return Err(RouterError::NotFound(format!("no group {group}")));
+        };
+        access::readable_in_group(record.history, &place).ok_or_else(|| {
+            RouterError::PermissionDenied(format!("you are not a member of group {group}"))
+        })
+    }
+
     pub async fn history(
         &self,
         caller: &Caller,
         req: pb::HistoryRequest,
     ) -> RouterResult<pb::HistoryResponse> {
         let conv = ConversationId::parse(&req.conversation_id)?;
-        self.membership(&caller.user, &conv).await?;
+        let readable = self.readable(&caller.user, &conv).await?;
+        let head = self.store.heads(std::slice::from_ref(&conv)).await?[0];
+        let last = readable.to.map_or(head, |to| to.min(head));
+        let first = readable.from;
         let limit = page_size(req.limit);
+        // Pages are fetched one message long and cut to what may be read: a
+        // message cut off at an end means nothing more lies that way.
         let (mut messages, has_more) = if let Some(after) = req.after_seq {
-            let mut page = self.store.messages_after(&conv, after, limit + 1).await?;
+            let after = after.max(first - 1);
+            let mut page = if after >= last {
+                Vec::new()
+            } else {
+                self.store.messages_after(&conv, after, limit + 1).await?
+            };
+            page.retain(|m| m.seq <= last);
             let more = page.len() > limit;
             page.truncate(limit);
             (page, more)
@@ -458,8 +498,14 @@ impl Router {
             let before = match req.before_seq {
                 0 => u64::MAX,
                 before => before,
+            }
+            .min(last.saturating_add(1));
+            let mut page = if before <= first {
+                Vec::new()
+            } else {
+                self.store.messages_before(&conv, before, limit + 1).await?
             };
-            let mut page = self.store.messages_before(&conv, before, limit + 1).await?;
+            page.retain(|m| m.seq >= first);
             let more = page.len() > limit;
             if more {
                 page.remove(0);
@@ -467,11 +513,10 @@ impl Router {
             (page, more)
         };
         messages.sort_by_key(|m| m.seq);
-        let head_seq = self.store.heads(std::slice::from_ref(&conv)).await?[0];
         Ok(pb::HistoryResponse {
             messages,
             has_more,
-            head_seq,
+            head_seq: last,
         })
     }
 

@@ -9,7 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use switchboard_proto::pb::{self, binding_result::Outcome, follow_up::Who, topic_contact::State};
+use switchboard_proto::pb::{
+    self, binding_result::Outcome, follow_up::Who, topic_contact::State,
+    topic_recipient::Outcome as RecipientOutcome,
+};
 use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::{
     ClientMsgId, ConversationId, MessageId, TopicId, UserId, random_token,
@@ -29,6 +32,42 @@ pub fn thread(topic: &TopicId, contact: &UserId) -> ConversationId {
     ConversationId::TopicThread {
         topic: topic.clone(),
         contact: contact.clone(),
+    }
+}
+
+/// The contact whose thread a conversation is.
+fn thread_contact(conv: &ConversationId) -> String {
+    match conv {
+        ConversationId::TopicThread { contact, .. } => contact.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// What a broadcast's retry must answer besides the copies' seqs: its id,
+/// and who was skipped. Kept in the send's idempotency record as
+/// `<broadcast id> <skipped contact>,<skipped contact>...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastMemo {
+    pub broadcast_id: String,
+    pub skipped: Vec<UserId>,
+}
+
+impl BroadcastMemo {
+    pub fn encode(&self) -> String {
+        let skipped: Vec<&str> = self.skipped.iter().map(UserId::as_str).collect();
+        format!("{} {}", self.broadcast_id, skipped.join(","))
+    }
+
+    pub fn decode(memo: &str) -> RouterResult<Self> {
+        let (broadcast_id, skipped) = memo.split_once(' ').unwrap_or((memo, ""));
+        Ok(Self {
+            broadcast_id: broadcast_id.to_owned(),
+            skipped: skipped
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|u| UserId::parse(u).map_err(RouterError::from))
+                .collect::<RouterResult<_>>()?,
+        })
     }
 }
 
@@ -116,9 +155,24 @@ impl Router {
         Ok(())
     }
 
+    /// The owner's mutual contacts: who may be written to in their topics.
+    async fn mutual_contacts(&self, owner: &UserId) -> RouterResult<HashSet<UserId>> {
+        let (mine, theirs) =
+            futures::try_join!(self.store.contacts(owner), self.store.contacted_by(owner),)?;
+        let theirs: HashSet<UserId> = theirs.into_iter().map(|c| c.user).collect();
+        Ok(mine
+            .into_iter()
+            .map(|c| c.user)
+            .filter(|u| theirs.contains(u))
+            .collect())
+    }
+
     async fn topic_view(&self, topic: &TopicRecord) -> RouterResult<pb::Topic> {
         let users: Vec<UserId> = topic.contacts.iter().map(|(u, _)| u.clone()).collect();
-        let records = self.store.users(&users).await?;
+        let (records, mutual) = futures::try_join!(
+            async { Ok::<_, RouterError>(self.store.users(&users).await?) },
+            self.mutual_contacts(&topic.owner),
+        )?;
         Ok(pb::Topic {
             topic_id: topic.id.to_string(),
             name: topic.name.clone(),
@@ -132,7 +186,11 @@ impl Router {
                 .map(|((user, binding), record)| pb::TopicContact {
                     user_id: user.to_string(),
                     display_name: record.map(|r| r.display_name).unwrap_or_default(),
-                    state: state(*binding) as i32,
+                    state: if binding.is_current() && !mutual.contains(user) {
+                        State::NotMutual
+                    } else {
+                        state(*binding)
+                    } as i32,
                     conversation_id: thread(&topic.id, user).to_string(),
                 })
                 .collect(),
@@ -341,7 +399,9 @@ impl Router {
                     timeline: Some(TimelineWrite {
                         topic: topic.id.clone(),
                         broadcast_id: String::new(),
+                        forwarded_from: String::new(),
                     }),
+                    memo: String::new(),
                 })
                 .await?;
             self.deliver_appended(items, &outcome);
@@ -548,19 +608,29 @@ impl Router {
             Some(follow_up) => Some(self.follow_up_audience(&topic, follow_up).await?),
             None => None,
         };
-        let mut chosen = recipients(&bound, &only, follow_up.as_ref())?;
+        let chosen = recipients(&bound, &only, follow_up.as_ref())?;
+        // Consent holds when sending, not only when binding: a contact who
+        // is no longer a mutual contact is skipped, and the owner told.
+        let mutual = self.mutual_contacts(&caller.user).await?;
+        let (mut sendable, skipped): (Vec<UserId>, Vec<UserId>) =
+            chosen.into_iter().partition(|u| mutual.contains(u));
+        if sendable.is_empty() {
+            return Err(RouterError::FailedPrecondition(
+                "nobody to send to: none of the chosen contacts is a mutual contact any more"
+                    .into(),
+            ));
+        }
 
         let broadcast_id = format!("b{}", random_token(12));
         let now = now_ms();
         // A contact removed between reading the topic and storing is dropped
         // from the batch, which is retried: nothing was written.
         let outcome = loop {
-            let items: Vec<NewMessage> = chosen
+            let items: Vec<NewMessage> = sendable
                 .iter()
                 .map(|contact| {
                     let mut topic_tag = tag(&topic, contact);
                     topic_tag.broadcast_id = broadcast_id.clone();
-                    topic_tag.forwarded_from = forwarded_from.clone();
                     NewMessage {
                         conversation: thread(&topic.id, contact),
                         message: pb::Message {
@@ -584,10 +654,18 @@ impl Router {
                 idempotency: Some((caller.user.clone(), client_msg_id.clone())),
                 items: items.clone(),
                 now_ms: now,
+                // Where it was copied from is the owner's to know: in their
+                // timeline, never in a contact's copy.
                 timeline: Some(TimelineWrite {
                     topic: topic.id.clone(),
                     broadcast_id: broadcast_id.clone(),
+                    forwarded_from: forwarded_from.clone(),
                 }),
+                memo: BroadcastMemo {
+                    broadcast_id: broadcast_id.clone(),
+                    skipped: skipped.clone(),
+                }
+                .encode(),
             };
             match self.store.append(batch).await {
                 Ok(outcome) => {
@@ -596,8 +674,8 @@ impl Router {
                     }
                     break outcome;
                 }
-                Err(StoreError::NotAdmitted(index)) if chosen.len() > 1 => {
-                    chosen.remove(index);
+                Err(StoreError::NotAdmitted(index)) if sendable.len() > 1 => {
+                    sendable.remove(index);
                 }
                 Err(StoreError::NotAdmitted(_)) => {
                     return Err(RouterError::FailedPrecondition(
@@ -612,37 +690,32 @@ impl Router {
                 Err(err) => return Err(err.into()),
             }
         };
-        // A retry answers with the first send's broadcast.
-        let broadcast_id = if outcome.duplicate {
-            match outcome.appended.first() {
-                Some(first) => self
-                    .store
-                    .messages_after(&first.conversation, first.seq - 1, 1)
-                    .await?
-                    .pop()
-                    .and_then(|m| m.topic)
-                    .map(|t| t.broadcast_id)
-                    .unwrap_or_default(),
-                None => String::new(),
-            }
-        } else {
-            broadcast_id
-        };
+        // A retry answers what the first send answered, from its record.
+        let memo = BroadcastMemo::decode(&outcome.memo)?;
+        let mut recipients: Vec<pb::TopicRecipient> = outcome
+            .appended
+            .iter()
+            .map(|a| pb::TopicRecipient {
+                user_id: thread_contact(&a.conversation),
+                conversation_id: a.conversation.to_string(),
+                seq: a.seq,
+                outcome: RecipientOutcome::Sent as i32,
+                message: String::new(),
+            })
+            .collect();
+        recipients.extend(memo.skipped.iter().map(|contact| pb::TopicRecipient {
+            user_id: contact.to_string(),
+            conversation_id: thread(&topic.id, contact).to_string(),
+            seq: 0,
+            outcome: RecipientOutcome::NotMutual as i32,
+            message: format!(
+                "{contact} was skipped: no longer a mutual contact (you both need to add each other)"
+            ),
+        }));
         Ok(pb::SendToTopicResponse {
-            broadcast_id,
+            broadcast_id: memo.broadcast_id,
             timeline_seq: outcome.timeline_seq,
-            recipients: outcome
-                .appended
-                .iter()
-                .map(|a| pb::TopicRecipient {
-                    user_id: match &a.conversation {
-                        ConversationId::TopicThread { contact, .. } => contact.to_string(),
-                        other => other.to_string(),
-                    },
-                    conversation_id: a.conversation.to_string(),
-                    seq: a.seq,
-                })
-                .collect(),
+            recipients,
             duplicate: outcome.duplicate,
             sent_at_ms: outcome.appended.first().map_or(now, |a| a.sent_at_ms),
         })
@@ -777,22 +850,27 @@ impl Router {
             entries: entries
                 .into_iter()
                 .zip(firsts)
-                .map(|(entry, message)| pb::TimelineEntry {
-                    seq: entry.seq,
-                    broadcast_id: entry.broadcast_id,
-                    message,
-                    recipients: entry
-                        .messages
-                        .iter()
-                        .map(|id| pb::TopicRecipient {
-                            user_id: match &id.conversation {
-                                ConversationId::TopicThread { contact, .. } => contact.to_string(),
-                                other => other.to_string(),
-                            },
-                            conversation_id: id.conversation.to_string(),
-                            seq: id.seq,
-                        })
-                        .collect(),
+                .map(|(entry, mut message)| {
+                    // The owner's view: where a resent broadcast came from.
+                    if let Some(tag) = message.as_mut().and_then(|m| m.topic.as_mut()) {
+                        tag.forwarded_from.clone_from(&entry.forwarded_from);
+                    }
+                    pb::TimelineEntry {
+                        seq: entry.seq,
+                        broadcast_id: entry.broadcast_id,
+                        message,
+                        recipients: entry
+                            .messages
+                            .iter()
+                            .map(|id| pb::TopicRecipient {
+                                user_id: thread_contact(&id.conversation),
+                                conversation_id: id.conversation.to_string(),
+                                seq: id.seq,
+                                outcome: RecipientOutcome::Sent as i32,
+                                message: String::new(),
+                            })
+                            .collect(),
+                    }
                 })
                 .collect(),
             has_more,
@@ -858,6 +936,21 @@ mod tests {
 
     fn users(names: &[&str]) -> Vec<UserId> {
         names.iter().map(|n| UserId::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_broadcast_memo_round_trips() {
+        let memo = BroadcastMemo {
+            broadcast_id: "babc".into(),
+            skipped: users(&["ann", "ben"]),
+        };
+        assert_eq!(memo.encode(), "babc ann,ben");
+        assert_eq!(BroadcastMemo::decode(&memo.encode()).unwrap(), memo);
+        let none = BroadcastMemo {
+            broadcast_id: "babc".into(),
+            skipped: vec![],
+        };
+        assert_eq!(BroadcastMemo::decode(&none.encode()).unwrap(), none);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use switchboard_proto::pb;
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::redis::RedisStore;
 use switchboard_router::store::{
-    Admission, AppendBatch, GroupRecord, MembershipChange, NewMessage, SessionRecord, Store,
-    StoreError, UserRecord,
+    Admission, AppendBatch, GroupMembership, GroupRecord, MembershipChange, NewMessage,
+    SessionRecord, Store, StoreError, UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
@@ -60,6 +60,7 @@ fn single(conv: &ConversationId, sender: &UserId, body: &str, id: Option<&str>) 
         items: vec![text(conv, sender, body, 1_000)],
         now_ms: 1_000,
         timeline: None,
+        memo: String::new(),
     }
 }
 
@@ -204,6 +205,7 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
             name: "Badminton".into(),
             owner: owner.clone(),
             policy: pb::JoinPolicy::InviteOnly,
+            history: pb::HistoryVisibility::FromJoin,
             created_at_ms: 7,
             member_count: 0,
         };
@@ -218,6 +220,20 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
             .unwrap();
         assert_eq!((found.name.as_str(), found.member_count), ("Badminton", 1));
         assert_eq!(found.policy, pb::JoinPolicy::InviteOnly);
+        assert_eq!(found.history, pb::HistoryVisibility::FromJoin);
+        assert_eq!(
+            store.group_membership(&group.id, &owner).await.unwrap(),
+            GroupMembership {
+                role: Some(pb::Role::Owner),
+                joined_seq: 1,
+                left_seq: 0
+            },
+            "the owner joined with the group's creation"
+        );
+        assert_eq!(
+            store.group_membership(&group.id, &bob).await.unwrap(),
+            GroupMembership::default()
+        );
 
         assert!(store.invite(&group.id, &bob, 8).await.unwrap());
         assert!(!store.invite(&group.id, &bob, 9).await.unwrap());
@@ -240,6 +256,14 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
             .await
             .unwrap();
         assert_eq!(joined.appended[0].seq, 2);
+        assert_eq!(
+            store.group_membership(&group.id, &bob).await.unwrap(),
+            GroupMembership {
+                role: Some(pb::Role::Member),
+                joined_seq: 2,
+                left_seq: 0
+            }
+        );
         assert!(
             !store.is_invited(&group.id, &bob).await.unwrap(),
             "invite used up"
@@ -288,6 +312,15 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
             .unwrap();
         assert_eq!(left.appended[0].seq, 4);
         assert!(store.user_groups(&bob).await.unwrap().is_empty());
+        assert_eq!(
+            store.group_membership(&group.id, &bob).await.unwrap(),
+            GroupMembership {
+                role: None,
+                joined_seq: 2,
+                left_seq: 4
+            },
+            "a former member keeps where they joined and left"
+        );
         assert!(matches!(
             store
                 .change_membership(
@@ -537,24 +570,33 @@ async fn a_broadcast_is_one_timeline_entry_and_threads_track_their_cursors() {
             timeline: Some(TimelineWrite {
                 topic: topic.id.clone(),
                 broadcast_id: "bcast1".into(),
+                forwarded_from: "t:tabcdefghjkmn:zoe#2".into(),
             }),
+            memo: "bcast1 dan|with a bar".into(),
         };
         let sent = store.append(broadcast.clone()).await.unwrap();
         assert_eq!(sent.timeline_seq, 1);
-        // The retry writes nothing: no second copy in any thread, no second entry.
+        assert_eq!(sent.memo, "bcast1 dan|with a bar");
+        // The retry writes nothing (no second copy in any thread, no second
+        // entry) and answers what the first send answered.
         let again = store.append(broadcast).await.unwrap();
         assert!(again.duplicate);
         assert_eq!(again.appended, sent.appended);
+        assert_eq!(again.timeline_seq, sent.timeline_seq);
+        assert_eq!(again.memo, sent.memo);
         let mut reply = single(&threads[1], &contacts[1], "yes!", None);
         reply.timeline = Some(TimelineWrite {
             topic: topic.id.clone(),
             broadcast_id: String::new(),
+            forwarded_from: String::new(),
         });
         assert_eq!(store.append(reply).await.unwrap().timeline_seq, 2);
 
         let timeline = store.timeline(&topic.id, u64::MAX, None, 10).await.unwrap();
         assert_eq!(timeline.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(timeline[0].broadcast_id, "bcast1");
+        assert_eq!(timeline[0].forwarded_from, "t:tabcdefghjkmn:zoe#2");
+        assert_eq!(timeline[1].forwarded_from, "");
         assert_eq!(timeline[0].messages.len(), 3);
         assert_eq!(timeline[1].messages[0].conversation, threads[1]);
         assert_eq!(

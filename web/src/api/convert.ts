@@ -4,6 +4,7 @@
 import {
   ConversationKind as PbConversationKind,
   Gap_Reason,
+  HistoryVisibility,
   JoinPolicy,
   Role,
   SystemEvent_Kind,
@@ -111,6 +112,7 @@ export function groupInfo(group: Group): GroupInfo {
     name: group.name,
     ownerId: group.ownerId,
     policy: group.policy === JoinPolicy.INVITE_ONLY ? "invite-only" : "open",
+    history: group.history === HistoryVisibility.FROM_JOIN ? "from-join" : "all",
     memberCount: group.memberCount,
     conversationId: group.conversationId,
   };
@@ -147,6 +149,7 @@ const contactStates: Record<TopicContact_State, ContactState> = {
   [TopicContact_State.MUTED]: "muted",
   [TopicContact_State.LEFT]: "left",
   [TopicContact_State.REMOVED]: "removed",
+  [TopicContact_State.NOT_MUTUAL]: "not-mutual",
 };
 
 export function topicInfo(topic: Topic): TopicInfo {

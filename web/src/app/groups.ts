@@ -2,8 +2,8 @@
 
 import { errorClause } from "../api/errors";
 import { memberInfo } from "../api/convert";
-import { JoinPolicy } from "../gen/switchboard/v1/switchboard_pb";
-import type { GroupPolicy } from "../state/model";
+import { HistoryVisibility, JoinPolicy } from "../gen/switchboard/v1/switchboard_pb";
+import type { GroupHistory, GroupPolicy } from "../state/model";
 import type { AppContext } from "./context";
 
 export class Groups {
@@ -13,11 +13,17 @@ export class Groups {
   constructor(private readonly ctx: AppContext) {}
 
   /** Resolves to the new group's conversation id. */
-  async create(name: string, policy: GroupPolicy, invite: string[]): Promise<string | undefined> {
+  async create(
+    name: string,
+    policy: GroupPolicy,
+    history: GroupHistory,
+    invite: string[],
+  ): Promise<string | undefined> {
     return this.ctx.act("Could not create the group", async () => {
       const answer = await this.ctx.clients.groups.createGroup({
         name: name.trim(),
         policy: policy === "invite-only" ? JoinPolicy.INVITE_ONLY : JoinPolicy.OPEN,
+        history: history === "from-join" ? HistoryVisibility.FROM_JOIN : HistoryVisibility.ALL,
         invite,
       });
       await this.ctx.refreshNow();

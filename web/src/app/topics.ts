@@ -5,7 +5,7 @@
 import { topicInfo } from "../api/convert";
 import { withRetry } from "../api/retry";
 import { newClientMsgId } from "../api/session";
-import { BindingResult_Outcome, type BindingResult } from "../gen/switchboard/v1/topics_pb";
+import { BindingResult_Outcome, TopicRecipient_Outcome, type BindingResult } from "../gen/switchboard/v1/topics_pb";
 import type { ConversationInfo, TopicInfo } from "../state/model";
 import { broadcastsInView, reachable } from "../state/topics";
 import type { AppContext } from "./context";
@@ -101,7 +101,10 @@ export class Topics {
         this.ctx.clients.topics.sendToTopic({ topicId, clientMsgId, text, only, forwardMessageId: forwardOf ?? "" }),
       );
       store.resolvePending(clientMsgId);
-      for (const recipient of answer.recipients) {
+      for (const skipped of answer.recipients.filter((r) => r.outcome !== TopicRecipient_Outcome.SENT)) {
+        this.ctx.notify(skipped.message || `${skipped.userId} was skipped`, "info");
+      }
+      for (const recipient of answer.recipients.filter((r) => r.outcome === TopicRecipient_Outcome.SENT)) {
         store.applyAck({
           conversationId: recipient.conversationId,
           seq: Number(recipient.seq),

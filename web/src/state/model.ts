@@ -51,7 +51,8 @@ export interface ConversationInfo {
   closed: boolean;
 }
 
-export type ContactState = "bound" | "muted" | "left" | "removed";
+/** `not-mutual`: still bound, but one of the two removed the other as a contact. */
+export type ContactState = "bound" | "muted" | "not-mutual" | "left" | "removed";
 
 export interface TopicContactInfo {
   userId: string;
@@ -71,11 +72,15 @@ export interface TopicInfo {
 
 export type GroupPolicy = "open" | "invite-only";
 
+/** What a group's new members can read: everything, or from their joining. */
+export type GroupHistory = "all" | "from-join";
+
 export interface GroupInfo {
   id: string;
   name: string;
   ownerId: string;
   policy: GroupPolicy;
+  history: GroupHistory;
   memberCount: number;
   conversationId: string;
 }

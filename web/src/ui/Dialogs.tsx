@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 
 import type { BindingAnswer, Controller } from "../app/controller";
-import type { GroupPolicy } from "../state/model";
+import type { GroupHistory, GroupPolicy } from "../state/model";
 import type { Place } from "../state/sidebar";
 import { parseIds } from "./format";
 import { Modal } from "./Modal";
@@ -83,6 +83,9 @@ function NewChat({ controller, onClose, onDone }: DialogProps) {
 function NewGroup({ controller, onClose, onDone }: DialogProps) {
   const [name, setName] = useState("");
   const [policy, setPolicy] = useState<GroupPolicy>("open");
+  // Unset until chosen: then it follows the policy (open: all, invite-only: from the join).
+  const [history, setHistory] = useState<GroupHistory | undefined>(undefined);
+  const shownHistory: GroupHistory = history ?? (policy === "invite-only" ? "from-join" : "all");
   const [invite, setInvite] = useState("");
   const [busy, setBusy] = useState(false);
   return (
@@ -91,7 +94,7 @@ function NewGroup({ controller, onClose, onDone }: DialogProps) {
         onSubmit={async (e) => {
           e.preventDefault();
           setBusy(true);
-          const id = await controller.groups.create(name, policy, parseIds(invite));
+          const id = await controller.groups.create(name, policy, shownHistory, parseIds(invite));
           setBusy(false);
           if (id) onDone({ kind: "conversation", id });
         }}
@@ -114,6 +117,27 @@ function NewGroup({ controller, onClose, onDone }: DialogProps) {
               onChange={() => setPolicy("invite-only")}
             />
             Only invited users
+          </label>
+        </fieldset>
+        <fieldset class="field">
+          <legend>New members can read</legend>
+          <label class="radio">
+            <input
+              type="radio"
+              name="history"
+              checked={shownHistory === "all"}
+              onChange={() => setHistory("all")}
+            />
+            Everything said before they joined
+          </label>
+          <label class="radio">
+            <input
+              type="radio"
+              name="history"
+              checked={shownHistory === "from-join"}
+              onChange={() => setHistory("from-join")}
+            />
+            Only messages from when they join
           </label>
         </fieldset>
         <label class="field">

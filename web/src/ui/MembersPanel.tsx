@@ -31,6 +31,7 @@ export function MembersPanel({ controller, groupId, onClose }: { controller: Con
       <p class="panel-note">
         Group id <code>{groupId}</code>
         {group?.policy === "invite-only" ? " · invite only" : " · anyone with the id can join"}
+        {group?.history === "from-join" ? " · new members read from their joining" : " · new members read all history"}
       </p>
       {members ? (
         <>

@@ -133,7 +133,11 @@ export function TopicWindow({ controller, topicId, onBack }: Props) {
                     <span class="visually-hidden">{online ? "online" : "offline"}</span>
                   </span>
                 )}
-                {contact.state !== "bound" && <span class={`tag state ${contact.state}`}>{contact.state}</span>}
+                {contact.state !== "bound" && (
+                  <span class={`tag state ${contact.state}`}>
+                    {contact.state === "not-mutual" ? "no longer a mutual contact" : contact.state}
+                  </span>
+                )}
                 {(thread?.info.unread ?? 0) > 0 && (
                   <span class="unread" aria-label={`${thread!.info.unread} unread`}>
                     {thread!.info.unread}
@@ -252,10 +256,10 @@ function CopyStatusChip({ status }: { status: CopyStatus }) {
   );
 }
 
-/** Bound contacts first, then muted, left, removed; by name within each. */
+/** Bound contacts first, then muted, no longer mutual, left, removed; by name within each. */
 function orderContacts(topic: TopicInfo | undefined): TopicContactInfo[] {
   if (!topic) return [];
-  const rank = { bound: 0, muted: 1, left: 2, removed: 3 } as const;
+  const rank = { bound: 0, muted: 1, "not-mutual": 2, left: 3, removed: 4 } as const;
   return [...topic.contacts].sort((a, b) => rank[a.state] - rank[b.state] || a.userId.localeCompare(b.userId));
 }
 

@@ -92,10 +92,17 @@ export class Person {
     return dialog;
   }
 
-  async createGroup(name: string, invite: string[], policy: "open" | "invite-only" = "open"): Promise<void> {
+  async createGroup(
+    name: string,
+    invite: string[],
+    policy: "open" | "invite-only" = "open",
+    history?: "all" | "from-join",
+  ): Promise<void> {
     const dialog = await this.dialog("New group");
     await dialog.getByLabel("Group name").fill(name);
     if (policy === "invite-only") await dialog.getByLabel("Only invited users").check();
+    if (history === "all") await dialog.getByLabel("Everything said before they joined").check();
+    if (history === "from-join") await dialog.getByLabel("Only messages from when they join").check();
     await dialog.getByLabel("Invite (user ids, optional)").fill(invite.join(", "));
     await dialog.getByRole("button", { name: "Create group" }).click();
     await expect(this.heading).toContainText(name);

@@ -118,3 +118,45 @@ test("scroll-back pages older history; the session survives a reload", async ({ 
   await expect(fay.messageWithText("line 1")).toBeVisible();
   await expect(lines).toHaveCount(55);
 });
+
+test("a group's history setting decides what new members read", async ({ browser, cluster, people }) => {
+  const gil = await Person.register(browser, cluster, "gil", 0);
+  const hana = await Person.register(browser, cluster, "hana", 1);
+  people.push(gil, hana);
+
+  // The dialog picks by policy until told otherwise: an open group shows its
+  // past to newcomers, unless its creator says only from their joining.
+  const dialog = await gil.dialog("New group");
+  await expect(dialog.getByLabel("Everything said before they joined")).toBeChecked();
+  await dialog.getByLabel("Only invited users").check();
+  await expect(dialog.getByLabel("Only messages from when they join")).toBeChecked();
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+
+  await gil.createGroup("Private past", [], "open", "from-join");
+  await gil.send("said before hana came");
+  const privateId = await gil.openGroupId();
+  await gil.createGroup("Open past", [], "open");
+  await gil.send("also before hana came");
+  const openId = await gil.openGroupId();
+
+  for (const [id, name] of [
+    [privateId, "Private past"],
+    [openId, "Open past"],
+  ]) {
+    const join = await hana.dialog("Join group");
+    await join.getByLabel("Group id").fill(id);
+    await join.getByRole("button", { name: "Join" }).click();
+    await expect(hana.heading).toContainText(name);
+  }
+  await gil.open("Private past");
+  await gil.send("hello hana");
+  await hana.open("Private past");
+  await expect(hana.messageWithText("hello hana")).toBeVisible();
+  await expect(hana.messageWithText("said before hana came")).toHaveCount(0);
+  await hana.page.getByRole("button", { name: "Members" }).click();
+  await expect(hana.page.getByRole("complementary", { name: "Members" })).toContainText(
+    "new members read from their joining",
+  );
+  await hana.open("Open past");
+  await expect(hana.messageWithText("also before hana came")).toBeVisible();
+});

@@ -239,12 +239,14 @@ impl ChatService for Api {
         let second = self.sync(&caller).await?;
 
         let (resume, epoch_notice) = client_cursors(&request, &first.epoch);
-        let (mut cursors, mut replay, notices) =
-            plan_replay(resume, &first.heads, shared.config.max_replay);
+        let mut plan = plan_replay(resume, &first.heads, shared.config.max_replay);
         for head in &second.heads {
-            let cursor = cursors.entry(head.conversation_id.clone()).or_insert(0);
-            if head.seq > *cursor && !replay.contains(&head.conversation_id) {
-                replay.push(head.conversation_id.clone());
+            let cursor = plan
+                .cursors
+                .entry(head.conversation_id.clone())
+                .or_insert(0);
+            if head.seq > *cursor && !plan.replay.contains(&head.conversation_id) {
+                plan.replay.push(head.conversation_id.clone());
             }
         }
         let mut first_events = vec![pb::Event {
@@ -257,7 +259,7 @@ impl ChatService for Api {
             })),
         }];
         first_events.extend(epoch_notice);
-        first_events.extend(notices);
+        first_events.extend(plan.notices);
         tracing::debug!(user = %claims.user, connection = %entry.id, "subscribed");
 
         let connection = Connection::new(
@@ -267,10 +269,11 @@ impl ChatService for Api {
             Start {
                 expires_at_ms: claims.expires_at_ms,
                 epoch: first.epoch,
-                cursors,
+                cursors: plan.cursors,
                 groups: groups.into_iter().collect::<HashSet<_>>(),
                 first_events,
-                replay,
+                replay: plan.replay,
+                closing: plan.closing,
             },
         );
         let stream = futures::stream::unfold(connection, |mut connection| async move {

@@ -22,10 +22,11 @@ use switchboard_shared::keys;
 
 use super::{
     Admission, AppendBatch, AppendOutcome, Appended, BindOutcome, Binding, ContactEntry,
-    GroupRecord, MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult,
-    ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message,
-    decode_message_ids, decode_timeline_entry, encode_idempotency, encode_message,
-    encode_message_ids, parse_policy, parse_role, policy_name, role_name, same_targets,
+    GroupMembership, GroupRecord, MembershipChange, NewMessage, SessionRecord, Store, StoreError,
+    StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency,
+    decode_message, decode_message_ids, decode_timeline_entry, encode_idempotency, encode_message,
+    encode_message_ids, encode_timeline_entry, history_name, parse_history, parse_policy,
+    parse_role, policy_name, role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -187,6 +188,7 @@ impl Write<'_> {
         &mut self,
         topic: &TopicId,
         broadcast_id: &str,
+        forwarded_from: &str,
         appended: &[Appended],
     ) -> StoreResult<u64> {
         let seq = self.incr(&keys::topic_timeline_seq(topic))?;
@@ -195,7 +197,7 @@ impl Write<'_> {
         self.logs
             .insert(
                 (keys::topic_timeline(topic).as_str(), seq),
-                format!("{broadcast_id}|{copies}").as_bytes(),
+                encode_timeline_entry(broadcast_id, &ids, forwarded_from).as_bytes(),
             )
             .map_err(failed)?;
         if !broadcast_id.is_empty() {
@@ -517,6 +519,16 @@ impl Store for EmbeddedStore {
         self.contact_hash(keys::contacted_by(user)).await
     }
 
+    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
+        let (a, b) = (a.clone(), b.clone());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            Ok(hget(&hashes, &keys::contacts(&a), b.as_str())?.is_some()
+                && hget(&hashes, &keys::contacts(&b), a.as_str())?.is_some())
+        })
+        .await
+    }
+
     async fn create_group(
         &self,
         group: &GroupRecord,
@@ -532,6 +544,7 @@ impl Store for EmbeddedStore {
             w.hset(&key, "name", group.name.as_bytes())?;
             w.hset(&key, "owner", group.owner.as_str().as_bytes())?;
             w.hset(&key, "policy", policy_name(group.policy).as_bytes())?;
+            w.hset(&key, "history", history_name(group.history).as_bytes())?;
             w.hset(&key, "created", group.created_at_ms.to_string().as_bytes())?;
             w.hset(
                 &keys::group_members(&group.id),
@@ -540,11 +553,17 @@ impl Store for EmbeddedStore {
             )?;
             w.sadd(&keys::user_groups(&group.owner), group.id.as_str())?;
             let appended = w.write_item(&created, created.message.sent_at_ms)?;
+            w.hset(
+                &keys::group_joined(&group.id),
+                group.owner.as_str(),
+                appended.seq.to_string().as_bytes(),
+            )?;
             Ok(AppendOutcome {
                 duplicate: false,
                 appended: vec![appended],
                 epoch,
                 timeline_seq: 0,
+                memo: String::new(),
             })
         })
         .await
@@ -557,10 +576,11 @@ impl Store for EmbeddedStore {
             ids.into_iter()
                 .map(|id| {
                     let key = keys::group(&id);
-                    let (Some(name), Some(owner), Some(policy)) = (
+                    let (Some(name), Some(owner), Some(policy), Some(history)) = (
                         hget(&hashes, &key, "name")?,
                         hget(&hashes, &key, "owner")?,
                         hget(&hashes, &key, "policy")?,
+                        hget(&hashes, &key, "history")?,
                     ) else {
                         return Ok(None);
                     };
@@ -569,6 +589,7 @@ impl Store for EmbeddedStore {
                         name: text(&name)?,
                         owner: parse_user(&text(&owner)?)?,
                         policy: parse_policy(&text(&policy)?)?,
+                        history: parse_history(&text(&history)?)?,
                         created_at_ms: hget(&hashes, &key, "created")?
                             .map(|c| number(&c))
                             .transpose()?
@@ -589,6 +610,33 @@ impl Store for EmbeddedStore {
             hget(&hashes, &key, user.as_str())?
                 .map(|r| parse_role(&text(&r)?))
                 .transpose()
+        })
+        .await
+    }
+
+    async fn group_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+    ) -> StoreResult<GroupMembership> {
+        let (group, user) = (group.clone(), user.clone());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            let seq = |key: String| -> StoreResult<u64> {
+                hget(&hashes, &key, user.as_str())?.map_or(Ok(0), |v| number(&v))
+            };
+            let role = hget(&hashes, &keys::group_members(&group), user.as_str())?
+                .map(|r| parse_role(&text(&r)?))
+                .transpose()?;
+            Ok(GroupMembership {
+                role,
+                joined_seq: seq(keys::group_joined(&group))?,
+                left_seq: if role.is_some() {
+                    0
+                } else {
+                    seq(keys::group_left(&group))?
+                },
+            })
         })
         .await
     }
@@ -667,11 +715,23 @@ impl Store for EmbeddedStore {
                 }
             }
             let appended = w.write_item(&message, message.message.sent_at_ms)?;
+            let seq = appended.seq.to_string();
+            match change {
+                MembershipChange::Join { .. } => {
+                    w.hset(&keys::group_joined(&group), user.as_str(), seq.as_bytes())?;
+                    w.hdel(&keys::group_left(&group), user.as_str())?;
+                }
+                MembershipChange::Leave => {
+                    w.hset(&keys::group_left(&group), user.as_str(), seq.as_bytes())?;
+                }
+                MembershipChange::SetRole { .. } => {}
+            }
             Ok(AppendOutcome {
                 duplicate: false,
                 appended: vec![appended],
                 epoch,
                 timeline_seq: 0,
+                memo: String::new(),
             })
         })
         .await
@@ -687,15 +747,16 @@ impl Store for EmbeddedStore {
             if let Some(key) = &idem_key
                 && let Some(prior) = w.strings.get(key.as_str()).map_err(failed)?
             {
-                let appended = decode_idempotency(&text(prior.value())?)?;
-                if !same_targets(&batch, &appended) {
+                let prior = decode_idempotency(&text(prior.value())?)?;
+                if !same_targets(&batch, &prior.appended) {
                     return Err(StoreError::IdempotencyConflict);
                 }
                 return Ok(AppendOutcome {
                     duplicate: true,
-                    appended,
+                    appended: prior.appended,
                     epoch,
-                    timeline_seq: 0,
+                    timeline_seq: prior.timeline_seq,
+                    memo: prior.memo,
                 });
             }
             for (index, item) in batch.items.iter().enumerate() {
@@ -709,15 +770,21 @@ impl Store for EmbeddedStore {
                 .map(|item| w.write_item(item, batch.now_ms))
                 .collect::<StoreResult<Vec<_>>>()?;
             let timeline_seq = match &batch.timeline {
-                Some(timeline) => {
-                    w.write_timeline(&timeline.topic, &timeline.broadcast_id, &appended)?
-                }
+                Some(timeline) => w.write_timeline(
+                    &timeline.topic,
+                    &timeline.broadcast_id,
+                    &timeline.forwarded_from,
+                    &appended,
+                )?,
                 None => 0,
             };
             if let Some(key) = &idem_key {
                 // Kept for ever: the standalone mode's volumes are small.
                 w.strings
-                    .insert(key.as_str(), encode_idempotency(&appended).as_bytes())
+                    .insert(
+                        key.as_str(),
+                        encode_idempotency(&appended, timeline_seq, &batch.memo).as_bytes(),
+                    )
                     .map_err(failed)?;
             }
             Ok(AppendOutcome {
@@ -725,6 +792,7 @@ impl Store for EmbeddedStore {
                 appended,
                 epoch,
                 timeline_seq,
+                memo: batch.memo,
             })
         })
         .await
@@ -1008,12 +1076,13 @@ impl Store for EmbeddedStore {
                 reason.name().as_bytes(),
             )?;
             let appended = w.write_item(&message, message.message.sent_at_ms)?;
-            let timeline_seq = w.write_timeline(&topic, "", std::slice::from_ref(&appended))?;
+            let timeline_seq = w.write_timeline(&topic, "", "", std::slice::from_ref(&appended))?;
             Ok(AppendOutcome {
                 duplicate: false,
                 appended: vec![appended],
                 epoch,
                 timeline_seq,
+                memo: String::new(),
             })
         })
         .await

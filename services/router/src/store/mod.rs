@@ -68,9 +68,23 @@ pub struct GroupRecord {
     pub name: String,
     pub owner: UserId,
     pub policy: pb::JoinPolicy,
+    /// What new members can read (never `Unspecified` once stored).
+    pub history: pb::HistoryVisibility,
     pub created_at_ms: i64,
     /// Filled on reads; ignored on create.
     pub member_count: u32,
+}
+
+/// One user's place in a group, now and before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupMembership {
+    /// Their role while a member; `None` if they are not one now.
+    pub role: Option<pb::Role>,
+    /// Seq of the message that says they (last) joined; 0 if never.
+    pub joined_seq: u64,
+    /// Seq of the message that says they left or were removed, while they
+    /// are not a member; 0 otherwise.
+    pub left_seq: u64,
 }
 
 /// A check made atomically with an append: the sender must still belong.
@@ -103,6 +117,9 @@ pub struct AppendBatch {
     pub now_ms: i64,
     /// Topic threads: also one entry in the topic's merged timeline.
     pub timeline: Option<TimelineWrite>,
+    /// What the caller needs to answer a retry exactly as it answered this
+    /// send (kept with the idempotency record, returned on a duplicate).
+    pub memo: String,
 }
 
 /// The timeline entry an append adds to its topic.
@@ -111,6 +128,9 @@ pub struct TimelineWrite {
     pub topic: TopicId,
     /// Set for a broadcast: its copies are remembered under this id.
     pub broadcast_id: String,
+    /// Copy and resend: the message the broadcast was copied from. Kept in
+    /// the owner's timeline only, never in a contact's copy.
+    pub forwarded_from: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,14 +151,25 @@ impl Appended {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendOutcome {
-    /// The idempotency key had been used: nothing was written and `appended`
-    /// is what the first send stored.
+    /// The idempotency key had been used: nothing was written, and
+    /// `appended`, `timeline_seq` and `memo` are what the first send stored.
     pub duplicate: bool,
     pub appended: Vec<Appended>,
     /// The store epoch the seqs belong to.
     pub epoch: String,
-    /// The timeline entry written (0 without one, or for a duplicate).
+    /// The timeline entry written (0 without one).
     pub timeline_seq: u64,
+    /// The batch's memo.
+    pub memo: String,
+}
+
+/// What the idempotency record of a send keeps: enough to answer a retry
+/// field for field as the first send was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub appended: Vec<Appended>,
+    pub timeline_seq: u64,
+    pub memo: String,
 }
 
 impl AppendOutcome {
@@ -239,6 +270,8 @@ pub struct TimelineRecord {
     /// Empty for a single message.
     pub broadcast_id: String,
     pub messages: Vec<MessageId>,
+    /// Copy and resend: what the broadcast was copied from (owner only).
+    pub forwarded_from: String,
 }
 
 /// Where one participant of a thread stands.
@@ -250,16 +283,30 @@ pub struct ThreadState {
     pub sent: u64,
 }
 
-/// The timeline entry record: `<broadcast id>|<message id> <message id>...`.
+/// The timeline entry record:
+/// `<broadcast id>|<message id> <message id>...|<forwarded from>`.
 pub fn decode_timeline_entry(seq: u64, record: &str) -> StoreResult<TimelineRecord> {
-    let (broadcast_id, ids) = record
-        .split_once('|')
-        .ok_or_else(|| StoreError::Corrupt(format!("timeline entry {record:?}")))?;
+    let mut parts = record.splitn(3, '|');
+    let (Some(broadcast_id), Some(ids)) = (parts.next(), parts.next()) else {
+        return Err(StoreError::Corrupt(format!("timeline entry {record:?}")));
+    };
     Ok(TimelineRecord {
         seq,
         broadcast_id: broadcast_id.to_owned(),
         messages: decode_message_ids(ids)?,
+        forwarded_from: parts.next().unwrap_or_default().to_owned(),
     })
+}
+
+pub fn encode_timeline_entry(
+    broadcast_id: &str,
+    ids: &[MessageId],
+    forwarded_from: &str,
+) -> String {
+    format!(
+        "{broadcast_id}|{}|{forwarded_from}",
+        encode_message_ids(ids)
+    )
 }
 
 pub fn decode_message_ids(ids: &str) -> StoreResult<Vec<MessageId>> {
@@ -291,6 +338,21 @@ pub fn parse_role(name: &str) -> StoreResult<pb::Role> {
         "admin" => Ok(pb::Role::Admin),
         "member" => Ok(pb::Role::Member),
         other => Err(StoreError::Corrupt(format!("unknown role {other:?}"))),
+    }
+}
+
+pub fn history_name(history: pb::HistoryVisibility) -> &'static str {
+    match history {
+        pb::HistoryVisibility::FromJoin => "join",
+        pb::HistoryVisibility::All | pb::HistoryVisibility::Unspecified => "all",
+    }
+}
+
+pub fn parse_history(name: &str) -> StoreResult<pb::HistoryVisibility> {
+    match name {
+        "join" => Ok(pb::HistoryVisibility::FromJoin),
+        "all" => Ok(pb::HistoryVisibility::All),
+        other => Err(StoreError::Corrupt(format!("unknown history {other:?}"))),
     }
 }
 
@@ -327,21 +389,33 @@ pub fn encode_message(message: &pb::Message) -> Vec<u8> {
     prost::Message::encode_to_vec(message)
 }
 
-/// The idempotency record: `<message id> <message id>...|<sent at ms>`.
-pub fn encode_idempotency(appended: &[Appended]) -> String {
+/// The idempotency record:
+/// `<message id> <message id>...|<sent at ms>|<timeline seq>|<memo>` (scripts
+/// that append one system message write only the first two parts).
+pub fn encode_idempotency(appended: &[Appended], timeline_seq: u64, memo: &str) -> String {
     let ids: Vec<String> = appended
         .iter()
         .map(|a| a.message_id().to_string())
         .collect();
     let sent_at = appended.first().map_or(0, |a| a.sent_at_ms);
-    format!("{}|{sent_at}", ids.join(" "))
+    format!("{}|{sent_at}|{timeline_seq}|{memo}", ids.join(" "))
 }
 
-pub fn decode_idempotency(record: &str) -> StoreResult<Vec<Appended>> {
+pub fn decode_idempotency(record: &str) -> StoreResult<IdempotencyRecord> {
     let corrupt = || StoreError::Corrupt(format!("idempotency record {record:?}"));
-    let (ids, sent_at) = record.rsplit_once('|').ok_or_else(corrupt)?;
+    // Message ids never hold a '|'; the memo, last, may.
+    let mut parts = record.splitn(4, '|');
+    let (Some(ids), Some(sent_at)) = (parts.next(), parts.next()) else {
+        return Err(corrupt());
+    };
     let sent_at_ms: i64 = sent_at.parse().map_err(|_| corrupt())?;
-    ids.split(' ')
+    let timeline_seq: u64 = match parts.next() {
+        Some(seq) => seq.parse().map_err(|_| corrupt())?,
+        None => 0,
+    };
+    let memo = parts.next().unwrap_or_default().to_owned();
+    let appended = ids
+        .split(' ')
         .filter(|s| !s.is_empty())
         .map(|id| {
             let id = MessageId::parse(id).map_err(|_| corrupt())?;
@@ -351,7 +425,12 @@ pub fn decode_idempotency(record: &str) -> StoreResult<Vec<Appended>> {
                 sent_at_ms,
             })
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(IdempotencyRecord {
+        appended,
+        timeline_seq,
+        memo,
+    })
 }
 
 /// Checks that a replayed idempotency record answers the same send: the
@@ -393,6 +472,8 @@ pub trait Store: Send + Sync + 'static {
     async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;
     /// The users who added `user`.
     async fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    /// Whether `a` and `b` added each other.
+    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool>;
 
     // ---- groups
     async fn create_group(
@@ -402,6 +483,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<AppendOutcome>;
     async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
     async fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;
+    /// The user's place in the group, now and before.
+    async fn group_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+    ) -> StoreResult<GroupMembership>;
     async fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>>;
     async fn user_groups(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
     /// False if already invited.
@@ -536,9 +623,17 @@ mod tests {
                 sent_at_ms: 99,
             },
         ];
-        let record = encode_idempotency(&appended);
-        assert_eq!(record, "dm:alice:bob#4 g:gabcdefgh#1|99");
-        assert_eq!(decode_idempotency(&record).unwrap(), appended);
+        let record = encode_idempotency(&appended, 7, "b123|ann");
+        assert_eq!(record, "dm:alice:bob#4 g:gabcdefgh#1|99|7|b123|ann");
+        let decoded = decode_idempotency(&record).unwrap();
+        assert_eq!(decoded.appended, appended);
+        assert_eq!(
+            (decoded.timeline_seq, decoded.memo.as_str()),
+            (7, "b123|ann")
+        );
+        // A system message's record, as the membership scripts write it.
+        let short = decode_idempotency("g:gabcdefgh#1|99").unwrap();
+        assert_eq!((short.appended.len(), short.timeline_seq), (1, 0));
         assert!(decode_idempotency("garbage").is_err());
     }
 }

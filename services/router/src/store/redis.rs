@@ -15,11 +15,11 @@ use switchboard_shared::keys;
 use switchboard_shared::redis_pool::Pool;
 
 use super::{
-    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupRecord, MembershipChange,
-    NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord,
-    TopicRecord, UserRecord, decode_idempotency, decode_message, decode_message_ids,
-    decode_timeline_entry, encode_message, parse_policy, parse_role, policy_name, role_name,
-    same_targets,
+    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
+    MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState,
+    TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message,
+    decode_message_ids, decode_timeline_entry, encode_message, history_name, parse_history,
+    parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 
 macro_rules! script {
@@ -91,8 +91,7 @@ fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
         .arg(item.index_for.len());
 }
 
-/// What a script answered: a status word and one value (and, for appends
-/// with a timeline, the timeline seq, read by [`timeline_seq`]).
+/// What a script answered: a status word and one value.
 fn status(reply: &[String]) -> StoreResult<(&str, &str)> {
     match reply {
         [status, value, ..] => Ok((status.as_str(), value.as_str())),
@@ -100,19 +99,22 @@ fn status(reply: &[String]) -> StoreResult<(&str, &str)> {
     }
 }
 
-fn timeline_seq(reply: &[String]) -> u64 {
-    reply.get(2).and_then(|s| s.parse().ok()).unwrap_or(0)
+/// The outcome an appending script's record describes.
+fn outcome(record: &str, duplicate: bool, epoch: String) -> StoreResult<AppendOutcome> {
+    let record = decode_idempotency(record)?;
+    Ok(AppendOutcome {
+        duplicate,
+        appended: record.appended,
+        epoch,
+        timeline_seq: record.timeline_seq,
+        memo: record.memo,
+    })
 }
 
 /// The answer of a script that appends one system message under a precondition.
 fn single_outcome(reply: &[String], epoch: String, script: &str) -> StoreResult<AppendOutcome> {
     match status(reply)? {
-        ("OK", record) => Ok(AppendOutcome {
-            duplicate: false,
-            appended: decode_idempotency(record)?,
-            epoch,
-            timeline_seq: timeline_seq(reply),
-        }),
+        ("OK", record) => outcome(record, false, epoch),
         ("PRECONDITION", _) => Err(StoreError::Precondition),
         (other, _) => Err(StoreError::Corrupt(format!("{script} said {other}"))),
     }
@@ -362,6 +364,21 @@ impl Store for RedisStore {
         self.contact_hash(keys::contacted_by(user)).await
     }
 
+    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let (a_added_b, b_added_a): (bool, bool) = redis::pipe()
+            .cmd("HEXISTS")
+            .arg(keys::contacts(a))
+            .arg(b.as_str())
+            .cmd("HEXISTS")
+            .arg(keys::contacts(b))
+            .arg(a.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(a_added_b && b_added_a)
+    }
+
     async fn create_group(
         &self,
         group: &GroupRecord,
@@ -376,13 +393,15 @@ impl Store for RedisStore {
                     .key(keys::group(&group.id))
                     .key(keys::group_members(&group.id))
                     .key(keys::user_groups(&group.owner))
+                    .key(keys::group_joined(&group.id))
                     .arg(epoch)
                     .arg(now_ms)
                     .arg(group.owner.as_str())
                     .arg(group.id.as_str())
                     .arg(&group.name)
                     .arg(policy_name(group.policy))
-                    .arg(group.created_at_ms);
+                    .arg(group.created_at_ms)
+                    .arg(history_name(group.history));
                 push_item(&mut inv, &created);
                 inv
             })
@@ -411,10 +430,11 @@ impl Store for RedisStore {
             let mut fields: HashMap<String, String> =
                 redis::from_redis_value_ref(fields).map_err(unavailable)?;
             let member_count: u32 = redis::from_redis_value_ref(count).map_err(unavailable)?;
-            let (Some(name), Some(owner), Some(policy)) = (
+            let (Some(name), Some(owner), Some(policy), Some(history)) = (
                 fields.remove("name"),
                 fields.remove("owner"),
                 fields.remove("policy"),
+                fields.remove("history"),
             ) else {
                 groups.push(None);
                 continue;
@@ -424,6 +444,7 @@ impl Store for RedisStore {
                 name,
                 owner: UserId::parse(&owner).map_err(|e| StoreError::Corrupt(e.0))?,
                 policy: parse_policy(&policy)?,
+                history: parse_history(&history)?,
                 created_at_ms: fields
                     .get("created")
                     .and_then(|c| c.parse().ok())
@@ -443,6 +464,33 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         role.as_deref().map(parse_role).transpose()
+    }
+
+    async fn group_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+    ) -> StoreResult<GroupMembership> {
+        let mut conn = self.conn().await?;
+        let (role, joined, left): (Option<String>, Option<u64>, Option<u64>) = redis::pipe()
+            .cmd("HGET")
+            .arg(keys::group_members(group))
+            .arg(user.as_str())
+            .cmd("HGET")
+            .arg(keys::group_joined(group))
+            .arg(user.as_str())
+            .cmd("HGET")
+            .arg(keys::group_left(group))
+            .arg(user.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let role = role.as_deref().map(parse_role).transpose()?;
+        Ok(GroupMembership {
+            role,
+            joined_seq: joined.unwrap_or(0),
+            left_seq: if role.is_some() { 0 } else { left.unwrap_or(0) },
+        })
     }
 
     async fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>> {
@@ -523,6 +571,8 @@ impl Store for RedisStore {
                     .key(keys::user_groups(user))
                     .key(keys::group_invites(group))
                     .key(keys::user_invites(user))
+                    .key(keys::group_joined(group))
+                    .key(keys::group_left(group))
                     .arg(epoch)
                     .arg(now_ms)
                     .arg(op)
@@ -543,7 +593,7 @@ impl Store for RedisStore {
             None => (keys::outbox(), "0"),
         };
         // Unused without a timeline, but the KEYS must name something.
-        let (timeline_keys, has_timeline, broadcast_id) = match &batch.timeline {
+        let (timeline_keys, has_timeline, broadcast_id, forwarded_from) = match &batch.timeline {
             Some(timeline) => (
                 [
                     keys::topic_timeline_seq(&timeline.topic),
@@ -552,8 +602,14 @@ impl Store for RedisStore {
                 ],
                 "1",
                 timeline.broadcast_id.as_str(),
+                timeline.forwarded_from.as_str(),
             ),
-            None => ([keys::outbox(), keys::outbox(), keys::outbox()], "0", ""),
+            None => (
+                [keys::outbox(), keys::outbox(), keys::outbox()],
+                "0",
+                "",
+                "",
+            ),
         };
         let (reply, epoch) = self
             .run_appending(|epoch| {
@@ -568,7 +624,9 @@ impl Store for RedisStore {
                     .arg(has_idem)
                     .arg(batch.items.len())
                     .arg(has_timeline)
-                    .arg(broadcast_id);
+                    .arg(broadcast_id)
+                    .arg(forwarded_from)
+                    .arg(&batch.memo);
                 for item in &batch.items {
                     push_item(&mut inv, item);
                 }
@@ -576,23 +634,13 @@ impl Store for RedisStore {
             })
             .await?;
         match status(&reply)? {
-            ("OK", record) => Ok(AppendOutcome {
-                duplicate: false,
-                appended: decode_idempotency(record)?,
-                epoch,
-                timeline_seq: timeline_seq(&reply),
-            }),
+            ("OK", record) => outcome(record, false, epoch),
             ("DUP", record) => {
-                let appended = decode_idempotency(record)?;
-                if !same_targets(&batch, &appended) {
+                let prior = outcome(record, true, epoch)?;
+                if !same_targets(&batch, &prior.appended) {
                     return Err(StoreError::IdempotencyConflict);
                 }
-                Ok(AppendOutcome {
-                    duplicate: true,
-                    appended,
-                    epoch,
-                    timeline_seq: 0,
-                })
+                Ok(prior)
             }
             ("DENIED", index) => {
                 let index: usize = index

@@ -8,9 +8,9 @@ use switchboard_shared::metrics::timed;
 use tracing::Instrument as _;
 
 use super::{
-    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupRecord, MembershipChange,
-    NewMessage, SessionRecord, Store, StoreResult, ThreadState, TimelineRecord, TopicRecord,
-    UserRecord,
+    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
+    MembershipChange, NewMessage, SessionRecord, Store, StoreResult, ThreadState, TimelineRecord,
+    TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -41,9 +41,11 @@ timed! {
     fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;
     fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;
     fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool>;
     fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
     fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
     fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;
+    fn group_membership(&self, group: &GroupId, user: &UserId) -> StoreResult<GroupMembership>;
     fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>>;
     fn user_groups(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
     fn invite(&self, group: &GroupId, user: &UserId, at_ms: i64) -> StoreResult<bool>;

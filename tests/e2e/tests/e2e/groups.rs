@@ -236,14 +236,209 @@ async fn leaving_and_removal(cluster: Cluster) {
             .await
             .unwrap_err();
         assert_eq!(denied.code(), Code::PermissionDenied);
-        let unreadable = user
+        // What came before their exit stays theirs to read; nothing after.
+        let page = user
             .chat()
             .history(pb::HistoryRequest {
                 conversation_id: group.conversation_id.clone(),
                 ..Default::default()
             })
             .await
-            .unwrap_err();
-        assert_eq!(unreadable.code(), Code::PermissionDenied);
+            .unwrap()
+            .into_inner();
+        let last = page.messages.last().unwrap();
+        assert_eq!(last.system.as_ref().unwrap().kind(), kind);
+        assert_eq!(page.head_seq, last.seq, "the head they see is their exit");
+        assert!(!texts(&page.messages).contains(&"after they went"));
+    }
+    // Someone who never was a member reads nothing.
+    let stranger = cluster.user("stranger", 0).await;
+    let unreadable = stranger
+        .chat()
+        .history(pb::HistoryRequest {
+            conversation_id: group.conversation_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unreadable.code(), Code::PermissionDenied);
+}
+
+both_modes!(
+    a_member_removed_while_offline_gets_everything_up_to_the_removal,
+    removed_while_offline
+);
+async fn removed_while_offline(cluster: Cluster) {
+    let owner = cluster.user("owner", 0).await;
+    let carol = cluster.user("carol", 1).await;
+    let group = owner.create_group("Choir", pb::JoinPolicy::Open).await;
+    carol.join(&group.group_id).await;
+    // carol's one device reads up to seq 3, then goes offline.
+    let mut events = carol.subscribe().await;
+    owner.post(&group.group_id, "seen").await;
+    events.messages_until("seen").await;
+    let (cursors, epoch) = (events.cursors(), events.epoch.clone());
+    assert_eq!(cursors[0].seq, 3);
+    drop(events);
+
+    owner.post(&group.group_id, "X").await; // seq 4
+    owner
+        .groups()
+        .remove_member(pb::RemoveMemberRequest {
+            group_id: group.group_id.clone(),
+            user_id: "carol".into(),
+        })
+        .await
+        .unwrap(); // seq 5
+    owner.post(&group.group_id, "after").await; // seq 6
+
+    // Back with her cursors: X and her removal, in order, then the group goes.
+    let mut resumed = carol.subscribe_from(&cursors, &epoch).await;
+    let replayed: Vec<(u64, String)> = resumed
+        .replayed
+        .iter()
+        .map(|m| (m.seq, m.text.clone()))
+        .collect();
+    assert_eq!(replayed.len(), 2, "{replayed:?}");
+    assert_eq!(replayed[0], (4, "X".to_owned()));
+    assert_eq!(replayed[1].0, 5);
+    assert_eq!(
+        resumed.replayed[1].system.as_ref().unwrap().kind(),
+        system_event::Kind::MemberRemoved
+    );
+    assert!(
+        resumed.before_sync.iter().any(|e| matches!(&e.kind,
+            Some(Kind::Conversation(c)) if c.change() == pb::conversation_changed::Change::Removed
+                && c.conversation.as_ref().unwrap().conversation_id == group.conversation_id)),
+        "{:?}",
+        resumed.before_sync
+    );
+    // History agrees, and stops at the removal.
+    let history = carol.history(&group.conversation_id).await;
+    assert_eq!(history.last().unwrap().seq, 5);
+    assert!(!texts(&history).contains(&"after"));
+    owner.dm(&carol, "marker").await;
+    assert_eq!(
+        resumed.message().await.text,
+        "marker",
+        "nothing after the removal"
+    );
+}
+
+both_modes!(
+    a_member_who_left_from_another_device_gets_everything_up_to_leaving,
+    left_from_another_device
+);
+async fn left_from_another_device(cluster: Cluster) {
+    let owner = cluster.user("owner", 0).await;
+    let carol = cluster.user("carol", 1).await;
+    let phone = carol.another_device(&cluster, 0, "phone").await;
+    let group = owner.create_group("Choir", pb::JoinPolicy::Open).await;
+    carol.join(&group.group_id).await;
+    let mut events = carol.subscribe().await;
+    owner.post(&group.group_id, "seen").await;
+    events.messages_until("seen").await;
+    let (cursors, epoch) = (events.cursors(), events.epoch.clone());
+    drop(events);
+    owner.post(&group.group_id, "before she left").await;
+    phone
+        .groups()
+        .leave_group(pb::LeaveGroupRequest {
+            group_id: group.group_id.clone(),
+        })
+        .await
+        .unwrap();
+    owner.post(&group.group_id, "after she left").await;
+    let resumed = carol.subscribe_from(&cursors, &epoch).await;
+    let texts_replayed = texts(&resumed.replayed);
+    assert_eq!(texts_replayed.len(), 2, "{texts_replayed:?}");
+    assert_eq!(texts_replayed[0], "before she left");
+    assert_eq!(
+        resumed.replayed[1].system.as_ref().unwrap().kind(),
+        system_event::Kind::MemberLeft
+    );
+}
+
+both_modes!(
+    new_members_read_history_as_the_group_says,
+    history_visibility
+);
+async fn history_visibility(cluster: Cluster) {
+    let owner = cluster.user("owner", 0).await;
+    let newcomer = cluster.user("newcomer", 1).await;
+    // (policy, history asked for, what a newcomer should read of the past)
+    let cases = [
+        (
+            pb::JoinPolicy::Open,
+            pb::HistoryVisibility::Unspecified,
+            true,
+        ),
+        (
+            pb::JoinPolicy::InviteOnly,
+            pb::HistoryVisibility::Unspecified,
+            false,
+        ),
+        (pb::JoinPolicy::Open, pb::HistoryVisibility::FromJoin, false),
+        (pb::JoinPolicy::InviteOnly, pb::HistoryVisibility::All, true),
+    ];
+    for (policy, history, sees_the_past) in cases {
+        let group = owner
+            .groups()
+            .create_group(pb::CreateGroupRequest {
+                name: "Planning".into(),
+                policy: policy as i32,
+                history: history as i32,
+                invite: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .group
+            .unwrap();
+        let expected = if sees_the_past {
+            pb::HistoryVisibility::All
+        } else {
+            pb::HistoryVisibility::FromJoin
+        };
+        assert_eq!(group.history(), expected, "{policy:?} {history:?}");
+        owner.post(&group.group_id, "before the newcomer").await;
+        if policy == pb::JoinPolicy::InviteOnly {
+            owner
+                .groups()
+                .invite_member(pb::InviteMemberRequest {
+                    group_id: group.group_id.clone(),
+                    user_id: "newcomer".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let joined = newcomer.join(&group.group_id).await;
+        owner.post(&group.group_id, "after the newcomer").await;
+        let read = newcomer.history(&group.conversation_id).await;
+        assert_eq!(
+            texts(&read).contains(&"before the newcomer"),
+            sees_the_past,
+            "{policy:?} {history:?}: {:?}",
+            texts(&read)
+        );
+        assert!(texts(&read).contains(&"after the newcomer"));
+        if !sees_the_past {
+            assert_eq!(
+                read[0].seq, joined.joined_at_seq,
+                "history starts at the join"
+            );
+            // Paging backwards from the join finds nothing more.
+            let before = newcomer
+                .chat()
+                .history(pb::HistoryRequest {
+                    conversation_id: group.conversation_id.clone(),
+                    before_seq: joined.joined_at_seq,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(before.messages.is_empty() && !before.has_more);
+        }
     }
 }

@@ -97,6 +97,15 @@ async fn reply(
         .await
 }
 
+/// Nothing in a message a contact received names `other` (another contact).
+fn assert_names_nobody_else(message: &pb::Message, other: &str) {
+    let shown = format!("{message:?}");
+    assert!(
+        !shown.contains(other),
+        "a contact's message names {other}: {shown}"
+    );
+}
+
 /// Proves a stream got nothing more: the next message it sees is a marker
 /// sent to it after everything else.
 async fn assert_nothing_before_marker(owner: &User, user: &User, events: &mut Events) {
@@ -618,9 +627,13 @@ async fn copy_and_resend_test(cluster: Cluster) {
     let copy = ben.message().await;
     assert_eq!(copy.text, "I can drive, 4 seats");
     assert_eq!(copy.sender, "owner");
-    assert_eq!(copy.topic.unwrap().forwarded_from, answer.message_id);
+    // ...and nothing ben receives says where it came from: not the field,
+    // not an id, not a name. (The owner may copy a contact's words; whose
+    // they were stays the owner's to know.)
+    assert_eq!(copy.topic.as_ref().unwrap().forwarded_from, "");
+    assert_names_nobody_else(&copy, "ann");
     // ...or edited, to some.
-    world
+    let edited = world
         .send(
             &topic,
             "Ann drives, 3 seats left",
@@ -630,7 +643,50 @@ async fn copy_and_resend_test(cluster: Cluster) {
         )
         .await
         .unwrap();
-    assert_eq!(ben.message().await.text, "Ann drives, 3 seats left");
+    let copy = ben.message().await;
+    assert_eq!(copy.text, "Ann drives, 3 seats left");
+    assert_names_nobody_else(&copy, "ann");
+    // Nor what ben reads back later, or sees listed.
+    let ben_user = world.contact("ben");
+    for message in ben_user.history(&thread(&topic, "ben")).await {
+        assert_names_nobody_else(&message, "ann");
+    }
+    let listed = ben_user
+        .chat()
+        .list_conversations(pb::ListConversationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!format!("{listed:?}").contains("ann"), "{listed:?}");
+    // The owner's timeline keeps the provenance of both resends.
+    let timeline = world
+        .owner
+        .topics()
+        .topic_timeline(pb::TopicTimelineRequest {
+            topic_id: topic.topic_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for broadcast_id in [&resent.broadcast_id, &edited.broadcast_id] {
+        let entry = timeline
+            .entries
+            .iter()
+            .find(|e| &e.broadcast_id == broadcast_id)
+            .unwrap();
+        assert_eq!(
+            entry
+                .message
+                .as_ref()
+                .unwrap()
+                .topic
+                .as_ref()
+                .unwrap()
+                .forwarded_from,
+            answer.message_id
+        );
+    }
     // Only messages of this topic can be copied.
     let elsewhere = world.owner.dm(world.contact("ann"), "a plain dm").await;
     let refused = world
@@ -776,6 +832,137 @@ async fn non_owner_refusals(cluster: Cluster) {
     assert!(after.message().contains("deleted"), "{}", after.message());
     let history = ann.history(&thread(&topic, "ann")).await;
     assert_eq!(texts(&history), ["this topic was deleted"]);
+}
+
+both_modes!(
+    consent_is_checked_when_sending_not_only_when_binding,
+    consent_at_send_time
+);
+async fn consent_at_send_time(cluster: Cluster) {
+    use pb::topic_recipient::Outcome as Sent;
+    let world = World::new(&cluster, &["ann", "ben"]).await;
+    let topic = world.topic("Lunch", &["ann", "ben"]).await;
+    let ann = world.contact("ann");
+    let mut ann_events = ann.subscribe().await;
+    // ann no longer wants the owner's messages.
+    ann.contacts()
+        .remove_contact(pb::RemoveContactRequest {
+            user_id: "owner".into(),
+        })
+        .await
+        .unwrap();
+    let sent = world.broadcast(&topic, "pizza?").await;
+    let outcomes: Vec<(String, Sent, u64)> = sent
+        .recipients
+        .iter()
+        .map(|r| (r.user_id.clone(), r.outcome(), r.seq))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("ben".to_owned(), Sent::Sent, 1),
+            ("ann".to_owned(), Sent::NotMutual, 0)
+        ]
+    );
+    let skipped = &sent.recipients[1];
+    assert!(skipped.message.contains("mutual"), "{skipped:?}");
+    assert_nothing_before_marker(&world.owner, ann, &mut ann_events).await;
+    assert!(ann.history(&thread(&topic, "ann")).await.is_empty());
+    // The topic shows her as not reachable, not as bound.
+    let listed = world
+        .owner
+        .topics()
+        .list_topics(pb::ListTopicsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let states: Vec<(String, State)> = listed.topics[0]
+        .contacts
+        .iter()
+        .map(|c| (c.user_id.clone(), c.state()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("ann".to_owned(), State::NotMutual),
+            ("ben".to_owned(), State::Bound)
+        ]
+    );
+    // Nor can the owner answer her in the thread, or send to her alone.
+    let answer = world
+        .owner
+        .send(To::ConversationId(thread(&topic, "ann")), "hello?", "")
+        .await
+        .unwrap_err();
+    assert_eq!(answer.code(), Code::FailedPrecondition, "{answer:?}");
+    let only_ann = world
+        .send(&topic, "just you", &["ann"], None, "")
+        .await
+        .unwrap_err();
+    assert_eq!(only_ann.code(), Code::FailedPrecondition, "{only_ann:?}");
+    // Consent back: she receives again.
+    ann.add_contact(&world.owner).await;
+    let sent = world.broadcast(&topic, "pasta?").await;
+    assert!(sent.recipients.iter().all(|r| r.outcome() == Sent::Sent));
+    assert_eq!(ann_events.message().await.text, "pasta?");
+}
+
+both_modes!(
+    a_retried_broadcast_answers_exactly_what_the_first_answered,
+    retried_broadcast
+);
+async fn retried_broadcast(cluster: Cluster) {
+    let world = World::new(&cluster, &["ann", "ben", "cat"]).await;
+    let topic = world.topic("Trip", &["ann", "ben", "cat"]).await;
+    // A reply first, so the broadcast's timeline seq is not 1.
+    reply(world.contact("ann"), &topic, "hi").await.unwrap();
+    // One recipient skipped, so the answer has every kind of line.
+    world
+        .contact("cat")
+        .contacts()
+        .remove_contact(pb::RemoveContactRequest {
+            user_id: "owner".into(),
+        })
+        .await
+        .unwrap();
+    let request = pb::SendToTopicRequest {
+        topic_id: topic.topic_id.clone(),
+        client_msg_id: "trip-1".into(),
+        text: "tickets booked".into(),
+        ..Default::default()
+    };
+    let first = world
+        .owner
+        .topics()
+        .send_to_topic(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    assert_eq!(first.timeline_seq, 2);
+    // Even after the binding changed, the retry answers as the first did.
+    world.contact("cat").add_contact(&world.owner).await;
+    let retry = world
+        .owner
+        .topics()
+        .send_to_topic(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(retry.duplicate);
+    assert_eq!(
+        pb::SendToTopicResponse {
+            duplicate: false,
+            ..retry
+        },
+        first,
+        "field for field"
+    );
+    let ben = world.contact("ben");
+    assert_eq!(
+        texts(&ben.history(&thread(&topic, "ben")).await),
+        ["tickets booked"]
+    );
 }
 
 /// A router SIGKILLed while broadcasts are in flight: the owner retries each

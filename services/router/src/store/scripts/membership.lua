@@ -1,12 +1,15 @@
--- KEYS: epoch, outbox, group members, user's groups, group invites, user's invites, item...
+-- KEYS: epoch, outbox, group members, user's groups, group invites, user's invites,
+--       group joined, group left, item...
 -- ARGV: epoch, now ms, op ('join'|'leave'|'role'), user, group id, role name, item...
 -- Returns {'OK', record} | {'PRECONDITION', ''} | {'EPOCH', current}
+-- The seq of a join is kept (history from the join reads from there), and of
+-- a leave or removal too (a former member reads up to and including it).
 local changed = epoch_changed(KEYS[1], ARGV[1])
 if changed then return {'EPOCH', changed} end
 local op, user, group, role = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local member = redis.call('HEXISTS', KEYS[3], user) == 1
 if (op == 'join') == member then return {'PRECONDITION', ''} end
-local items = read_items(7, 7, 1)
+local items = read_items(9, 7, 1)
 if op == 'join' then
   redis.call('HSET', KEYS[3], user, role)
   redis.call('SADD', KEYS[4], group)
@@ -18,5 +21,11 @@ elseif op == 'leave' then
 else
   redis.call('HSET', KEYS[3], user, role)
 end
-local ids = write_items(items, ARGV[2], KEYS[2])
+local ids, seqs = write_items(items, ARGV[2], KEYS[2])
+if op == 'join' then
+  redis.call('HSET', KEYS[7], user, seqs[1])
+  redis.call('HDEL', KEYS[8], user)
+elseif op == 'leave' then
+  redis.call('HSET', KEYS[8], user, seqs[1])
+end
 return {'OK', ids[1] .. '|' .. ARGV[2]}

@@ -45,11 +45,12 @@ end
 
 -- Assigns each item the next seq of its conversation, stores it, moves the
 -- sender's read and sent cursors, touches conversation lists, and records it
--- in the outbox until a router confirms it was handed to the bus. One ZADD
+-- in the outbox until a router confirms it was handed to the bus. Returns the
+-- message ids and the seqs. One ZADD
 -- per list rather than per item: a topic send touches the owner's list and
 -- the outbox once each, not once per contact.
 local function write_items(items, now, outbox_key)
-  local ids, lists, order, outbox = {}, {}, {}, {}
+  local ids, seqs, lists, order, outbox = {}, {}, {}, {}, {}
   for i, item in ipairs(items) do
     local seq = redis.call('INCR', item.seq_key)
     redis.call('XADD', item.log_key, seq .. '-0', 'm', item.msg)
@@ -72,10 +73,11 @@ local function write_items(items, now, outbox_key)
     outbox[#outbox + 1] = now
     outbox[#outbox + 1] = id
     ids[i] = id
+    seqs[i] = seq
   end
   for _, key in ipairs(order) do zadd_all(key, lists[key]) end
   if #outbox > 0 then zadd_all(outbox_key, outbox) end
-  return ids
+  return ids, seqs
 end
 
 -- nil when the store's epoch is the expected one, else the current epoch
@@ -87,11 +89,13 @@ local function epoch_changed(epoch_key, expected)
 end
 
 -- Adds one entry for the written messages to a topic's merged timeline
--- (and, for a broadcast, remembers its copies). Returns the entry's seq.
-local function write_timeline(seq_key, log_key, broadcasts_key, broadcast_id, ids)
+-- (and, for a broadcast, remembers its copies). `forwarded_from` (what a
+-- resent broadcast was copied from) lives here, in the owner's timeline,
+-- never in a contact's copy. Returns the entry's seq.
+local function write_timeline(seq_key, log_key, broadcasts_key, broadcast_id, ids, forwarded_from)
   local seq = redis.call('INCR', seq_key)
   local copies = table.concat(ids, ' ')
-  redis.call('XADD', log_key, seq .. '-0', 'e', broadcast_id .. '|' .. copies)
+  redis.call('XADD', log_key, seq .. '-0', 'e', broadcast_id .. '|' .. copies .. '|' .. forwarded_from)
   if broadcast_id ~= '' then redis.call('HSET', broadcasts_key, broadcast_id, copies) end
   return seq
 end

@@ -156,6 +156,7 @@ impl User {
                 name: name.into(),
                 policy: policy as i32,
                 invite: vec![],
+                ..Default::default()
             })
             .await
             .unwrap_or_else(|s| panic!("create group: {s}"))
@@ -312,14 +313,23 @@ impl Events {
         }
     }
 
-    /// Waits for the first event `pick` accepts; the events before it are returned too.
+    /// Waits for the first event `pick` accepts; the events before it are
+    /// returned too. Fails after [`WAIT`] however many other events (such as
+    /// heartbeats) arrive meanwhile.
     pub async fn until<T>(
         &mut self,
         mut pick: impl FnMut(&pb::Event) -> Option<T>,
     ) -> (T, Vec<pb::Event>) {
+        let deadline = tokio::time::Instant::now() + WAIT;
         let mut skipped = Vec::new();
         loop {
-            let event = self.next().await;
+            let event = match tokio::time::timeout_at(deadline, self.next()).await {
+                Ok(event) => event,
+                Err(_) => panic!(
+                    "{}: the awaited event did not come within {WAIT:?}; the last ones were: {:#?}",
+                    self.user, self.recent
+                ),
+            };
             if let Some(found) = pick(&event) {
                 return (found, skipped);
             }
