@@ -530,7 +530,8 @@ export type SendToTopicRequest = Message<"switchboard.v1.SendToTopicRequest"> & 
   topicId: string;
 
   /**
-   * One id covers the whole fan-out: a retry completes it and duplicates nothing.
+   * One id covers the whole fan-out: it is stored all at once or not at all,
+   * and a retry stores nothing new and answers what the first send answered.
    *
    * @generated from field: string client_msg_id = 2;
    */
