@@ -106,7 +106,10 @@ class Cluster:
             self.start(f"gateway-{i}", [switchboard, "gateway", "--listen", f"127.0.0.1:{port}",
                                         "--nats-url", nats, "--token-secret", SECRET, "--gateway-id", f"gw{i}",
                                         "--send-rate", "1000000", "--send-burst", "1000000",
-                                        "--max-connections", "19000", "--max-connections-per-user", "64"]
+                                        "--call-rate", "1000000", "--call-burst", "1000000",
+                                        "--max-connections", "19000", "--max-connections-per-user", "64",
+                                        "--max-client-connections", "50000",
+                                        "--max-connections-per-address", "0"]
                        + common, port)
             self.gateway_urls.append(f"http://127.0.0.1:{port}")
         time.sleep(1.0)  # presence registration of the gateways
@@ -148,6 +151,11 @@ SCENARIOS = {
     "direct-10k": (["direct", "--pairs", "1000", "--rate", "10000", "--duration", "15"], "both"),
     "direct-1k": (["direct", "--pairs", "200", "--rate", "1000", "--duration", "10"], "both"),
     "direct-5k": (["direct", "--pairs", "1000", "--rate", "5000", "--duration", "10"], "both"),
+    # Others' latency while one bad actor floods (compare with direct-1k).
+    "direct-1k-login-flood": (["direct", "--pairs", "200", "--rate", "1000", "--duration", "10",
+                               "--flood", "login", "--flooders", "32"], "both"),
+    "direct-1k-history-flood": (["direct", "--pairs", "200", "--rate", "1000", "--duration", "10",
+                                 "--flood", "history", "--flooders", "16"], "both"),
     "direct-5k-stream": (["direct", "--pairs", "1000", "--rate", "5000", "--duration", "10", "--send-via", "stream"],
                          "both"),
     "direct-10k-stream": (["direct", "--pairs", "1000", "--rate", "10000", "--duration", "15", "--send-via", "stream"],

@@ -79,6 +79,12 @@ pub enum Scenario {
         /// Unary `Send` calls (as browsers) or one `SendStream` call per sender (as native clients).
         #[arg(long, value_enum, default_value_t = scenarios::direct::SendVia::Unary)]
         send_via: scenarios::direct::SendVia,
+        /// Meanwhile, one bad actor floods the server (compare with a run without).
+        #[arg(long, value_enum, default_value_t = scenarios::flood::Flood::None)]
+        flood: scenarios::flood::Flood,
+        /// Parallel flooding tasks.
+        #[arg(long, default_value_t = 32)]
+        flooders: usize,
     },
     /// Group messages: each delivered to every online member.
     Group {
@@ -186,6 +192,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
             duration,
             size,
             send_via,
+            flood,
+            flooders,
         } => {
             vec![
                 scenarios::direct::run(
@@ -197,6 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                     secs(duration),
                     size,
                     send_via,
+                    (flood, flooders),
                 )
                 .await?,
             ]

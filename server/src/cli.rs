@@ -65,6 +65,9 @@ pub struct RedisArgs {
     /// Multiplexed Redis connections (each pipelines concurrent requests).
     #[arg(long, env = "SB_REDIS_POOL_SIZE", default_value_t = 4)]
     pub redis_pool_size: usize,
+    /// Bound on connecting to Redis and on each command, in milliseconds: past it the call fails UNAVAILABLE.
+    #[arg(long, env = "SB_REDIS_TIMEOUT_MS", default_value_t = 1_000)]
+    pub redis_timeout_ms: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -97,7 +100,7 @@ pub struct GatewayArgs {
     /// Largest request a client may send, in bytes.
     #[arg(long, env = "SB_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
-    /// Deadline of one request to a router, in milliseconds.
+    /// Deadline of a call to a router, every attempt included, in milliseconds: clients hear back within it.
     #[arg(long, env = "SB_ROUTER_TIMEOUT_MS", default_value_t = 2_000)]
     pub router_timeout_ms: u64,
     /// Longest time SIGTERM waits for streams to end, in milliseconds.
@@ -121,6 +124,21 @@ pub struct GatewayArgs {
     /// Streams the server may reset for protocol errors before it drops the connection.
     #[arg(long, env = "SB_MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = 256)]
     pub max_local_error_reset_streams: usize,
+    /// Client connections (TCP) this gateway holds at most; lowered to what the file-descriptor limit allows.
+    #[arg(long, env = "SB_MAX_CLIENT_CONNECTIONS", default_value_t = 20_000)]
+    pub max_client_connections: usize,
+    /// Client connections from one source address (0: no cap, e.g. behind a proxy).
+    #[arg(long, env = "SB_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 2_048)]
+    pub max_connections_per_address: usize,
+    /// A connection with no authenticated call for this long is closed, in milliseconds.
+    #[arg(long, env = "SB_IDLE_CONNECTION_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_connection_timeout_ms: u64,
+    /// How long a request's body may take to arrive (a SendStream's excepted), in milliseconds.
+    #[arg(long, env = "SB_REQUEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_body_timeout_ms: u64,
+    /// SendStream calls one user may have open on this gateway.
+    #[arg(long, env = "SB_MAX_SEND_STREAMS_PER_USER", default_value_t = 4)]
+    pub max_send_streams_per_user: usize,
     /// Client streams this gateway holds at most.
     #[arg(long, env = "SB_MAX_CONNECTIONS", default_value_t = 18_000)]
     pub max_connections: usize,
@@ -133,6 +151,12 @@ pub struct GatewayArgs {
     /// Sends one user may make at once before the rate applies.
     #[arg(long, env = "SB_SEND_BURST", default_value_t = 60)]
     pub send_burst: u32,
+    /// Call units per second one user may spend on this gateway, on average (a call costs 1; a history page 1 per 50 messages more; listing conversations 5).
+    #[arg(long, env = "SB_CALL_RATE", default_value_t = 50.0)]
+    pub call_rate: f64,
+    /// Call units one user may spend at once before the rate applies.
+    #[arg(long, env = "SB_CALL_BURST", default_value_t = 300)]
+    pub call_burst: u32,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -149,6 +173,18 @@ pub struct RouterArgs {
     /// Redeliver outbox entries older than this, in milliseconds.
     #[arg(long, env = "SB_OUTBOX_REDELIVER_MS", default_value_t = 3_000)]
     pub outbox_redeliver_ms: u64,
+    /// Failed logins for one account before further attempts are refused until the window ends.
+    #[arg(long, env = "SB_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 10)]
+    pub login_failures_per_account: u32,
+    /// Failed logins from one client address (any account) before further attempts are refused.
+    #[arg(long, env = "SB_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
+    pub login_failures_per_address: u32,
+    /// How long failed logins are counted, in seconds (from the first one).
+    #[arg(long, env = "SB_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
+    pub login_failure_window_secs: u64,
+    /// Threads hashing passwords, at idle priority so they never take CPU from messages.
+    #[arg(long, env = "SB_HASHING_THREADS", default_value_t = 1)]
+    pub hashing_threads: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

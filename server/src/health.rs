@@ -41,34 +41,47 @@ pub async fn ready(reporter: &HealthReporter, ready: bool) {
 }
 
 /// Keeps readiness in step with what the process needs: the bus, and for
-/// routers and presence the store.
+/// routers and presence the store. Starts not ready; says ready once every
+/// dependency answers, and logs each change naming the dependency and its
+/// address. Checks every 200 ms while not ready, every 2 s once ready.
 pub async fn watch_readiness(
     reporter: HealthReporter,
     bus: switchboard_shared::bus::SharedBus,
     redis: Option<switchboard_shared::redis_pool::Pool>,
     shutdown: Shutdown,
 ) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-    let mut was_ready = true;
+    let mut was_ready = false;
     loop {
-        tokio::select! {
-            () = shutdown.token.cancelled() => return,
-            _ = tick.tick() => {}
-        }
         let redis_ok = match &redis {
             Some(pool) => switchboard_shared::redis_pool::ping(pool).await,
             None => true,
         };
-        let is_ready = bus.is_connected() && redis_ok;
+        let bus_ok = bus.is_connected();
+        let is_ready = bus_ok && redis_ok;
         if is_ready != was_ready {
-            tracing::warn!(
-                ready = is_ready,
-                nats = bus.is_connected(),
-                redis = redis_ok,
-                "readiness changed"
-            );
+            let redis_name = redis.as_ref().map(|pool| pool.name().to_owned());
+            if is_ready {
+                tracing::info!(bus = bus.name(), redis = ?redis_name, "ready: every dependency answers");
+            } else {
+                tracing::warn!(
+                    bus = bus.name(),
+                    bus_up = bus_ok,
+                    redis = ?redis_name,
+                    redis_up = redis_ok,
+                    "not ready: a dependency does not answer"
+                );
+            }
             ready(&reporter, is_ready).await;
             was_ready = is_ready;
+        }
+        let every = if is_ready {
+            std::time::Duration::from_secs(2)
+        } else {
+            std::time::Duration::from_millis(200)
+        };
+        tokio::select! {
+            () = shutdown.token.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

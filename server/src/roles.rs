@@ -25,6 +25,7 @@ use switchboard_shared::redis_pool::{self, Pool, RedisConfig};
 use switchboard_shared::shutdown::{self, Shutdown};
 use switchboard_shared::token::TokenKey;
 use tokio::net::TcpListener;
+use tonic_health::server::HealthReporter;
 
 use crate::cli::{
     GatewayArgs, GatewayRole, NatsArgs, PasswordHashingArg, PresenceArgs, PresenceRole, RedisArgs,
@@ -43,10 +44,11 @@ async fn nats(args: &NatsArgs, role: &str) -> anyhow::Result<SharedBus> {
     Ok(Arc::new(NatsBus::connect(&config).await?))
 }
 
-async fn redis(args: &RedisArgs) -> anyhow::Result<Pool> {
+async fn redis(args: &RedisArgs, shutdown: &Shutdown) -> anyhow::Result<Pool> {
     let mut config = RedisConfig::new(&args.redis_url);
     config.pool_size = args.redis_pool_size;
-    redis_pool::connect(&config).await
+    config.timeout = millis(args.redis_timeout_ms);
+    redis_pool::connect_patiently(&config, &shutdown.token).await
 }
 
 fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
@@ -65,10 +67,19 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
         max_header_list_bytes: args.max_header_list_bytes,
         max_pending_reset_streams: args.max_pending_reset_streams,
         max_local_error_reset_streams: args.max_local_error_reset_streams,
+        connections: switchboard_gateway::listener::ConnectionLimits {
+            max_connections: args.max_client_connections,
+            max_per_address: args.max_connections_per_address,
+            idle_timeout: millis(args.idle_connection_timeout_ms),
+        },
+        request_body_timeout: millis(args.request_body_timeout_ms),
+        max_send_streams_per_user: args.max_send_streams_per_user,
         max_connections: args.max_connections,
         max_connections_per_user: args.max_connections_per_user,
         send_rate_per_second: args.send_rate,
         send_burst: args.send_burst,
+        call_rate_per_second: args.call_rate,
+        call_burst: args.call_burst,
     };
     config
 }
@@ -82,6 +93,12 @@ fn router_config(args: &RouterArgs, key: TokenKey) -> RouterConfig {
         PasswordHashingArg::FastInsecure => PasswordHashing::FAST_INSECURE,
     };
     config.outbox_redeliver_after = millis(args.outbox_redeliver_ms);
+    config.login_limits = switchboard_router::config::LoginLimits {
+        per_account: args.login_failures_per_account,
+        per_address: args.login_failures_per_address,
+        window: Duration::from_secs(args.login_failure_window_secs),
+    };
+    config.hashing_threads = args.hashing_threads;
     config
 }
 
@@ -125,28 +142,56 @@ async fn start_router(
     switchboard_router::service::start(router, shutdown.clone()).await
 }
 
-/// Serves health and reflection on their own port, ready, watching the
-/// dependencies; then waits for a stop signal.
-async fn serve_backend(
-    listen: SocketAddr,
+/// Serves health and reflection on their own port at once, not ready until
+/// the dependencies answer ([`run_backend`] watches them).
+async fn start_health(listen: SocketAddr, shutdown: &Shutdown) -> HealthReporter {
+    let serving = health::new().await;
+    let reporter = serving.reporter.clone();
+    shutdown
+        .tracker
+        .spawn(health::serve_alone(serving, listen, shutdown.clone()));
+    reporter
+}
+
+/// Keeps readiness in step with the dependencies, then waits for a stop
+/// signal.
+async fn run_backend(
+    reporter: HealthReporter,
     bus: SharedBus,
     redis: Pool,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let health = health::new().await;
-    health::ready(&health.reporter, true).await;
-    let reporter = health.reporter.clone();
     shutdown.tracker.spawn(health::watch_readiness(
         reporter.clone(),
         bus,
         Some(redis),
         shutdown.clone(),
     ));
-    shutdown
-        .tracker
-        .spawn(health::serve_alone(health, listen, shutdown.clone()));
     stop_on_signal(&shutdown, &reporter, Duration::from_secs(10)).await;
     Ok(())
+}
+
+/// The store, once Redis answers its first question (the epoch); tried
+/// again with backoff, naming Redis, until it does or the process stops.
+async fn redis_store(
+    pool: &Pool,
+    idempotency_ttl_secs: u64,
+    shutdown: &Shutdown,
+) -> anyhow::Result<RedisStore> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match RedisStore::new(pool.clone(), idempotency_ttl_secs).await {
+            Ok(store) => return Ok(store),
+            Err(err) => {
+                tracing::warn!(redis = pool.name(), %err, "the store does not answer yet; trying again")
+            }
+        }
+        tokio::select! {
+            () = shutdown.token.cancelled() => anyhow::bail!("stopped while waiting for {}", pool.name()),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
 }
 
 async fn serve_gateway(
@@ -172,7 +217,6 @@ async fn serve_gateway(
     let health = health::new().await;
     let reporter = health.reporter.clone();
     let routes = health::with_gateway_reflection(gateway.routes().add_service(health.service))?;
-    health::ready(&reporter, true).await;
     shutdown.tracker.spawn(health::watch_readiness(
         reporter.clone(),
         bus,
@@ -209,26 +253,31 @@ pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
     .await
 }
 
+/// A router waits for its dependencies rather than exit: health answers at
+/// once (not ready), NATS and Redis are tried until they answer.
 pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
-    let bus = nats(&role.nats, "router").await?;
-    let pool = redis(&role.redis).await?;
+    let reporter = start_health(role.health.health_listen, &shutdown).await;
     let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
-    let store = RedisStore::new(pool.clone(), config.idempotency_ttl.as_secs()).await?;
+    let bus = nats(&role.nats, "router").await?;
+    let pool = redis(&role.redis, &shutdown).await?;
+    let store = redis_store(&pool, config.idempotency_ttl.as_secs(), &shutdown).await?;
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
     start_router(config, store, directory, bus.clone(), &shutdown).await?;
-    serve_backend(role.health.health_listen, bus, pool, shutdown).await
+    run_backend(reporter, bus, pool, shutdown).await
 }
 
+/// Like a router, presence waits for its dependencies rather than exit.
 pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
+    let reporter = start_health(role.health.health_listen, &shutdown).await;
     let bus = nats(&role.nats, "presence").await?;
-    let pool = redis(&role.redis).await?;
+    let pool = redis(&role.redis, &shutdown).await?;
     let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(pool.clone()));
     start_presence(registry, bus.clone(), &role.presence, &shutdown).await?;
-    serve_backend(role.health.health_listen, bus, pool, shutdown).await
+    run_backend(reporter, bus, pool, shutdown).await
 }
 
 /// The token key of a standalone deployment, kept beside its data so

@@ -23,6 +23,17 @@ pub fn session(session: &SessionId) -> String {
     format!("sb:session:{session}")
 }
 
+/// String with expiry: failed logins for this account in the current window.
+pub fn login_failures_of_user(user: &UserId) -> String {
+    format!("sb:login-failures:user:{user}")
+}
+
+/// String with expiry: failed logins from this client address (any account)
+/// in the current window.
+pub fn login_failures_from(address: &str) -> String {
+    format!("sb:login-failures:addr:{address}")
+}
+
 /// Hash: contact user id -> added-at ms. The users `user` added.
 pub fn contacts(user: &UserId) -> String {
     format!("sb:contacts:{user}")
@@ -214,6 +225,14 @@ mod tests {
         assert_eq!(user(&alice), "sb:user:alice");
         assert_eq!(session(&s), "sb:session:sabcdefgh");
         assert_eq!(contacts(&alice), "sb:contacts:alice");
+        assert_eq!(
+            login_failures_of_user(&alice),
+            "sb:login-failures:user:alice"
+        );
+        assert_eq!(
+            login_failures_from("10.0.0.7"),
+            "sb:login-failures:addr:10.0.0.7"
+        );
         assert_eq!(contacted_by(&bob), "sb:contacted-by:bob");
         assert_eq!(group(&g), "sb:group:gabcdefghjkmn");
         assert_eq!(group_members(&g), "sb:group:gabcdefghjkmn:members");

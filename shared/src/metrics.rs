@@ -78,6 +78,11 @@ pub struct Metrics {
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabels, Histogram>,
     pub rate_limited: Counter,
+    pub client_connections: Gauge,
+    pub connections_refused: Counter,
+    pub idle_connections_closed: Counter,
+    pub accept_errors: Counter,
+    pub request_bodies_timed_out: Counter,
     // router
     pub fanout_gateways: Histogram,
     pub messages_stored: Counter,
@@ -108,6 +113,11 @@ impl Metrics {
             rpc_requests: Family::default(),
             rpc_duration: Family::new_with_constructor(latency),
             rate_limited: Counter::default(),
+            client_connections: Gauge::default(),
+            connections_refused: Counter::default(),
+            idle_connections_closed: Counter::default(),
+            accept_errors: Counter::default(),
+            request_bodies_timed_out: Counter::default(),
             fanout_gateways: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             messages_stored: Counter::default(),
             redelivered: Counter::default(),
@@ -163,6 +173,31 @@ impl Metrics {
             "gateway_rate_limited",
             "Sends refused by the per-user rate limit",
             metrics.rate_limited.clone(),
+        );
+        r.register(
+            "gateway_client_connections",
+            "Open client connections (TCP), whatever they carry",
+            metrics.client_connections.clone(),
+        );
+        r.register(
+            "gateway_connections_refused",
+            "Client connections closed at once for being over a cap",
+            metrics.connections_refused.clone(),
+        );
+        r.register(
+            "gateway_idle_connections_closed",
+            "Client connections closed for having no authenticated call for too long",
+            metrics.idle_connections_closed.clone(),
+        );
+        r.register(
+            "gateway_accept_errors",
+            "Accepts that failed for lack of resources (file descriptors, memory)",
+            metrics.accept_errors.clone(),
+        );
+        r.register(
+            "gateway_request_bodies_timed_out",
+            "Requests whose body did not arrive in time",
+            metrics.request_bodies_timed_out.clone(),
         );
         r.register(
             "router_fanout_gateways",

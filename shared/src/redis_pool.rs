@@ -25,7 +25,7 @@ impl RedisConfig {
         Self {
             url: url.into(),
             pool_size: 4,
-            timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(1),
         }
     }
 }
@@ -34,6 +34,8 @@ impl RedisConfig {
 pub struct Pool {
     connections: Arc<[ConnectionManager]>,
     next: Arc<AtomicUsize>,
+    /// `redis at host:port`, for errors and logs (never the password).
+    name: Arc<str>,
 }
 
 impl Pool {
@@ -41,6 +43,46 @@ impl Pool {
     pub fn get(&self) -> ConnectionManager {
         let at = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         self.connections[at].clone()
+    }
+
+    /// Which Redis this is, for error messages and logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `redis at host:port` for a Redis URL, without credentials.
+pub fn describe(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = host.split('/').next().unwrap_or(host);
+    format!("redis at {host}")
+}
+
+/// Connects, trying again with backoff (1 s doubling to 10 s) until Redis
+/// answers or `stop` fires; each failure is logged with the address.
+pub async fn connect_patiently(
+    config: &RedisConfig,
+    stop: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Pool> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match connect(config).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) => {
+                tracing::warn!(
+                    redis = %describe(&config.url),
+                    error = format!("{err:#}"),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "cannot connect to redis; trying again"
+                );
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped while waiting for {}", describe(&config.url)),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -66,6 +108,7 @@ pub async fn connect(config: &RedisConfig) -> anyhow::Result<Pool> {
     Ok(Pool {
         connections: connections.into(),
         next: Arc::new(AtomicUsize::new(0)),
+        name: describe(&config.url).into(),
     })
 }
 
@@ -75,4 +118,18 @@ pub async fn ping(pool: &Pool) -> bool {
         .query_async::<String>(&mut pool.get())
         .await
         .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_name_the_address_not_the_password() {
+        assert_eq!(
+            describe("redis://user:secret@redis.example:6380/2"),
+            "redis at redis.example:6380"
+        );
+        assert_eq!(describe("rediss://10.0.0.1:6379"), "redis at 10.0.0.1:6379");
+    }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 use switchboard_proto::pb::{self, send_request::To};
 use switchboard_shared::ids::{ConversationId, UserId};
 
+use super::flood::Flood;
 use super::{Acked, Watch, measure_sends, subscribe_all};
 use crate::client::{Connections, Origin, StreamSender, register_many};
 use crate::recorder::{Recorder, payload};
@@ -35,6 +36,7 @@ pub async fn run(
     duration: Duration,
     size: usize,
     via: SendVia,
+    flood: (Flood, usize),
 ) -> anyhow::Result<Report> {
     let clients =
         Arc::new(register_many(origin, prefix, 0..pairs * 2, 64, Connections::Own).await?);
@@ -92,10 +94,27 @@ pub async fn run(
     let report = Report::new(
         "direct",
         json!({"pairs": pairs, "rate": rate, "seconds": duration.as_secs(), "size": size,
-               "send_via": format!("{via:?}").to_lowercase()}),
+               "send_via": format!("{via:?}").to_lowercase(),
+               "flood": format!("{:?}", flood.0).to_lowercase()}),
     );
-    Ok(measure_sends(
+    // The bad actor: pair 0's receiver floods (its own conversation for
+    // history; the first sender's account for login guesses).
+    let flooding = super::flood::start(
+        flood.0,
+        flood.1,
+        origin,
+        &clients[0].user,
+        &clients[1],
+        &expected[0].1,
+    )
+    .await?;
+    let mut report = measure_sends(
         report, watch, &recorder, &acked, &expected, rate, duration, send,
     )
-    .await)
+    .await;
+    let flooded = flooding.stop().await;
+    if flood.0 != Flood::None {
+        report.extra = json!({"flood": flooded});
+    }
+    Ok(report)
 }

@@ -1,6 +1,7 @@
 //! One file per scenario, and what they share.
 
 pub mod direct;
+pub mod flood;
 pub mod group;
 pub mod idle;
 pub mod smoke;

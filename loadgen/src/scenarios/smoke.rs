@@ -18,6 +18,7 @@ pub async fn run(origin: &Origin, prefix: &str) -> anyhow::Result<Vec<Report>> {
             seconds,
             200,
             super::direct::SendVia::Unary,
+            (super::flood::Flood::None, 0),
         )
         .await?,
         super::direct::run(
@@ -29,6 +30,7 @@ pub async fn run(origin: &Origin, prefix: &str) -> anyhow::Result<Vec<Report>> {
             seconds,
             200,
             super::direct::SendVia::Stream,
+            (super::flood::Flood::None, 0),
         )
         .await?,
         super::group::run(

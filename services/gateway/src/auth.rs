@@ -1,17 +1,18 @@
-//! Who is calling: the bearer token in the `authorization` metadata, checked
-//! against the deployment's key. The payload of a request never names its sender.
+//! Who is calling: the bearer token in the `authorization` header, checked
+//! against the deployment's key (once per call, by [`crate::admission`]).
+//! The payload of a request never names its sender.
 
+use http::HeaderMap;
 use switchboard_proto::bus;
 use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::GatewayId;
 use switchboard_shared::token::{Claims, TokenKey};
-use tonic::metadata::MetadataMap;
 
 use crate::error::{GatewayError, GatewayResult};
 
-pub fn authenticate(key: &TokenKey, metadata: &MetadataMap) -> GatewayResult<Claims> {
-    let header = metadata
-        .get("authorization")
+pub fn authenticate(key: &TokenKey, headers: &HeaderMap) -> GatewayResult<Claims> {
+    let header = headers
+        .get(http::header::AUTHORIZATION)
         .ok_or_else(|| {
             GatewayError::Unauthenticated("log in first: no authorization token".into())
         })?
@@ -46,9 +47,9 @@ mod tests {
     use super::*;
     use switchboard_shared::ids::{DeviceId, SessionId, UserId};
 
-    fn metadata(value: &str) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        map.insert("authorization", value.parse().unwrap());
+    fn metadata(value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(http::header::AUTHORIZATION, value.parse().unwrap());
         map
     }
 
@@ -70,6 +71,6 @@ mod tests {
             let err = authenticate(&key, &metadata(bad)).unwrap_err();
             assert!(matches!(err, GatewayError::Unauthenticated(_)), "{bad}");
         }
-        assert!(authenticate(&key, &MetadataMap::new()).is_err());
+        assert!(authenticate(&key, &HeaderMap::new()).is_err());
     }
 }

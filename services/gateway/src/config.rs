@@ -9,10 +9,9 @@ pub struct GatewayConfig {
     /// This gateway's name (the pod name in Kubernetes); a boot nonce is added.
     pub name: String,
     pub token_key: TokenKey,
-    /// Deadline of one request to a router.
+    /// Deadline of a call to a router, every attempt included: a client hears
+    /// back within it (UNAVAILABLE if no router answered) whatever the bus does.
     pub router_timeout: Duration,
-    /// Attempts for calls that are safe to repeat.
-    pub router_attempts: u32,
     /// How often a client stream gets a heartbeat event.
     pub client_heartbeat: Duration,
     /// How often the gateway tells presence it is alive.
@@ -46,6 +45,13 @@ pub struct Limits {
     pub max_pending_reset_streams: usize,
     /// Streams the server may reset for protocol errors before it drops the connection.
     pub max_local_error_reset_streams: usize,
+    /// Client connections (TCP), per gateway and per source address, and how
+    /// long one may go without an authenticated call.
+    pub connections: crate::listener::ConnectionLimits,
+    /// How long a request's body may take to arrive (a SendStream's excepted).
+    pub request_body_timeout: std::time::Duration,
+    /// SendStream calls one user may have open on this gateway.
+    pub max_send_streams_per_user: usize,
     /// Client streams (subscriptions) this gateway holds at most.
     pub max_connections: usize,
     /// Client streams one user may have on this gateway.
@@ -54,6 +60,11 @@ pub struct Limits {
     pub send_rate_per_second: f64,
     /// ...and in a burst.
     pub send_burst: u32,
+    /// Call units per second one user may spend on this gateway, on average
+    /// (a call costs 1, a read by its size: see `limits::call_cost`)...
+    pub call_rate_per_second: f64,
+    /// ...and in a burst.
+    pub call_burst: u32,
 }
 
 impl Default for Limits {
@@ -65,10 +76,15 @@ impl Default for Limits {
             max_header_list_bytes: 16 * 1024,
             max_pending_reset_streams: 64,
             max_local_error_reset_streams: 256,
+            connections: crate::listener::ConnectionLimits::default(),
+            request_body_timeout: std::time::Duration::from_secs(10),
+            max_send_streams_per_user: 4,
             max_connections: 18_000,
             max_connections_per_user: 16,
             send_rate_per_second: 20.0,
             send_burst: 60,
+            call_rate_per_second: 50.0,
+            call_burst: 300,
         }
     }
 }
@@ -89,7 +105,6 @@ impl GatewayConfig {
             name: name.into(),
             token_key,
             router_timeout: Duration::from_secs(2),
-            router_attempts: 3,
             client_heartbeat: Duration::from_secs(15),
             presence_heartbeat: Duration::from_secs(2),
             presence_ttl: Duration::from_secs(8),

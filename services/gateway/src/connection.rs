@@ -285,19 +285,23 @@ impl Connection {
                             self.entry.ending.end(None, status, reason::ERROR);
                         }
                     }
-                    None => self.entry.ending.end(
-                        None,
-                        Status::unavailable("the gateway is stopping"),
-                        reason::DRAIN,
-                    ),
+                    None => {
+                        self.entry.ending.end(
+                            None,
+                            Status::unavailable("the gateway is stopping"),
+                            reason::DRAIN,
+                        );
+                    }
                 },
-                () = &mut self.expiry => self.entry.ending.end(
-                    None,
-                    Status::unauthenticated(
-                        "the session token expired; log in again and subscribe with your cursors",
-                    ),
-                    reason::EXPIRED,
-                ),
+                () = &mut self.expiry => {
+                    self.entry.ending.end(
+                        None,
+                        Status::unauthenticated(
+                            "the session token expired; log in again and subscribe with your cursors",
+                        ),
+                        reason::EXPIRED,
+                    );
+                }
                 _ = self.heartbeat.tick() => {
                     self.pending.push_back(event(Kind::Heartbeat(pb::Heartbeat {
                         server_time_ms: now_ms(),

@@ -5,6 +5,7 @@
 //! send it down each client's one stream ([`connection`]). Browsers reach the
 //! same services over gRPC-Web.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -45,7 +46,11 @@ pub struct Shared {
     pub presence: PresenceClient,
     pub registry: Registry,
     pub delivered: delivered::DeliveredReporter,
-    pub send_limiter: limits::SendLimiter,
+    pub send_limiter: limits::RateLimiter,
+    /// Every call's cost, per user.
+    pub call_limiter: limits::RateLimiter,
+    /// Open SendStream calls per user.
+    pub send_streams: Arc<limits::PerUserCap>,
     /// Cancelled when the gateway starts draining: new subscriptions go
     /// elsewhere and open send streams end.
     pub draining: switchboard_shared::shutdown::CancellationToken,
@@ -88,14 +93,19 @@ impl Gateway {
         let id = GatewayId::for_boot(&config.name)?;
         let presence = PresenceClient::start(bus.clone(), id.clone(), config.presence_ttl);
         let shared = Arc::new(Shared {
-            router: RouterClient::new(bus.clone(), config.router_timeout, config.router_attempts),
+            router: RouterClient::new(bus.clone(), config.router_timeout),
             registry: Registry::new(presence.clone()),
             delivered: delivered::DeliveredReporter::start(bus.clone()),
             draining: switchboard_shared::shutdown::CancellationToken::new(),
-            send_limiter: limits::SendLimiter::new(
+            send_limiter: limits::RateLimiter::new(
                 config.limits.send_rate_per_second,
                 config.limits.send_burst,
             ),
+            call_limiter: limits::RateLimiter::new(
+                config.limits.call_rate_per_second,
+                config.limits.call_burst,
+            ),
+            send_streams: limits::PerUserCap::new(config.limits.max_send_streams_per_user),
             presence,
             config,
             id,
@@ -176,6 +186,10 @@ impl Gateway {
             drain(&shared).await;
         };
         let limits = &self.shared.config.limits;
+        let connections = listener::Connections::new(limits.connections.clone());
+        self.shutdown
+            .tracker
+            .spawn(connections.clone().sweep(self.shutdown.token.clone()));
         tonic::transport::Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -186,8 +200,12 @@ impl Gateway {
             .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
             .trace_fn(request_span)
             .layer(limits::OversizeLayer)
+            .layer(admission::AdmissionLayer::new(
+                self.shared.config.token_key.clone(),
+                limits.request_body_timeout,
+            ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(listener::incoming(listener), stop)
+            .serve_with_incoming_shutdown(listener::incoming(listener, connections), stop)
             .await?;
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Limits the gateway enforces itself: the per-user send rate, and request
-//! sizes answered in gRPC's words.
+//! Limits the gateway enforces itself: the per-user send rate, send streams
+//! per user, and request sizes answered in gRPC's words.
 //!
 //! tonic answers a request over the decoding limit with OUT_OF_RANGE; gRPC's
 //! convention for "message larger than allowed" is RESOURCE_EXHAUSTED, which
@@ -19,8 +19,10 @@ use switchboard_shared::ids::UserId;
 use tonic::Status;
 use tower::{Layer, Service};
 
-/// A token bucket per user: `rate` sends a second on average, `burst` at once.
-pub struct SendLimiter {
+/// A token bucket per user: `rate` units a second on average, `burst` at
+/// once. Sends take one unit of the send limiter; every call takes its cost
+/// ([`call_cost`]) from the call limiter.
+pub struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: Mutex<HashMap<UserId, (f64, Instant)>>,
@@ -29,7 +31,7 @@ pub struct SendLimiter {
 /// Buckets idle this long are forgotten (they would be full again).
 const IDLE: Duration = Duration::from_secs(120);
 
-impl SendLimiter {
+impl RateLimiter {
     pub fn new(rate: f64, burst: u32) -> Self {
         Self {
             rate: rate.max(0.001),
@@ -38,8 +40,10 @@ impl SendLimiter {
         }
     }
 
-    /// Takes one send from the user's bucket, or says how long to wait.
-    pub fn check(&self, user: &UserId, now: Instant) -> Result<(), Duration> {
+    /// Takes `cost` units from the user's bucket, or says how long to wait
+    /// until they are there (a cost above the burst is charged the burst).
+    pub fn take(&self, user: &UserId, cost: u32, now: Instant) -> Result<(), Duration> {
+        let cost = f64::from(cost).min(self.burst);
         let mut buckets = self.buckets.lock();
         if buckets.len() > 10_000 {
             buckets.retain(|_, (_, at)| now.duration_since(*at) < IDLE);
@@ -48,12 +52,78 @@ impl SendLimiter {
         let refilled =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
+        if refilled >= cost {
+            *tokens = refilled - cost;
             Ok(())
         } else {
             *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / self.rate))
+            Err(Duration::from_secs_f64((cost - refilled) / self.rate))
+        }
+    }
+}
+
+/// What a call costs a user's call budget: 1 for a plain call, more for
+/// those that read much (a history page by its size, the conversation list,
+/// a subscription's sync).
+pub fn call_cost(op: &switchboard_proto::bus::router_request::Op) -> u32 {
+    use switchboard_proto::bus::router_request::Op;
+    let page = |limit: u32| 1 + (if limit == 0 { 50 } else { limit.min(500) }) / 50;
+    match op {
+        Op::History(r) => page(r.limit),
+        Op::TopicTimeline(r) => page(r.limit),
+        Op::ListConversations(_) | Op::Sync(_) => 5,
+        Op::ListContacts(_) | Op::ListMembers(_) | Op::ListMyGroups(_) | Op::ListTopics(_) => 2,
+        _ => 1,
+    }
+}
+
+/// Open calls of one kind per user (SendStream calls), capped.
+pub struct PerUserCap {
+    max: usize,
+    open: Mutex<HashMap<UserId, usize>>,
+}
+
+/// One open call; its slot is given back when dropped.
+pub struct Slot {
+    cap: std::sync::Arc<PerUserCap>,
+    user: UserId,
+}
+
+impl PerUserCap {
+    pub fn new(max: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for `user`, unless they hold `max` already.
+    pub fn take(self: &std::sync::Arc<Self>, user: &UserId) -> Option<Slot> {
+        let mut open = self.open.lock();
+        let count = open.entry(user.clone()).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            cap: self.clone(),
+            user: user.clone(),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.cap.open.lock();
+        if let Some(count) = open.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user);
+            }
         }
     }
 }
@@ -122,27 +192,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_user_holds_at_most_the_cap_and_slots_come_back() {
+        let cap = PerUserCap::new(2);
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        let first = cap.take(&alice).unwrap();
+        let _second = cap.take(&alice).unwrap();
+        assert!(cap.take(&alice).is_none());
+        assert!(cap.take(&bob).is_some(), "others are not affected");
+        drop(first);
+        assert!(cap.take(&alice).is_some());
+    }
+
+    #[test]
+    fn reads_cost_by_their_size() {
+        use switchboard_proto::bus::router_request::Op;
+        use switchboard_proto::pb;
+        let history = |limit| {
+            call_cost(&Op::History(pb::HistoryRequest {
+                limit,
+                ..Default::default()
+            }))
+        };
+        assert_eq!(history(0), 2, "the default page of 50");
+        assert_eq!(history(500), 11);
+        assert_eq!(history(10_000), 11, "pages are capped at 500");
+        assert_eq!(call_cost(&Op::MarkRead(pb::MarkReadRequest::default())), 1);
+        let limiter = RateLimiter::new(10.0, 20);
+        let alice = UserId::parse("alice").unwrap();
+        let start = Instant::now();
+        assert!(limiter.take(&alice, 11, start).is_ok());
+        assert_eq!(
+            limiter.take(&alice, 11, start).unwrap_err(),
+            Duration::from_millis(200),
+            "two units short at 10 a second"
+        );
+    }
+
+    #[test]
     fn a_burst_then_the_rate() {
-        let limiter = SendLimiter::new(10.0, 3);
+        let limiter = RateLimiter::new(10.0, 3);
         let alice = UserId::parse("alice").unwrap();
         let bob = UserId::parse("bob").unwrap();
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check(&alice, start).is_ok());
+            assert!(limiter.take(&alice, 1, start).is_ok());
         }
-        let wait = limiter.check(&alice, start).unwrap_err();
+        let wait = limiter.take(&alice, 1, start).unwrap_err();
         assert_eq!(wait, Duration::from_millis(100));
         // Others are not affected.
-        assert!(limiter.check(&bob, start).is_ok());
+        assert!(limiter.take(&bob, 1, start).is_ok());
         // A tenth of a second later one more is allowed.
         assert!(
             limiter
-                .check(&alice, start + Duration::from_millis(100))
+                .take(&alice, 1, start + Duration::from_millis(100))
                 .is_ok()
         );
         assert!(
             limiter
-                .check(&alice, start + Duration::from_millis(100))
+                .take(&alice, 1, start + Duration::from_millis(100))
                 .is_err()
         );
     }

@@ -14,13 +14,13 @@ use switchboard_proto::bus::{
 };
 use switchboard_shared::bus::SharedBus;
 use switchboard_shared::ids::{ConnectionId, GatewayId, GroupId, UserId};
-use switchboard_shared::{subjects, telemetry};
+use switchboard_shared::subjects;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{GatewayError, GatewayResult};
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-const ATTEMPTS: u32 = 3;
+/// A presence request's whole budget, attempts included.
+const REQUEST_BUDGET: Duration = Duration::from_secs(3);
 
 enum InterestOp {
     /// Make sure presence routes these groups here; answers once it does.
@@ -59,35 +59,21 @@ impl PresenceClient {
 
     async fn request(&self, op: Op) -> GatewayResult<bool> {
         let payload = Bytes::from(PresenceRequest { op: Some(op) }.encode_to_vec());
-        let mut attempt = 1;
-        loop {
-            let answer = self
-                .bus
-                .request(
-                    &subjects::presence_rpc(),
-                    telemetry::inject(),
-                    payload.clone(),
-                    REQUEST_TIMEOUT,
-                )
-                .await;
-            match answer {
-                Ok(answer) => {
-                    let response = PresenceResponse::decode(answer).map_err(|e| {
-                        GatewayError::Internal(format!("undecodable presence answer: {e}"))
-                    })?;
-                    return match response.result {
-                        Some(Reply::Ack(ack)) => Ok(ack.known),
-                        Some(Reply::Error(err)) => Err(GatewayError::Upstream(err)),
-                        None => Err(GatewayError::Internal("empty presence answer".into())),
-                    };
-                }
-                // Every presence request is safe to repeat.
-                Err(err) if err.is_retryable() && attempt < ATTEMPTS => {
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(err) => return Err(err.into()),
-            }
+        // Every presence request is safe to repeat.
+        let answer = crate::upstream::request_within(
+            &self.bus,
+            &subjects::presence_rpc(),
+            payload,
+            REQUEST_BUDGET,
+            true,
+        )
+        .await?;
+        let response = PresenceResponse::decode(answer)
+            .map_err(|e| GatewayError::Internal(format!("undecodable presence answer: {e}")))?;
+        match response.result {
+            Some(Reply::Ack(ack)) => Ok(ack.known),
+            Some(Reply::Error(err)) => Err(GatewayError::Upstream(err)),
+            None => Err(GatewayError::Internal("empty presence answer".into())),
         }
     }
 

@@ -32,9 +32,12 @@ pub struct Ending {
 }
 
 impl Ending {
-    pub fn end(&self, last_event: Option<pb::Event>, status: Status, reason: &'static str) {
+    /// Ends the connection for `reason`; true if this was the first reason
+    /// given (later ones change nothing).
+    pub fn end(&self, last_event: Option<pb::Event>, status: Status, reason: &'static str) -> bool {
         let mut end = self.end.lock();
-        if end.is_none() && self.reason.lock().is_none() {
+        let first = end.is_none() && self.reason.lock().is_none();
+        if first {
             *self.reason.lock() = Some(reason);
             *end = Some(End {
                 last_event,
@@ -44,6 +47,7 @@ impl Ending {
         }
         drop(end);
         self.token.cancel();
+        first
     }
 
     pub fn token(&self) -> &CancellationToken {
@@ -226,15 +230,21 @@ impl Registry {
             }
         }
         for entry in slow {
-            tracing::warn!(connection = %entry.id, user = %entry.user, "slow consumer cut off");
-            metrics().slow_consumers.inc();
-            entry.ending.end(
+            // Out of every index at once: its writes are stuck, so it would
+            // otherwise stay registered (and be found full again by every
+            // later delivery) until the client read or went away.
+            self.remove(&entry.id);
+            let cut = entry.ending.end(
                 None,
                 Status::resource_exhausted(
                     "this connection fell too far behind; reconnect to catch up",
                 ),
                 reason::SLOW_CONSUMER,
             );
+            if cut {
+                tracing::warn!(connection = %entry.id, user = %entry.user, "slow consumer cut off");
+                metrics().slow_consumers.inc();
+            }
         }
         handed
     }

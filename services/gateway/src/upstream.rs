@@ -1,7 +1,8 @@
-//! Calls to the routers over the bus: request/reply with a deadline, retried
-//! when that cannot do harm.
+//! Calls to the routers (and presence) over the bus: request/reply within
+//! one deadline for the whole call, retried inside it when that cannot do
+//! harm.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -33,57 +34,80 @@ fn repeatable(op: &Op) -> bool {
     )
 }
 
+/// Shortest attempt worth starting: less than this left of a call's budget
+/// and the call gives up rather than send a request that cannot be answered.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+
+/// One request/reply on the bus within `budget` in total, attempts included:
+/// after "no responders" (nobody got it) it always tries again, after a
+/// timeout (it may have been applied) only if `repeatable`, while the budget
+/// lasts. So a caller hears back within `budget` whatever the bus does.
+pub async fn request_within(
+    bus: &SharedBus,
+    subject: &switchboard_shared::subjects::Subject,
+    payload: Bytes,
+    budget: Duration,
+    repeatable: bool,
+) -> Result<Bytes, BusError> {
+    let deadline = Instant::now() + budget;
+    let mut attempt: u32 = 1;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bus
+            .request(subject, telemetry::inject(), payload.clone(), left)
+            .await
+        {
+            Ok(answer) => return Ok(answer),
+            Err(err @ (BusError::NoResponders(_) | BusError::TimedOut(_)))
+                if repeatable || matches!(err, BusError::NoResponders(_)) =>
+            {
+                let pause = Duration::from_millis(50 * u64::from(attempt));
+                if Instant::now() + pause + MIN_ATTEMPT > deadline {
+                    return Err(err);
+                }
+                tracing::debug!(%err, attempt, "bus call failed; trying again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RouterClient {
     bus: SharedBus,
+    /// A call's whole budget, every attempt included.
     timeout: Duration,
-    attempts: u32,
 }
 
 impl RouterClient {
-    pub fn new(bus: SharedBus, timeout: Duration, attempts: u32) -> Self {
-        Self {
-            bus,
-            timeout,
-            attempts: attempts.max(1),
-        }
+    pub fn new(bus: SharedBus, timeout: Duration) -> Self {
+        Self { bus, timeout }
     }
 
     pub async fn call(&self, caller: Option<bus::Caller>, op: Op) -> GatewayResult<Reply> {
-        let repeatable = repeatable(&op);
-        let payload = Bytes::from(
-            RouterRequest {
-                caller,
-                op: Some(op),
-            }
-            .encode_to_vec(),
-        );
-        let mut attempt = 1;
-        let answer = loop {
-            match self
-                .bus
-                .request(
-                    &subjects::router_rpc(),
-                    telemetry::inject(),
-                    payload.clone(),
-                    self.timeout,
-                )
-                .await
-            {
-                Ok(answer) => break answer,
-                // No router got it: always safe to try again. A timeout may
-                // have been applied: only repeatable calls try again.
-                Err(err @ (BusError::NoResponders(_) | BusError::TimedOut(_)))
-                    if attempt < self.attempts
-                        && (repeatable || matches!(err, BusError::NoResponders(_))) =>
-                {
-                    tracing::debug!(%err, attempt, "router call failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                Err(err) => return Err(err.into()),
-            }
-        };
+        self.request(RouterRequest {
+            caller,
+            op: Some(op),
+            ..RouterRequest::default()
+        })
+        .await
+    }
+
+    /// A call with every field of the request the caller's to fill (the
+    /// client's address, for a login).
+    pub async fn request(&self, request: RouterRequest) -> GatewayResult<Reply> {
+        let repeatable = request.op.as_ref().is_some_and(repeatable);
+        let payload = Bytes::from(request.encode_to_vec());
+        let answer = request_within(
+            &self.bus,
+            &subjects::router_rpc(),
+            payload,
+            self.timeout,
+            repeatable,
+        )
+        .await?;
         let response = RouterResponse::decode(answer)
             .map_err(|e| GatewayError::Internal(format!("undecodable router answer: {e}")))?;
         match response.result {

@@ -26,10 +26,6 @@ pub struct RedisPresence {
     scripts: Scripts,
 }
 
-fn unavailable(err: impl std::fmt::Display) -> PresenceError {
-    PresenceError::Unavailable(format!("redis: {err}"))
-}
-
 fn corrupt(err: impl std::fmt::Display) -> PresenceError {
     PresenceError::Corrupt(err.to_string())
 }
@@ -41,6 +37,11 @@ fn gateway_of(entry: &str) -> PresenceResult<GatewayId> {
 }
 
 impl RedisPresence {
+    /// Redis did not answer: the error names which Redis.
+    fn unavailable(&self, err: impl std::fmt::Display) -> PresenceError {
+        PresenceError::Unavailable(format!("{}: {err}", self.pool.name()))
+    }
+
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
@@ -70,7 +71,7 @@ impl RedisPresence {
             .arg(keys::presence_gateway_groups(gateway))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let users = connections
             .iter()
             .map(|(_, user)| UserId::parse(user).map_err(|e| corrupt(e.0)))
@@ -102,7 +103,10 @@ impl RedisPresence {
         for user in &users {
             inv.arg(user.as_str());
         }
-        let offline: Vec<String> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let offline: Vec<String> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         offline
             .iter()
             .map(|u| UserId::parse(u).map_err(|e| corrupt(e.0)))
@@ -121,7 +125,10 @@ impl Directory for RedisPresence {
         for user in users {
             pipe.cmd("HVALS").arg(keys::presence_user(user));
         }
-        let rows: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let rows: Vec<Vec<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         rows.iter()
             .map(|entries| {
                 let mut gateways = entries
@@ -141,7 +148,7 @@ impl Directory for RedisPresence {
             .arg(keys::presence_group(group))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         gateways
             .iter()
             .map(|g| GatewayId::parse(g).map_err(|e| corrupt(e.0)))
@@ -173,7 +180,7 @@ impl Registry for RedisPresence {
             .arg(ttl_ms)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(Opened {
             gateway_known: known,
             came_online,
@@ -195,7 +202,7 @@ impl Registry for RedisPresence {
             .arg(connection.as_str())
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn interest(
@@ -215,7 +222,9 @@ impl Registry for RedisPresence {
         for group in add.iter().chain(remove) {
             inv.arg(group.as_str());
         }
-        inv.invoke_async(&mut conn).await.map_err(unavailable)
+        inv.invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn heartbeat(&self, gateway: &GatewayId, ttl_ms: u32) -> PresenceResult<bool> {
@@ -228,7 +237,7 @@ impl Registry for RedisPresence {
             .arg(ttl_ms)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn replace(
@@ -261,7 +270,7 @@ impl Registry for RedisPresence {
             .arg(keys::presence_gateways())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let gateways = gateways
             .iter()
             .map(|g| GatewayId::parse(g).map_err(|e| corrupt(e.0)))
@@ -274,7 +283,10 @@ impl Registry for RedisPresence {
             pipe.cmd("EXISTS")
                 .arg(keys::presence_gateway_alive(gateway));
         }
-        let alive: Vec<bool> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let alive: Vec<bool> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(gateways
             .into_iter()
             .zip(alive)
@@ -288,7 +300,7 @@ impl Registry for RedisPresence {
             .arg(keys::presence_online_count())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(count.unwrap_or(0))
     }
 
@@ -301,7 +313,7 @@ impl Registry for RedisPresence {
             .arg(ttl_ms)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 }
 
@@ -322,7 +334,7 @@ impl RedisPresence {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 }

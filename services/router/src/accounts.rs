@@ -11,9 +11,9 @@ use switchboard_shared::ids::{DeviceId, SessionId, UserId};
 use switchboard_shared::subjects;
 use switchboard_shared::token::Claims;
 
-use crate::config::PasswordHashing;
+use crate::config::{LoginLimits, PasswordHashing};
 use crate::error::{RouterError, RouterResult};
-use crate::store::{SessionRecord, UserRecord};
+use crate::store::{LoginFailures, SessionRecord, UserRecord};
 use crate::{Caller, Router};
 
 const MIN_PASSWORD: usize = 8;
@@ -26,31 +26,44 @@ fn argon2(cost: PasswordHashing) -> RouterResult<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Hashes on a blocking thread: argon2id is deliberately slow (and large:
-/// 19 MiB each), so callers hold a [`Router::hashing`] permit.
-async fn hash_password(password: String, cost: PasswordHashing) -> RouterResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        argon2(cost)?
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| RouterError::Internal(format!("hashing: {e}")))
-    })
-    .await
-    .map_err(|e| RouterError::Internal(e.to_string()))?
+/// Hashes a new password (argon2id, deliberately slow: run it on the
+/// [`crate::hashing::Hasher`]).
+fn hash_password(password: &str, cost: PasswordHashing) -> RouterResult<String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2(cost)?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| RouterError::Internal(format!("hashing: {e}")))
 }
 
-/// Verifies on a blocking thread. The cost parameters are read from the hash.
-async fn verify_password(password: String, hash: String) -> RouterResult<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash)
-            .map_err(|e| RouterError::Internal(format!("stored hash: {e}")))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(|e| RouterError::Internal(e.to_string()))?
+/// Checks a password against its stored hash (the cost parameters are read
+/// from the hash); as slow as hashing.
+fn verify_password(password: &str, hash: &str) -> RouterResult<bool> {
+    let parsed =
+        PasswordHash::new(hash).map_err(|e| RouterError::Internal(format!("stored hash: {e}")))?;
+    Ok(Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
+}
+
+/// Too many failed logins for the account, or from the address, in the
+/// current window: refused before any hash is computed, with a retry hint
+/// (when the window ends). Pure.
+pub fn login_refusal(failures: &LoginFailures, limits: &LoginLimits) -> Option<RouterError> {
+    let refuse = |whom: &str, left_ms: u64| RouterError::ResourceExhausted {
+        message: format!(
+            "too many failed logins {whom}; try again in {} s",
+            left_ms.div_ceil(1000).max(1)
+        ),
+        retry_after_ms: left_ms.max(1),
+    };
+    if failures.account >= limits.per_account {
+        return Some(refuse("for this account", failures.account_window_left_ms));
+    }
+    if failures.address >= limits.per_address {
+        return Some(refuse("from your address", failures.address_window_left_ms));
+    }
+    None
 }
 
 fn check_password(password: &str) -> RouterResult<()> {
@@ -88,8 +101,11 @@ impl Router {
         let user_id = UserId::parse(&req.user_id)?;
         check_password(&req.password)?;
         let display_name = display_name(&req.display_name, &user_id, self.config.max_name_chars)?;
-        let _permit = self.hashing_permit().await?;
-        let password_hash = hash_password(req.password, self.config.password_hashing).await?;
+        let cost = self.config.password_hashing;
+        let password_hash = self
+            .hasher
+            .run(move || hash_password(&req.password, cost))
+            .await??;
         let record = UserRecord {
             id: user_id.clone(),
             display_name: display_name.clone(),
@@ -110,7 +126,12 @@ impl Router {
         })
     }
 
-    pub async fn login(&self, req: pb::LoginRequest) -> RouterResult<pb::LoginResponse> {
+    /// Logs in from `address` (the client's, as its gateway saw it).
+    pub async fn login(
+        &self,
+        req: pb::LoginRequest,
+        address: &str,
+    ) -> RouterResult<pb::LoginResponse> {
         let user_id = UserId::parse(&req.user_id)
             .map_err(|_| RouterError::Unauthenticated(WRONG_LOGIN.into()))?;
         let device = if req.device_id.trim().is_empty() {
@@ -118,20 +139,43 @@ impl Router {
         } else {
             DeviceId::parse(&req.device_id)?
         };
-        let user = self
-            .store
-            .users(std::slice::from_ref(&user_id))
-            .await?
-            .pop()
-            .flatten();
-        let Some(user) = user else {
-            // Spend the same time as a real check, so timing does not tell
-            // which user ids exist.
-            let _ = hash_password(req.password, self.config.password_hashing).await;
-            return Err(RouterError::Unauthenticated(WRONG_LOGIN.into()));
+        let address = if address.is_empty() {
+            "unknown"
+        } else {
+            address
         };
-        if !verify_password(req.password, user.password_hash).await? {
-            return Err(RouterError::Unauthenticated(WRONG_LOGIN.into()));
+        let (user, failures) = futures::try_join!(
+            self.store.users(std::slice::from_ref(&user_id)),
+            self.store.login_failures(&user_id, address),
+        )?;
+        if let Some(refusal) = login_refusal(&failures, &self.config.login_limits) {
+            tracing::info!(user = %user_id, address, "login refused: too many failures");
+            return Err(refusal);
+        }
+        let user = user.into_iter().next().flatten();
+        // An unknown user costs the same hash as a real check, so timing does
+        // not tell which user ids exist.
+        let cost = self.config.password_hashing;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let password = req.password;
+        let verified = self
+            .hasher
+            .run(move || match stored {
+                Some(hash) => verify_password(&password, &hash),
+                None => hash_password(&password, cost).map(|_| false),
+            })
+            .await??;
+        let user = match user {
+            Some(user) if verified => user,
+            _ => {
+                self.store
+                    .record_login_failure(&user_id, address, self.config.login_limits.window)
+                    .await?;
+                return Err(RouterError::Unauthenticated(WRONG_LOGIN.into()));
+            }
+        };
+        if failures.account > 0 {
+            self.store.clear_login_failures(&user_id).await?;
         }
         let ttl_ms = i64::try_from(self.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
         let session = SessionRecord {
@@ -182,15 +226,6 @@ impl Router {
         Ok(pb::LogoutResponse {})
     }
 
-    /// At most one hash per core at once: a burst of logins queues here
-    /// instead of filling memory with 19 MiB argon2 blocks.
-    async fn hashing_permit(&self) -> RouterResult<tokio::sync::SemaphorePermit<'_>> {
-        self.hashing
-            .acquire()
-            .await
-            .map_err(|_| RouterError::Unavailable("the router is stopping".into()))
-    }
-
     /// A session ended elsewhere.
     pub fn forget_session(&self, session: &SessionId) {
         self.sessions.revoke(session);
@@ -219,18 +254,56 @@ impl Router {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn passwords_hash_and_verify() {
-        let hash = hash_password("correct horse".into(), PasswordHashing::FAST_INSECURE)
-            .await
-            .unwrap();
+    #[test]
+    fn passwords_hash_and_verify() {
+        let hash = hash_password("correct horse", PasswordHashing::FAST_INSECURE).unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(
-            verify_password("correct horse".into(), hash.clone())
-                .await
-                .unwrap()
-        );
-        assert!(!verify_password("wrong horse".into(), hash).await.unwrap());
+        assert!(verify_password("correct horse", &hash).unwrap());
+        assert!(!verify_password("wrong horse", &hash).unwrap());
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_account_and_per_address() {
+        let limits = LoginLimits {
+            per_account: 3,
+            per_address: 10,
+            window: std::time::Duration::from_secs(60),
+        };
+        let under = LoginFailures {
+            account: 2,
+            account_window_left_ms: 40_000,
+            address: 9,
+            address_window_left_ms: 30_000,
+        };
+        assert!(login_refusal(&under, &limits).is_none());
+        let account = LoginFailures {
+            account: 3,
+            ..under
+        };
+        match login_refusal(&account, &limits) {
+            Some(RouterError::ResourceExhausted {
+                message,
+                retry_after_ms,
+            }) => {
+                assert_eq!(retry_after_ms, 40_000, "until the window ends");
+                assert!(
+                    message.contains("this account") && message.contains("40 s"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let address = LoginFailures {
+            address: 10,
+            ..under
+        };
+        assert!(matches!(
+            login_refusal(&address, &limits),
+            Some(RouterError::ResourceExhausted {
+                retry_after_ms: 30_000,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -29,8 +29,32 @@ pub struct RouterConfig {
     /// voids what was cached from it even while nothing is written.
     pub epoch_check_every: Duration,
     pub password_hashing: PasswordHashing,
+    /// Threads hashing passwords (at idle priority), and hashes waiting.
+    pub hashing_threads: usize,
+    pub hashing_queue: usize,
+    /// Failed logins allowed per account and per address in a window.
+    pub login_limits: LoginLimits,
     /// Requests handled at once by one router.
     pub max_in_flight: usize,
+}
+
+/// Failed logins allowed before further attempts are refused (with a retry
+/// hint) until the window that counted them ends.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    pub per_account: u32,
+    pub per_address: u32,
+    pub window: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            per_account: 10,
+            per_address: 50,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Argon2id cost. The defaults are OWASP's; tests lower them to save time.
@@ -67,6 +91,9 @@ impl RouterConfig {
             session_cache_ttl: Duration::from_secs(10),
             epoch_check_every: Duration::from_secs(1),
             password_hashing: PasswordHashing::OWASP,
+            hashing_threads: 1,
+            hashing_queue: 64,
+            login_limits: LoginLimits::default(),
             max_in_flight: 1_024,
         }
     }

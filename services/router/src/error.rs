@@ -49,9 +49,11 @@ impl RouterError {
             Self::Unavailable(_) | Self::StoreReset => (ErrorCode::Unavailable, 0),
             Self::Internal(_) => (ErrorCode::Internal, 0),
         };
-        // Internal details stay in the log, not on the wire.
+        // Internal details (and where the store is) stay in the log, not on
+        // the wire.
         let message = match self {
             Self::Internal(_) => "internal error".to_owned(),
+            Self::Unavailable(_) => "storage is briefly unavailable; try again".to_owned(),
             other => other.to_string(),
         };
         RpcError {

@@ -17,6 +17,7 @@ pub mod contacts;
 pub mod delivery;
 pub mod error;
 pub mod groups;
+pub mod hashing;
 pub mod messaging;
 pub mod outbox;
 pub mod remembered;
@@ -62,8 +63,8 @@ pub struct Router {
     deliverer: Deliverer,
     shutdown: Shutdown,
     me: Weak<Router>,
-    /// Password hashes running at once (one per core).
-    hashing: tokio::sync::Semaphore,
+    /// Where passwords are hashed (idle-priority threads, a short queue).
+    hasher: hashing::Hasher,
     /// Users seen to exist. Accounts are never deleted, so this only goes
     /// stale if the store loses its data; the TTL bounds that.
     known_users: remembered::Remembered<UserId>,
@@ -80,6 +81,7 @@ impl Router {
     ) -> Arc<Self> {
         let store: Arc<dyn Store> = Arc::new(store::timed::Timed(store));
         let deliverer = Deliverer::start(bus.clone(), directory.clone(), store.clone(), &shutdown);
+        let hasher = hashing::Hasher::start(config.hashing_threads, config.hashing_queue);
         Arc::new_cyclic(|me| Self {
             sessions: SessionCache::new(config.session_cache_ttl),
             config,
@@ -89,9 +91,7 @@ impl Router {
             deliverer,
             shutdown,
             me: me.clone(),
-            hashing: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-            ),
+            hasher,
             known_users: remembered::Remembered::new(KNOWN_USER_TTL),
         })
     }

@@ -254,7 +254,7 @@ async fn handle_once(router: &Router, request: RouterRequest) -> RouterResult<Re
         .ok_or_else(|| RouterError::InvalidArgument("empty request".into()))?;
     Ok(match op {
         Op::Register(r) => Reply::Register(router.register(r).await?),
-        Op::Login(r) => Reply::Login(router.login(r).await?),
+        Op::Login(r) => Reply::Login(router.login(r, &request.client_address).await?),
         op => {
             let caller = caller(request.caller)?;
             router.check_session(&caller).await?;

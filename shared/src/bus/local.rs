@@ -167,6 +167,10 @@ impl Bus for LocalBus {
     fn is_connected(&self) -> bool {
         true
     }
+
+    fn name(&self) -> &str {
+        "the in-process bus"
+    }
 }
 
 #[cfg(test)]

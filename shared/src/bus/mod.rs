@@ -78,6 +78,9 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Whether the bus is reachable right now (for readiness).
     fn is_connected(&self) -> bool;
+
+    /// Which bus this is (`nats at host:port`), for logs and errors.
+    fn name(&self) -> &str;
 }
 
 pub type SharedBus = Arc<dyn Bus>;

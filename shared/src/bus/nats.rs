@@ -25,13 +25,30 @@ pub struct NatsConfig {
 
 pub struct NatsBus {
     client: async_nats::Client,
+    /// `nats at <urls>`, for errors and logs (never credentials).
+    name: String,
+}
+
+/// `nats at host:port[,host:port]` for a NATS URL list, without credentials.
+pub fn describe(urls: &str) -> String {
+    let hosts: Vec<&str> = urls
+        .split(',')
+        .map(|url| {
+            let url = url.trim();
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            rest.rsplit_once('@').map_or(rest, |(_, host)| host)
+        })
+        .collect();
+    format!("nats at {}", hosts.join(","))
 }
 
 impl NatsBus {
     /// Connects, retrying until the server answers (NATS may start after us).
     pub async fn connect(config: &NatsConfig) -> anyhow::Result<Self> {
+        let name = describe(&config.url);
         // The first Connected event is the initial connection, not a reconnect.
         let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let named = name.clone();
         let mut options = async_nats::ConnectOptions::new()
             .name(&config.client_name)
             .retry_on_initial_connect()
@@ -42,23 +59,26 @@ impl NatsBus {
             .client_capacity(65_536)
             .event_callback(move |event| {
                 let connected_before = connected_before.clone();
+                let nats = named.clone();
                 async move {
                     let metrics = crate::metrics::metrics();
                     match event {
-                        async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!(%nats, "nats disconnected; reconnecting");
+                        }
                         async_nats::Event::Connected => {
                             if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
                                 metrics.nats_reconnects.inc();
-                                tracing::info!("nats reconnected");
+                                tracing::info!(%nats, "nats reconnected");
                             } else {
-                                tracing::info!("nats connected");
+                                tracing::info!(%nats, "nats connected");
                             }
                         }
                         async_nats::Event::SlowConsumer(sid) => {
                             metrics.nats_slow_consumers.inc();
-                            tracing::warn!(sid, "nats slow consumer: messages dropped");
+                            tracing::warn!(%nats, sid, "nats slow consumer: messages dropped");
                         }
-                        other => tracing::info!(event = %other, "nats event"),
+                        other => tracing::info!(%nats, event = %other, "nats event"),
                     }
                 }
             });
@@ -70,7 +90,7 @@ impl NatsBus {
         }
         let urls: Vec<&str> = config.url.split(',').map(str::trim).collect();
         let client = options.connect(urls).await?;
-        Ok(Self { client })
+        Ok(Self { client, name })
     }
 
     pub fn client(&self) -> &async_nats::Client {
@@ -115,7 +135,7 @@ impl Bus for NatsBus {
                 .publish_with_headers(subject, to_header_map(headers), payload)
                 .await
         };
-        result.map_err(|e| BusError::Failed(e.to_string()))
+        result.map_err(|e| BusError::Failed(format!("{}: {e}", self.name)))
     }
 
     async fn request(
@@ -138,7 +158,7 @@ impl Bus for NatsBus {
             Err(err) => Err(match err.kind() {
                 RequestErrorKind::NoResponders => BusError::NoResponders(subject.to_string()),
                 RequestErrorKind::TimedOut => BusError::TimedOut(subject.to_string()),
-                _ => BusError::Failed(err.to_string()),
+                _ => BusError::Failed(format!("{}: {err}", self.name)),
             }),
         }
     }
@@ -157,7 +177,7 @@ impl Bus for NatsBus {
             }
             None => self.client.subscribe(subject_name).await,
         }
-        .map_err(|e| BusError::Failed(e.to_string()))?;
+        .map_err(|e| BusError::Failed(format!("{}: {e}", self.name)))?;
         Ok(Box::pin(subscriber.map(|message| {
             Incoming {
                 subject: Subject::from_bus(message.subject.to_string()),
@@ -174,10 +194,27 @@ impl Bus for NatsBus {
         self.client
             .flush()
             .await
-            .map_err(|e| BusError::Failed(e.to_string()))
+            .map_err(|e| BusError::Failed(format!("{}: {e}", self.name)))
     }
 
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_name_the_servers_not_the_credentials() {
+        assert_eq!(
+            describe("nats://user:pw@a.example:4222, tls://b.example:4443"),
+            "nats at a.example:4222,b.example:4443"
+        );
     }
 }

@@ -143,6 +143,29 @@ impl RedisServer {
         self.process.kill();
     }
 
+    /// SIGSTOP: it keeps its connections and answers nothing (a stalled Redis).
+    pub fn pause(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// A Redis server on `port` (which something else may have been told to
+    /// use before it existed).
+    pub fn start_on(port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let process = Self::spawn(port, &dir, &[]);
+        Self {
+            port,
+            dir,
+            extra: Vec::new(),
+            process,
+        }
+    }
+
     /// Starts it again on the same port and data directory.
     pub fn restart(&mut self) {
         self.process.kill();

@@ -1,4 +1,4 @@
-use switchboard_proto::bus::router_request::Op;
+use switchboard_proto::bus::{RouterRequest, router_request::Op};
 use switchboard_proto::pb::{self, account_service_server::AccountService};
 use tonic::{Request, Response, Status};
 
@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::{Api, forward, observe};
 use crate::expect_reply;
+use crate::listener::ClientConnection;
 
 #[tonic::async_trait]
 impl AccountService for Api {
@@ -35,10 +36,20 @@ impl AccountService for Api {
         let started = Instant::now();
         let result = async {
             self.check_size(request.get_ref())?;
+            // Failed logins are counted per address too.
+            let client_address = request
+                .extensions()
+                .get::<ClientConnection>()
+                .map(|connection| connection.0.peer.ip().to_string())
+                .unwrap_or_default();
             let reply = self
                 .shared
                 .router
-                .call(None, Op::Login(request.into_inner()))
+                .request(RouterRequest {
+                    op: Some(Op::Login(request.into_inner())),
+                    client_address,
+                    ..RouterRequest::default()
+                })
                 .await?;
             Ok(Response::new(expect_reply!(reply, Login)?))
         }

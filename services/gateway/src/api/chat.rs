@@ -53,6 +53,7 @@ impl Api {
             }
             self.check_size(&request)?;
             self.check_send_rate(&claims.user)?;
+            self.check_call_rate(&claims.user, 1)?;
             let reply = self
                 .shared
                 .router
@@ -79,6 +80,8 @@ struct SendCall {
     claims: Claims,
     caller: Caller,
     requests: Streaming<pb::SendRequest>,
+    /// The user's slot among their open SendStream calls.
+    _slot: crate::limits::Slot,
 }
 
 /// The next result of a SendStream call, or its end: the client closed its
@@ -141,11 +144,21 @@ impl ChatService for Api {
             )
             .into());
         }
+        let slot = self.shared.send_streams.take(&claims.user).ok_or_else(|| {
+            GatewayError::ResourceExhausted {
+                message: format!(
+                    "too many open send streams for one user (at most {}); close one first",
+                    self.shared.send_streams.max()
+                ),
+                retry_after: Some(std::time::Duration::from_secs(5)),
+            }
+        })?;
         let call = SendCall {
             caller: auth::caller(&claims, &self.shared.id),
             claims,
             api: self.clone(),
             requests: request.into_inner(),
+            _slot: slot,
         };
         let results =
             futures::stream::unfold(Some(call), |call| async move { next_send(call?).await });
@@ -170,6 +183,11 @@ impl ChatService for Api {
         };
         let request = request.into_inner();
         self.check_size(&request)?;
+        // A subscription starts with two syncs of every conversation.
+        self.check_call_rate(
+            &claims.user,
+            2 * crate::limits::call_cost(&Op::Sync(SyncRequest {})),
+        )?;
         let shared = &self.shared;
         let limits = &shared.config.limits;
         if shared.draining.is_cancelled() {

@@ -22,11 +22,11 @@ use switchboard_shared::keys;
 
 use super::{
     Admission, AppendBatch, AppendOutcome, Appended, BindOutcome, Binding, ContactEntry,
-    GroupMembership, GroupRecord, MembershipChange, NewMessage, SessionRecord, Store, StoreError,
-    StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency,
-    decode_message, decode_message_ids, decode_timeline_entry, encode_idempotency, encode_message,
-    encode_message_ids, encode_timeline_entry, history_name, parse_history, parse_policy,
-    parse_role, policy_name, role_name, same_targets,
+    GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord,
+    Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
+    decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry,
+    encode_idempotency, encode_message, encode_message_ids, encode_timeline_entry, history_name,
+    parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -275,6 +275,10 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     /// Fixed for the life of the file.
     epoch: String,
+    /// Failed-login counts and when they go away: not durable data (one
+    /// process, and a restart may forget them), so kept in memory.
+    login_failures:
+        parking_lot::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
 }
 
 impl EmbeddedStore {
@@ -314,6 +318,7 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(db),
             epoch,
+            login_failures: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -484,6 +489,57 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn login_failures(&self, user: &UserId, address: &str) -> StoreResult<LoginFailures> {
+        let now = std::time::Instant::now();
+        let counts = self.login_failures.lock();
+        let count = |key: String| match counts.get(&key) {
+            Some((count, until)) if *until > now => (
+                *count,
+                u64::try_from(until.duration_since(now).as_millis()).unwrap_or(u64::MAX),
+            ),
+            _ => (0, 0),
+        };
+        let (account, account_window_left_ms) = count(keys::login_failures_of_user(user));
+        let (address, address_window_left_ms) = count(keys::login_failures_from(address));
+        Ok(LoginFailures {
+            account,
+            account_window_left_ms,
+            address,
+            address_window_left_ms,
+        })
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: &UserId,
+        address: &str,
+        window: std::time::Duration,
+    ) -> StoreResult<()> {
+        let now = std::time::Instant::now();
+        let mut counts = self.login_failures.lock();
+        if counts.len() > 100_000 {
+            counts.retain(|_, (_, until)| *until > now);
+        }
+        for key in [
+            keys::login_failures_of_user(user),
+            keys::login_failures_from(address),
+        ] {
+            let entry = counts.entry(key).or_insert((0, now + window));
+            if entry.1 <= now {
+                *entry = (0, now + window);
+            }
+            entry.0 += 1;
+        }
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, user: &UserId) -> StoreResult<()> {
+        self.login_failures
+            .lock()
+            .remove(&keys::login_failures_of_user(user));
+        Ok(())
     }
 
     async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool> {

@@ -56,6 +56,17 @@ pub struct SessionRecord {
     pub expires_at_ms: i64,
 }
 
+/// Failed logins counted in the current windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginFailures {
+    /// For the account, and when its window ends (ms from now).
+    pub account: u32,
+    pub account_window_left_ms: u64,
+    /// From the client address (any account), and when its window ends.
+    pub address: u32,
+    pub address_window_left_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactEntry {
     pub user: UserId,
@@ -462,6 +473,18 @@ pub trait Store: Send + Sync + 'static {
     /// The session, if it exists and has not expired by `now_ms`.
     async fn session(&self, id: &SessionId, now_ms: i64) -> StoreResult<Option<SessionRecord>>;
     async fn delete_session(&self, id: &SessionId) -> StoreResult<()>;
+    /// Failed logins in the current windows, for the account and the address.
+    async fn login_failures(&self, user: &UserId, address: &str) -> StoreResult<LoginFailures>;
+    /// Counts one failed login against the account and the address; each
+    /// count goes away `window` after its first failure.
+    async fn record_login_failure(
+        &self,
+        user: &UserId,
+        address: &str,
+        window: std::time::Duration,
+    ) -> StoreResult<()>;
+    /// A successful login forgets the account's failures.
+    async fn clear_login_failures(&self, user: &UserId) -> StoreResult<()>;
 
     // ---- contacts
     /// False if already a contact.

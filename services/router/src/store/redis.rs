@@ -16,8 +16,8 @@ use switchboard_shared::redis_pool::Pool;
 
 use super::{
     AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
-    MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState,
-    TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message,
+    LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message,
     decode_message_ids, decode_timeline_entry, encode_message, history_name, parse_history,
     parse_policy, parse_role, policy_name, role_name, same_targets,
 };
@@ -51,10 +51,6 @@ pub struct RedisStore {
     /// The epoch appends are made under; refreshed when a script reports a change.
     epoch: RwLock<String>,
     idempotency_ttl_secs: u64,
-}
-
-fn unavailable(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: {err}"))
 }
 
 /// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads.
@@ -146,6 +142,11 @@ fn decode_range(
 }
 
 impl RedisStore {
+    /// Redis did not answer: the error names which Redis.
+    fn unavailable(&self, err: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable(format!("{}: {err}", self.pool.name()))
+    }
+
     pub async fn new(pool: Pool, idempotency_ttl_secs: u64) -> StoreResult<Self> {
         let store = Self {
             pool,
@@ -189,7 +190,7 @@ impl RedisStore {
         let reply: Vec<String> = build(&epoch)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         if status(&reply)?.0 == "EPOCH" {
             tracing::warn!(previous = %epoch, "store epoch changed; refreshing");
             self.epoch().await?;
@@ -209,12 +210,12 @@ impl Store for RedisStore {
             .arg("NX")
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let epoch: String = redis::cmd("GET")
             .arg(keys::epoch())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         *self.epoch.write() = epoch.clone();
         Ok(epoch)
     }
@@ -230,7 +231,7 @@ impl Store for RedisStore {
             .arg(user.created_at_ms)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(created == 1)
     }
 
@@ -243,8 +244,10 @@ impl Store for RedisStore {
         for id in ids {
             pipe.cmd("HGETALL").arg(keys::user(id));
         }
-        let rows: Vec<HashMap<String, String>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let rows: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(ids
             .iter()
             .zip(rows)
@@ -280,7 +283,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -295,7 +298,7 @@ impl Store for RedisStore {
                 .arg("exp")
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(|e| self.unavailable(e))?;
         let (Some(user), Some(device), Some(expires_at_ms)) = (user, device, exp) else {
             return Ok(None);
         };
@@ -316,7 +319,71 @@ impl Store for RedisStore {
             .arg(keys::session(id))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
+    async fn login_failures(&self, user: &UserId, address: &str) -> StoreResult<LoginFailures> {
+        let mut conn = self.conn().await?;
+        let (account, account_ttl, from, from_ttl): (Option<u32>, i64, Option<u32>, i64) =
+            redis::pipe()
+                .cmd("GET")
+                .arg(keys::login_failures_of_user(user))
+                .cmd("PTTL")
+                .arg(keys::login_failures_of_user(user))
+                .cmd("GET")
+                .arg(keys::login_failures_from(address))
+                .cmd("PTTL")
+                .arg(keys::login_failures_from(address))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+        Ok(LoginFailures {
+            account: account.unwrap_or(0),
+            account_window_left_ms: u64::try_from(account_ttl).unwrap_or(0),
+            address: from.unwrap_or(0),
+            address_window_left_ms: u64::try_from(from_ttl).unwrap_or(0),
+        })
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: &UserId,
+        address: &str,
+        window: std::time::Duration,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let _: () = redis::pipe()
+            .cmd("INCR")
+            .arg(keys::login_failures_of_user(user))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(keys::login_failures_of_user(user))
+            .arg(window_ms)
+            .arg("NX")
+            .ignore()
+            .cmd("INCR")
+            .arg(keys::login_failures_from(address))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(keys::login_failures_from(address))
+            .arg(window_ms)
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, user: &UserId) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: () = redis::cmd("DEL")
+            .arg(keys::login_failures_of_user(user))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -335,7 +402,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(added)
     }
 
@@ -352,7 +419,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(removed)
     }
 
@@ -375,7 +442,7 @@ impl Store for RedisStore {
             .arg(a.as_str())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(a_added_b && b_added_a)
     }
 
@@ -421,15 +488,19 @@ impl Store for RedisStore {
                 .cmd("HLEN")
                 .arg(keys::group_members(id));
         }
-        let rows: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let rows: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         let mut groups = Vec::with_capacity(ids.len());
         for (id, pair) in ids.iter().zip(rows.chunks(2)) {
             let [fields, count] = pair else {
                 return Err(StoreError::Corrupt("short pipeline reply".into()));
             };
             let mut fields: HashMap<String, String> =
-                redis::from_redis_value_ref(fields).map_err(unavailable)?;
-            let member_count: u32 = redis::from_redis_value_ref(count).map_err(unavailable)?;
+                redis::from_redis_value_ref(fields).map_err(|e| self.unavailable(e))?;
+            let member_count: u32 =
+                redis::from_redis_value_ref(count).map_err(|e| self.unavailable(e))?;
             let (Some(name), Some(owner), Some(policy), Some(history)) = (
                 fields.remove("name"),
                 fields.remove("owner"),
@@ -462,7 +533,7 @@ impl Store for RedisStore {
             .arg(user.as_str())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         role.as_deref().map(parse_role).transpose()
     }
 
@@ -484,7 +555,7 @@ impl Store for RedisStore {
             .arg(user.as_str())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let role = role.as_deref().map(parse_role).transpose()?;
         Ok(GroupMembership {
             role,
@@ -499,7 +570,7 @@ impl Store for RedisStore {
             .arg(keys::group_members(group))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut members = rows
             .into_iter()
             .map(|(user, role)| {
@@ -531,7 +602,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(added)
     }
 
@@ -542,7 +613,7 @@ impl Store for RedisStore {
             .arg(user.as_str())
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn user_invites(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
@@ -667,7 +738,7 @@ impl Store for RedisStore {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         decode_range(conv, reply)
     }
 
@@ -694,7 +765,7 @@ impl Store for RedisStore {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut messages = decode_range(conv, reply)?;
         messages.reverse();
         Ok(messages)
@@ -709,7 +780,10 @@ impl Store for RedisStore {
         for conv in convs {
             cmd.arg(keys::conversation_seq(conv));
         }
-        let heads: Vec<Option<u64>> = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        let heads: Vec<Option<u64>> = cmd
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(heads.into_iter().map(Option::unwrap_or_default).collect())
     }
 
@@ -721,7 +795,7 @@ impl Store for RedisStore {
             .arg(-1)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         ids.iter()
             .map(|id| ConversationId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
             .collect()
@@ -736,7 +810,7 @@ impl Store for RedisStore {
             .arg(seq)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn read_cursors(&self, conv: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
@@ -745,7 +819,7 @@ impl Store for RedisStore {
             .arg(keys::conversation_reads(conv))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut cursors = rows
             .into_iter()
             .map(|(user, seq)| {
@@ -774,7 +848,10 @@ impl Store for RedisStore {
                 .arg(keys::conversation_reads(conv))
                 .arg(user.as_str());
         }
-        let cursors: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let cursors: Vec<Option<u64>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(cursors.into_iter().map(Option::unwrap_or_default).collect())
     }
 
@@ -798,7 +875,7 @@ impl Store for RedisStore {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -816,8 +893,10 @@ impl Store for RedisStore {
                 .cmd("HGETALL")
                 .arg(keys::topic_former(id));
         }
-        let rows: Vec<HashMap<String, String>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let rows: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         ids.iter()
             .zip(rows.chunks(3))
             .map(|(id, parts)| {
@@ -861,7 +940,7 @@ impl Store for RedisStore {
             .arg(-1)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         ids.iter()
             .map(|id| TopicId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
             .collect()
@@ -875,7 +954,7 @@ impl Store for RedisStore {
             .arg(name)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -885,7 +964,7 @@ impl Store for RedisStore {
             .arg(keys::topic_contacts(topic))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HSET")
@@ -903,7 +982,10 @@ impl Store for RedisStore {
                 .arg(Binding::Removed.name())
                 .ignore();
         }
-        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let _: () = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         bound
             .iter()
             .map(|u| UserId::parse(u).map_err(|e| StoreError::Corrupt(e.0)))
@@ -929,7 +1011,10 @@ impl Store for RedisStore {
             inv.key(keys::user_bound_topics(contact))
                 .arg(contact.as_str());
         }
-        let words: Vec<String> = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let words: Vec<String> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         words
             .iter()
             .map(|w| match w.as_str() {
@@ -956,7 +1041,7 @@ impl Store for RedisStore {
             .arg(state.name())
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(updated == 1)
     }
 
@@ -1016,7 +1101,7 @@ impl Store for RedisStore {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut entries = reply
             .ids
             .iter()
@@ -1045,7 +1130,7 @@ impl Store for RedisStore {
             .arg(broadcast_id)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         ids.as_deref().map(decode_message_ids).transpose()
     }
 
@@ -1069,7 +1154,10 @@ impl Store for RedisStore {
                 .arg(keys::conversation_sent(conv))
                 .arg(user.as_str());
         }
-        let values: Vec<Option<u64>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let values: Vec<Option<u64>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(values
             .chunks(3)
             .map(|v| ThreadState {
@@ -1098,7 +1186,7 @@ impl Store for RedisStore {
         let moved: Vec<i64> = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         Ok(moved.into_iter().map(|m| m == 1).collect())
     }
 
@@ -1112,7 +1200,10 @@ impl Store for RedisStore {
         for id in ids {
             cmd.arg(id.to_string());
         }
-        let _: () = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        let _: () = cmd
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         Ok(())
     }
 
@@ -1132,7 +1223,7 @@ impl Store for RedisStore {
             .arg(limit)
             .invoke_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         ids.iter()
             .map(|id| MessageId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
             .collect()
@@ -1146,7 +1237,7 @@ impl RedisStore {
             .arg(key)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut entries = rows
             .into_iter()
             .map(|(user, added_at_ms)| {
@@ -1166,7 +1257,7 @@ impl RedisStore {
             .arg(key)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.unavailable(e))?;
         let mut groups = ids
             .iter()
             .map(|id| GroupId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))

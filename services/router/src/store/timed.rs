@@ -9,8 +9,8 @@ use tracing::Instrument as _;
 
 use super::{
     AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
-    MembershipChange, NewMessage, SessionRecord, Store, StoreResult, ThreadState, TimelineRecord,
-    TopicRecord, UserRecord,
+    LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreResult, ThreadState,
+    TimelineRecord, TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -37,6 +37,9 @@ timed! {
     fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;
     fn session(&self, id: &SessionId, now_ms: i64) -> StoreResult<Option<SessionRecord>>;
     fn delete_session(&self, id: &SessionId) -> StoreResult<()>;
+    fn login_failures(&self, user: &UserId, address: &str) -> StoreResult<LoginFailures>;
+    fn record_login_failure(&self, user: &UserId, address: &str, window: std::time::Duration) -> StoreResult<()>;
+    fn clear_login_failures(&self, user: &UserId) -> StoreResult<()>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;
     fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;
     fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;

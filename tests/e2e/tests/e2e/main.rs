@@ -12,6 +12,7 @@ mod accounts;
 mod bad_input;
 mod cli;
 mod groups;
+mod hardening;
 mod load;
 mod messaging;
 mod operations;

@@ -418,14 +418,17 @@ async fn rapid_resets_end_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_and_others_are_not_slowed() {
-    let options = Options::gateway_args(&[
-        "--connection-queue",
-        "8",
-        "--send-rate",
-        "100000",
-        "--send-burst",
-        "100000",
-    ]);
+    let options = Options {
+        metrics: true,
+        ..Options::gateway_args(&[
+            "--connection-queue",
+            "8",
+            "--send-rate",
+            "100000",
+            "--send-burst",
+            "100000",
+        ])
+    };
     let cluster = Cluster::start_with(Mode::Standalone, options).await;
     let url = cluster.gateway_url(0);
     let alice = cluster.user("alice", 0).await;
@@ -461,6 +464,18 @@ async fn a_slow_consumer_is_cut_off_and_others_are_not_slowed() {
         status.message().contains("fell too far behind"),
         "{}",
         status.message()
+    );
+    // Cut once: one log line and one count, however many deliveries came
+    // for it after the cut (it left the registry at once).
+    let log = cluster.gateways[0].log();
+    assert_eq!(log.matches("slow consumer cut off").count(), 1, "{log}");
+    let metrics = scrape(cluster.gateways[0].metrics_port.unwrap()).await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "switchboard_gateway_slow_consumer_disconnects_total"
+        ),
+        Some(1.0)
     );
     // ...and loses nothing: resuming from her cursors brings the rest.
     let resumed = alice_narrow

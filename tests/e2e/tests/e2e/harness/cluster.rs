@@ -46,6 +46,11 @@ pub struct Options {
     pub metrics: bool,
     /// Environment variables for every switchboard process.
     pub env: Vec<(String, String)>,
+    /// Extra flags for every router (and the standalone process).
+    pub router_args: Vec<String>,
+    /// An open-file limit (`ulimit -n`) for the gateways (and the
+    /// standalone process).
+    pub fd_limit: Option<u64>,
 }
 
 impl Options {
@@ -78,13 +83,25 @@ pub struct Node {
     /// Where its Prometheus metrics are, when the cluster serves them.
     pub metrics_port: Option<u16>,
     env: Vec<(String, String)>,
+    fd_limit: Option<u64>,
     log: PathBuf,
     process: Option<ChildProcess>,
 }
 
 impl Node {
     fn spawn(&mut self) {
-        let mut command = Command::new(NODE);
+        let mut command = match self.fd_limit {
+            // Through a shell that lowers the limit, then becomes the node.
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(NODE);
+                shell
+            }
+            None => Command::new(NODE),
+        };
         command
             .args(&self.args)
             .env("RUST_LOG", "info,switchboard=debug")
@@ -144,6 +161,11 @@ impl Node {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ChildProcess::pid)
     }
 }
 
@@ -333,6 +355,14 @@ impl Cluster {
                 "100000".into(),
             ]);
         }
+        if serves_clients && !args.iter().any(|a| a == "--call-rate") {
+            args.extend([
+                "--call-rate".into(),
+                "100000".into(),
+                "--call-burst".into(),
+                "100000".into(),
+            ]);
+        }
         if options.credentials
             && let Some((user, _, password)) = NATS_PASSWORDS.iter().find(|(r, _, _)| *r == role)
         {
@@ -342,6 +372,9 @@ impl Cluster {
                 "--nats-password".into(),
                 (*password).into(),
             ]);
+        }
+        if role == "router" || role == "standalone" {
+            args.extend(options.router_args.iter().cloned());
         }
         let metrics_port = options.metrics.then(free_port);
         if let Some(port) = metrics_port {
@@ -353,6 +386,9 @@ impl Cluster {
             port,
             metrics_port,
             env: options.env.clone(),
+            fd_limit: options
+                .fd_limit
+                .filter(|_| role == "gateway" || role == "standalone"),
             log: self.dir.path().join(format!("{name}.log")),
             process: None,
         }
