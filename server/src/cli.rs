@@ -157,6 +157,12 @@ pub struct GatewayArgs {
     /// Call units one user may spend at once before the rate applies.
     #[arg(long, env = "SB_CALL_BURST", default_value_t = 300)]
     pub call_burst: u32,
+    /// Registrations and logins per second from one client address, on average.
+    #[arg(long, env = "SB_ANONYMOUS_RATE", default_value_t = 5.0)]
+    pub anonymous_rate: f64,
+    /// Registrations and logins from one client address at once before the rate applies.
+    #[arg(long, env = "SB_ANONYMOUS_BURST", default_value_t = 30)]
+    pub anonymous_burst: u32,
 }
 
 #[derive(Debug, Args, Clone)]

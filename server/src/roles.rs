@@ -80,6 +80,8 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
         send_burst: args.send_burst,
         call_rate_per_second: args.call_rate,
         call_burst: args.call_burst,
+        anonymous_rate_per_second: args.anonymous_rate,
+        anonymous_burst: args.anonymous_burst,
     };
     config
 }

@@ -65,6 +65,10 @@ pub struct Limits {
     pub call_rate_per_second: f64,
     /// ...and in a burst.
     pub call_burst: u32,
+    /// Registrations and logins per second from one client address...
+    pub anonymous_rate_per_second: f64,
+    /// ...and in a burst.
+    pub anonymous_burst: u32,
 }
 
 impl Default for Limits {
@@ -85,6 +89,8 @@ impl Default for Limits {
             send_burst: 60,
             call_rate_per_second: 50.0,
             call_burst: 300,
+            anonymous_rate_per_second: 5.0,
+            anonymous_burst: 30,
         }
     }
 }

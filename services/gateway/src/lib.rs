@@ -49,6 +49,8 @@ pub struct Shared {
     pub send_limiter: limits::RateLimiter,
     /// Every call's cost, per user.
     pub call_limiter: limits::RateLimiter,
+    /// Registrations and logins, per client address.
+    pub anonymous_limiter: limits::RateLimiter<std::net::IpAddr>,
     /// Open SendStream calls per user.
     pub send_streams: Arc<limits::PerUserCap>,
     /// Cancelled when the gateway starts draining: new subscriptions go
@@ -104,6 +106,10 @@ impl Gateway {
             call_limiter: limits::RateLimiter::new(
                 config.limits.call_rate_per_second,
                 config.limits.call_burst,
+            ),
+            anonymous_limiter: limits::RateLimiter::new(
+                config.limits.anonymous_rate_per_second,
+                config.limits.anonymous_burst,
             ),
             send_streams: limits::PerUserCap::new(config.limits.max_send_streams_per_user),
             presence,

@@ -19,19 +19,32 @@ use switchboard_shared::ids::UserId;
 use tonic::Status;
 use tower::{Layer, Service};
 
-/// A token bucket per user: `rate` units a second on average, `burst` at
-/// once. Sends take one unit of the send limiter; every call takes its cost
-/// ([`call_cost`]) from the call limiter.
-pub struct RateLimiter {
+/// A token bucket per key (a user, or a client address): `rate` units a
+/// second on average, `burst` at once. Sends take one unit of the send
+/// limiter; every call takes its cost ([`call_cost`]) from the call limiter;
+/// logins and registrations one unit of their address's.
+pub struct RateLimiter<K = UserId> {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<UserId, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+}
+
+/// Longest a refusal is held before it is answered. A refused client is
+/// told to wait anyway (RetryInfo); holding the answer for that long makes a
+/// client that ignores the hint wait too, so a flood of refused calls costs
+/// the server one timer per call rather than a busy loop.
+pub const MAX_TARPIT: Duration = Duration::from_secs(1);
+
+/// Holds a refusal for its retry delay (at most [`MAX_TARPIT`]), then hands it back.
+pub async fn tarpit<E>(wait: Duration, refusal: E) -> E {
+    tokio::time::sleep(wait.min(MAX_TARPIT)).await;
+    refusal
 }
 
 /// Buckets idle this long are forgotten (they would be full again).
 const IDLE: Duration = Duration::from_secs(120);
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(rate: f64, burst: u32) -> Self {
         Self {
             rate: rate.max(0.001),
@@ -42,13 +55,13 @@ impl RateLimiter {
 
     /// Takes `cost` units from the user's bucket, or says how long to wait
     /// until they are there (a cost above the burst is charged the burst).
-    pub fn take(&self, user: &UserId, cost: u32, now: Instant) -> Result<(), Duration> {
+    pub fn take(&self, key: &K, cost: u32, now: Instant) -> Result<(), Duration> {
         let cost = f64::from(cost).min(self.burst);
         let mut buckets = self.buckets.lock();
         if buckets.len() > 10_000 {
             buckets.retain(|_, (_, at)| now.duration_since(*at) < IDLE);
         }
-        let (tokens, at) = buckets.entry(user.clone()).or_insert((self.burst, now));
+        let (tokens, at) = buckets.entry(key.clone()).or_insert((self.burst, now));
         let refilled =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;

@@ -611,9 +611,15 @@ impl Router {
         let chosen = recipients(&bound, &only, follow_up.as_ref())?;
         // Consent holds when sending, not only when binding: a contact who
         // is no longer a mutual contact is skipped, and the owner told.
-        let mutual = self.mutual_contacts(&caller.user).await?;
-        let (mut sendable, skipped): (Vec<UserId>, Vec<UserId>) =
-            chosen.into_iter().partition(|u| mutual.contains(u));
+        let mutual = self.store.mutual_among(&caller.user, &chosen).await?;
+        let (mut sendable, mut skipped) = (Vec::new(), Vec::new());
+        for (contact, mutual) in chosen.into_iter().zip(mutual) {
+            if mutual {
+                sendable.push(contact);
+            } else {
+                skipped.push(contact);
+            }
+        }
         if sendable.is_empty() {
             return Err(RouterError::FailedPrecondition(
                 "nobody to send to: none of the chosen contacts is a mutual contact any more"

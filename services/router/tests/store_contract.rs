@@ -362,6 +362,28 @@ async fn contacts_have_a_reverse_index() {
     .await;
 }
 
+#[tokio::test]
+async fn mutual_contacts_are_those_who_added_each_other() {
+    on_both(|store| async move {
+        let (alice, bob, carol, dan) = (user("alice"), user("bob"), user("carol"), user("dan"));
+        store.add_contact(&alice, &bob, 1).await.unwrap();
+        store.add_contact(&bob, &alice, 1).await.unwrap();
+        store.add_contact(&alice, &carol, 1).await.unwrap();
+        store.add_contact(&dan, &alice, 1).await.unwrap();
+        assert_eq!(
+            store
+                .mutual_among(&alice, &[bob.clone(), carol.clone(), dan.clone()])
+                .await
+                .unwrap(),
+            [true, false, false],
+            "carol never added alice back; alice never added dan"
+        );
+        assert!(store.mutual(&bob, &alice).await.unwrap());
+        assert!(store.mutual_among(&alice, &[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
 /// Redis only: the outbox (the embedded store has none, see its docs).
 #[tokio::test]
 async fn stale_outbox_entries_are_claimed_once() {

@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 use std::time::Instant;
 
 use super::{Api, forward, observe};
+use crate::error::GatewayError;
 use crate::expect_reply;
-use crate::listener::ClientConnection;
 
 #[tonic::async_trait]
 impl AccountService for Api {
@@ -17,6 +17,7 @@ impl AccountService for Api {
         let started = Instant::now();
         let result = async {
             self.check_size(request.get_ref())?;
+            self.check_anonymous_rate(&request).await?;
             let reply = self
                 .shared
                 .router
@@ -36,11 +37,10 @@ impl AccountService for Api {
         let started = Instant::now();
         let result = async {
             self.check_size(request.get_ref())?;
+            self.check_anonymous_rate(&request).await?;
             // Failed logins are counted per address too.
-            let client_address = request
-                .extensions()
-                .get::<ClientConnection>()
-                .map(|connection| connection.0.peer.ip().to_string())
+            let client_address = super::client_address(&request)
+                .map(|address| address.to_string())
                 .unwrap_or_default();
             let reply = self
                 .shared
@@ -50,7 +50,17 @@ impl AccountService for Api {
                     client_address,
                     ..RouterRequest::default()
                 })
-                .await?;
+                .await;
+            // A login refused for too many failures is held like any refusal.
+            let reply = match reply {
+                Err(GatewayError::Upstream(refusal)) if refusal.retry_after_ms > 0 => {
+                    let wait = std::time::Duration::from_millis(refusal.retry_after_ms);
+                    return Err(crate::limits::tarpit(wait, GatewayError::Upstream(refusal))
+                        .await
+                        .into());
+                }
+                other => other?,
+            };
             Ok(Response::new(expect_reply!(reply, Login)?))
         }
         .await;

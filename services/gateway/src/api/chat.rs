@@ -52,8 +52,8 @@ impl Api {
                 ));
             }
             self.check_size(&request)?;
-            self.check_send_rate(&claims.user)?;
-            self.check_call_rate(&claims.user, 1)?;
+            self.check_send_rate(&claims.user).await?;
+            self.check_call_rate(&claims.user, 1).await?;
             let reply = self
                 .shared
                 .router
@@ -187,7 +187,8 @@ impl ChatService for Api {
         self.check_call_rate(
             &claims.user,
             2 * crate::limits::call_cost(&Op::Sync(SyncRequest {})),
-        )?;
+        )
+        .await?;
         let shared = &self.shared;
         let limits = &shared.config.limits;
         if shared.draining.is_cancelled() {
@@ -309,7 +310,7 @@ impl ChatService for Api {
     ) -> Result<Response<pb::SendResponse>, Status> {
         let mut request = request;
         self.check_size(request.get_ref())?;
-        self.rate_limit(&request)?;
+        self.rate_limit(&request).await?;
         // Without a client id, one made here still keeps the gateway's own
         // retries from storing the message twice.
         if request.get_ref().client_msg_id.is_empty() {

@@ -46,42 +46,51 @@ impl Api {
     }
 
     /// The per-user send rate: RESOURCE_EXHAUSTED with a retry hint past it.
-    fn rate_limit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    async fn rate_limit<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let claims = self.claims(request)?;
-        Ok(self.check_send_rate(&claims.user)?)
+        Ok(self.check_send_rate(&claims.user).await?)
     }
 
-    fn check_send_rate(&self, user: &UserId) -> GatewayResult<()> {
-        self.shared
-            .send_limiter
-            .take(user, 1, Instant::now())
-            .map_err(|wait| {
-                metrics().rate_limited.inc();
-                GatewayError::ResourceExhausted {
-                    message: format!(
-                        "you are sending too fast; try again in {} ms",
-                        retry_ms(wait)
-                    ),
-                    retry_after: Some(wait),
-                }
-            })
+    /// Refused past a limit: held for the wait (see [`crate::limits::tarpit`]),
+    /// then answered RESOURCE_EXHAUSTED with the wait as its retry hint.
+    async fn over_limit(what: &str, wait: std::time::Duration) -> GatewayError {
+        metrics().rate_limited.inc();
+        let refusal = GatewayError::ResourceExhausted {
+            message: format!("{what}; try again in {} ms", retry_ms(wait)),
+            retry_after: Some(wait),
+        };
+        crate::limits::tarpit(wait, refusal).await
+    }
+
+    async fn check_send_rate(&self, user: &UserId) -> GatewayResult<()> {
+        match self.shared.send_limiter.take(user, 1, Instant::now()) {
+            Ok(()) => Ok(()),
+            Err(wait) => Err(Self::over_limit("you are sending too fast", wait).await),
+        }
     }
 
     /// Every call a user makes takes its cost from their call budget.
-    fn check_call_rate(&self, user: &UserId, cost: u32) -> GatewayResult<()> {
-        self.shared
-            .call_limiter
-            .take(user, cost, Instant::now())
-            .map_err(|wait| {
-                metrics().rate_limited.inc();
-                GatewayError::ResourceExhausted {
-                    message: format!(
-                        "you are making requests too fast; try again in {} ms",
-                        retry_ms(wait)
-                    ),
-                    retry_after: Some(wait),
-                }
-            })
+    async fn check_call_rate(&self, user: &UserId, cost: u32) -> GatewayResult<()> {
+        match self.shared.call_limiter.take(user, cost, Instant::now()) {
+            Ok(()) => Ok(()),
+            Err(wait) => Err(Self::over_limit("you are making requests too fast", wait).await),
+        }
+    }
+
+    /// Calls made before logging in (register, login) are limited per client
+    /// address, so guessing or registering in a loop is slowed at the door.
+    async fn check_anonymous_rate<T>(&self, request: &Request<T>) -> GatewayResult<()> {
+        let Some(address) = client_address(request) else {
+            return Ok(());
+        };
+        match self
+            .shared
+            .anonymous_limiter
+            .take(&address, 1, Instant::now())
+        {
+            Ok(()) => Ok(()),
+            Err(wait) => Err(Self::over_limit("too many attempts from your address", wait).await),
+        }
     }
 
     /// Requests larger than `max_request_bytes` are refused here, one by one
@@ -108,12 +117,21 @@ impl Api {
     ) -> GatewayResult<Reply> {
         let claims = self.claims(request)?;
         self.check_size(request.get_ref())?;
-        self.check_call_rate(&claims.user, crate::limits::call_cost(&op))?;
+        self.check_call_rate(&claims.user, crate::limits::call_cost(&op))
+            .await?;
         self.shared
             .router
             .call(Some(auth::caller(&claims, &self.shared.id)), op)
             .await
     }
+}
+
+/// The client's address, as the connection it came on says.
+pub(crate) fn client_address<T>(request: &Request<T>) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<crate::listener::ClientConnection>()
+        .map(|connection| connection.0.peer.ip())
 }
 
 /// Counts a finished call and its latency, by method and code.

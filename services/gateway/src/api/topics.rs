@@ -53,7 +53,7 @@ impl TopicService for Api {
         request: Request<pb::SendToTopicRequest>,
     ) -> Result<Response<pb::SendToTopicResponse>, Status> {
         let mut request = request;
-        self.rate_limit(&request)?;
+        self.rate_limit(&request).await?;
         // As for Send: the gateway's own retries stay idempotent.
         if request.get_ref().client_msg_id.is_empty() {
             request.get_mut().client_msg_id = ClientMsgId::generate().to_string();

@@ -575,12 +575,19 @@ impl Store for EmbeddedStore {
         self.contact_hash(keys::contacted_by(user)).await
     }
 
-    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
-        let (a, b) = (a.clone(), b.clone());
+    async fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>> {
+        let (user, others) = (user.clone(), others.to_vec());
         self.read(move |txn| {
             let hashes = txn.open_table(HASHES).map_err(failed)?;
-            Ok(hget(&hashes, &keys::contacts(&a), b.as_str())?.is_some()
-                && hget(&hashes, &keys::contacts(&b), a.as_str())?.is_some())
+            others
+                .iter()
+                .map(|other| {
+                    Ok(
+                        hget(&hashes, &keys::contacts(&user), other.as_str())?.is_some()
+                            && hget(&hashes, &keys::contacts(other), user.as_str())?.is_some(),
+                    )
+                })
+                .collect()
         })
         .await
     }

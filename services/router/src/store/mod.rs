@@ -496,7 +496,11 @@ pub trait Store: Send + Sync + 'static {
     /// The users who added `user`.
     async fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
     /// Whether `a` and `b` added each other.
-    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool>;
+    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
+        Ok(self.mutual_among(a, std::slice::from_ref(b)).await?[0])
+    }
+    /// For each of `others`, whether they and `user` added each other.
+    async fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>>;
 
     // ---- groups
     async fn create_group(

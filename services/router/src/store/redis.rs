@@ -431,19 +431,30 @@ impl Store for RedisStore {
         self.contact_hash(keys::contacted_by(user)).await
     }
 
-    async fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool> {
+    async fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>> {
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn().await?;
-        let (a_added_b, b_added_a): (bool, bool) = redis::pipe()
-            .cmd("HEXISTS")
-            .arg(keys::contacts(a))
-            .arg(b.as_str())
-            .cmd("HEXISTS")
-            .arg(keys::contacts(b))
-            .arg(a.as_str())
+        let mut mine = redis::cmd("HMGET");
+        let mut theirs = redis::cmd("HMGET");
+        mine.arg(keys::contacts(user));
+        theirs.arg(keys::contacted_by(user));
+        for other in others {
+            mine.arg(other.as_str());
+            theirs.arg(other.as_str());
+        }
+        let (mine, theirs): (Vec<Option<i64>>, Vec<Option<i64>>) = redis::pipe()
+            .add_command(mine)
+            .add_command(theirs)
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
-        Ok(a_added_b && b_added_a)
+        Ok(mine
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.is_some() && b.is_some())
+            .collect())
     }
 
     async fn create_group(

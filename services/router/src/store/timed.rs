@@ -44,7 +44,7 @@ timed! {
     fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;
     fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;
     fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
-    fn mutual(&self, a: &UserId, b: &UserId) -> StoreResult<bool>;
+    fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>>;
     fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
     fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
     fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;

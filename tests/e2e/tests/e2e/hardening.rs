@@ -413,6 +413,56 @@ async fn login_guessing(mode: Mode) {
     assert!(status.message().contains("your address"), "{status:?}");
 }
 
+/// Logins and registrations are limited per client address at the gateway,
+/// and a refusal is held for its retry delay before it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_from_one_address_are_rate_limited_and_held() {
+    let options = Options::gateway_args(&["--anonymous-rate", "0.5", "--anonymous-burst", "3"]);
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let mut anonymous = pb::account_service_client::AccountServiceClient::new(
+        channel(&cluster.gateway_url(0)).await,
+    );
+    let mut refused = None;
+    for i in 0..5 {
+        let attempt = anonymous
+            .login(pb::LoginRequest {
+                user_id: "nobody".into(),
+                password: "a guess of enough length".into(),
+                device_id: String::new(),
+            })
+            .await;
+        let status = attempt.unwrap_err();
+        if status.code() == Code::ResourceExhausted {
+            refused = Some((i, status));
+            break;
+        }
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let (after, status) = refused.expect("the address is limited");
+    assert_eq!(after, 3, "three in the burst");
+    assert!(status.message().contains("your address"), "{status:?}");
+    assert!(
+        retry_ms(&status).is_some_and(|ms| ms >= 1_000),
+        "{status:?}"
+    );
+    // The next refusal is held for (at most) a second before it is answered.
+    let started = Instant::now();
+    let held = anonymous
+        .login(pb::LoginRequest {
+            user_id: "nobody".into(),
+            password: "a guess of enough length".into(),
+            device_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(held.code(), Code::ResourceExhausted);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// Every call is limited: a History flood from one user is refused with a
 /// retry hint, and other users are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,7 +507,7 @@ async fn every_call_is_rate_limited_by_its_cost() {
 /// gateways has each gateway's budget, so at most twice one gateway's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_limits_hold_per_gateway_and_total_at_most_one_per_gateway() {
-    let options = Options::gateway_args(&["--send-rate", "0.01", "--send-burst", "3"]);
+    let options = Options::gateway_args(&["--send-rate", "0.5", "--send-burst", "3"]);
     let cluster = Cluster::start_with(Mode::distributed(), options).await;
     let alice = cluster.user("alice", 0).await;
     cluster.user("bob", 1).await;

@@ -205,12 +205,13 @@ async fn one_trace(mode: Mode) {
     let call = named("grpc.request");
     assert_eq!(call.len(), 1, "{spans:#?}");
     assert_eq!(call[0].service, service("gateway"));
-    let rpc = named("router.rpc");
-    assert_eq!(rpc.len(), 1);
-    assert_eq!(
-        rpc[0].attributes.get("op").map(String::as_str),
-        Some("send")
-    );
+    // (A gateway that fills a hole from history, when deliveries of two
+    // routers overtake each other, asks a router within the same trace too.)
+    let rpc: Vec<&Received> = named("router.rpc")
+        .into_iter()
+        .filter(|s| s.attributes.get("op").map(String::as_str) == Some("send"))
+        .collect();
+    assert_eq!(rpc.len(), 1, "{spans:#?}");
     assert_eq!(parent_name(rpc[0]).as_deref(), Some("grpc.request"));
     assert_eq!(rpc[0].service, service("router"));
     // ...which stores it (its store calls are in the trace) and delivers it...

@@ -355,6 +355,14 @@ impl Cluster {
                 "100000".into(),
             ]);
         }
+        if serves_clients && !args.iter().any(|a| a == "--anonymous-rate") {
+            args.extend([
+                "--anonymous-rate".into(),
+                "100000".into(),
+                "--anonymous-burst".into(),
+                "100000".into(),
+            ]);
+        }
         if serves_clients && !args.iter().any(|a| a == "--call-rate") {
             args.extend([
                 "--call-rate".into(),
