@@ -1,0 +1,495 @@
+//! Prototypes of the two message-history store candidates, measured the same
+//! way for docs/STORAGE.md (bench/storage.py starts the servers, runs these,
+//! and adds CPU and bytes on disk):
+//!
+//! - **append**: `--messages` messages of `--size` bytes over
+//!   `--conversations` conversations, `--in-flight` at once, each counted
+//!   only once acknowledged durable (PostgreSQL: committed, with whatever
+//!   `synchronous_commit` the server has; JetStream: the publish ack, with
+//!   whatever sync policy the server has). Reports messages/s and the ack
+//!   latency. PostgreSQL can take `--batch` messages per transaction (how a
+//!   router would group concurrent sends) and assign each conversation's seq
+//!   itself (`--seq store`) or take it from the caller (`--seq given`).
+//! - **page**: one conversation of `--depth` messages (filled first, not
+//!   measured), then `--pages` pages of 50 ending at random positions;
+//!   reports the page latency.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt as _;
+use hdrhistogram::Histogram;
+use rand::Rng as _;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Seq {
+    /// The store assigns each conversation's next seq (PostgreSQL: a row per
+    /// conversation, updated in the same transaction).
+    Store,
+    /// The caller assigns seqs (as from a Redis counter).
+    Given,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    PgAppend {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000)]
+        conversations: u64,
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Messages per transaction (each worker groups what it has).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t = Seq::Given)]
+        seq: Seq,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+    },
+    PgPage {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        depth: u64,
+        #[arg(long, default_value_t = 2_000)]
+        pages: u64,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+    },
+    JsAppend {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000)]
+        conversations: u64,
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+    },
+    /// Messages stored (after a kill and a restart).
+    PgCount {
+        #[arg(long)]
+        url: String,
+    },
+    JsCount {
+        #[arg(long)]
+        url: String,
+    },
+    JsPage {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        depth: u64,
+        #[arg(long, default_value_t = 2_000)]
+        pages: u64,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+    },
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn body(size: usize) -> Vec<u8> {
+    let mut rng = rand::rng();
+    (0..size).map(|_| rng.random_range(b'a'..=b'z')).collect()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS conversations (
+  conversation text PRIMARY KEY,
+  head bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+  conversation text NOT NULL,
+  seq bigint NOT NULL,
+  body bytea NOT NULL,
+  PRIMARY KEY (conversation, seq)
+);";
+
+async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connect to {url}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Appends with given seqs: one multi-row INSERT per batch.
+const INSERT_GIVEN: &str = "INSERT INTO messages (conversation, seq, body)
+  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[])";
+/// Appends with the store's seqs: the conversation's row is bumped by the
+/// batch's count for it and the messages take the seqs below the new head.
+const INSERT_STORE: &str = "WITH wanted AS (
+    SELECT conversation, count(*) AS n FROM UNNEST($1::text[]) AS conversation GROUP BY conversation
+  ), heads AS (
+    INSERT INTO conversations AS c (conversation, head)
+      SELECT conversation, n FROM wanted
+    ON CONFLICT (conversation) DO UPDATE SET head = c.head + EXCLUDED.head
+    RETURNING conversation, head
+  ), numbered AS (
+    SELECT m.conversation, m.body,
+           row_number() OVER (PARTITION BY m.conversation ORDER BY m.ord) AS k
+    FROM UNNEST($1::text[], $2::bytea[]) WITH ORDINALITY AS m(conversation, body, ord)
+  )
+  INSERT INTO messages (conversation, seq, body)
+  SELECT n.conversation, h.head - w.n + n.k, n.body
+  FROM numbered n JOIN heads h USING (conversation) JOIN wanted w USING (conversation)";
+
+#[allow(clippy::too_many_arguments)]
+async fn pg_append(
+    url: &str,
+    conversations: u64,
+    messages: u64,
+    in_flight: usize,
+    batch: usize,
+    seq: Seq,
+    size: usize,
+) -> anyhow::Result<serde_json::Value> {
+    pg(url).await?.batch_execute(SCHEMA).await?;
+    let next = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
+    let heads: Arc<Vec<AtomicU64>> =
+        Arc::new((0..conversations).map(|_| AtomicU64::new(0)).collect());
+    let payload = Arc::new(body(size));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..in_flight {
+        let client = pg(url).await?;
+        let (next, heads, payload, acked) =
+            (next.clone(), heads.clone(), payload.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            let statement = client
+                .prepare(if seq == Seq::Given {
+                    INSERT_GIVEN
+                } else {
+                    INSERT_STORE
+                })
+                .await?;
+            let mut latency = histogram();
+            loop {
+                let first = next.fetch_add(batch as u64, Ordering::Relaxed);
+                if first >= messages {
+                    return anyhow::Ok(latency);
+                }
+                let count = (messages - first).min(batch as u64);
+                let mut convs = Vec::with_capacity(count as usize);
+                let mut seqs = Vec::with_capacity(count as usize);
+                let mut bodies = Vec::with_capacity(count as usize);
+                for i in first..first + count {
+                    let c = i % conversations;
+                    convs.push(format!("dm:user{c}:peer{c}"));
+                    seqs.push(heads[c as usize].fetch_add(1, Ordering::Relaxed) as i64 + 1);
+                    bodies.push(payload.as_slice());
+                }
+                let at = Instant::now();
+                match seq {
+                    Seq::Given => {
+                        client
+                            .execute(&statement, &[&convs, &seqs, &bodies])
+                            .await?
+                    }
+                    Seq::Store => client.execute(&statement, &[&convs, &bodies]).await?,
+                };
+                let took = at.elapsed().as_micros() as u64;
+                acked.fetch_add(count, Ordering::Relaxed);
+                for _ in 0..count {
+                    latency.record(took.max(1))?;
+                }
+            }
+        }));
+    }
+    let mut latency = histogram();
+    for worker in workers {
+        match worker.await? {
+            Ok(worker) => latency.add(worker)?,
+            // The store went away (a kill test): say how much was acknowledged.
+            Err(err) => {
+                return Ok(json!({"store": "postgresql", "test": "append",
+                    "error": format!("{err:#}"), "acked": acked.load(Ordering::Relaxed)}));
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "store": "postgresql", "test": "append", "acked": acked.load(Ordering::Relaxed), "messages": messages, "conversations": conversations,
+        "in_flight": in_flight, "batch": batch, "seq": if seq == Seq::Given { "given" } else { "store" },
+        "seconds": seconds, "messages_per_second": messages as f64 / seconds,
+        "ack_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99)},
+    }))
+}
+
+async fn pg_page(
+    url: &str,
+    depth: u64,
+    pages: u64,
+    size: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let client = pg(url).await?;
+    client.batch_execute(SCHEMA).await?;
+    client
+        .batch_execute(
+            "SET synchronous_commit = off; DELETE FROM messages WHERE conversation = 'deep';",
+        )
+        .await?;
+    let payload = body(size);
+    let insert = client.prepare(INSERT_GIVEN).await?;
+    let filled = Instant::now();
+    let mut seq = 1_u64;
+    while seq <= depth {
+        let count = (depth - seq + 1).min(10_000);
+        let convs: Vec<&str> = (0..count).map(|_| "deep").collect();
+        let seqs: Vec<i64> = (seq..seq + count).map(|s| s as i64).collect();
+        let bodies: Vec<&[u8]> = (0..count).map(|_| payload.as_slice()).collect();
+        client.execute(&insert, &[&convs, &seqs, &bodies]).await?;
+        seq += count;
+    }
+    client.batch_execute("VACUUM ANALYZE messages").await?;
+    let fill_seconds = filled.elapsed().as_secs_f64();
+    let page = client
+        .prepare(
+            "SELECT seq, body FROM messages WHERE conversation = $1 AND seq < $2
+             ORDER BY seq DESC LIMIT 50",
+        )
+        .await?;
+    let mut latency = histogram();
+    let mut rng = rand::rng();
+    for _ in 0..pages {
+        let before = rng.random_range(51..=depth) as i64;
+        let at = Instant::now();
+        let rows = client.query(&page, &[&"deep", &before]).await?;
+        latency.record((at.elapsed().as_micros() as u64).max(1))?;
+        anyhow::ensure!(rows.len() == 50, "a page of {} rows", rows.len());
+    }
+    Ok(json!({
+        "store": "postgresql", "test": "page", "depth": depth, "pages": pages,
+        "fill_seconds": fill_seconds,
+        "page_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99), "max": ms(&latency, 1.0)},
+    }))
+}
+
+const STREAM: &str = "HIST";
+
+async fn js(url: &str) -> anyhow::Result<async_nats::jetstream::Context> {
+    let client = async_nats::connect(url).await?;
+    let js = async_nats::jetstream::new(client);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["hist.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await?;
+    Ok(js)
+}
+
+async fn js_append(
+    url: &str,
+    conversations: u64,
+    messages: u64,
+    in_flight: usize,
+    size: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let js = js(url).await?;
+    let payload = Bytes::from(body(size));
+    let started = Instant::now();
+    let latency = Arc::new(shared_histogram::Lat::default());
+    let acked = Arc::new(AtomicU64::new(0));
+    let outcome = futures::stream::iter(0..messages)
+        .map(|i| {
+            let (js, payload, latency, acked) =
+                (js.clone(), payload.clone(), latency.clone(), acked.clone());
+            async move {
+                let c = i % conversations;
+                let at = Instant::now();
+                let ack = js
+                    .publish(format!("hist.dm.user{c}.peer{c}"), payload)
+                    .await?;
+                ack.await?;
+                acked.fetch_add(1, Ordering::Relaxed);
+                latency.record(at.elapsed());
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>();
+    if let Err(err) = outcome {
+        return Ok(json!({"store": "jetstream", "test": "append",
+            "error": format!("{err:#}"), "acked": acked.load(Ordering::Relaxed)}));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let latency = latency.take();
+    Ok(json!({
+        "store": "jetstream", "test": "append", "acked": acked.load(Ordering::Relaxed), "messages": messages, "conversations": conversations,
+        "in_flight": in_flight, "seconds": seconds, "messages_per_second": messages as f64 / seconds,
+        "ack_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99)},
+    }))
+}
+
+/// A page of 50 through JetStream's batched direct get: the messages of the
+/// conversation's subject from a stream sequence on. Backwards paging by a
+/// conversation's own seq needs that sequence: here the conversation has a
+/// stream to itself, so they coincide (the best case; with many
+/// conversations in one stream an index from seq to stream sequence is
+/// needed, which JetStream does not keep).
+async fn js_page(
+    url: &str,
+    depth: u64,
+    pages: u64,
+    size: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let client = async_nats::connect(url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let _ = js.delete_stream("DEEP").await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "DEEP".into(),
+        subjects: vec!["deep".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await?;
+    let payload = Bytes::from(body(size));
+    let filled = Instant::now();
+    futures::stream::iter(0..depth)
+        .map(|_| {
+            let (js, payload) = (js.clone(), payload.clone());
+            async move { js.publish("deep", payload).await?.await.map(|_| ()) }
+        })
+        .buffer_unordered(1024)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    let fill_seconds = filled.elapsed().as_secs_f64();
+    let mut latency = histogram();
+    let mut rng = rand::rng();
+    for _ in 0..pages {
+        let first = rng.random_range(1..=depth - 50);
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await?;
+        let request = json!({"seq": first, "batch": 50, "next_by_subj": "deep"}).to_string();
+        let at = Instant::now();
+        client
+            .publish_with_reply("$JS.API.DIRECT.GET.DEEP", inbox, request.into())
+            .await?;
+        let mut got = 0;
+        while let Some(message) =
+            tokio::time::timeout(Duration::from_secs(5), replies.next()).await?
+        {
+            // The end of a batch is a message without a payload and a status.
+            if message.payload.is_empty() {
+                break;
+            }
+            got += 1;
+        }
+        latency.record((at.elapsed().as_micros() as u64).max(1))?;
+        anyhow::ensure!(got == 50, "a page of {got} messages");
+    }
+    Ok(json!({
+        "store": "jetstream", "test": "page", "depth": depth, "pages": pages,
+        "fill_seconds": fill_seconds,
+        "page_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99), "max": ms(&latency, 1.0)},
+    }))
+}
+
+/// A latency histogram shared by tasks.
+mod shared_histogram {
+    use std::time::Duration;
+
+    use hdrhistogram::Histogram;
+    use parking_lot::Mutex;
+
+    pub struct Lat(Mutex<Histogram<u64>>);
+
+    impl Default for Lat {
+        fn default() -> Self {
+            Self(Mutex::new(super::histogram()))
+        }
+    }
+
+    impl Lat {
+        pub fn record(&self, took: Duration) {
+            let _ = self.0.lock().record((took.as_micros() as u64).max(1));
+        }
+
+        pub fn take(&self) -> Histogram<u64> {
+            self.0.lock().clone()
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let report = match Cli::parse().command {
+        Command::PgAppend {
+            url,
+            conversations,
+            messages,
+            in_flight,
+            batch,
+            seq,
+            size,
+        } => pg_append(&url, conversations, messages, in_flight, batch, seq, size).await?,
+        Command::PgPage {
+            url,
+            depth,
+            pages,
+            size,
+        } => pg_page(&url, depth, pages, size).await?,
+        Command::JsAppend {
+            url,
+            conversations,
+            messages,
+            in_flight,
+            size,
+        } => js_append(&url, conversations, messages, in_flight, size).await?,
+        Command::JsPage {
+            url,
+            depth,
+            pages,
+            size,
+        } => js_page(&url, depth, pages, size).await?,
+        Command::PgCount { url } => {
+            let stored: i64 = pg(&url)
+                .await?
+                .query_one("SELECT count(*) FROM messages", &[])
+                .await?
+                .get(0);
+            json!({"store": "postgresql", "stored": stored})
+        }
+        Command::JsCount { url } => {
+            let mut stream = js(&url).await?.get_stream(STREAM).await?;
+            json!({"store": "jetstream", "stored": stream.info().await?.state.messages})
+        }
+    };
+    println!("{report}");
+    Ok(())
+}
