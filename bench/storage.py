@@ -50,11 +50,13 @@ def wait_port(port, timeout=30):
 
 
 def cpu_seconds(pids):
+    """CPU time of the processes, and of their children that exited and were
+    reaped (PostgreSQL's backends end with their connections)."""
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
         except FileNotFoundError:
             pass
     return total
@@ -100,8 +102,12 @@ class Postgres:
             str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
             "-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=256MB", "-c", "fsync=on",
             "-c", "synchronous_commit=on", "-c", "wal_level=replica", "-c", "max_wal_size=2GB",
-            "-c", "max_connections=200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+            "-c", "max_connections=200"], stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "postgres.log", "a"))
+        try:
+            wait_port(self.port, timeout=60)
+        except RuntimeError:
+            raise RuntimeError((self.dir / "postgres.log").read_text()[-2000:])
         time.sleep(0.5)
 
     @property
@@ -109,6 +115,8 @@ class Postgres:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
     def pids(self):
+        # The postmaster: its own time and its reaped backends' (cutime).
+        # Live backends are counted through their own entries.
         return children(self.proc.pid)
 
     def bytes(self):
@@ -121,7 +129,10 @@ class Postgres:
             except ProcessLookupError:
                 pass
         self.proc.wait()
+        # What a killed postmaster leaves behind (a real crash leaves the same).
         (self.data / "postmaster.pid").unlink(missing_ok=True)
+        for leftover in self.dir.glob(".s.PGSQL.*"):
+            leftover.unlink(missing_ok=True)
 
     def stop(self):
         self.kill()
@@ -157,7 +168,11 @@ class Nats:
             config += "  sync_interval: always\n"
         config += "}\n"
         (self.dir / "nats.conf").write_text(config)
-        self.start()
+        try:
+            self.start()
+        except RuntimeError:
+            self.stop()
+            raise
 
     def start(self):
         self.proc = subprocess.Popen([self.binary, "-c", str(self.dir / "nats.conf")],
@@ -186,7 +201,8 @@ class Nats:
 def proto(*args, timeout=900):
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     out = subprocess.run([str(target / "release" / "history-proto"), *args],
-                         capture_output=True, text=True, timeout=timeout)
+                         capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "RUST_BACKTRACE": "0"})
     if out.returncode != 0:
         raise RuntimeError(out.stderr.strip())
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -196,6 +212,8 @@ def measured(store, *args):
     """Runs the prototype, adding the server's CPU µs per message and disk bytes per message."""
     before_cpu, before_bytes = cpu_seconds(store.pids()), store.bytes()
     result = proto(*args)
+    if "error" in result:
+        raise RuntimeError(f"{args[0]}: {result['error']}")
     count = result.get("messages") or result.get("depth")
     result["server_cpu_us_per_message"] = round((cpu_seconds(store.pids()) - before_cpu) * 1e6 / count, 1)
     result["disk_bytes_per_message"] = round((store.bytes() - before_bytes) / count, 1)
@@ -212,8 +230,16 @@ def kill_test(store, append_args, count_args):
     out, _ = appender.communicate(timeout=120)
     report = json.loads(out.strip().splitlines()[-1])
     store.start()
-    time.sleep(1)
-    stored = proto(*count_args)["stored"]
+    # A restarted store may still be recovering (PostgreSQL replays its WAL).
+    deadline = time.time() + 120
+    while True:
+        try:
+            stored = proto(*count_args)["stored"]
+            break
+        except RuntimeError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
     return {"test": "sigkill", "acked": report["acked"], "stored_after_restart": stored,
             "lost": max(0, report["acked"] - stored), "killed_mid_run": "error" in report}
 
@@ -221,6 +247,8 @@ def kill_test(store, append_args, count_args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--stores", default="postgresql,jetstream",
+                        help="comma-separated: postgresql, jetstream")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-history-proto"], cwd=ROOT, check=True)
     messages = "20000" if args.quick else "200000"
@@ -232,22 +260,30 @@ def main():
         results.append(result)
         print(json.dumps(result), flush=True)
 
-    pg = Postgres()
-    try:
-        for batch, in_flight in [("1", "64"), ("32", "16")]:
-            for seq in ["given", "store"]:
-                emit(measured(pg, "pg-append", "--url", pg.url, "--messages", messages,
-                              "--batch", batch, "--in-flight", in_flight, "--seq", seq))
-        emit(measured(pg, "pg-page", "--url", pg.url, "--depth", depth, "--pages", "2000"))
-        emit(kill_test(pg, ["pg-append", "--url", pg.url, "--messages", "100000000", "--batch", "8",
-                            "--in-flight", "32"], ["pg-count", "--url", pg.url]), store="postgresql")
-    finally:
-        pg.stop()
+    stores = args.stores.split(",")
+    if "postgresql" in stores:
+        pg = Postgres()
+        try:
+            for batch, in_flight in [("1", "64"), ("32", "16")]:
+                for seq in ["given", "store"]:
+                    emit(measured(pg, "pg-append", "--url", pg.url, "--messages", messages,
+                                  "--batch", batch, "--in-flight", in_flight, "--seq", seq))
+            emit(measured(pg, "pg-page", "--url", pg.url, "--depth", depth, "--pages", "2000"))
+            emit(kill_test(pg, ["pg-append", "--url", pg.url, "--messages", "100000000", "--batch", "8",
+                                "--in-flight", "32"], ["pg-count", "--url", pg.url]), store="postgresql")
+        finally:
+            pg.stop()
 
-    for name, binary in nats_binaries():
+    for name, binary in nats_binaries() if "jetstream" in stores else []:
         for sync_always in [False, True]:
-            js = Nats(binary, sync_always)
             label = {"server": f"{name} {version(binary)}", "sync": "always" if sync_always else "default"}
+            try:
+                js = Nats(binary, sync_always)
+            except RuntimeError:
+                # Debian's 2.9 does not know `sync_interval` (2.10 and later do).
+                emit({"store": "jetstream", "test": "append", "error": "server refused the configuration"},
+                     **label)
+                continue
             try:
                 emit(measured(js, "js-append", "--url", js.url, "--messages", messages, "--in-flight", "256"),
                      **label)
@@ -256,7 +292,7 @@ def main():
                         emit(measured(js, "js-page", "--url", js.url, "--depth", depth, "--pages", "2000"),
                              **label)
                     except RuntimeError as err:
-                        emit({"store": "jetstream", "test": "page", "error": str(err)[-300:]}, **label)
+                        emit({"store": "jetstream", "test": "page", "error": str(err)[:300]}, **label)
                 emit(kill_test(js, ["js-append", "--url", js.url, "--messages", "100000000",
                                     "--in-flight", "256"], ["js-count", "--url", js.url]),
                      store="jetstream", **label)

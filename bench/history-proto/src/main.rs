@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use hdrhistogram::Histogram;
 use rand::Rng as _;
 use serde_json::json;
@@ -130,6 +130,22 @@ CREATE TABLE IF NOT EXISTS messages (
   PRIMARY KEY (conversation, seq)
 );";
 
+/// The messages table with its indexes (not the WAL), per stored message.
+async fn pg_table_bytes(url: &str) -> anyhow::Result<f64> {
+    let row = pg(url)
+        .await?
+        .query_one(
+            "SELECT pg_total_relation_size('messages')::float8 / greatest(count(*), 1) FROM messages",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn table_bytes_per_message(url: &str) -> anyhow::Result<f64> {
+    pg_table_bytes(url).await.map(|b| (b * 10.0).round() / 10.0)
+}
+
 async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -169,7 +185,11 @@ async fn pg_append(
     seq: Seq,
     size: usize,
 ) -> anyhow::Result<serde_json::Value> {
-    pg(url).await?.batch_execute(SCHEMA).await?;
+    // Each run starts empty (earlier runs used the same conversation names).
+    pg(url)
+        .await?
+        .batch_execute(&format!("{SCHEMA} TRUNCATE messages, conversations;"))
+        .await?;
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(AtomicU64::new(0));
     let heads: Arc<Vec<AtomicU64>> =
@@ -234,8 +254,10 @@ async fn pg_append(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let table_bytes = table_bytes_per_message(url).await?;
     Ok(json!({
-        "store": "postgresql", "test": "append", "acked": acked.load(Ordering::Relaxed), "messages": messages, "conversations": conversations,
+        "store": "postgresql", "test": "append", "acked": acked.load(Ordering::Relaxed),
+        "table_bytes_per_message": table_bytes, "messages": messages, "conversations": conversations,
         "in_flight": in_flight, "batch": batch, "seq": if seq == Seq::Given { "given" } else { "store" },
         "seconds": seconds, "messages_per_second": messages as f64 / seconds,
         "ack_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99)},
@@ -286,6 +308,7 @@ async fn pg_page(
     }
     Ok(json!({
         "store": "postgresql", "test": "page", "depth": depth, "pages": pages,
+        "table_bytes_per_message": table_bytes_per_message(url).await?,
         "fill_seconds": fill_seconds,
         "page_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99), "max": ms(&latency, 1.0)},
     }))
@@ -315,6 +338,8 @@ async fn js_append(
     size: usize,
 ) -> anyhow::Result<serde_json::Value> {
     let js = js(url).await?;
+    // Counted afterwards by `js-count`: only this run's messages.
+    js.get_stream(STREAM).await?.purge().await?;
     let payload = Bytes::from(body(size));
     let started = Instant::now();
     let latency = Arc::new(shared_histogram::Lat::default());
@@ -336,10 +361,9 @@ async fn js_append(
             }
         })
         .buffer_unordered(in_flight)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>();
+        // Stops at the first failure (the killed server), not after the whole run.
+        .try_collect::<()>()
+        .await;
     if let Err(err) = outcome {
         return Ok(json!({"store": "jetstream", "test": "append",
             "error": format!("{err:#}"), "acked": acked.load(Ordering::Relaxed)}));
@@ -384,10 +408,8 @@ async fn js_page(
             async move { js.publish("deep", payload).await?.await.map(|_| ()) }
         })
         .buffer_unordered(1024)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
+        .try_collect::<()>()
+        .await?;
     let fill_seconds = filled.elapsed().as_secs_f64();
     let mut latency = histogram();
     let mut rng = rand::rng();
@@ -401,8 +423,9 @@ async fn js_page(
             .publish_with_reply("$JS.API.DIRECT.GET.DEEP", inbox, request.into())
             .await?;
         let mut got = 0;
-        while let Some(message) =
-            tokio::time::timeout(Duration::from_secs(5), replies.next()).await?
+        while let Some(message) = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .context("no end of batch: batched direct get needs nats-server 2.11 or later")?
         {
             // The end of a batch is a message without a payload and a status.
             if message.payload.is_empty() {
