@@ -1,11 +1,13 @@
-//! Real servers for tests. Each test starts its own `nats-server` and
-//! `redis-server` on free ports (so it can kill and restart them) and they
+//! Real servers for tests. Each test starts its own `nats-server`,
+//! `redis-server` and `postgres` on free ports (so it can kill and restart them) and they
 //! die with the test. [`eventually`] waits on a condition, never a sleep.
 
+pub mod postgres;
 pub mod process;
 pub mod servers;
 pub mod wait;
 
+pub use postgres::PostgresServer;
 pub use process::{ChildProcess, free_port};
 pub use servers::{NatsServer, RedisServer};
 pub use wait::eventually;

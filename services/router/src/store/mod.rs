@@ -3,8 +3,12 @@
 //! standalone mode, a redb file). Every operation that must be atomic is one
 //! Lua script in Redis and one write transaction in redb; the conformance
 //! tests in `tests/store_contract.rs` run the same cases against both.
+//! [`history::PgHistory`] is the PostgreSQL message history that is to take
+//! the message logs out of Redis (docs/STORAGE.md); it is not on the message
+//! path yet.
 
 pub mod embedded;
+pub mod history;
 pub mod redis;
 pub mod timed;
 
@@ -35,6 +39,9 @@ pub enum StoreError {
     /// operation is tried again.
     #[error("the store's epoch changed")]
     EpochChanged,
+    /// The database holds a schema version this build does not know.
+    #[error("{0}")]
+    UnknownSchema(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,36 @@
+-- Message history (docs/STORAGE.md). Every table's primary key starts with
+-- the shard key (the conversation, or the topic for a topic's threads) and
+-- every statement on the message path names one: the shape Citus
+-- distributes, and the shape an application-level shard map needs.
+--
+-- Version 1. Until the first release this file changes in place; after it,
+-- a change is a new version and a migration.
+
+CREATE TABLE switchboard_schema (
+  version integer NOT NULL
+);
+
+-- One row per conversation: its last assigned seq. Appends move it in the
+-- same transaction that stores the messages, so seqs have no holes and
+-- never go backwards, whatever happens to Redis.
+CREATE TABLE conversations (
+  shard_key    text   NOT NULL,
+  conversation text   NOT NULL,
+  head         bigint NOT NULL,
+  PRIMARY KEY (shard_key, conversation)
+);
+
+CREATE TABLE messages (
+  shard_key    text   NOT NULL,
+  conversation text   NOT NULL,
+  seq          bigint NOT NULL,
+  sent_at      bigint NOT NULL,
+  -- "<sender> <client message id>": a retried send finds its first answer here.
+  retry_key    text,
+  -- The protobuf Message, without the fields the store fills in on reads.
+  body         bytea  NOT NULL,
+  PRIMARY KEY (shard_key, conversation, seq)
+);
+
+CREATE UNIQUE INDEX messages_retry_key
+  ON messages (shard_key, conversation, retry_key) WHERE retry_key IS NOT NULL;
