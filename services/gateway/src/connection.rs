@@ -28,6 +28,10 @@ use crate::registry::{Entry, Inbound};
 
 /// Messages fetched per history page while replaying.
 const REPLAY_PAGE: u32 = 500;
+/// How many router calls a replay or a gap fill makes for one page before it
+/// gives up and tells the client to page it (a router killed while holding
+/// the first call costs that call's whole budget).
+const STREAM_READ_CALLS: u32 = 3;
 
 fn event(kind: Kind) -> pb::Event {
     pb::Event { kind: Some(kind) }
@@ -320,14 +324,15 @@ impl Connection {
         let reply = self
             .shared
             .router
-            .call(
-                Some(self.caller.clone()),
+            .call_for_stream(
+                self.caller.clone(),
                 Op::History(pb::HistoryRequest {
                     conversation_id: conversation.to_owned(),
                     before_seq: 0,
                     after_seq: Some(after),
                     limit,
                 }),
+                STREAM_READ_CALLS,
             )
             .await
             .map_err(Status::from)?;

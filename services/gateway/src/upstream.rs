@@ -95,6 +95,34 @@ impl RouterClient {
         .await
     }
 
+    /// A read made for a live stream (a replay, a hole filled from history).
+    /// No client waits to retry it, and one that went unanswered may only
+    /// have reached a router that died holding it: the whole call, with its
+    /// own budget, is made again, up to `calls` times. Refusals from a router
+    /// (a stalled store included) are not retried.
+    pub async fn call_for_stream(
+        &self,
+        caller: bus::Caller,
+        op: Op,
+        calls: u32,
+    ) -> GatewayResult<Reply> {
+        let request = RouterRequest {
+            caller: Some(caller),
+            op: Some(op),
+            ..RouterRequest::default()
+        };
+        let mut left = calls.max(1);
+        loop {
+            left -= 1;
+            match self.request(request.clone()).await {
+                Err(GatewayError::Unavailable(why)) if left > 0 => {
+                    tracing::debug!(%why, "a read for a stream went unanswered; asking again");
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// A call with every field of the request the caller's to fill (the
     /// client's address, for a login).
     pub async fn request(&self, request: RouterRequest) -> GatewayResult<Reply> {
@@ -133,4 +161,113 @@ macro_rules! expect_reply {
             )),
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::StreamExt as _;
+    use switchboard_proto::bus::RouterResponse;
+    use switchboard_proto::pb;
+    use switchboard_shared::bus::SharedBus;
+    use switchboard_shared::bus::nats::{NatsBus, NatsConfig};
+    use switchboard_shared::subjects;
+    use switchboard_testkit::NatsServer;
+
+    use super::*;
+
+    async fn connect(nats: &NatsServer, name: &str) -> SharedBus {
+        Arc::new(
+            NatsBus::connect(&NatsConfig {
+                url: nats.url(),
+                user: None,
+                password: None,
+                creds_file: None,
+                client_name: name.into(),
+            })
+            .await
+            .unwrap(),
+        )
+    }
+
+    /// A router on real NATS that swallows the first `lost` requests (as one
+    /// killed while holding them would) and answers the rest.
+    async fn router_losing(bus: SharedBus, lost: usize) -> Arc<AtomicUsize> {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let mut requests = bus
+            .subscribe(&subjects::router_rpc(), Some(subjects::ROUTER_QUEUE))
+            .await
+            .unwrap();
+        bus.flush().await.unwrap();
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if counter.fetch_add(1, Ordering::SeqCst) < lost {
+                    continue;
+                }
+                let answer = RouterResponse {
+                    result: Some(Reply::History(pb::HistoryResponse::default())),
+                };
+                let reply = request.reply.unwrap();
+                bus.publish(&reply, vec![], Bytes::from(answer.encode_to_vec()))
+                    .await
+                    .unwrap();
+            }
+        });
+        seen
+    }
+
+    fn history() -> Op {
+        Op::History(pb::HistoryRequest {
+            conversation_id: "dm:alice:bob".into(),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_read_for_a_stream_is_asked_again_after_a_lost_call() {
+        let nats = NatsServer::start();
+        let seen = router_losing(connect(&nats, "router").await, 1).await;
+        let client = RouterClient::new(connect(&nats, "gateway").await, Duration::from_millis(300));
+        let reply = client
+            .call_for_stream(bus::Caller::default(), history(), 3)
+            .await;
+        assert!(matches!(reply, Ok(Reply::History(_))), "{reply:?}");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_client_call_answers_within_one_budget_and_reads_for_streams_give_up() {
+        let nats = NatsServer::start();
+        let seen = router_losing(connect(&nats, "router").await, usize::MAX).await;
+        let client = RouterClient::new(connect(&nats, "gateway").await, Duration::from_millis(300));
+        // A client's call: one budget, then UNAVAILABLE for the client to retry.
+        let started = Instant::now();
+        let reply = client.call(Some(bus::Caller::default()), history()).await;
+        assert!(
+            matches!(reply, Err(GatewayError::Unavailable(_))),
+            "{reply:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+        // A read for a stream: as many calls as it was given, no more.
+        let before = seen.load(Ordering::SeqCst);
+        let reply = client
+            .call_for_stream(bus::Caller::default(), history(), 3)
+            .await;
+        assert!(
+            matches!(reply, Err(GatewayError::Unavailable(_))),
+            "{reply:?}"
+        );
+        let calls = seen.load(Ordering::SeqCst) - before;
+        assert!(
+            (3..=6).contains(&calls),
+            "{calls} requests reached the router"
+        );
+    }
 }
