@@ -247,8 +247,9 @@ def kill_test(store, append_args, count_args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--stores", default="postgresql,jetstream",
-                        help="comma-separated: postgresql, jetstream")
+    parser.add_argument("--stores", default="postgresql,writer,jetstream",
+                        help="comma-separated: postgresql (prototype), writer (the router's "
+                             "HistoryWriter on PostgreSQL), jetstream")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-history-proto"], cwd=ROOT, check=True)
     messages = "20000" if args.quick else "200000"
@@ -271,6 +272,19 @@ def main():
             emit(measured(pg, "pg-page", "--url", pg.url, "--depth", depth, "--pages", "2000"))
             emit(kill_test(pg, ["pg-append", "--url", pg.url, "--messages", "100000000", "--batch", "8",
                                 "--in-flight", "32"], ["pg-count", "--url", pg.url]), store="postgresql")
+        finally:
+            pg.stop()
+
+    if "writer" in stores:
+        # The router's HistoryWriter (group commit): its ceiling, then the
+        # cost per message at ordinary rates (open loop).
+        pg = Postgres()
+        try:
+            emit(measured(pg, "pg-writer", "--url", pg.url, "--messages", messages, "--senders", "256"))
+            for lanes in ["1", "4"]:
+                for rate, seconds in [("1000", 10), ("5000", 10)]:
+                    emit(measured(pg, "pg-writer", "--url", pg.url, "--rate", rate, "--lanes", lanes,
+                                  "--messages", str(int(rate) * seconds)))
         finally:
             pg.stop()
 
@@ -303,7 +317,9 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         lat = r.get("ack_ms") or r.get("page_ms") or {}
-        settings = " ".join(f"{k}={r[k]}" for k in ("batch", "in_flight", "seq", "depth", "server", "sync") if k in r)
+        settings = " ".join(f"{k}={r[k]}" for k in ("batch", "in_flight", "seq", "depth", "server", "sync",
+                                                      "senders", "rate", "lanes", "messages_per_transaction",
+                                                      "writer_cpu_us_per_message") if k in r)
         print(f"| {r.get('store')} | {r.get('test')} | {settings} | {round(r.get('messages_per_second', 0)):,} "
               f"| {lat.get('p50', '')} | {lat.get('p99', '')} | {r.get('server_cpu_us_per_message', '')} "
               f"| {r.get('disk_bytes_per_message', '')} | "

@@ -84,6 +84,30 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         size: usize,
     },
+    /// The router's own history writer (`HistoryWriter`: group commit over
+    /// `--lanes` connections). With `--rate`, messages arrive at that rate
+    /// from independent senders (ordinary load: the cost per message where
+    /// most deployments run); without, `--senders` each send as fast as they
+    /// are answered (the ceiling).
+    PgWriter {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000)]
+        conversations: u64,
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 256)]
+        senders: usize,
+        /// Messages per second, spread evenly (0 = as fast as answered).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        #[arg(long, default_value_t = 4)]
+        lanes: usize,
+        #[arg(long, default_value_t = 64)]
+        max_batch: usize,
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+    },
     /// Messages stored (after a kill and a restart).
     PgCount {
         #[arg(long)]
@@ -443,6 +467,120 @@ async fn js_page(
     }))
 }
 
+/// This process's CPU time (user + system), seconds.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+async fn pg_writer(
+    url: &str,
+    conversations: u64,
+    messages: u64,
+    senders: usize,
+    rate: u64,
+    (lanes, max_batch): (usize, usize),
+    size: usize,
+) -> anyhow::Result<serde_json::Value> {
+    use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
+    use switchboard_shared::ids::{ConversationId, UserId};
+
+    // A database of its own: the router's schema, not the prototypes'.
+    let admin = pg(url).await?;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS sb_writer")
+        .await?;
+    admin.batch_execute("CREATE DATABASE sb_writer").await?;
+    let url = format!("{url} dbname=sb_writer");
+    let history = Arc::new(
+        PgHistory::connect(&url, lanes + 1)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let writer = Arc::new(HistoryWriter::start(history, lanes, max_batch));
+    let convs: Arc<Vec<ConversationId>> = Arc::new(
+        (0..conversations)
+            .map(|c| {
+                ConversationId::direct(
+                    UserId::parse(&format!("user{c}")).unwrap(),
+                    UserId::parse(&format!("peer{c}")).unwrap(),
+                )
+            })
+            .collect(),
+    );
+    let payload = Bytes::from(body(size));
+    let latency = Arc::new(shared_histogram::Lat::default());
+    let append = {
+        let (writer, convs, latency) = (writer.clone(), convs.clone(), latency.clone());
+        move |i: u64| {
+            let (writer, convs, latency, payload) = (
+                writer.clone(),
+                convs.clone(),
+                latency.clone(),
+                payload.clone(),
+            );
+            async move {
+                let item = HistoryAppend {
+                    conversation: convs[(i % conversations) as usize].clone(),
+                    sent_at_ms: 0,
+                    retry_key: Some(format!("user{} {i}", i % conversations)),
+                    body: payload,
+                };
+                let at = Instant::now();
+                writer
+                    .append(vec![item])
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                latency.record(at.elapsed());
+                anyhow::Ok(())
+            }
+        }
+    };
+    let cpu_before = own_cpu_seconds();
+    let started = Instant::now();
+    if rate == 0 {
+        futures::stream::iter(0..messages)
+            .map(append)
+            .buffer_unordered(senders)
+            .try_collect::<()>()
+            .await?;
+    } else {
+        // Open loop: each message starts on its schedule, whatever the
+        // earlier ones are doing.
+        let every = Duration::from_secs_f64(1.0 / rate as f64);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut running = tokio::task::JoinSet::new();
+        for i in 0..messages {
+            ticks.tick().await;
+            running.spawn(append(i));
+        }
+        while let Some(done) = running.join_next().await {
+            done??;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = own_cpu_seconds() - cpu_before;
+    let latency = latency.take();
+    let transactions = writer.transactions();
+    Ok(json!({
+        "store": "postgresql", "test": "writer", "messages": messages, "conversations": conversations,
+        "senders": senders, "rate": rate, "lanes": lanes, "max_batch": max_batch,
+        "seconds": seconds, "messages_per_second": messages as f64 / seconds,
+        "transactions": transactions, "messages_per_transaction": messages as f64 / transactions.max(1) as f64,
+        "writer_cpu_us_per_message": cpu * 1e6 / messages as f64,
+        "ack_ms": {"p50": ms(&latency, 0.5), "p99": ms(&latency, 0.99)},
+    }))
+}
+
 /// A latency histogram shared by tasks.
 mod shared_histogram {
     use std::time::Duration;
@@ -500,6 +638,27 @@ async fn main() -> anyhow::Result<()> {
             pages,
             size,
         } => js_page(&url, depth, pages, size).await?,
+        Command::PgWriter {
+            url,
+            conversations,
+            messages,
+            senders,
+            rate,
+            lanes,
+            max_batch,
+            size,
+        } => {
+            pg_writer(
+                &url,
+                conversations,
+                messages,
+                senders,
+                rate,
+                (lanes, max_batch),
+                size,
+            )
+            .await?
+        }
         Command::PgCount { url } => {
             let stored: i64 = pg(&url)
                 .await?

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use switchboard_router::store::StoreError;
-use switchboard_router::store::history::{HistoryAppend, PgHistory, SCHEMA_VERSION};
+use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory, SCHEMA_VERSION};
 use switchboard_shared::ids::{ConversationId, TopicId, UserId};
 use switchboard_testkit::{PostgresServer, eventually};
 
@@ -356,4 +356,71 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_mid_load() {
         .await
         .unwrap();
     assert_eq!(next[0].seq, heads[0] + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_shares_transactions_between_callers_and_answers_each_its_own() {
+    let pg = PostgresServer::start();
+    let history = Arc::new(PgHistory::connect(&pg.url(), 4).await.unwrap());
+    let writer = Arc::new(HistoryWriter::start(history.clone(), 2, 64));
+
+    // One caller alone: written at once, alone.
+    let alone = writer
+        .append(vec![message(&dm("alice", "bob"), "alone", None)])
+        .await
+        .unwrap();
+    assert_eq!((alone[0].seq, writer.transactions()), (1, 1));
+
+    // Many at once: fewer transactions than callers, each answered with the
+    // seq its own message was stored at; a caller's several items together.
+    let conversations: Vec<ConversationId> = (0..10)
+        .map(|i| dm("carol", &format!("friend{i}")))
+        .collect();
+    let callers: Vec<_> = (0..300)
+        .map(|i| {
+            let (writer, conv) = (writer.clone(), conversations[i % 10].clone());
+            tokio::spawn(async move {
+                let items = if i % 50 == 0 {
+                    // A broadcast-like caller: several conversations at once.
+                    vec![
+                        message(&conv, &format!("c{i} a"), None),
+                        message(&dm("carol", "zed"), &format!("c{i} b"), None),
+                    ]
+                } else {
+                    vec![message(
+                        &conv,
+                        &format!("c{i}"),
+                        Some(&format!("carol {i}")),
+                    )]
+                };
+                let answers = writer.append(items.clone()).await.unwrap();
+                items
+                    .into_iter()
+                    .zip(answers)
+                    .map(|(item, answer)| (item.conversation, answer.seq, item.body))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for caller in callers {
+        answered.extend(caller.await.unwrap());
+    }
+    assert_eq!(answered.len(), 306);
+    let transactions = writer.transactions() - 1;
+    assert!(
+        transactions < 300,
+        "300 concurrent callers took {transactions} transactions"
+    );
+    for (conv, seq, body) in answered {
+        let stored = history.after(&conv, seq - 1, 1).await.unwrap();
+        assert_eq!(stored[0].seq, seq);
+        assert_eq!(stored[0].body, body, "{conv} #{seq}");
+    }
+    // A retried send through the writer answers the first seq.
+    let retried = writer
+        .append(vec![message(&conversations[7], "c7", Some("carol 7"))])
+        .await
+        .unwrap();
+    assert!(retried[0].repeated);
 }

@@ -14,13 +14,15 @@
 //! [`super::Store`]. This is the first step of issue 12.
 
 use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use deadpool_postgres::{
-    Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime, Timeouts,
-};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use switchboard_shared::ids::ConversationId;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -30,6 +32,9 @@ use super::{StoreError, StoreResult};
 /// to be used.
 pub const SCHEMA_VERSION: i32 = 1;
 const SCHEMA: &str = include_str!("sql/history.sql");
+
+/// Set on every connection of the history store (see [`PgHistory::connect`]).
+const SESSION_OPTIONS: &str = "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
 
 /// Serialises schema creation between routers starting together.
 const SCHEMA_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -83,22 +88,33 @@ impl PgHistory {
     /// Connects, creates the schema in an empty database, and refuses a
     /// database whose schema version this code does not know.
     pub async fn connect(url: &str, max_connections: usize) -> StoreResult<Self> {
-        let mut config = Config::new();
-        config.url = Some(url.to_owned());
-        config.manager = Some(ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        });
-        config.pool = Some(PoolConfig {
-            max_size: max_connections.max(1),
-            timeouts: Timeouts {
-                wait: Some(Duration::from_secs(2)),
-                create: Some(Duration::from_secs(1)),
-                recycle: Some(Duration::from_secs(1)),
+        let mut config = tokio_postgres::Config::from_str(url).map_err(|err| {
+            StoreError::Unavailable(format!("history store address: {}", chain(&err)))
+        })?;
+        // Every statement here is a keyed lookup or a range of one key. A
+        // plan cached while a table was nearly empty (a sequential scan, or
+        // a hash of the whole table) would stay cached as the table grows:
+        // sequential scans are off for these connections, on top of what
+        // the address asks for.
+        let options = [config.get_options().unwrap_or_default(), SESSION_OPTIONS]
+            .join(" ")
+            .trim()
+            .to_owned();
+        config.options(&options);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
             },
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1), NoTls)
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(2)))
+            .create_timeout(Some(Duration::from_secs(1)))
+            .recycle_timeout(Some(Duration::from_secs(1)))
+            .build()
             .map_err(|err| StoreError::Unavailable(format!("history store: {err}")))?;
         let history = Self { pool };
         history.prepare_schema().await?;
@@ -161,104 +177,71 @@ impl PgHistory {
     }
 
     async fn append_once(&self, batch: &[HistoryAppend]) -> Result<Vec<HistoryAppended>, Attempt> {
-        let shard_keys: Vec<String> = batch.iter().map(|m| shard_key(&m.conversation)).collect();
-        let conversations: Vec<String> = batch.iter().map(|m| m.conversation.to_string()).collect();
-        let mut client = self.client().await.map_err(Attempt::Failed)?;
-        let tx = client.transaction().await.map_err(attempt_error)?;
-
-        // Items whose retry key is stored already, or repeats one earlier in
-        // this batch, answer instead of being stored.
-        let mut answers: Vec<Option<HistoryAppended>> = vec![None; batch.len()];
-        let keyed: Vec<usize> = (0..batch.len())
-            .filter(|&i| batch[i].retry_key.is_some())
-            .collect();
-        let mut first_in_batch: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut repeats_in_batch = Vec::new();
-        if !keyed.is_empty() {
-            let (mut shards, mut convs, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-            for &i in &keyed {
-                shards.push(shard_keys[i].as_str());
-                convs.push(conversations[i].as_str());
-                keys.push(batch[i].retry_key.as_deref().unwrap_or_default());
-            }
-            let stored = tx
-                .query(
-                    "SELECT m.conversation, m.retry_key, m.seq FROM messages m
-                     JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS k(shard_key, conversation, retry_key)
-                       ON m.shard_key = k.shard_key AND m.conversation = k.conversation
-                      AND m.retry_key = k.retry_key",
-                    &[&shards, &convs, &keys],
-                )
-                .await
-                .map_err(attempt_error)?;
-            let stored: HashMap<(String, String), i64> = stored
-                .iter()
-                .map(|row| ((row.get(0), row.get(1)), row.get(2)))
-                .collect();
-            for &i in &keyed {
-                let key = batch[i].retry_key.as_deref().unwrap_or_default();
-                if let Some(&seq) = stored.get(&(conversations[i].clone(), key.to_owned())) {
-                    answers[i] = Some(HistoryAppended {
-                        seq: seq as u64,
-                        repeated: true,
-                    });
-                } else if let Some(&first) = first_in_batch.get(&(conversations[i].as_str(), key)) {
-                    repeats_in_batch.push((i, first));
-                } else {
-                    first_in_batch.insert((conversations[i].as_str(), key), i);
+        // An item repeating the retry key of an earlier one in this batch is
+        // not sent: it answers what that one answers.
+        let mut first_of: HashMap<(String, &str), usize> = HashMap::new();
+        let mut repeats = Vec::new();
+        let mut sent = Vec::with_capacity(batch.len());
+        for (i, item) in batch.iter().enumerate() {
+            if let Some(key) = item.retry_key.as_deref() {
+                match first_of.entry((item.conversation.to_string(), key)) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        repeats.push((i, *first.get()));
+                        continue;
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(i);
+                    }
                 }
             }
+            sent.push(i);
         }
-        let repeated: Vec<usize> = repeats_in_batch.iter().map(|&(i, _)| i).collect();
-        let fresh: Vec<usize> = (0..batch.len())
-            .filter(|&i| answers[i].is_none() && !repeated.contains(&i))
+        let shards: Vec<String> = sent
+            .iter()
+            .map(|&i| shard_key(&batch[i].conversation))
             .collect();
+        let convs: Vec<String> = sent
+            .iter()
+            .map(|&i| batch[i].conversation.to_string())
+            .collect();
+        let times: Vec<i64> = sent.iter().map(|&i| batch[i].sent_at_ms).collect();
+        let keys: Vec<Option<&str>> = sent
+            .iter()
+            .map(|&i| batch[i].retry_key.as_deref())
+            .collect();
+        let bodies: Vec<&[u8]> = sent.iter().map(|&i| batch[i].body.as_ref()).collect();
 
-        if !fresh.is_empty() {
-            let shards: Vec<&str> = fresh.iter().map(|&i| shard_keys[i].as_str()).collect();
-            let convs: Vec<&str> = fresh.iter().map(|&i| conversations[i].as_str()).collect();
-            let sent: Vec<i64> = fresh.iter().map(|&i| batch[i].sent_at_ms).collect();
-            let keys: Vec<Option<&str>> = fresh
-                .iter()
-                .map(|&i| batch[i].retry_key.as_deref())
-                .collect();
-            let bodies: Vec<&[u8]> = fresh.iter().map(|&i| batch[i].body.as_ref()).collect();
-            let statement = tx.prepare_cached(APPEND).await.map_err(attempt_error)?;
-            let heads = tx
-                .query(&statement, &[&shards, &convs, &sent, &keys, &bodies])
-                .await
-                .map_err(attempt_error)?;
-            // Each conversation's items took the seqs (head - n, head], in
-            // batch order.
-            let mut next: HashMap<String, u64> = heads
-                .iter()
-                .map(|row| {
-                    let head: i64 = row.get(1);
-                    let n: i64 = row.get(2);
-                    (row.get::<_, String>(0), (head - n + 1) as u64)
-                })
-                .collect();
-            for &i in &fresh {
-                let seq = next.get_mut(&conversations[i]).ok_or_else(|| {
-                    Attempt::Failed(StoreError::Corrupt(format!(
-                        "no head came back for {}",
-                        conversations[i]
-                    )))
+        // One statement, so one round trip and its own transaction.
+        let client = self.client().await.map_err(Attempt::Failed)?;
+        let statement = client.prepare_cached(APPEND).await.map_err(attempt_error)?;
+        let rows = client
+            .query(&statement, &[&shards, &convs, &times, &keys, &bodies])
+            .await
+            .map_err(attempt_error)?;
+
+        let mut answers: Vec<Option<HistoryAppended>> = vec![None; batch.len()];
+        for row in rows {
+            // `ord` counts the sent items from 1.
+            let ord: i64 = row.get(0);
+            let seq: i64 = row.get(1);
+            let item = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|k| sent.get(k))
+                .copied()
+                .ok_or_else(|| {
+                    Attempt::Failed(StoreError::Corrupt(format!("answer for item {ord}")))
                 })?;
-                answers[i] = Some(HistoryAppended {
-                    seq: *seq,
-                    repeated: false,
-                });
-                *seq += 1;
-            }
+            answers[item] = Some(HistoryAppended {
+                seq: seq as u64,
+                repeated: row.get(2),
+            });
         }
-        for (i, first) in repeats_in_batch {
+        for (i, first) in repeats {
             answers[i] = answers[first].map(|a| HistoryAppended {
                 seq: a.seq,
                 repeated: true,
             });
         }
-        tx.commit().await.map_err(attempt_error)?;
         answers
             .into_iter()
             .map(|a| {
@@ -348,31 +331,151 @@ impl PgHistory {
     }
 }
 
-/// Appends the fresh items of a batch: each conversation's head moves by its
-/// count (rows locked in key order, so two batches cannot deadlock on them),
-/// the messages go in with the seqs below the new head, and the heads come
-/// back with the counts.
+/// Appends from many concurrent callers, grouped into shared transactions
+/// (group commit): each of a few lanes takes everything queued when it is
+/// free, up to a batch size, and writes it in one transaction. Under light
+/// load a message is written alone and at once (no timer: nothing waits for
+/// company, and an idle writer does not wake); under load transactions grow,
+/// and with them what one commit and one WAL flush pay for.
+///
+/// One caller's items stay in one transaction (a topic broadcast is stored
+/// whole or not at all); a transaction that fails fails every caller in it.
+pub struct HistoryWriter {
+    queue: mpsc::Sender<Pending>,
+    transactions: Arc<AtomicU64>,
+}
+
+struct Pending {
+    items: Vec<HistoryAppend>,
+    answer: oneshot::Sender<StoreResult<Vec<HistoryAppended>>>,
+}
+
+impl HistoryWriter {
+    /// `lanes` transactions may be in flight at once, each of up to
+    /// `max_batch` messages (a caller's items are never split, so one
+    /// larger caller makes a larger transaction).
+    pub fn start(history: Arc<PgHistory>, lanes: usize, max_batch: usize) -> Self {
+        let (queue, waiting) = mpsc::channel(WRITER_QUEUE);
+        let waiting = Arc::new(tokio::sync::Mutex::new(waiting));
+        let transactions = Arc::new(AtomicU64::new(0));
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(lane(
+                history.clone(),
+                waiting.clone(),
+                max_batch.max(1),
+                transactions.clone(),
+            ));
+        }
+        Self {
+            queue,
+            transactions,
+        }
+    }
+
+    /// Stores the items in one transaction (shared with other callers') and
+    /// answers each, in order.
+    pub async fn append(&self, items: Vec<HistoryAppend>) -> StoreResult<Vec<HistoryAppended>> {
+        let (answer, answered) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the history writer has stopped".into());
+        self.queue
+            .send(Pending { items, answer })
+            .await
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+
+    /// Transactions written so far (messages / transactions = the grouping).
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+}
+
+/// How many callers may wait for a lane before `append` waits to queue.
+const WRITER_QUEUE: usize = 4096;
+
+async fn lane(
+    history: Arc<PgHistory>,
+    waiting: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
+    max_batch: usize,
+    transactions: Arc<AtomicU64>,
+) {
+    loop {
+        let mut taken = Vec::new();
+        {
+            let mut waiting = waiting.lock().await;
+            let Some(first) = waiting.recv().await else {
+                return;
+            };
+            let mut count = first.items.len();
+            taken.push(first);
+            while count < max_batch {
+                match waiting.try_recv() {
+                    Ok(next) => {
+                        count += next.items.len();
+                        taken.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let batch: Vec<HistoryAppend> = taken.iter().flat_map(|p| p.items.clone()).collect();
+        let outcome = history.append(&batch).await;
+        transactions.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(answers) => {
+                let mut answers = answers.into_iter();
+                for pending in taken {
+                    let mine = answers.by_ref().take(pending.items.len()).collect();
+                    let _ = pending.answer.send(Ok(mine));
+                }
+            }
+            Err(err) => {
+                for pending in taken {
+                    let _ = pending.answer.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends a batch in one statement (its own transaction): items whose
+/// retry key is stored already answer its seq; the others move their
+/// conversation's head by their count (rows locked in key order, so two
+/// batches cannot deadlock on them) and take the seqs below the new head, in
+/// batch order. Answers `(ord, seq, repeated)` per item.
 const APPEND: &str = "
 WITH batch AS (
   SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])
     WITH ORDINALITY AS b(shard_key, conversation, sent_at, retry_key, body, ord)
+), known AS (
+  -- A lookup per item (a subquery, never a join that reads the table).
+  SELECT ord, seq FROM (
+    SELECT b.ord, (SELECT m.seq FROM messages m
+                   WHERE m.shard_key = b.shard_key AND m.conversation = b.conversation
+                     AND m.retry_key = b.retry_key AND m.retry_key IS NOT NULL) AS seq
+    FROM batch b WHERE b.retry_key IS NOT NULL
+  ) found WHERE seq IS NOT NULL
+), fresh AS (
+  SELECT b.* FROM batch b WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = b.ord)
 ), wanted AS (
-  SELECT shard_key, conversation, count(*) AS n FROM batch
+  SELECT shard_key, conversation, count(*) AS n FROM fresh
   GROUP BY shard_key, conversation ORDER BY shard_key, conversation
 ), heads AS (
   INSERT INTO conversations AS c (shard_key, conversation, head)
     SELECT shard_key, conversation, n FROM wanted
   ON CONFLICT (shard_key, conversation) DO UPDATE SET head = c.head + EXCLUDED.head
   RETURNING shard_key, conversation, head
-), numbered AS (
-  SELECT b.*, row_number() OVER (PARTITION BY b.shard_key, b.conversation ORDER BY b.ord) AS k
-  FROM batch b
+), placed AS (
+  SELECT f.*, h.head - w.n
+           + row_number() OVER (PARTITION BY f.shard_key, f.conversation ORDER BY f.ord) AS seq
+  FROM fresh f JOIN heads h USING (shard_key, conversation) JOIN wanted w USING (shard_key, conversation)
 ), stored AS (
   INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body)
-  SELECT n.shard_key, n.conversation, h.head - w.n + n.k, n.sent_at, n.retry_key, n.body
-  FROM numbered n JOIN heads h USING (shard_key, conversation) JOIN wanted w USING (shard_key, conversation)
+  SELECT shard_key, conversation, seq, sent_at, retry_key, body FROM placed
 )
-SELECT h.conversation, h.head, w.n FROM heads h JOIN wanted w USING (shard_key, conversation)";
+SELECT ord, seq, false FROM placed
+UNION ALL
+SELECT ord, seq, true FROM known";
 
 const PAGE_AFTER: &str = "SELECT seq, sent_at, body FROM messages
   WHERE shard_key = $1 AND conversation = $2 AND seq > $3 ORDER BY seq LIMIT $4";

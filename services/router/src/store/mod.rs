@@ -18,7 +18,7 @@ use switchboard_shared::ids::{
     ClientMsgId, ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{0}")]
     Unavailable(String),
