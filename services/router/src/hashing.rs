@@ -2,8 +2,12 @@
 //!
 //! Argon2id is slow on purpose (tens of milliseconds and 19 MiB per hash),
 //! so a flood of logins could take the cores that route messages. Hashes run
-//! on threads of their own, scheduled `SCHED_IDLE`: they use what CPU the
-//! message path leaves, and yield to it at once. A short queue in front of
+//! on threads of their own at nice 10: next to a busy message thread they
+//! get about a tenth of a core, so a login flood barely moves message
+//! latency, yet a login on a saturated router still finishes in time.
+//! (`SCHED_IDLE`, tried first, starved logins whenever the cores were busy,
+//! until they timed out; nice 19 still took over 2 s under two busy loops
+//! per core.) A short queue in front of
 //! them turns a flood into quick refusals (RESOURCE_EXHAUSTED with a retry
 //! hint) instead of a growing backlog; failed logins are also counted per
 //! account and per address (`accounts.rs`), so a guesser is refused before
@@ -26,19 +30,27 @@ pub struct Hasher {
     jobs: mpsc::SyncSender<Job>,
 }
 
-/// Lowers the calling thread to the idle scheduling class; a failure only
-/// costs the protection, so it is logged, not fatal.
-fn yield_to_everything_else() {
+/// Lowers the calling thread to nice 10; a failure only costs the
+/// protection, so it is logged, not fatal.
+fn yield_to_message_traffic() {
     use thread_priority::{
-        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
         set_thread_priority_and_policy, thread_native_id,
     };
-    if let Err(err) = set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-    ) {
-        tracing::warn!(?err, "cannot lower the password-hashing thread's priority");
+    // The crate maps 0..=99 onto nice 19..=-20: 22 is nice 10.
+    let nice_10 = ThreadPriorityValue::try_from(22u8).map(ThreadPriority::Crossplatform);
+    let lowered = nice_10
+        .map_err(|err| format!("{err:?}"))
+        .and_then(|priority| {
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                priority,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+            )
+            .map_err(|err| format!("{err:?}"))
+        });
+    if let Err(err) = lowered {
+        tracing::warn!(%err, "cannot lower the password-hashing thread's priority");
     }
 }
 
@@ -52,7 +64,7 @@ impl Hasher {
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
-                    yield_to_everything_else();
+                    yield_to_message_traffic();
                     loop {
                         // The lock is held only to take the next job.
                         let job = waiting.lock().recv();

@@ -413,6 +413,67 @@ async fn login_guessing(mode: Mode) {
     assert!(status.message().contains("your address"), "{status:?}");
 }
 
+/// Busy loops at normal priority, killed when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn one_per_core() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self(
+            (0..cores)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+/// Password hashes run at a low priority, but they do run: on a router
+/// whose cores are all busy, logins with production hashing still finish
+/// within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_finish_on_a_router_whose_cores_are_busy() {
+    let options = Options {
+        owasp_hashing: true,
+        ..Options::default()
+    };
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    cluster.user("alice", 0).await;
+    let accounts = pb::account_service_client::AccountServiceClient::new(
+        channel(&cluster.gateway_url(0)).await,
+    );
+    let _hogs = Hogs::one_per_core();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let answer = accounts
+            .clone()
+            .login(pb::LoginRequest {
+                user_id: "alice".into(),
+                password: PASSWORD.into(),
+                device_id: format!("busy-{attempt}"),
+            })
+            .await;
+        assert!(
+            answer.is_ok(),
+            "login {attempt} on busy cores: {answer:?} after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 /// Logins and registrations are limited per client address at the gateway,
 /// and a refusal is held for its retry delay before it is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

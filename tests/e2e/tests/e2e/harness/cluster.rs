@@ -51,9 +51,19 @@ pub struct Options {
     /// An open-file limit (`ulimit -n`) for the gateways (and the
     /// standalone process).
     pub fd_limit: Option<u64>,
+    /// Production password hashing (`owasp`) instead of the tests' cheap one.
+    pub owasp_hashing: bool,
 }
 
 impl Options {
+    fn hashing(&self) -> &'static str {
+        if self.owasp_hashing {
+            "owasp"
+        } else {
+            "fast-insecure"
+        }
+    }
+
     pub fn gateway_args(args: &[&str]) -> Self {
         Self {
             gateway_args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -209,7 +219,7 @@ impl Cluster {
                         "--data-dir".into(),
                         data.display().to_string(),
                         "--password-hashing".into(),
-                        "fast-insecure".into(),
+                        options.hashing().into(),
                         "--client-heartbeat-ms".into(),
                         "1000".into(),
                     ]
@@ -282,7 +292,7 @@ impl Cluster {
                             "--health-listen".into(),
                             format!("127.0.0.1:{port}"),
                             "--password-hashing".into(),
-                            "fast-insecure".into(),
+                            options.hashing().into(),
                             "--outbox-redeliver-ms".into(),
                             "1000".into(),
                         ],
