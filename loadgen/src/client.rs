@@ -57,6 +57,30 @@ pub struct Client {
     bearer: Bearer,
 }
 
+/// Calls until answered, waiting as long as each refusal's
+/// `google.rpc.RetryInfo` says (a few times at most).
+async fn with_retry_hints<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    use tonic_types::StatusExt as _;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match call().await {
+            Err(status) if attempts < 10 => {
+                let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay)
+                else {
+                    return Err(status);
+                };
+                tokio::time::sleep(delay).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 impl Client {
     pub fn chat(&self) -> ChatServiceClient<Authed> {
         ChatServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
@@ -74,31 +98,40 @@ impl Client {
         ContactServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
-    /// Registers and logs in `user` through `channel`.
+    /// Registers and logs in `user` through `channel`, as a well-behaved
+    /// client does: a refusal that says when to try again (the server's
+    /// password hashing is busy while hundreds of users sign in at once) is
+    /// tried again then.
     pub async fn register(channel: Channel, index: usize, user: String) -> anyhow::Result<Self> {
-        let mut accounts = AccountServiceClient::new(channel.clone());
-        match accounts
-            .register(pb::RegisterRequest {
+        let accounts = AccountServiceClient::new(channel.clone());
+        let registered = with_retry_hints(|| {
+            let mut accounts = accounts.clone();
+            let request = pb::RegisterRequest {
                 user_id: user.clone(),
                 password: PASSWORD.into(),
                 display_name: String::new(),
-            })
-            .await
-        {
+            };
+            async move { accounts.register(request).await }
+        })
+        .await;
+        match registered {
             Ok(_) => {}
             Err(status) if status.code() == tonic::Code::AlreadyExists => {}
             Err(status) => anyhow::bail!("register {user}: {status}"),
         }
-        let token = accounts
-            .login(pb::LoginRequest {
+        let token = with_retry_hints(|| {
+            let mut accounts = accounts.clone();
+            let request = pb::LoginRequest {
                 user_id: user.clone(),
                 password: PASSWORD.into(),
                 device_id: "loadgen".into(),
-            })
-            .await
-            .with_context(|| format!("login {user}"))?
-            .into_inner()
-            .token;
+            };
+            async move { accounts.login(request).await }
+        })
+        .await
+        .with_context(|| format!("login {user}"))?
+        .into_inner()
+        .token;
         Ok(Self {
             index,
             user,

@@ -29,9 +29,13 @@ pub struct RouterConfig {
     /// voids what was cached from it even while nothing is written.
     pub epoch_check_every: Duration,
     pub password_hashing: PasswordHashing,
-    /// Threads hashing passwords (at idle priority), and hashes waiting.
+    /// Threads hashing passwords (at nice 10), and hashes waiting.
     pub hashing_threads: usize,
     pub hashing_queue: usize,
+    /// A login that would wait longer than this for a hashing thread is
+    /// refused at once with a retry hint (half the gateway's deadline: a
+    /// queued login must not time out).
+    pub hashing_max_wait: std::time::Duration,
     /// Failed logins allowed per account and per address in a window.
     pub login_limits: LoginLimits,
     /// Requests handled at once by one router.
@@ -93,6 +97,7 @@ impl RouterConfig {
             password_hashing: PasswordHashing::OWASP,
             hashing_threads: 1,
             hashing_queue: 64,
+            hashing_max_wait: std::time::Duration::from_secs(1),
             login_limits: LoginLimits::default(),
             max_in_flight: 1_024,
         }

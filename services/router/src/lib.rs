@@ -81,7 +81,11 @@ impl Router {
     ) -> Arc<Self> {
         let store: Arc<dyn Store> = Arc::new(store::timed::Timed(store));
         let deliverer = Deliverer::start(bus.clone(), directory.clone(), store.clone(), &shutdown);
-        let hasher = hashing::Hasher::start(config.hashing_threads, config.hashing_queue);
+        let hasher = hashing::Hasher::start(
+            config.hashing_threads,
+            config.hashing_queue,
+            config.hashing_max_wait,
+        );
         Arc::new_cyclic(|me| Self {
             sessions: SessionCache::new(config.session_cache_ttl),
             config,
