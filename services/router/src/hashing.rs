@@ -113,9 +113,7 @@ impl Hasher {
                         match job {
                             Ok(job) => {
                                 load.waiting.fetch_sub(1, Ordering::Relaxed);
-                                let started = Instant::now();
                                 job();
-                                load.record(started.elapsed());
                             }
                             Err(_) => return,
                         }
@@ -143,11 +141,17 @@ impl Hasher {
             return Err(busy(wait));
         }
         let (done, answer) = oneshot::channel();
+        let load = self.load.clone();
         self.load.waiting.fetch_add(1, Ordering::Relaxed);
         if self
             .jobs
             .try_send(Box::new(move || {
-                let _ = done.send(work());
+                let started = Instant::now();
+                let result = work();
+                // Before answering: whoever the answer wakes already sees
+                // this hash in the average.
+                load.record(started.elapsed());
+                let _ = done.send(result);
             }))
             .is_err()
         {
