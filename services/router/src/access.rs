@@ -49,6 +49,18 @@ pub fn readable_in_group(history: HistoryVisibility, place: &GroupMembership) ->
     }
 }
 
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+/// How many messages a page holds: the default when the client did not
+/// say, never more than the maximum.
+pub fn page_size(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_PAGE,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}
+
 /// The other party of a direct conversation, if `user` is one of its two.
 pub fn direct_peer(conv: &ConversationId, user: &UserId) -> Option<UserId> {
     match conv {
@@ -216,5 +228,12 @@ mod tests {
         assert!(may_set_role(Role::Admin, Role::Admin).is_err());
         assert!(may_leave(Role::Owner).is_err());
         assert!(may_leave(Role::Admin).is_ok());
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        assert_eq!(page_size(0), DEFAULT_PAGE);
+        assert_eq!(page_size(10), 10);
+        assert_eq!(page_size(100_000), MAX_PAGE);
     }
 }

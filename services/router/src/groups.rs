@@ -11,8 +11,9 @@ use crate::access;
 use crate::accounts::display_name;
 use crate::error::{RouterError, RouterResult};
 
+use crate::posting::Post;
 use crate::routing::{Audience, Outgoing};
-use crate::store::{GroupRecord, MembershipChange, NewMessage, StoreError};
+use crate::store::{GroupRecord, MembershipChange, NewMessage};
 use crate::{Caller, Router};
 
 /// Most users invited when a group is created.
@@ -87,25 +88,23 @@ impl Router {
     ) -> RouterResult<u64> {
         let conv = ConversationId::Group(group.clone());
         message.conversation = conv.clone();
-        let outcome = match self
-            .store
-            .change_membership(group, user, change.clone(), message.clone())
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(StoreError::Precondition) => {
-                return Err(match change {
-                    MembershipChange::Join { .. } => RouterError::AlreadyExists(format!(
-                        "{user} is already a member of this group"
-                    )),
-                    _ => RouterError::NotFound(format!("{user} is not a member of this group")),
-                });
-            }
-            Err(err) => return Err(err.into()),
-        };
-        let seq = outcome.single()?.seq;
-        self.deliver_appended(vec![message], &outcome);
-        Ok(seq)
+        let posted = self
+            .post(Post::Membership {
+                group: group.clone(),
+                user: user.clone(),
+                change: change.clone(),
+                message,
+            })
+            .await?;
+        match posted {
+            Ok(outcome) => Ok(outcome.single()?.seq),
+            Err(_) => Err(match change {
+                MembershipChange::Join { .. } => {
+                    RouterError::AlreadyExists(format!("{user} is already a member of this group"))
+                }
+                _ => RouterError::NotFound(format!("{user} is not a member of this group")),
+            }),
+        }
     }
 
     async fn notify_invited(&self, user: &UserId, group: &GroupRecord) {
@@ -178,8 +177,13 @@ impl Router {
             format!("{} created the group \"{}\"", caller.user, record.name),
         );
         created.conversation = ConversationId::Group(record.id.clone());
-        let outcome = self.store.create_group(&record, created.clone()).await?;
-        self.deliver_appended(vec![created], &outcome);
+        self.post(Post::CreateGroup {
+            group: record.clone(),
+            message: created,
+        })
+        .await?
+        // A new group has no membership to check.
+        .map_err(|refused| RouterError::Internal(format!("group creation: {refused:?}")))?;
         for user in &invitees {
             self.store.invite(&record.id, user, now_ms()).await?;
             self.notify_invited(user, &record).await;

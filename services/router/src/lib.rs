@@ -6,9 +6,11 @@
 //! that holds a recipient (found through presence), never to every gateway.
 //!
 //! Layout: [`service`] is the bus adapter; the actions live in [`accounts`],
-//! [`contacts`], [`groups`], [`messaging`] and [`topics`]; [`access`] and [`routing`]
-//! are the pure rules; [`delivery`] and [`outbox`] move events to gateways;
-//! [`store`] is the durable state.
+//! [`contacts`], [`groups`], [`messaging`] (reading) and [`topics`];
+//! [`posting`] is the one path every stored message takes (sends are built
+//! there); [`membership`] looks up what a user is to a conversation, and
+//! [`access`] and [`routing`] are the pure rules; [`delivery`] and
+//! [`outbox`] move events to gateways; [`store`] is the durable state.
 
 pub mod access;
 pub mod accounts;
@@ -18,8 +20,10 @@ pub mod delivery;
 pub mod error;
 pub mod groups;
 pub mod hashing;
+pub mod membership;
 pub mod messaging;
 pub mod outbox;
+pub mod posting;
 pub mod remembered;
 pub mod routing;
 pub mod service;

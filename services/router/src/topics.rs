@@ -18,22 +18,15 @@ use switchboard_shared::ids::{
     ClientMsgId, ConversationId, MessageId, TopicId, UserId, random_token,
 };
 
+use crate::access::page_size;
 use crate::accounts::display_name;
 use crate::error::{RouterError, RouterResult};
+use crate::posting::{Post, Refused, message_text, tag, thread};
 use crate::routing::{Audience, Outgoing};
 use crate::store::{
-    Admission, AppendBatch, BindOutcome, Binding, NewMessage, StoreError, TimelineWrite,
-    TopicRecord,
+    Admission, AppendBatch, BindOutcome, Binding, NewMessage, TimelineWrite, TopicRecord,
 };
 use crate::{Caller, Router};
-
-/// The thread of one contact in one topic.
-pub fn thread(topic: &TopicId, contact: &UserId) -> ConversationId {
-    ConversationId::TopicThread {
-        topic: topic.clone(),
-        contact: contact.clone(),
-    }
-}
 
 /// The contact whose thread a conversation is.
 fn thread_contact(conv: &ConversationId) -> String {
@@ -68,18 +61,6 @@ impl BroadcastMemo {
                 .map(|u| UserId::parse(u).map_err(RouterError::from))
                 .collect::<RouterResult<_>>()?,
         })
-    }
-}
-
-/// The tag every message of a thread carries.
-pub fn tag(topic: &TopicRecord, contact: &UserId) -> pb::TopicTag {
-    pb::TopicTag {
-        topic_id: topic.id.to_string(),
-        topic_name: topic.name.clone(),
-        owner_id: topic.owner.to_string(),
-        contact_id: contact.to_string(),
-        broadcast_id: String::new(),
-        forwarded_from: String::new(),
     }
 }
 
@@ -390,21 +371,22 @@ impl Router {
             })
             .collect();
         if !items.is_empty() {
-            let outcome = self
-                .store
-                .append(AppendBatch {
-                    idempotency: None,
-                    items: items.clone(),
-                    now_ms: now,
-                    timeline: Some(TimelineWrite {
-                        topic: topic.id.clone(),
-                        broadcast_id: String::new(),
-                        forwarded_from: String::new(),
-                    }),
-                    memo: String::new(),
-                })
-                .await?;
-            self.deliver_appended(items, &outcome);
+            self.post(Post::Append(AppendBatch {
+                idempotency: None,
+                items,
+                now_ms: now,
+                timeline: Some(TimelineWrite {
+                    topic: topic.id.clone(),
+                    broadcast_id: String::new(),
+                    forwarded_from: String::new(),
+                }),
+                memo: String::new(),
+            }))
+            .await?
+            // No admission, no precondition: nothing refuses these.
+            .map_err(|refused| {
+                RouterError::Internal(format!("topic deletion notices: {refused:?}"))
+            })?;
         }
         Ok(pb::DeleteTopicResponse {})
     }
@@ -517,21 +499,20 @@ impl Router {
         text: &str,
     ) -> RouterResult<()> {
         let notice = self.thread_notice(topic, contact, actor, text, now_ms());
-        let outcome = match self
-            .store
-            .unbind(&topic.id, contact, reason, notice.clone())
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(StoreError::Precondition) => {
-                return Err(RouterError::NotFound(format!(
-                    "{contact} is not in this topic"
-                )));
-            }
-            Err(err) => return Err(err.into()),
-        };
-        self.deliver_appended(vec![notice], &outcome);
-        Ok(())
+        let posted = self
+            .post(Post::Unbind {
+                topic: topic.id.clone(),
+                contact: contact.clone(),
+                reason,
+                message: notice,
+            })
+            .await?;
+        match posted {
+            Ok(_) => Ok(()),
+            Err(_) => Err(RouterError::NotFound(format!(
+                "{contact} is not in this topic"
+            ))),
+        }
     }
 
     pub async fn leave_topic(
@@ -596,7 +577,7 @@ impl Router {
                 text = original.text;
             }
         }
-        let text = crate::messaging::message_text(&text, self.config.max_message_bytes)?;
+        let text = message_text(&text, self.config.max_message_bytes)?;
 
         let bound: Vec<UserId> = topic.bound().cloned().collect();
         let only = req
@@ -658,7 +639,7 @@ impl Router {
                 .collect();
             let batch = AppendBatch {
                 idempotency: Some((caller.user.clone(), client_msg_id.clone())),
-                items: items.clone(),
+                items,
                 now_ms: now,
                 // Where it was copied from is the owner's to know: in their
                 // timeline, never in a contact's copy.
@@ -673,27 +654,16 @@ impl Router {
                 }
                 .encode(),
             };
-            match self.store.append(batch).await {
-                Ok(outcome) => {
-                    if !outcome.duplicate {
-                        self.deliver_appended(items, &outcome);
-                    }
-                    break outcome;
-                }
-                Err(StoreError::NotAdmitted(index)) if sendable.len() > 1 => {
+            match self.post(Post::Append(batch)).await? {
+                Ok(outcome) => break outcome,
+                Err(Refused::NotAdmitted(index)) if sendable.len() > 1 => {
                     sendable.remove(index);
                 }
-                Err(StoreError::NotAdmitted(_)) => {
+                Err(_) => {
                     return Err(RouterError::FailedPrecondition(
                         "nobody to send to: the contacts were removed".into(),
                     ));
                 }
-                Err(StoreError::IdempotencyConflict) => {
-                    return Err(RouterError::InvalidArgument(
-                        "this client_msg_id was already used for a message elsewhere".into(),
-                    ));
-                }
-                Err(err) => return Err(err.into()),
             }
         };
         // A retry answers what the first send answered, from its record.
@@ -824,7 +794,7 @@ impl Router {
         req: pb::TopicTimelineRequest,
     ) -> RouterResult<pb::TopicTimelineResponse> {
         let topic = self.owned_topic(caller, &req.topic_id).await?;
-        let limit = crate::messaging::page_size(req.limit);
+        let limit = page_size(req.limit);
         let before = match req.before_seq {
             0 => u64::MAX,
             before => before,
