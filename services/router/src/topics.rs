@@ -24,7 +24,8 @@ use crate::error::{RouterError, RouterResult};
 use crate::posting::{Post, Refused, message_text, tag, thread};
 use crate::routing::{Audience, Outgoing};
 use crate::store::{
-    Admission, AppendBatch, BindOutcome, Binding, NewMessage, TimelineWrite, TopicRecord,
+    Admission, AppendBatch, BindOutcome, Binding, NewMessage, StoreError, TimelineWrite,
+    TopicRecord,
 };
 use crate::{Caller, Router};
 
@@ -223,10 +224,20 @@ impl Router {
                 eligible.push(user.clone());
             }
         }
-        let outcomes = self
+        let outcomes = match self
             .store
             .bind(&topic.id, &eligible, self.config.max_topic_contacts)
-            .await?;
+            .await
+        {
+            Ok(outcomes) => outcomes,
+            // Deleted since it was read.
+            Err(StoreError::Precondition) => {
+                return Err(RouterError::FailedPrecondition(
+                    "this topic was deleted; its history stays readable".into(),
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        };
         // The new contacts are told from the topic as it is now, with them bound.
         let now_bound = self.topic(&topic.id).await?;
         for (user, outcome) in eligible.iter().zip(outcomes) {

@@ -563,6 +563,16 @@ async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
             .unwrap();
         assert!(found.deleted);
         assert_eq!(found.binding(&ben), Some(Binding::Removed));
+        // Nobody is bound to a deleted topic, whoever read it open before.
+        assert!(matches!(
+            store.bind(&topic.id, std::slice::from_ref(&ann), 10).await,
+            Err(StoreError::Precondition)
+        ));
+        let found = store.topics(std::slice::from_ref(&topic.id)).await.unwrap()[0]
+            .clone()
+            .unwrap();
+        assert_eq!(found.bound().count(), 0);
+        assert_eq!(found.binding(&ann), Some(Binding::Left));
     })
     .await;
 }

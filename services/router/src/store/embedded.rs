@@ -1081,6 +1081,9 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<Vec<BindOutcome>> {
         let (topic, contacts) = (topic.clone(), contacts.to_vec());
         self.write(move |w| {
+            if w.hexists(&keys::topic(&topic), "deleted")? {
+                return Err(StoreError::Precondition);
+            }
             let current = keys::topic_contacts(&topic);
             let mut bound = hgetall(&w.hashes, &current)?.len();
             contacts

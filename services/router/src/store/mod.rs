@@ -576,9 +576,11 @@ pub trait Store: Send + Sync + 'static {
     /// Topics the user owns, oldest first.
     async fn user_topics(&self, owner: &UserId) -> StoreResult<Vec<TopicId>>;
     async fn rename_topic(&self, topic: &TopicId, name: &str) -> StoreResult<()>;
-    /// Marks the topic deleted and unbinds everyone; returns who was bound.
+    /// Marks the topic deleted and unbinds everyone, in one step; returns
+    /// who was bound.
     async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>>;
-    /// Binds contacts, never past `cap` bound at once.
+    /// Binds contacts, never past `cap` bound at once;
+    /// [`StoreError::Precondition`] if the topic was deleted (nobody bound).
     async fn bind(
         &self,
         topic: &TopicId,

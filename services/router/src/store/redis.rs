@@ -41,6 +41,7 @@ struct Scripts {
     mark_delivered: Script,
     outbox_claim: Script,
     bind: Script,
+    delete_topic: Script,
     unbind: Script,
     set_binding: Script,
 }
@@ -159,6 +160,7 @@ impl RedisStore {
                 mark_delivered: script!("mark_delivered.lua"),
                 outbox_claim: script!("outbox_claim.lua"),
                 bind: script!("bind.lua"),
+                delete_topic: script!("delete_topic.lua"),
                 unbind: script!("unbind.lua"),
                 set_binding: script!("set_binding.lua"),
             },
@@ -971,30 +973,13 @@ impl Store for RedisStore {
 
     async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>> {
         let mut conn = self.conn().await?;
-        let bound: Vec<String> = redis::cmd("HKEYS")
-            .arg(keys::topic_contacts(topic))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("HSET")
-            .arg(keys::topic(topic))
-            .arg("deleted")
-            .arg(1)
-            .ignore()
-            .cmd("DEL")
-            .arg(keys::topic_contacts(topic))
-            .ignore();
-        for contact in &bound {
-            pipe.cmd("HSET")
-                .arg(keys::topic_former(topic))
-                .arg(contact)
-                .arg(Binding::Removed.name())
-                .ignore();
-        }
-        let _: () = pipe
-            .query_async(&mut conn)
+        let bound: Vec<String> = self
+            .scripts
+            .delete_topic
+            .key(keys::topic(topic))
+            .key(keys::topic_contacts(topic))
+            .key(keys::topic_former(topic))
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
         bound
@@ -1014,7 +999,8 @@ impl Store for RedisStore {
         }
         let mut conn = self.conn().await?;
         let mut inv = self.scripts.bind.prepare_invoke();
-        inv.key(keys::topic_contacts(topic))
+        inv.key(keys::topic(topic))
+            .key(keys::topic_contacts(topic))
             .key(keys::topic_former(topic))
             .arg(topic.as_str())
             .arg(cap);
@@ -1026,6 +1012,9 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
+        if words.first().map(String::as_str) == Some("DELETED") {
+            return Err(StoreError::Precondition);
+        }
         words
             .iter()
             .map(|w| match w.as_str() {
