@@ -533,6 +533,7 @@ async fn pg_writer(
                     sent_at_ms: 0,
                     retry_key: Some(format!("user{} {i}", i % conversations)),
                     body: payload,
+                    fence: None,
                 };
                 let at = Instant::now();
                 writer

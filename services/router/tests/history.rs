@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use switchboard_router::store::StoreError;
-use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory, SCHEMA_VERSION};
+use switchboard_router::store::history::{
+    ChangeAppended, HistoryAppend, HistoryWriter, PgHistory, SCHEMA_VERSION,
+};
 use switchboard_shared::ids::{ConversationId, TopicId, UserId};
 use switchboard_testkit::{PostgresServer, eventually};
 
@@ -35,6 +37,7 @@ fn message(conversation: &ConversationId, body: &str, retry_key: Option<&str>) -
         sent_at_ms: 1_000,
         retry_key: retry_key.map(str::to_owned),
         body: Bytes::from(body.to_owned()),
+        fence: None,
     }
 }
 
@@ -423,4 +426,156 @@ async fn the_writer_shares_transactions_between_callers_and_answers_each_its_own
         .await
         .unwrap();
     assert!(retried[0].repeated);
+}
+
+fn group(id: &str) -> ConversationId {
+    ConversationId::Group(switchboard_shared::ids::GroupId::parse(id).unwrap())
+}
+
+fn fenced(conversation: &ConversationId, body: &str, fence: u64) -> HistoryAppend {
+    HistoryAppend {
+        fence: Some(fence),
+        ..message(conversation, body, None)
+    }
+}
+
+fn change(conversation: &ConversationId, to: u64) -> HistoryAppend {
+    message(
+        conversation,
+        &format!("change to {to}"),
+        Some(&format!("change {to}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_fences_out_sends_admitted_before_it() {
+    let pg = PostgresServer::start();
+    let history = PgHistory::connect(&pg.url(), 4).await.unwrap();
+    let g = group("gfence");
+    assert_eq!(
+        history.append_change(0, &change(&g, 1)).await.unwrap(),
+        ChangeAppended::Stored { seq: 1 }
+    );
+    let sent = history.append(&[fenced(&g, "hello", 1)]).await.unwrap();
+    assert_eq!((sent[0].seq, sent[0].fenced), (2, false));
+
+    // Two changes made from version 1: one is stored, the other told why not.
+    assert_eq!(
+        history.append_change(1, &change(&g, 2)).await.unwrap(),
+        ChangeAppended::Stored { seq: 3 }
+    );
+    assert_eq!(
+        history
+            .append_change(1, &message(&g, "other change", Some("change 2b")))
+            .await
+            .unwrap(),
+        ChangeAppended::Fenced { current: 2 }
+    );
+    // Its retry (the repair's question) answers the first seq.
+    assert_eq!(
+        history.append_change(1, &change(&g, 2)).await.unwrap(),
+        ChangeAppended::Repeated { seq: 3 }
+    );
+    let found = history.find(&g, "change 2").await.unwrap().unwrap();
+    assert_eq!(
+        (found.seq, found.body.as_ref()),
+        (3, b"change to 2".as_ref())
+    );
+    assert_eq!(history.fences(std::slice::from_ref(&g)).await.unwrap(), [2]);
+
+    // A send admitted under version 1 is refused and writes nothing; under
+    // 2 it lands; a system notice (no fence) is never refused; neither is
+    // a direct message in the same batch as a refused one.
+    let d = dm("alice", "bob");
+    let answers = history
+        .append(&[
+            fenced(&g, "stale", 1),
+            message(&d, "direct", None),
+            message(&g, "notice", None),
+        ])
+        .await
+        .unwrap();
+    assert!(answers[0].fenced && answers[0].seq == 0, "{answers:?}");
+    assert_eq!((answers[1].seq, answers[1].fenced), (1, false));
+    assert_eq!((answers[2].seq, answers[2].fenced), (4, false));
+    let answers = history.append(&[fenced(&g, "fresh", 2)]).await.unwrap();
+    assert_eq!((answers[0].seq, answers[0].fenced), (5, false));
+    assert_eq!(
+        everything(&history, &g)
+            .await
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect::<Vec<_>>(),
+        ["change to 1", "hello", "change to 2", "notice", "fresh"]
+    );
+}
+
+/// The race the fence exists for, made to happen: a send that starts while
+/// a change holds the conversation (after the send's snapshot was taken) is
+/// judged by the change once it commits, not by what its snapshot saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_waiting_on_a_change_is_judged_by_the_change() {
+    let pg = PostgresServer::start();
+    let history = Arc::new(PgHistory::connect(&pg.url(), 4).await.unwrap());
+    let g = group("grace");
+    history.append_change(0, &change(&g, 1)).await.unwrap();
+    history.append(&[fenced(&g, "first", 1)]).await.unwrap();
+
+    // A change in progress: the row locked, the fence raised, not committed.
+    let (mut client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "UPDATE conversations SET head = head + 1, fence = 2 WHERE conversation = $1",
+        &[&g.to_string()],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "INSERT INTO messages (shard_key, conversation, seq, sent_at, body)
+         VALUES ($1, $1, 3, 0, 'removed')",
+        &[&g.to_string()],
+    )
+    .await
+    .unwrap();
+
+    let send = tokio::spawn({
+        let (history, g) = (history.clone(), g.clone());
+        async move { history.append(&[fenced(&g, "late", 1)]).await }
+    });
+    // Wait until the send is blocked on the change's lock.
+    let (probe, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    eventually(
+        Duration::from_secs(10),
+        "the send waits for the change",
+        || {
+            let probe = &probe;
+            async move {
+                let waiting: i64 = probe
+                    .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    tx.commit().await.unwrap();
+
+    let answer = send.await.unwrap().unwrap();
+    assert!(answer[0].fenced, "{answer:?}");
+    assert_eq!(
+        everything(&history, &g)
+            .await
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect::<Vec<_>>(),
+        ["change to 1", "first", "removed"]
+    );
 }

@@ -52,15 +52,38 @@ pub struct HistoryAppend {
     /// `<sender> <client message id>`, for sends a client may retry.
     pub retry_key: Option<String>,
     pub body: Bytes,
+    /// The membership version under which the sender was admitted (read
+    /// from Redis with the membership); `None` where nobody joins or leaves
+    /// (direct conversations, system messages). An item whose conversation's
+    /// fence has moved past it is not stored.
+    pub fence: Option<u64>,
 }
 
 /// What an append answered for one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryAppended {
+    /// 0 when fenced.
     pub seq: u64,
     /// The retry key was already stored: nothing was written, and `seq` is
     /// the first append's.
     pub repeated: bool,
+    /// A membership change was written to the conversation after the
+    /// sender's admission was read: nothing was written; read the
+    /// membership again. (Every item of that conversation in the batch
+    /// whose fence is not the newest is refused with it.)
+    pub fenced: bool,
+}
+
+/// What a membership change's append answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeAppended {
+    /// Stored at `seq`; the fence is now the change's version.
+    Stored { seq: u64 },
+    /// This change (its retry key) was stored before, at `seq`.
+    Repeated { seq: u64 },
+    /// Another change got there first: the fence is `current`, not the
+    /// version this change was made from. Nothing was written.
+    Fenced { current: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,12 +233,19 @@ impl PgHistory {
             .map(|&i| batch[i].retry_key.as_deref())
             .collect();
         let bodies: Vec<&[u8]> = sent.iter().map(|&i| batch[i].body.as_ref()).collect();
+        let fences: Vec<Option<i64>> = sent
+            .iter()
+            .map(|&i| batch[i].fence.map(|f| f as i64))
+            .collect();
 
         // One statement, so one round trip and its own transaction.
         let client = self.client().await.map_err(Attempt::Failed)?;
         let statement = client.prepare_cached(APPEND).await.map_err(attempt_error)?;
         let rows = client
-            .query(&statement, &[&shards, &convs, &times, &keys, &bodies])
+            .query(
+                &statement,
+                &[&shards, &convs, &times, &keys, &bodies, &fences],
+            )
             .await
             .map_err(attempt_error)?;
 
@@ -234,12 +264,22 @@ impl PgHistory {
             answers[item] = Some(HistoryAppended {
                 seq: seq as u64,
                 repeated: row.get(2),
+                fenced: false,
+            });
+        }
+        // A sent item without an answer was not placed: its conversation's
+        // fence refused it.
+        for &i in &sent {
+            answers[i].get_or_insert(HistoryAppended {
+                seq: 0,
+                repeated: false,
+                fenced: true,
             });
         }
         for (i, first) in repeats {
             answers[i] = answers[first].map(|a| HistoryAppended {
-                seq: a.seq,
-                repeated: true,
+                repeated: !a.fenced,
+                ..a
             });
         }
         answers
@@ -248,6 +288,116 @@ impl PgHistory {
                 a.ok_or_else(|| Attempt::Failed(StoreError::Corrupt("unanswered item".into())))
             })
             .collect()
+    }
+
+    /// Appends the system message of a membership change made from
+    /// membership version `from` (to `from + 1`), unless the conversation's
+    /// fence is already past `from`, and raises the fence to `from + 1`: of
+    /// two changes made from one version, one is stored. (A topic's version
+    /// counts the changes of all its threads, so a thread's fence may be
+    /// below it.) The message's retry key should name
+    /// the change (`change <from + 1>`), so that a retry, or a repair that
+    /// finds the Redis half missing, finds it with [`Self::find`].
+    pub async fn append_change(
+        &self,
+        from: u64,
+        item: &HistoryAppend,
+    ) -> StoreResult<ChangeAppended> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(failed)?;
+        let (shard, conv) = (shard_key(&item.conversation), item.conversation.to_string());
+        tx.execute(
+            "INSERT INTO conversations (shard_key, conversation, head) VALUES ($1, $2, 0)
+             ON CONFLICT (shard_key, conversation) DO NOTHING",
+            &[&shard, &conv],
+        )
+        .await
+        .map_err(failed)?;
+        let row = tx
+            .query_one(
+                "SELECT head, fence FROM conversations
+                 WHERE shard_key = $1 AND conversation = $2 FOR UPDATE",
+                &[&shard, &conv],
+            )
+            .await
+            .map_err(failed)?;
+        let (head, fence): (i64, i64) = (row.get(0), row.get(1));
+        if let Some(key) = item.retry_key.as_deref() {
+            let stored = tx
+                .query_opt(
+                    "SELECT seq FROM messages
+                     WHERE shard_key = $1 AND conversation = $2 AND retry_key = $3",
+                    &[&shard, &conv, &key],
+                )
+                .await
+                .map_err(failed)?;
+            if let Some(stored) = stored {
+                return Ok(ChangeAppended::Repeated {
+                    seq: stored.get::<_, i64>(0) as u64,
+                });
+            }
+        }
+        if fence as u64 > from {
+            return Ok(ChangeAppended::Fenced {
+                current: fence as u64,
+            });
+        }
+        let seq = head + 1;
+        tx.execute(
+            "UPDATE conversations SET head = $3, fence = $4
+             WHERE shard_key = $1 AND conversation = $2",
+            &[&shard, &conv, &seq, &(from as i64 + 1)],
+        )
+        .await
+        .map_err(failed)?;
+        tx.execute(
+            "INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &shard,
+                &conv,
+                &seq,
+                &item.sent_at_ms,
+                &item.retry_key,
+                &item.body.as_ref(),
+            ],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(ChangeAppended::Stored { seq: seq as u64 })
+    }
+
+    /// The message stored under a retry key in a conversation, if any.
+    pub async fn find(
+        &self,
+        conversation: &ConversationId,
+        retry_key: &str,
+    ) -> StoreResult<Option<StoredMessage>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT seq, sent_at, body FROM messages
+                 WHERE shard_key = $1 AND conversation = $2 AND retry_key = $3",
+                &[
+                    &shard_key(conversation),
+                    &conversation.to_string(),
+                    &retry_key,
+                ],
+            )
+            .await
+            .map_err(failed)?;
+        Ok(row.map(|row| StoredMessage {
+            seq: row.get::<_, i64>(0) as u64,
+            sent_at_ms: row.get(1),
+            body: Bytes::from(row.get::<_, Vec<u8>>(2)),
+        }))
+    }
+
+    /// Each conversation's fence: the membership version of the last change
+    /// written to it (0 for none).
+    pub async fn fences(&self, conversations: &[ConversationId]) -> StoreResult<Vec<u64>> {
+        self.per_conversation("fence", conversations).await
     }
 
     /// Up to `limit` messages after `after_seq`, oldest first.
@@ -311,14 +461,26 @@ impl PgHistory {
 
     /// Each conversation's last seq (0 for one with no messages).
     pub async fn heads(&self, conversations: &[ConversationId]) -> StoreResult<Vec<u64>> {
+        self.per_conversation("head", conversations).await
+    }
+
+    /// One column of `conversations` (`head` or `fence`) per conversation,
+    /// 0 where there is no row.
+    async fn per_conversation(
+        &self,
+        column: &'static str,
+        conversations: &[ConversationId],
+    ) -> StoreResult<Vec<u64>> {
         let shards: Vec<String> = conversations.iter().map(shard_key).collect();
         let convs: Vec<String> = conversations.iter().map(ToString::to_string).collect();
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT c.conversation, c.head FROM conversations c
-                 JOIN UNNEST($1::text[], $2::text[]) AS k(shard_key, conversation)
-                   ON c.shard_key = k.shard_key AND c.conversation = k.conversation",
+                &format!(
+                    "SELECT c.conversation, c.{column} FROM conversations c
+                     JOIN UNNEST($1::text[], $2::text[]) AS k(shard_key, conversation)
+                       ON c.shard_key = k.shard_key AND c.conversation = k.conversation"
+                ),
                 &[&shards, &convs],
             )
             .await
@@ -439,14 +601,21 @@ async fn lane(
 }
 
 /// Appends a batch in one statement (its own transaction): items whose
-/// retry key is stored already answer its seq; the others move their
-/// conversation's head by their count (rows locked in key order, so two
-/// batches cannot deadlock on them) and take the seqs below the new head, in
-/// batch order. Answers `(ord, seq, repeated)` per item.
+/// retry key is stored already answer its seq; the others, unless fenced,
+/// move their conversation's head by their count (rows locked in key order,
+/// so two batches cannot deadlock on them) and take the seqs below the new
+/// head, in batch order. Answers `(ord, seq, repeated)` per item; an item
+/// not answered was fenced.
+///
+/// The fence is read by `SELECT … FOR UPDATE`, which waits for a change
+/// holding the row and then sees the row as that change left it, not as
+/// this statement's snapshot saw it: a send that started before a change
+/// committed is still judged by it. Each item is judged by its own fence;
+/// items without one are not checked.
 const APPEND: &str = "
 WITH batch AS (
-  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[])
-    WITH ORDINALITY AS b(shard_key, conversation, sent_at, retry_key, body, ord)
+  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::bigint[])
+    WITH ORDINALITY AS b(shard_key, conversation, sent_at, retry_key, body, fence, ord)
 ), known AS (
   -- A lookup per item (a subquery, never a join that reads the table).
   SELECT ord, seq FROM (
@@ -457,8 +626,19 @@ WITH batch AS (
   ) found WHERE seq IS NOT NULL
 ), fresh AS (
   SELECT b.* FROM batch b WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = b.ord)
+), keys AS (
+  SELECT DISTINCT shard_key, conversation FROM fresh
+), locked AS (
+  SELECT c.shard_key, c.conversation, c.fence FROM conversations c
+  WHERE (c.shard_key, c.conversation) IN (SELECT shard_key, conversation FROM keys)
+  ORDER BY c.shard_key, c.conversation FOR UPDATE
+), admitted AS (
+  SELECT f.* FROM fresh f
+  WHERE f.fence IS NULL OR NOT EXISTS (
+    SELECT 1 FROM locked l WHERE l.shard_key = f.shard_key AND l.conversation = f.conversation
+                             AND l.fence > f.fence)
 ), wanted AS (
-  SELECT shard_key, conversation, count(*) AS n FROM fresh
+  SELECT shard_key, conversation, count(*) AS n FROM admitted
   GROUP BY shard_key, conversation ORDER BY shard_key, conversation
 ), heads AS (
   INSERT INTO conversations AS c (shard_key, conversation, head)
@@ -466,9 +646,9 @@ WITH batch AS (
   ON CONFLICT (shard_key, conversation) DO UPDATE SET head = c.head + EXCLUDED.head
   RETURNING shard_key, conversation, head
 ), placed AS (
-  SELECT f.*, h.head - w.n
-           + row_number() OVER (PARTITION BY f.shard_key, f.conversation ORDER BY f.ord) AS seq
-  FROM fresh f JOIN heads h USING (shard_key, conversation) JOIN wanted w USING (shard_key, conversation)
+  SELECT a.*, h.head - w.n
+           + row_number() OVER (PARTITION BY a.shard_key, a.conversation ORDER BY a.ord) AS seq
+  FROM admitted a JOIN heads h USING (shard_key, conversation) JOIN wanted w USING (shard_key, conversation)
 ), stored AS (
   INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body)
   SELECT shard_key, conversation, seq, sent_at, retry_key, body FROM placed

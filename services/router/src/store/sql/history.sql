@@ -12,11 +12,15 @@ CREATE TABLE switchboard_schema (
 
 -- One row per conversation: its last assigned seq. Appends move it in the
 -- same transaction that stores the messages, so seqs have no holes and
--- never go backwards, whatever happens to Redis.
+-- never go backwards, whatever happens to Redis. `fence` is the membership
+-- version (of the group or topic, kept in Redis) of the last membership
+-- change written to this log: a send admitted under an older version is
+-- refused (docs/STORAGE.md, "Who may write, across two stores").
 CREATE TABLE conversations (
   shard_key    text   NOT NULL,
   conversation text   NOT NULL,
   head         bigint NOT NULL,
+  fence        bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (shard_key, conversation)
 );
 
