@@ -36,6 +36,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from storage import Postgres, children
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-that-is-long-enough-0123456789"
 
@@ -78,10 +80,21 @@ def rss_mib(pid):
     return 0.0
 
 
+def history_cpu_seconds(postmaster):
+    """CPU of the history store: every backend now, plus those already reaped."""
+    fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return reaped + sum(cpu_seconds(pid) for pid in children(postmaster) if Path(f"/proc/{pid}").exists())
+
+
 class Cluster:
-    def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False):
+    def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False,
+                 history=True):
         self.dir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
         self.procs = {}
+        # Messages in PostgreSQL (durable commits), as in production; without
+        # it (--no-history) they stay in Redis, as before issue 12.
+        self.history = Postgres() if history else None
         self.nats_port, self.redis_port = free_port(), free_port()
         self.nats_monitor = free_port()
         self.start("nats", [program("nats-server"), "-a", "127.0.0.1", "-p", str(self.nats_port),
@@ -97,9 +110,10 @@ class Cluster:
                                 "--health-listen", f"127.0.0.1:{port}"] + common, port)
         for i in range(routers):
             port = free_port()
+            history_url = ["--history-url", self.history.url] if self.history else []
             self.start(f"router-{i}", [switchboard, "router", "--nats-url", nats, "--redis-url", redis,
                                        "--token-secret", SECRET, "--health-listen", f"127.0.0.1:{port}",
-                                       "--password-hashing", password_hashing] + common, port)
+                                       "--password-hashing", password_hashing] + history_url + common, port)
         self.gateway_urls = []
         for i in range(gateways):
             port = free_port()
@@ -125,6 +139,9 @@ class Cluster:
         return {name: {"cpu_s": cpu_seconds(p.pid), "rss_mib": rss_mib(p.pid)}
                 for name, p in self.procs.items() if p.poll() is None}
 
+    def history_cpu(self):
+        return history_cpu_seconds(self.history.proc.pid) if self.history else None
+
     def counters(self):
         """Redis calls per command and NATS messages in/out, for per-message ratios."""
         stats = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "commandstats"],
@@ -134,14 +151,20 @@ class Cluster:
             if line.startswith("cmdstat_"):
                 name, fields = line[len("cmdstat_"):].split(":", 1)
                 calls[name] = int(dict(f.split("=") for f in fields.split(","))["calls"])
+        memory = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "memory"],
+                                capture_output=True, text=True).stdout
+        used = next(int(line.split(":")[1]) for line in memory.splitlines() if line.startswith("used_memory:"))
         varz = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.nats_monitor}/varz").read())
-        return {"redis": calls, "nats": {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"]}}
+        return {"redis": calls, "redis_memory": used,
+                "nats": {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"]}}
 
     def stop(self):
         for p in self.procs.values():
             p.send_signal(signal.SIGKILL)
         for p in self.procs.values():
             p.wait()
+        if self.history:
+            self.history.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -215,6 +238,7 @@ def window_counts(before, after):
     """Redis commands and NATS messages during the measured window."""
     return {"redis": {c: n - before["redis"].get(c, 0) for c, n in after["redis"].items()
                       if n > before["redis"].get(c, 0)},
+            "redis_memory": {"before": before["redis_memory"], "after": after["redis_memory"]},
             "nats": {k: v - before["nats"][k] for k, v in after["nats"].items()}}
 
 
@@ -225,9 +249,9 @@ OWASP_HASHING = {"direct-1k-owasp", "direct-1k-login-flood"}
 CALL_LIMITS = {"direct-1k-history-flood", "direct-1k-login-flood", "direct-1k-owasp"}
 
 
-def run_once(target, name, args, where, rate=None, profile_dir=None, label=None):
+def run_once(target, name, args, where, rate=None, profile_dir=None, label=None, history=True):
     cluster = Cluster(target, password_hashing="owasp" if name in OWASP_HASHING else "fast-insecure",
-                      call_limits=name in CALL_LIMITS)
+                      call_limits=name in CALL_LIMITS, history=history)
     try:
         gateways = cluster.gateway_urls if where == "both" else cluster.gateway_urls[:1]
         argv = [str(target / "release" / "switchboard-loadgen"), "--json", "--gateways", ",".join(gateways),
@@ -239,6 +263,7 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None)
             argv += ["--nats", f"nats://127.0.0.1:{cluster.nats_port}",
                      "--redis", f"redis://127.0.0.1:{cluster.redis_port}"]
         before, counted, counts = cluster.sample(), None, None
+        history_before, history_used = None, None
         started = time.time()
         loadgen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         stdout = []
@@ -249,10 +274,13 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None)
             stderr.append(line)
             if line.strip() == "loadgen: measuring":
                 counted = cluster.counters()
+                history_before = cluster.history_cpu()
                 if profile_dir:
                     recorders = start_profiles(cluster, profile_dir, label)
             elif line.strip() == "loadgen: measured":
                 counts = window_counts(counted, cluster.counters())
+                if history_before is not None:
+                    history_used = cluster.history_cpu() - history_before
                 finish_profiles(recorders)
                 recorders = []
         loadgen.wait()
@@ -262,6 +290,15 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None)
         wall = time.time() - started
         after = cluster.sample()
         reports = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        # The history store's CPU over the same window, as the load
+        # generator reports the others' (it cannot watch backends that come
+        # and go).
+        for report in reports:
+            cpu = (report.get("extra") or {}).get("cpu")
+            sent = report["messages_per_second"] * report["seconds"]
+            if cpu is not None and history_used is not None and sent:
+                cpu["history"] = {"cpu_s": round(history_used, 3),
+                                  "cpu_us_per_message": round(history_used * 1e6 / sent)}
         if out.returncode != 0 and not reports:
             raise RuntimeError(f"{name}: {out.stderr.strip()}")
         processes = {n: {"cpu_s": round(after[n]["cpu_s"] - before[n]["cpu_s"], 2),
@@ -279,6 +316,8 @@ def main():
     parser.add_argument("--ceiling-rates", default="2000,3500,5000,7500")
     parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
     parser.add_argument("--rate", type=float, help="override the scenarios' send rate (exploring, not the table)")
+    parser.add_argument("--no-history", action="store_true",
+                        help="keep messages in Redis (no history store), as before issue 12")
     args = parser.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-server", "-p", "switchboard-loadgen"],
@@ -295,7 +334,7 @@ def main():
             for i in range(args.runs):
                 label = f"{name}{'-' + str(rate) if rate else ''}-{i}"
                 result = run_once(target, name, loadgen_args, where, rate,
-                                  out_dir if args.profile else None, label)
+                                  out_dir if args.profile else None, label, history=not args.no_history)
                 (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1))
                 print(f"{name} {rate or ''} run {i}: {json.dumps(result['reports'])[:300]}", file=sys.stderr)
     subprocess.run([sys.executable, str(ROOT / "bench" / "summarize.py"), str(out_dir)], check=True)

@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-PROCESSES = ["gateway-0", "gateway-1", "router-0", "router-1", "presence", "nats", "redis", "loadgen"]
+PROCESSES = ["gateway-0", "gateway-1", "router-0", "router-1", "presence", "nats", "redis", "history", "loadgen"]
 
 
 def median(values):

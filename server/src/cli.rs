@@ -191,6 +191,12 @@ pub struct RouterArgs {
     /// Threads hashing passwords, at idle priority so they never take CPU from messages.
     #[arg(long, env = "SB_HASHING_THREADS", default_value_t = 1)]
     pub hashing_threads: usize,
+    /// History store (PostgreSQL): postgres://user:password@host:port/db. When set, messages are kept there instead of in Redis.
+    #[arg(long, env = "SB_HISTORY_URL", hide_env_values = true)]
+    pub history_url: Option<String>,
+    /// Connections to the history store.
+    #[arg(long, env = "SB_HISTORY_POOL_SIZE", default_value_t = 8)]
+    pub history_pool_size: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -93,7 +93,7 @@ async fn watch_epoch(router: Arc<Router>, shutdown: Shutdown) {
             () = shutdown.token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match router.store.epoch().await {
+        match router.store.state_epoch().await {
             Ok(epoch) => {
                 if known.as_ref().is_some_and(|k| k != &epoch) {
                     router.store_reset();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use switchboard_router::store::StoreError;
 use switchboard_router::store::history::{
-    ChangeAppended, HistoryAppend, HistoryWriter, PgHistory, SCHEMA_VERSION,
+    ChangeStored, HistoryAppend, HistoryWriter, PgHistory, SCHEMA_VERSION,
 };
 use switchboard_shared::ids::{ConversationId, TopicId, UserId};
 use switchboard_testkit::{PostgresServer, eventually};
@@ -439,57 +439,52 @@ fn fenced(conversation: &ConversationId, body: &str, fence: u64) -> HistoryAppen
     }
 }
 
-fn change(conversation: &ConversationId, to: u64) -> HistoryAppend {
-    message(
-        conversation,
-        &format!("change to {to}"),
-        Some(&format!("change {to}")),
-    )
+fn change(conversation: &ConversationId, text: &str) -> HistoryAppend {
+    message(conversation, text, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_membership_change_fences_out_sends_admitted_before_it() {
     let pg = PostgresServer::start();
-    let history = PgHistory::connect(&pg.url(), 4).await.unwrap();
+    let history = Arc::new(PgHistory::connect(&pg.url(), 4).await.unwrap());
     let g = group("gfence");
     assert_eq!(
-        history.append_change(0, &change(&g, 1)).await.unwrap(),
-        ChangeAppended::Stored { seq: 1 }
+        history.append_change(&change(&g, "created")).await.unwrap(),
+        ChangeStored { seq: 1, version: 1 }
     );
     let sent = history.append(&[fenced(&g, "hello", 1)]).await.unwrap();
     assert_eq!((sent[0].seq, sent[0].fenced), (2, false));
 
-    // Two changes made from version 1: one is stored, the other told why not.
-    assert_eq!(
-        history.append_change(1, &change(&g, 2)).await.unwrap(),
-        ChangeAppended::Stored { seq: 3 }
-    );
-    assert_eq!(
-        history
-            .append_change(1, &message(&g, "other change", Some("change 2b")))
-            .await
-            .unwrap(),
-        ChangeAppended::Fenced { current: 2 }
-    );
-    // Its retry (the repair's question) answers the first seq.
-    assert_eq!(
-        history.append_change(1, &change(&g, 2)).await.unwrap(),
-        ChangeAppended::Repeated { seq: 3 }
-    );
-    let found = history.find(&g, "change 2").await.unwrap().unwrap();
-    assert_eq!(
-        (found.seq, found.body.as_ref()),
-        (3, b"change to 2".as_ref())
-    );
-    assert_eq!(history.fences(std::slice::from_ref(&g)).await.unwrap(), [2]);
+    // Concurrent changes are numbered one at a time, each a version.
+    let changes: Vec<_> = (0..8)
+        .map(|i| {
+            let (history, g) = (history.clone(), g.clone());
+            tokio::spawn(async move {
+                history
+                    .append_change(&change(&g, &format!("change {i}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for change in changes {
+        versions.push(change.await.unwrap().version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=9).collect::<Vec<u64>>());
+    // A change is found by its version (what a repair asks).
+    let found = history.find(&g, "change 1").await.unwrap().unwrap();
+    assert_eq!((found.seq, found.body.as_ref()), (1, b"created".as_ref()));
+    assert_eq!(history.fences(std::slice::from_ref(&g)).await.unwrap(), [9]);
 
-    // A send admitted under version 1 is refused and writes nothing; under
-    // 2 it lands; a system notice (no fence) is never refused; neither is
-    // a direct message in the same batch as a refused one.
+    // A send admitted under an older version is refused and writes nothing;
+    // under the newest it lands; a system notice (no fence) is never
+    // refused; neither is a direct message in the same batch.
     let d = dm("alice", "bob");
     let answers = history
         .append(&[
-            fenced(&g, "stale", 1),
+            fenced(&g, "stale", 8),
             message(&d, "direct", None),
             message(&g, "notice", None),
         ])
@@ -497,17 +492,17 @@ async fn a_membership_change_fences_out_sends_admitted_before_it() {
         .unwrap();
     assert!(answers[0].fenced && answers[0].seq == 0, "{answers:?}");
     assert_eq!((answers[1].seq, answers[1].fenced), (1, false));
-    assert_eq!((answers[2].seq, answers[2].fenced), (4, false));
-    let answers = history.append(&[fenced(&g, "fresh", 2)]).await.unwrap();
-    assert_eq!((answers[0].seq, answers[0].fenced), (5, false));
-    assert_eq!(
-        everything(&history, &g)
-            .await
-            .into_iter()
-            .map(|(_, body)| body)
-            .collect::<Vec<_>>(),
-        ["change to 1", "hello", "change to 2", "notice", "fresh"]
-    );
+    assert_eq!((answers[2].seq, answers[2].fenced), (11, false));
+    let answers = history.append(&[fenced(&g, "fresh", 9)]).await.unwrap();
+    assert_eq!((answers[0].seq, answers[0].fenced), (12, false));
+    let bodies: Vec<String> = everything(&history, &g)
+        .await
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(bodies[..2], ["created", "hello"]);
+    assert_eq!(bodies[10..], ["notice", "fresh"]);
+    assert!(!bodies.contains(&"stale".to_owned()));
 }
 
 /// The race the fence exists for, made to happen: a send that starts while
@@ -518,7 +513,7 @@ async fn a_send_waiting_on_a_change_is_judged_by_the_change() {
     let pg = PostgresServer::start();
     let history = Arc::new(PgHistory::connect(&pg.url(), 4).await.unwrap());
     let g = group("grace");
-    history.append_change(0, &change(&g, 1)).await.unwrap();
+    history.append_change(&change(&g, "created")).await.unwrap();
     history.append(&[fenced(&g, "first", 1)]).await.unwrap();
 
     // A change in progress: the row locked, the fence raised, not committed.
@@ -576,6 +571,6 @@ async fn a_send_waiting_on_a_change_is_judged_by_the_change() {
             .into_iter()
             .map(|(_, body)| body)
             .collect::<Vec<_>>(),
-        ["change to 1", "first", "removed"]
+        ["created", "first", "removed"]
     );
 }

@@ -1,13 +1,16 @@
 #![allow(clippy::unwrap_used)]
 
 //! The store contract: every case runs against the Redis store (a real
-//! redis-server of the test's own) and the embedded redb store, so the two
-//! backends cannot drift apart.
+//! redis-server of the test's own), the Redis store with its messages in
+//! PostgreSQL (a real server of the test's own), and the embedded redb
+//! store, so the backends cannot drift apart.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use switchboard_proto::pb;
 use switchboard_router::store::embedded::EmbeddedStore;
+use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::RedisStore;
 use switchboard_router::store::{
     Admission, AppendBatch, GroupMembership, GroupRecord, MembershipChange, NewMessage,
@@ -15,7 +18,7 @@ use switchboard_router::store::{
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
-use switchboard_testkit::RedisServer;
+use switchboard_testkit::{PostgresServer, RedisServer};
 
 fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
@@ -32,11 +35,34 @@ where
         .unwrap();
     case(Box::new(RedisStore::new(pool, 3600).await.unwrap())).await;
 
+    // Redis with the messages in PostgreSQL (a fresh Redis: the cases
+    // name their users and groups the same way each time).
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    case(Box::new(with_history(&redis, &postgres).await.0)).await;
+
     let dir = tempfile::tempdir().unwrap();
     case(Box::new(
         EmbeddedStore::open(&dir.path().join("store.redb")).unwrap(),
     ))
     .await;
+}
+
+/// A Redis store whose messages live in the history store, and that store.
+async fn with_history(
+    redis: &RedisServer,
+    postgres: &PostgresServer,
+) -> (RedisStore, Arc<PgHistory>) {
+    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
+        .await
+        .unwrap();
+    let log = Arc::new(PgHistory::connect(&postgres.url(), 4).await.unwrap());
+    let writer = HistoryWriter::start(log.clone(), 1, 64);
+    let store = RedisStore::new(pool, 3600)
+        .await
+        .unwrap()
+        .with_history(log.clone(), writer);
+    (store, log)
 }
 
 fn text(conv: &ConversationId, sender: &UserId, body: &str, now: i64) -> NewMessage {
@@ -459,6 +485,150 @@ async fn a_wiped_redis_gets_a_new_epoch() {
     assert!(told, "the epoch change was reported once");
     assert_ne!(after.epoch, before);
     assert_eq!(after.appended[0].seq, 1, "seqs restart under the new epoch");
+}
+
+/// With the history store, losing Redis loses no history: the log keeps its
+/// seqs, and the next message follows the last one.
+#[tokio::test]
+async fn a_wiped_redis_does_not_turn_seqs_back_when_history_is_elsewhere() {
+    let mut redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let (store, _) = with_history(&redis, &postgres).await;
+    let conv = ConversationId::direct(user("alice"), user("bob"));
+    for body in ["one", "two"] {
+        store
+            .append(single(&conv, &user("alice"), body, None))
+            .await
+            .unwrap();
+    }
+    redis.restart_empty();
+    let mut attempts = 0;
+    let after = loop {
+        // A client's retry carries the same client message id.
+        match store
+            .append(single(&conv, &user("alice"), "three", Some("alice-3")))
+            .await
+        {
+            Ok(after) => break after,
+            Err(StoreError::Unavailable(_) | StoreError::EpochChanged) if attempts < 8 => {
+                attempts += 1;
+            }
+            Err(e) => panic!("append after the wipe: {e}"),
+        }
+    };
+    assert_eq!(after.appended[0].seq, 3, "the log's seqs go on");
+    let texts: Vec<String> = store
+        .messages_after(&conv, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    // The attempt the wipe interrupted reached the log; its retry found it
+    // there by its retry key instead of storing it twice.
+    assert_eq!(texts, ["one", "two", "three"]);
+}
+
+/// A router that dies between writing a removal to the log and applying it
+/// to Redis leaves the member in Redis: the next send of that member meets
+/// the fence, the removal is applied from its message, and the send is
+/// refused, as if the router had finished.
+#[tokio::test]
+async fn a_change_left_half_done_is_applied_by_the_next_send() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let (store, log) = with_history(&redis, &postgres).await;
+    let (owner, bob) = (user("owner"), user("bob"));
+    let group = GroupRecord {
+        id: GroupId::generate(),
+        name: "Chess".into(),
+        owner: owner.clone(),
+        policy: pb::JoinPolicy::Open,
+        history: pb::HistoryVisibility::All,
+        created_at_ms: 1,
+        member_count: 0,
+    };
+    let conv = ConversationId::Group(group.id.clone());
+    store
+        .create_group(&group, text(&conv, &owner, "created", 1))
+        .await
+        .unwrap();
+    store
+        .change_membership(
+            &group.id,
+            &bob,
+            MembershipChange::Join {
+                role: pb::Role::Member,
+            },
+            text(&conv, &bob, "bob joined", 2),
+        )
+        .await
+        .unwrap();
+
+    // The removal's first half only: its message in the log (version 3).
+    let mut removal = text(&conv, &owner, "owner removed bob", 3);
+    removal.message.system = Some(pb::SystemEvent {
+        kind: pb::system_event::Kind::MemberRemoved as i32,
+        user_id: bob.to_string(),
+        actor_id: owner.to_string(),
+        detail: String::new(),
+    });
+    let stored = log
+        .append_change(&HistoryAppend {
+            conversation: conv.clone(),
+            sent_at_ms: 3,
+            retry_key: None,
+            body: prost::Message::encode_to_vec(&removal.message).into(),
+            fence: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((stored.seq, stored.version), (3, 3));
+    assert_eq!(
+        store.member_role(&group.id, &bob).await.unwrap(),
+        Some(pb::Role::Member),
+        "Redis does not know yet"
+    );
+
+    let mut send = single(&conv, &bob, "still here?", Some("bob-1"));
+    send.items[0].admission = Some(Admission::GroupMember {
+        group: group.id.clone(),
+        user: bob.clone(),
+    });
+    assert!(matches!(
+        store.append(send).await,
+        Err(StoreError::NotAdmitted(0))
+    ));
+    assert_eq!(
+        store.group_membership(&group.id, &bob).await.unwrap(),
+        GroupMembership {
+            role: None,
+            joined_seq: 2,
+            left_seq: 3
+        },
+        "the removal was applied, with its seq"
+    );
+    let texts: Vec<String> = store
+        .messages_after(&conv, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["created", "bob joined", "owner removed bob"]);
+    // And the owner's next change follows on from it.
+    store
+        .change_membership(
+            &group.id,
+            &bob,
+            MembershipChange::Join {
+                role: pb::Role::Member,
+            },
+            text(&conv, &bob, "bob joined again", 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.fences(std::slice::from_ref(&conv)).await.unwrap(), [4]);
 }
 
 fn topic_record(owner: &UserId) -> switchboard_router::store::TopicRecord {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use switchboard_shared::ids::ConversationId;
+use switchboard_shared::ids::{ConversationId, random_token};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -74,16 +74,18 @@ pub struct HistoryAppended {
     pub fenced: bool,
 }
 
-/// What a membership change's append answered.
+/// Where a membership change's message was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeAppended {
-    /// Stored at `seq`; the fence is now the change's version.
-    Stored { seq: u64 },
-    /// This change (its retry key) was stored before, at `seq`.
-    Repeated { seq: u64 },
-    /// Another change got there first: the fence is `current`, not the
-    /// version this change was made from. Nothing was written.
-    Fenced { current: u64 },
+pub struct ChangeStored {
+    pub seq: u64,
+    /// The membership version the change makes (the conversation's fence
+    /// from now on); its message's retry key is [`change_key`] of it.
+    pub version: u64,
+}
+
+/// The retry key of the change that makes membership version `version`.
+pub fn change_key(version: u64) -> String {
+    format!("change {version}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +107,7 @@ pub fn shard_key(conversation: &ConversationId) -> String {
 
 pub struct PgHistory {
     pool: Pool,
+    epoch: String,
 }
 
 impl PgHistory {
@@ -139,12 +142,22 @@ impl PgHistory {
             .recycle_timeout(Some(Duration::from_secs(1)))
             .build()
             .map_err(|err| StoreError::Unavailable(format!("history store: {err}")))?;
-        let history = Self { pool };
-        history.prepare_schema().await?;
+        let mut history = Self {
+            pool,
+            epoch: String::new(),
+        };
+        history.epoch = history.prepare_schema().await?;
         Ok(history)
     }
 
-    async fn prepare_schema(&self) -> StoreResult<()> {
+    /// The epoch of this history: seqs are numbered under it, and it lasts
+    /// as long as the database does.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Creates the schema in an empty database; answers the history's epoch.
+    async fn prepare_schema(&self) -> StoreResult<String> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
@@ -155,28 +168,32 @@ impl PgHistory {
             .await
             .map_err(failed)?
             .get(0);
-        if exists {
-            let found: Option<i32> = tx
-                .query_opt("SELECT version FROM switchboard_schema", &[])
+        let epoch = if exists {
+            let row = tx
+                .query_opt("SELECT version, epoch FROM switchboard_schema", &[])
                 .await
-                .map_err(failed)?
-                .map(|row| row.get(0));
+                .map_err(failed)?;
+            let found: Option<i32> = row.as_ref().map(|row| row.get(0));
             if found != Some(SCHEMA_VERSION) {
                 return Err(StoreError::UnknownSchema(format!(
                     "the history database has schema version {}; this build knows only {SCHEMA_VERSION}",
                     found.map_or_else(|| "none".to_owned(), |v| v.to_string())
                 )));
             }
+            row.map(|row| row.get::<_, String>(1)).unwrap_or_default()
         } else {
+            let epoch = random_token(16);
             tx.batch_execute(SCHEMA).await.map_err(failed)?;
             tx.execute(
-                "INSERT INTO switchboard_schema (version) VALUES ($1)",
-                &[&SCHEMA_VERSION],
+                "INSERT INTO switchboard_schema (version, epoch) VALUES ($1, $2)",
+                &[&SCHEMA_VERSION, &epoch],
             )
             .await
             .map_err(failed)?;
-        }
-        tx.commit().await.map_err(failed)
+            epoch
+        };
+        tx.commit().await.map_err(failed)?;
+        Ok(epoch)
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
@@ -290,19 +307,15 @@ impl PgHistory {
             .collect()
     }
 
-    /// Appends the system message of a membership change made from
-    /// membership version `from` (to `from + 1`), unless the conversation's
-    /// fence is already past `from`, and raises the fence to `from + 1`: of
-    /// two changes made from one version, one is stored. (A topic's version
-    /// counts the changes of all its threads, so a thread's fence may be
-    /// below it.) The message's retry key should name
-    /// the change (`change <from + 1>`), so that a retry, or a repair that
-    /// finds the Redis half missing, finds it with [`Self::find`].
-    pub async fn append_change(
-        &self,
-        from: u64,
-        item: &HistoryAppend,
-    ) -> StoreResult<ChangeAppended> {
+    /// Appends the system message of a membership change as the next
+    /// version of its conversation's membership: the fence moves to it in
+    /// the same transaction, so every send admitted under an older version
+    /// and not yet stored is refused from now on. Changes of one
+    /// conversation are numbered here, one at a time (the row lock), which
+    /// is what orders them for Redis too. The item's own retry key is
+    /// replaced by the version's ([`change_key`]), by which a router that
+    /// finds Redis behind the log finds the change to apply.
+    pub async fn append_change(&self, item: &HistoryAppend) -> StoreResult<ChangeStored> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
         let (shard, conv) = (shard_key(&item.conversation), item.conversation.to_string());
@@ -322,31 +335,11 @@ impl PgHistory {
             .await
             .map_err(failed)?;
         let (head, fence): (i64, i64) = (row.get(0), row.get(1));
-        if let Some(key) = item.retry_key.as_deref() {
-            let stored = tx
-                .query_opt(
-                    "SELECT seq FROM messages
-                     WHERE shard_key = $1 AND conversation = $2 AND retry_key = $3",
-                    &[&shard, &conv, &key],
-                )
-                .await
-                .map_err(failed)?;
-            if let Some(stored) = stored {
-                return Ok(ChangeAppended::Repeated {
-                    seq: stored.get::<_, i64>(0) as u64,
-                });
-            }
-        }
-        if fence as u64 > from {
-            return Ok(ChangeAppended::Fenced {
-                current: fence as u64,
-            });
-        }
-        let seq = head + 1;
+        let (seq, version) = (head + 1, fence + 1);
         tx.execute(
             "UPDATE conversations SET head = $3, fence = $4
              WHERE shard_key = $1 AND conversation = $2",
-            &[&shard, &conv, &seq, &(from as i64 + 1)],
+            &[&shard, &conv, &seq, &version],
         )
         .await
         .map_err(failed)?;
@@ -358,14 +351,17 @@ impl PgHistory {
                 &conv,
                 &seq,
                 &item.sent_at_ms,
-                &item.retry_key,
+                &change_key(version as u64),
                 &item.body.as_ref(),
             ],
         )
         .await
         .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
-        Ok(ChangeAppended::Stored { seq: seq as u64 })
+        Ok(ChangeStored {
+            seq: seq as u64,
+            version: version as u64,
+        })
     }
 
     /// The message stored under a retry key in a conversation, if any.

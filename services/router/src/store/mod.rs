@@ -469,8 +469,14 @@ pub fn same_targets(batch: &AppendBatch, stored: &[Appended]) -> bool {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// The store's epoch, created on first use.
+    /// The epoch clients number their cursors under, created on first use.
     async fn epoch(&self) -> StoreResult<String>;
+    /// The epoch of what a router caches (sessions, users): when it changes,
+    /// the state behind them was lost. The same as [`Self::epoch`] unless
+    /// messages live apart from that state (the history store).
+    async fn state_epoch(&self) -> StoreResult<String> {
+        self.epoch().await
+    }
 
     // ---- accounts
     /// False if the id is taken.

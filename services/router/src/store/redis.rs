@@ -2,6 +2,7 @@
 //! scripts under `scripts/`; keys come from `switchboard_shared::keys`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
@@ -14,6 +15,9 @@ use switchboard_shared::ids::{
 use switchboard_shared::keys;
 use switchboard_shared::redis_pool::Pool;
 
+mod logged;
+
+use super::history::{HistoryWriter, PgHistory};
 use super::{
     AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
     LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult,
@@ -52,19 +56,28 @@ pub struct RedisStore {
     /// The epoch appends are made under; refreshed when a script reports a change.
     epoch: RwLock<String>,
     idempotency_ttl_secs: u64,
+    /// Where the messages live when not in Redis (docs/STORAGE.md).
+    history: Option<logged::History>,
 }
 
-/// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads.
-fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
+/// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads. With
+/// `stored_at`, the history store has assigned the seq and keeps the
+/// message (and has judged the sender's admission by its fence): the script
+/// only records it.
+fn push_item(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    item: &NewMessage,
+    stored_at: Option<u64>,
+) {
     let conv = &item.conversation;
-    let (admission_key, admission_field) = match &item.admission {
-        Some(super::Admission::GroupMember { group, user }) => {
+    let (admission_key, admission_field) = match (&item.admission, stored_at) {
+        (Some(super::Admission::GroupMember { group, user }), None) => {
             (keys::group_members(group), user.to_string())
         }
-        Some(super::Admission::TopicBound { topic, contact }) => {
+        (Some(super::Admission::TopicBound { topic, contact }), None) => {
             (keys::topic_contacts(topic), contact.to_string())
         }
-        None => (keys::conversation_seq(conv), String::new()),
+        _ => (keys::conversation_seq(conv), String::new()),
     };
     invocation
         .key(keys::conversation_seq(conv))
@@ -75,9 +88,13 @@ fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
     for user in &item.index_for {
         invocation.key(keys::user_conversations(user));
     }
+    let body = match stored_at {
+        Some(_) => Vec::new(),
+        None => encode_message(&item.message),
+    };
     invocation
         .arg(conv.to_string())
-        .arg(encode_message(&item.message))
+        .arg(body)
         .arg(admission_field)
         .arg(
             item.read_by
@@ -85,6 +102,7 @@ fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage) {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
         )
+        .arg(stored_at.map(|seq| seq.to_string()).unwrap_or_default())
         .arg(item.index_for.len());
 }
 
@@ -114,6 +132,23 @@ fn single_outcome(reply: &[String], epoch: String, script: &str) -> StoreResult<
         ("OK", record) => outcome(record, false, epoch),
         ("PRECONDITION", _) => Err(StoreError::Precondition),
         (other, _) => Err(StoreError::Corrupt(format!("{script} said {other}"))),
+    }
+}
+
+/// What a membership script did.
+enum Applied {
+    Done(AppendOutcome),
+    /// The membership version was not the one expected: it is this one.
+    Stale(u64),
+}
+
+fn applied(reply: &[String], epoch: String, script: &str) -> StoreResult<Applied> {
+    match status(reply)? {
+        ("STALE", version) => version
+            .parse()
+            .map(Applied::Stale)
+            .map_err(|_| StoreError::Corrupt(format!("{script} said STALE {version}"))),
+        _ => single_outcome(reply, epoch, script).map(Applied::Done),
     }
 }
 
@@ -166,9 +201,18 @@ impl RedisStore {
             },
             epoch: RwLock::new(String::new()),
             idempotency_ttl_secs,
+            history: None,
         };
         store.epoch().await?;
         Ok(store)
+    }
+
+    /// Keeps messages in the history store instead of Redis: it assigns the
+    /// seqs and holds the logs; Redis keeps who may write, cursors, lists,
+    /// retry records and the outbox.
+    pub fn with_history(mut self, log: Arc<PgHistory>, writer: HistoryWriter) -> Self {
+        self.history = Some(logged::History { log, writer });
+        self
     }
 
     async fn conn(&self) -> StoreResult<Connection> {
@@ -198,7 +242,198 @@ impl RedisStore {
             self.epoch().await?;
             return Err(StoreError::EpochChanged);
         }
-        Ok((reply, epoch))
+        Ok((reply, self.visible_epoch(epoch)))
+    }
+
+    /// The epoch clients number their cursors under: Redis's, or with the
+    /// messages elsewhere, the history's (which Redis losing its data does
+    /// not change). Redis's own epoch still tells this process to forget
+    /// what it learnt from a Redis that lost its data.
+    fn visible_epoch(&self, redis_epoch: String) -> String {
+        match &self.history {
+            Some(history) => history.log.epoch().to_owned(),
+            None => redis_epoch,
+        }
+    }
+    /// The append script: stores the batch (or, with `stored_at`, one seq
+    /// per item, records what the history store stored).
+    async fn run_append(
+        &self,
+        batch: &AppendBatch,
+        stored_at: Option<&[u64]>,
+    ) -> StoreResult<AppendOutcome> {
+        let (idem_key, has_idem) = match &batch.idempotency {
+            Some((sender, id)) => (keys::idempotency(sender, id.as_str()), "1"),
+            // Unused by the script, but KEYS[2] must name something.
+            None => (keys::outbox(), "0"),
+        };
+        // Unused without a timeline, but the KEYS must name something.
+        let (timeline_keys, has_timeline, broadcast_id, forwarded_from) = match &batch.timeline {
+            Some(timeline) => (
+                [
+                    keys::topic_timeline_seq(&timeline.topic),
+                    keys::topic_timeline(&timeline.topic),
+                    keys::topic_broadcasts(&timeline.topic),
+                ],
+                "1",
+                timeline.broadcast_id.as_str(),
+                timeline.forwarded_from.as_str(),
+            ),
+            None => (
+                [keys::outbox(), keys::outbox(), keys::outbox()],
+                "0",
+                "",
+                "",
+            ),
+        };
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.append.prepare_invoke();
+                inv.key(keys::epoch()).key(&idem_key).key(keys::outbox());
+                for key in &timeline_keys {
+                    inv.key(key);
+                }
+                inv.arg(epoch)
+                    .arg(batch.now_ms)
+                    .arg(self.idempotency_ttl_secs)
+                    .arg(has_idem)
+                    .arg(batch.items.len())
+                    .arg(has_timeline)
+                    .arg(broadcast_id)
+                    .arg(forwarded_from)
+                    .arg(&batch.memo);
+                for (i, item) in batch.items.iter().enumerate() {
+                    push_item(&mut inv, item, stored_at.map(|seqs| seqs[i]));
+                }
+                inv
+            })
+            .await?;
+        match status(&reply)? {
+            ("OK", record) => outcome(record, false, epoch),
+            ("DUP", record) => {
+                let prior = outcome(record, true, epoch)?;
+                if !same_targets(batch, &prior.appended) {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                Ok(prior)
+            }
+            ("DENIED", index) => {
+                let index: usize = index
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("DENIED {index}")))?;
+                Err(StoreError::NotAdmitted(index.saturating_sub(1)))
+            }
+            (other, _) => Err(StoreError::Corrupt(format!("append said {other}"))),
+        }
+    }
+
+    async fn run_create_group(
+        &self,
+        group: &GroupRecord,
+        created: &NewMessage,
+        stored_at: Option<u64>,
+    ) -> StoreResult<AppendOutcome> {
+        let now_ms = created.message.sent_at_ms;
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.create_group.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(keys::outbox())
+                    .key(keys::group(&group.id))
+                    .key(keys::group_members(&group.id))
+                    .key(keys::user_groups(&group.owner))
+                    .key(keys::group_joined(&group.id))
+                    .arg(epoch)
+                    .arg(now_ms)
+                    .arg(group.owner.as_str())
+                    .arg(group.id.as_str())
+                    .arg(&group.name)
+                    .arg(policy_name(group.policy))
+                    .arg(group.created_at_ms)
+                    .arg(history_name(group.history));
+                push_item(&mut inv, created, stored_at);
+                inv
+            })
+            .await?;
+        single_outcome(&reply, epoch, "create_group")
+    }
+
+    /// The membership script: applies the change (with `stored_at`, records
+    /// its message stored there), if the group's membership version is
+    /// still `expected` (when given).
+    async fn run_membership(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        change: &MembershipChange,
+        message: &NewMessage,
+        logged: Option<(u64, u64)>,
+    ) -> StoreResult<Applied> {
+        let (op, role) = match change {
+            MembershipChange::Join { role } => ("join", role_name(*role)),
+            MembershipChange::Leave => ("leave", ""),
+            MembershipChange::SetRole { role } => ("role", role_name(*role)),
+        };
+        let now_ms = message.message.sent_at_ms;
+        let (stored_at, expected) = logged.unzip();
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.membership.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(keys::outbox())
+                    .key(keys::group_members(group))
+                    .key(keys::user_groups(user))
+                    .key(keys::group_invites(group))
+                    .key(keys::user_invites(user))
+                    .key(keys::group_joined(group))
+                    .key(keys::group_left(group))
+                    .key(keys::group(group))
+                    .arg(epoch)
+                    .arg(now_ms)
+                    .arg(op)
+                    .arg(user.as_str())
+                    .arg(group.as_str())
+                    .arg(role)
+                    .arg(expected.map(|v| v.to_string()).unwrap_or_default());
+                push_item(&mut inv, message, stored_at);
+                inv
+            })
+            .await?;
+        applied(&reply, epoch, "membership")
+    }
+
+    /// The unbind script, as [`Self::run_membership`] for a topic.
+    async fn run_unbind(
+        &self,
+        topic: &TopicId,
+        contact: &UserId,
+        reason: Binding,
+        message: &NewMessage,
+        logged: Option<(u64, u64)>,
+    ) -> StoreResult<Applied> {
+        let now_ms = message.message.sent_at_ms;
+        let (stored_at, expected) = logged.unzip();
+        let (reply, epoch) = self
+            .run_appending(|epoch| {
+                let mut inv = self.scripts.unbind.prepare_invoke();
+                inv.key(keys::epoch())
+                    .key(keys::outbox())
+                    .key(keys::topic_contacts(topic))
+                    .key(keys::topic_former(topic))
+                    .key(keys::topic_timeline_seq(topic))
+                    .key(keys::topic_timeline(topic))
+                    .key(keys::topic_broadcasts(topic))
+                    .key(keys::topic(topic))
+                    .arg(epoch)
+                    .arg(now_ms)
+                    .arg(contact.as_str())
+                    .arg(reason.name())
+                    .arg(expected.map(|v| v.to_string()).unwrap_or_default());
+                push_item(&mut inv, message, stored_at);
+                inv
+            })
+            .await?;
+        applied(&reply, epoch, "unbind")
     }
 }
 
@@ -219,7 +454,12 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.unavailable(e))?;
         *self.epoch.write() = epoch.clone();
-        Ok(epoch)
+        Ok(self.visible_epoch(epoch))
+    }
+
+    async fn state_epoch(&self) -> StoreResult<String> {
+        self.epoch().await?;
+        Ok(self.current_epoch())
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<bool> {
@@ -464,29 +704,10 @@ impl Store for RedisStore {
         group: &GroupRecord,
         created: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        let now_ms = created.message.sent_at_ms;
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.create_group.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(keys::outbox())
-                    .key(keys::group(&group.id))
-                    .key(keys::group_members(&group.id))
-                    .key(keys::user_groups(&group.owner))
-                    .key(keys::group_joined(&group.id))
-                    .arg(epoch)
-                    .arg(now_ms)
-                    .arg(group.owner.as_str())
-                    .arg(group.id.as_str())
-                    .arg(&group.name)
-                    .arg(policy_name(group.policy))
-                    .arg(group.created_at_ms)
-                    .arg(history_name(group.history));
-                push_item(&mut inv, &created);
-                inv
-            })
-            .await?;
-        single_outcome(&reply, epoch, "create_group")
+        if let Some(history) = &self.history {
+            return self.create_group_logged(history, group, created).await;
+        }
+        self.run_create_group(group, &created, None).await
     }
 
     async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>> {
@@ -640,100 +861,25 @@ impl Store for RedisStore {
         change: MembershipChange,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        let (op, role) = match change {
-            MembershipChange::Join { role } => ("join", role_name(role)),
-            MembershipChange::Leave => ("leave", ""),
-            MembershipChange::SetRole { role } => ("role", role_name(role)),
-        };
-        let now_ms = message.message.sent_at_ms;
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.membership.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(keys::outbox())
-                    .key(keys::group_members(group))
-                    .key(keys::user_groups(user))
-                    .key(keys::group_invites(group))
-                    .key(keys::user_invites(user))
-                    .key(keys::group_joined(group))
-                    .key(keys::group_left(group))
-                    .arg(epoch)
-                    .arg(now_ms)
-                    .arg(op)
-                    .arg(user.as_str())
-                    .arg(group.as_str())
-                    .arg(role);
-                push_item(&mut inv, &message);
-                inv
-            })
-            .await?;
-        single_outcome(&reply, epoch, "membership")
+        if let Some(history) = &self.history {
+            return self
+                .change_membership_logged(history, group, user, change, message)
+                .await;
+        }
+        match self
+            .run_membership(group, user, &change, &message, None)
+            .await?
+        {
+            Applied::Done(outcome) => Ok(outcome),
+            Applied::Stale(_) => Err(StoreError::Corrupt("membership said STALE".into())),
+        }
     }
 
     async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
-        let (idem_key, has_idem) = match &batch.idempotency {
-            Some((sender, id)) => (keys::idempotency(sender, id.as_str()), "1"),
-            // Unused by the script, but KEYS[2] must name something.
-            None => (keys::outbox(), "0"),
-        };
-        // Unused without a timeline, but the KEYS must name something.
-        let (timeline_keys, has_timeline, broadcast_id, forwarded_from) = match &batch.timeline {
-            Some(timeline) => (
-                [
-                    keys::topic_timeline_seq(&timeline.topic),
-                    keys::topic_timeline(&timeline.topic),
-                    keys::topic_broadcasts(&timeline.topic),
-                ],
-                "1",
-                timeline.broadcast_id.as_str(),
-                timeline.forwarded_from.as_str(),
-            ),
-            None => (
-                [keys::outbox(), keys::outbox(), keys::outbox()],
-                "0",
-                "",
-                "",
-            ),
-        };
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.append.prepare_invoke();
-                inv.key(keys::epoch()).key(&idem_key).key(keys::outbox());
-                for key in &timeline_keys {
-                    inv.key(key);
-                }
-                inv.arg(epoch)
-                    .arg(batch.now_ms)
-                    .arg(self.idempotency_ttl_secs)
-                    .arg(has_idem)
-                    .arg(batch.items.len())
-                    .arg(has_timeline)
-                    .arg(broadcast_id)
-                    .arg(forwarded_from)
-                    .arg(&batch.memo);
-                for item in &batch.items {
-                    push_item(&mut inv, item);
-                }
-                inv
-            })
-            .await?;
-        match status(&reply)? {
-            ("OK", record) => outcome(record, false, epoch),
-            ("DUP", record) => {
-                let prior = outcome(record, true, epoch)?;
-                if !same_targets(&batch, &prior.appended) {
-                    return Err(StoreError::IdempotencyConflict);
-                }
-                Ok(prior)
-            }
-            ("DENIED", index) => {
-                let index: usize = index
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("DENIED {index}")))?;
-                Err(StoreError::NotAdmitted(index.saturating_sub(1)))
-            }
-            (other, _) => Err(StoreError::Corrupt(format!("append said {other}"))),
+        if let Some(history) = &self.history {
+            return self.append_logged(history, batch).await;
         }
+        self.run_append(&batch, None).await
     }
 
     async fn messages_after(
@@ -742,6 +888,9 @@ impl Store for RedisStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<pb::Message>> {
+        if let Some(history) = &self.history {
+            return logged::decode_stored(conv, history.log.after(conv, after, limit).await?);
+        }
         let mut conn = self.conn().await?;
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(keys::conversation_log(conv))
@@ -763,6 +912,11 @@ impl Store for RedisStore {
     ) -> StoreResult<Vec<pb::Message>> {
         if before <= 1 {
             return Ok(Vec::new());
+        }
+        if let Some(history) = &self.history {
+            // 0 asks for the newest.
+            let before = if before == u64::MAX { 0 } else { before };
+            return logged::decode_stored(conv, history.log.before(conv, before, limit).await?);
         }
         let mut conn = self.conn().await?;
         let end = if before == u64::MAX {
@@ -787,6 +941,9 @@ impl Store for RedisStore {
     async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>> {
         if convs.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(history) = &self.history {
+            return history.log.heads(convs).await;
         }
         let mut conn = self.conn().await?;
         let mut cmd = redis::cmd("MGET");
@@ -1052,26 +1209,18 @@ impl Store for RedisStore {
         reason: Binding,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        let now_ms = message.message.sent_at_ms;
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.unbind.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(keys::outbox())
-                    .key(keys::topic_contacts(topic))
-                    .key(keys::topic_former(topic))
-                    .key(keys::topic_timeline_seq(topic))
-                    .key(keys::topic_timeline(topic))
-                    .key(keys::topic_broadcasts(topic))
-                    .arg(epoch)
-                    .arg(now_ms)
-                    .arg(contact.as_str())
-                    .arg(reason.name());
-                push_item(&mut inv, &message);
-                inv
-            })
-            .await?;
-        single_outcome(&reply, epoch, "unbind")
+        if let Some(history) = &self.history {
+            return self
+                .unbind_logged(history, topic, contact, reason, message)
+                .await;
+        }
+        match self
+            .run_unbind(topic, contact, reason, &message, None)
+            .await?
+        {
+            Applied::Done(outcome) => Ok(outcome),
+            Applied::Stale(_) => Err(StoreError::Corrupt("unbind said STALE".into())),
+        }
     }
 
     async fn timeline(

@@ -32,6 +32,7 @@ macro_rules! timed {
 
 timed! {
     fn epoch(&self) -> StoreResult<String>;
+    fn state_epoch(&self) -> StoreResult<String>;
     fn create_user(&self, user: &UserRecord) -> StoreResult<bool>;
     fn users(&self, ids: &[UserId]) -> StoreResult<Vec<Option<UserRecord>>>;
     fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;

@@ -1,15 +1,22 @@
 -- KEYS: epoch, outbox, group members, user's groups, group invites, user's invites,
---       group joined, group left, item...
--- ARGV: epoch, now ms, op ('join'|'leave'|'role'), user, group id, role name, item...
--- Returns {'OK', record} | {'PRECONDITION', ''} | {'EPOCH', current}
+--       group joined, group left, group, item...
+-- ARGV: epoch, now ms, op ('join'|'leave'|'role'), user, group id, role name,
+--       expected membership version ('' = any), item...
+-- Returns {'OK', record} | {'PRECONDITION', ''} | {'STALE', version} | {'EPOCH', current}
 -- The seq of a join is kept (history from the join reads from there), and of
 -- a leave or removal too (a former member reads up to and including it).
+-- Every change raises the group's membership version.
 local changed = epoch_changed(KEYS[1], ARGV[1])
 if changed then return {'EPOCH', changed} end
 local op, user, group, role = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local moved = version_moved(KEYS[9], 'mver', ARGV[7])
+if moved then return {'STALE', moved} end
 local member = redis.call('HEXISTS', KEYS[3], user) == 1
+redis.call('HINCRBY', KEYS[9], 'mver', 1)
+-- A change in the log that changes nothing (a repeated join) still uses up
+-- its version.
 if (op == 'join') == member then return {'PRECONDITION', ''} end
-local items = read_items(9, 7, 1)
+local items = read_items(10, 8, 1)
 if op == 'join' then
   redis.call('HSET', KEYS[3], user, role)
   redis.call('SADD', KEYS[4], group)

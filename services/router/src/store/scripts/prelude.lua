@@ -4,9 +4,11 @@
 -- One item (one message for one conversation) takes 5 + n KEYS:
 --   seq counter, log stream, read-cursor hash, sent-cursor hash, admission hash,
 --   n conversation-list zsets
--- and 5 ARGV:
+-- and 6 ARGV:
 --   conversation id, encoded message, admission field ('' = none),
---   reader whose cursor moves to the message ('' = none), n
+--   reader whose cursor moves to the message ('' = none),
+--   seq ('' = assign it here and keep the message in the log stream; a
+--   number = the history store assigned it and keeps the message), n
 
 local function read_items(k, a, n)
   local items = {}
@@ -14,12 +16,13 @@ local function read_items(k, a, n)
     local item = {
       seq_key = KEYS[k], log_key = KEYS[k + 1], reads_key = KEYS[k + 2], sent_key = KEYS[k + 3],
       adm_key = KEYS[k + 4],
-      conv = ARGV[a], msg = ARGV[a + 1], adm_field = ARGV[a + 2], reader = ARGV[a + 3], idx = {},
+      conv = ARGV[a], msg = ARGV[a + 1], adm_field = ARGV[a + 2], reader = ARGV[a + 3],
+      given = ARGV[a + 4], idx = {},
     }
-    local nidx = tonumber(ARGV[a + 4])
+    local nidx = tonumber(ARGV[a + 5])
     for j = 1, nidx do item.idx[j] = KEYS[k + 4 + j] end
     k = k + 5 + nidx
-    a = a + 5
+    a = a + 6
     items[i] = item
   end
   return items
@@ -43,17 +46,32 @@ local function zadd_all(key, pairs)
   end
 end
 
--- Assigns each item the next seq of its conversation, stores it, moves the
--- sender's read and sent cursors, touches conversation lists, and records it
--- in the outbox until a router confirms it was handed to the bus. Returns the
--- message ids and the seqs. One ZADD
--- per list rather than per item: a topic send touches the owner's list and
--- the outbox once each, not once per contact.
+-- nil while the membership version of a group or topic thread (the fence
+-- its sends are judged by, docs/STORAGE.md) is `expected` ('' = any), else
+-- the version it has moved to. Kept in the group's or topic's hash.
+local function version_moved(hash_key, field, expected)
+  if expected == '' then return nil end
+  local current = redis.call('HGET', hash_key, field) or '0'
+  if current ~= expected then return current end
+  return nil
+end
+
+-- Assigns each item the next seq of its conversation and stores it (unless
+-- the history store did both), moves the sender's read and sent cursors,
+-- touches conversation lists, and records it in the outbox until a router
+-- confirms it was handed to the bus. Returns the message ids and the seqs.
+-- One ZADD per list rather than per item: a topic send touches the owner's
+-- list and the outbox once each, not once per contact.
 local function write_items(items, now, outbox_key)
   local ids, seqs, lists, order, outbox = {}, {}, {}, {}, {}
   for i, item in ipairs(items) do
-    local seq = redis.call('INCR', item.seq_key)
-    redis.call('XADD', item.log_key, seq .. '-0', 'm', item.msg)
+    local seq
+    if item.given == '' then
+      seq = redis.call('INCR', item.seq_key)
+      redis.call('XADD', item.log_key, seq .. '-0', 'm', item.msg)
+    else
+      seq = tonumber(item.given)
+    end
     if item.reader ~= '' then
       -- A new seq is past any read cursor (MarkRead stops at the head).
       redis.call('HSET', item.reads_key, item.reader, seq)

@@ -6,8 +6,12 @@
 -- Version 1. Until the first release this file changes in place; after it,
 -- a change is a new version and a migration.
 
+-- One row: the schema version, and the epoch of this history (made with
+-- it): clients hold seqs under it, and it changes only if the history is
+-- lost, not when Redis is.
 CREATE TABLE switchboard_schema (
-  version integer NOT NULL
+  version integer NOT NULL,
+  epoch   text    NOT NULL
 );
 
 -- One row per conversation: its last assigned seq. Appends move it in the

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use switchboard_testkit::{ChildProcess, NatsServer, RedisServer, eventually, free_port};
+use switchboard_testkit::{
+    ChildProcess, NatsServer, PostgresServer, RedisServer, eventually, free_port,
+};
 use tempfile::TempDir;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -183,6 +185,8 @@ pub struct Cluster {
     pub mode: Mode,
     pub nats: Option<NatsServer>,
     pub redis: Option<RedisServer>,
+    /// The history store (distributed mode).
+    pub history: Option<PostgresServer>,
     pub presence: Option<Node>,
     pub routers: Vec<Node>,
     pub gateways: Vec<Node>,
@@ -200,6 +204,7 @@ impl Cluster {
             mode,
             nats: None,
             redis: None,
+            history: None,
             presence: None,
             routers: Vec::new(),
             gateways: Vec::new(),
@@ -259,6 +264,10 @@ impl Cluster {
                 };
                 cluster.nats = Some(nats);
                 cluster.redis = Some(redis);
+                // Messages live in a history store of the cluster's own.
+                let history = PostgresServer::start();
+                let history_url = history.url();
+                cluster.history = Some(history);
                 let port = free_port();
                 cluster.presence = Some(cluster.node(
                     "presence",
@@ -295,6 +304,8 @@ impl Cluster {
                             options.hashing().into(),
                             "--outbox-redeliver-ms".into(),
                             "1000".into(),
+                            "--history-url".into(),
+                            history_url.clone(),
                         ],
                         &options,
                     );

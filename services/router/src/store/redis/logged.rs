@@ -1,0 +1,459 @@
+//! The Redis store with its messages in the history store (docs/STORAGE.md,
+//! "Who may write, across two stores"). PostgreSQL assigns seqs and keeps
+//! the logs; Redis keeps who may write, with a membership version per group
+//! and per topic thread, and the cursors, conversation lists, retry records
+//! and outbox. Every write goes to the history store first (the authority)
+//! and is then recorded by one Redis script; a send is admitted from Redis
+//! and judged again in PostgreSQL by its conversation's fence, so one
+//! admitted before a removal never lands after it. A change whose Redis
+//! half is missing (its router died between the two) is applied from its
+//! message in the log by whoever next meets the fence ahead of Redis.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchboard_proto::pb::{self, system_event::Kind};
+use switchboard_shared::ids::{ConversationId, GroupId, TopicId, UserId};
+use switchboard_shared::keys;
+
+use super::{Applied, RedisStore, decode_idempotency};
+use crate::store::history::{HistoryAppend, HistoryWriter, PgHistory, StoredMessage, change_key};
+use crate::store::{
+    Admission, AppendBatch, AppendOutcome, Appended, Binding, GroupRecord, MembershipChange,
+    NewMessage, StoreError, StoreResult, decode_message, encode_message, parse_role, same_targets,
+};
+
+pub(super) struct History {
+    pub log: Arc<PgHistory>,
+    pub writer: HistoryWriter,
+}
+
+/// Rounds an append or a change makes when a fence moved under it.
+const FENCE_ROUNDS: usize = 4;
+
+pub(super) fn decode_stored(
+    conv: &ConversationId,
+    stored: Vec<StoredMessage>,
+) -> StoreResult<Vec<pb::Message>> {
+    stored
+        .iter()
+        .map(|m| decode_message(conv, m.seq, &m.body))
+        .collect()
+}
+
+fn history_item(
+    item: &NewMessage,
+    sent_at_ms: i64,
+    retry_key: Option<String>,
+    fence: Option<u64>,
+) -> HistoryAppend {
+    HistoryAppend {
+        conversation: item.conversation.clone(),
+        sent_at_ms,
+        retry_key,
+        body: Bytes::from(encode_message(&item.message)),
+        fence,
+    }
+}
+
+/// The hash and field of the membership version a conversation's sends are
+/// judged by: the group's, or the topic thread's.
+fn version_field(admission: &Admission) -> (String, String) {
+    match admission {
+        Admission::GroupMember { group, .. } => (keys::group(group), "mver".to_owned()),
+        Admission::TopicBound { topic, contact } => (keys::topic(topic), thread_field(contact)),
+    }
+}
+
+fn thread_field(contact: &UserId) -> String {
+    format!("mver:{contact}")
+}
+
+fn unavailable_after_rounds(what: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{what} kept changing under this request; try again"
+    ))
+}
+
+/// The change a group's system message says was made, for the repair.
+fn group_change_of(message: &pb::Message) -> StoreResult<(UserId, MembershipChange)> {
+    let corrupt = || StoreError::Corrupt(format!("change {} has no change in it", message.seq));
+    let system = message.system.as_ref().ok_or_else(corrupt)?;
+    let user = UserId::parse(&system.user_id).map_err(|e| StoreError::Corrupt(e.0))?;
+    let role = || {
+        if system.detail.is_empty() {
+            Ok(pb::Role::Member)
+        } else {
+            parse_role(&system.detail)
+        }
+    };
+    let change = match system.kind() {
+        Kind::MemberJoined => MembershipChange::Join { role: role()? },
+        Kind::MemberLeft | Kind::MemberRemoved => MembershipChange::Leave,
+        Kind::RoleChanged => MembershipChange::SetRole { role: role()? },
+        _ => return Err(corrupt()),
+    };
+    Ok((user, change))
+}
+
+impl RedisStore {
+    async fn version(&self, hash: &str, field: &str) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        let version: Option<u64> = redis::cmd("HGET")
+            .arg(hash)
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(version.unwrap_or(0))
+    }
+
+    /// A retried send's record, and for each item whether its sender may
+    /// write and under which membership version: one round trip.
+    async fn admit(
+        &self,
+        batch: &AppendBatch,
+    ) -> StoreResult<(Option<String>, Vec<Option<(bool, u64)>>)> {
+        let mut pipe = redis::pipe();
+        if let Some((sender, id)) = &batch.idempotency {
+            pipe.cmd("GET").arg(keys::idempotency(sender, id.as_str()));
+        }
+        for item in &batch.items {
+            if let Some(admission) = &item.admission {
+                let (key, field) = match admission {
+                    Admission::GroupMember { group, user } => {
+                        (keys::group_members(group), user.to_string())
+                    }
+                    Admission::TopicBound { topic, contact } => {
+                        (keys::topic_contacts(topic), contact.to_string())
+                    }
+                };
+                let (hash, version) = version_field(admission);
+                pipe.cmd("HEXISTS").arg(key).arg(field);
+                pipe.cmd("HGET").arg(hash).arg(version);
+            }
+        }
+        let asks = batch.idempotency.is_some() || batch.items.iter().any(|i| i.admission.is_some());
+        let replies: Vec<redis::Value> = if asks {
+            let mut conn = self.conn().await?;
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?
+        } else {
+            Vec::new()
+        };
+        let mut replies = replies.into_iter();
+        let prior: Option<String> = match &batch.idempotency {
+            Some(_) => redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => None,
+        };
+        let mut facts = Vec::with_capacity(batch.items.len());
+        for item in &batch.items {
+            if item.admission.is_none() {
+                facts.push(None);
+                continue;
+            }
+            let (Some(exists), Some(version)) = (replies.next(), replies.next()) else {
+                return Err(StoreError::Corrupt("admission replies".into()));
+            };
+            let exists: bool =
+                redis::from_redis_value(exists).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let version: Option<u64> =
+                redis::from_redis_value(version).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            facts.push(Some((exists, version.unwrap_or(0))));
+        }
+        Ok((prior, facts))
+    }
+
+    pub(super) async fn append_logged(
+        &self,
+        history: &History,
+        batch: AppendBatch,
+    ) -> StoreResult<AppendOutcome> {
+        let retry_key = batch
+            .idempotency
+            .as_ref()
+            .map(|(sender, id)| format!("{sender} {id}"));
+        for _ in 0..FENCE_ROUNDS {
+            let (prior, facts) = self.admit(&batch).await?;
+            if let Some(record) = prior {
+                let record = decode_idempotency(&record)?;
+                if !same_targets(&batch, &record.appended) {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                return Ok(AppendOutcome {
+                    duplicate: true,
+                    appended: record.appended,
+                    epoch: self.visible_epoch(self.current_epoch()),
+                    timeline_seq: record.timeline_seq,
+                    memo: record.memo,
+                });
+            }
+            if let Some(refused) = facts.iter().position(|f| matches!(f, Some((false, _)))) {
+                return Err(StoreError::NotAdmitted(refused));
+            }
+            let items = batch
+                .items
+                .iter()
+                .zip(&facts)
+                .map(|(item, fact)| {
+                    history_item(
+                        item,
+                        batch.now_ms,
+                        retry_key.clone(),
+                        fact.map(|(_, version)| version),
+                    )
+                })
+                .collect();
+            let answers = history.writer.append(items).await?;
+            if let Some(fenced) = answers.iter().position(|a| a.fenced) {
+                // A change reached the log after this sender was admitted:
+                // bring Redis up to the log if it lags, and judge again.
+                // (Items of a broadcast stored meanwhile answer their seq
+                // again by their retry key.)
+                if let Some(admission) = &batch.items[fenced].admission {
+                    self.repair(history, admission).await?;
+                }
+                continue;
+            }
+            let seqs: Vec<u64> = answers.iter().map(|a| a.seq).collect();
+            return self.run_append(&batch, Some(&seqs)).await;
+        }
+        Err(unavailable_after_rounds("the membership"))
+    }
+
+    pub(super) async fn create_group_logged(
+        &self,
+        history: &History,
+        group: &GroupRecord,
+        created: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        // The creation is the group's first change (version 1).
+        let item = history_item(&created, created.message.sent_at_ms, None, None);
+        let stored = history.log.append_change(&item).await?;
+        if stored.version != 1 {
+            return Err(StoreError::Precondition);
+        }
+        self.run_create_group(group, &created, Some(stored.seq))
+            .await
+    }
+
+    /// The change's message goes to the log first (which numbers the
+    /// change), then Redis applies it; if Redis is behind (another change
+    /// in flight, or one a dead router left half done), the changes before
+    /// it are applied from the log first, and this one with them.
+    pub(super) async fn change_membership_logged(
+        &self,
+        history: &History,
+        group: &GroupId,
+        user: &UserId,
+        change: MembershipChange,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        // Checked before the log is written (the script checks again).
+        let member = self.member_role_of(group, user).await?;
+        if matches!(change, MembershipChange::Join { .. }) == member {
+            return Err(StoreError::Precondition);
+        }
+        let item = history_item(&message, message.message.sent_at_ms, None, None);
+        let stored = history.log.append_change(&item).await?;
+        let logged = Some((stored.seq, stored.version - 1));
+        match self
+            .run_membership(group, user, &change, &message, logged)
+            .await?
+        {
+            Applied::Done(outcome) => Ok(outcome),
+            Applied::Stale(now) => {
+                if now < stored.version {
+                    self.repair_group(history, group).await?;
+                }
+                Ok(self.single_appended(&message.conversation, stored.seq, &message))
+            }
+        }
+    }
+
+    pub(super) async fn unbind_logged(
+        &self,
+        history: &History,
+        topic: &TopicId,
+        contact: &UserId,
+        reason: Binding,
+        message: NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        if !self.is_bound(topic, contact).await? {
+            return Err(StoreError::Precondition);
+        }
+        let item = history_item(&message, message.message.sent_at_ms, None, None);
+        let stored = history.log.append_change(&item).await?;
+        let logged = Some((stored.seq, stored.version - 1));
+        match self
+            .run_unbind(topic, contact, reason, &message, logged)
+            .await?
+        {
+            Applied::Done(outcome) => Ok(outcome),
+            Applied::Stale(now) => {
+                if now < stored.version {
+                    self.repair_thread(history, topic, contact).await?;
+                }
+                Ok(self.single_appended(&message.conversation, stored.seq, &message))
+            }
+        }
+    }
+
+    fn single_appended(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        message: &NewMessage,
+    ) -> AppendOutcome {
+        AppendOutcome {
+            duplicate: false,
+            appended: vec![Appended {
+                conversation: conv.clone(),
+                seq,
+                sent_at_ms: message.message.sent_at_ms,
+            }],
+            epoch: self.visible_epoch(self.current_epoch()),
+            timeline_seq: 0,
+            memo: String::new(),
+        }
+    }
+
+    async fn member_role_of(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HEXISTS")
+            .arg(keys::group_members(group))
+            .arg(user.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn is_bound(&self, topic: &TopicId, contact: &UserId) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HEXISTS")
+            .arg(keys::topic_contacts(topic))
+            .arg(contact.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn repair(&self, history: &History, admission: &Admission) -> StoreResult<()> {
+        match admission {
+            Admission::GroupMember { group, .. } => self.repair_group(history, group).await,
+            Admission::TopicBound { topic, contact } => {
+                self.repair_thread(history, topic, contact).await
+            }
+        }
+    }
+
+    /// Applies to Redis every change the group's log has and Redis lacks
+    /// (a router died between writing a change's message and applying it).
+    async fn repair_group(&self, history: &History, group: &GroupId) -> StoreResult<()> {
+        let conv = ConversationId::Group(group.clone());
+        let hash = keys::group(group);
+        loop {
+            let version = self.version(&hash, "mver").await?;
+            let fence = history.log.fences(std::slice::from_ref(&conv)).await?[0];
+            if version >= fence {
+                return Ok(());
+            }
+            let Some(stored) = history.log.find(&conv, &change_key(version + 1)).await? else {
+                return Err(StoreError::Corrupt(format!(
+                    "{conv} is fenced at {fence} but has no change {}",
+                    version + 1
+                )));
+            };
+            let message = decode_message(&conv, stored.seq, &stored.body)?;
+            let (user, change) = group_change_of(&message)?;
+            tracing::debug!(%conv, version = version + 1, "applying a membership change from the log");
+            let repaired = NewMessage {
+                conversation: conv.clone(),
+                message,
+                admission: None,
+                index_for: Vec::new(),
+                read_by: None,
+            };
+            // Stale: someone else applied it first. Precondition: it
+            // changes nothing (a repeated join); its version is used up.
+            match self
+                .run_membership(
+                    group,
+                    &user,
+                    &change,
+                    &repaired,
+                    Some((stored.seq, version)),
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::Precondition) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// [`Self::repair_group`] for one contact's thread of a topic.
+    async fn repair_thread(
+        &self,
+        history: &History,
+        topic: &TopicId,
+        contact: &UserId,
+    ) -> StoreResult<()> {
+        let conv = ConversationId::TopicThread {
+            topic: topic.clone(),
+            contact: contact.clone(),
+        };
+        let (hash, field) = (keys::topic(topic), thread_field(contact));
+        loop {
+            let version = self.version(&hash, &field).await?;
+            let fence = history.log.fences(std::slice::from_ref(&conv)).await?[0];
+            if version >= fence {
+                return Ok(());
+            }
+            let Some(stored) = history.log.find(&conv, &change_key(version + 1)).await? else {
+                return Err(StoreError::Corrupt(format!(
+                    "{conv} is fenced at {fence} but has no change {}",
+                    version + 1
+                )));
+            };
+            let message = decode_message(&conv, stored.seq, &stored.body)?;
+            let reason = match message.system.as_ref().map(pb::SystemEvent::kind) {
+                Some(Kind::ContactLeftTopic) => Binding::Left,
+                Some(Kind::ContactRemovedFromTopic) => Binding::Removed,
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "change {} of {conv} is not an unbinding",
+                        version + 1
+                    )));
+                }
+            };
+            let owner = message
+                .topic
+                .as_ref()
+                .and_then(|tag| UserId::parse(&tag.owner_id).ok());
+            tracing::debug!(%conv, version = version + 1, "applying an unbinding from the log");
+            let repaired = NewMessage {
+                conversation: conv.clone(),
+                message,
+                admission: None,
+                index_for: owner.into_iter().chain([contact.clone()]).collect(),
+                read_by: None,
+            };
+            match self
+                .run_unbind(
+                    topic,
+                    contact,
+                    reason,
+                    &repaired,
+                    Some((stored.seq, version)),
+                )
+                .await
+            {
+                Ok(_) | Err(StoreError::Precondition) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
