@@ -603,11 +603,13 @@ async fn lane(
 /// head, in batch order. Answers `(ord, seq, repeated)` per item; an item
 /// not answered was fenced.
 ///
-/// The fence is read by `SELECT … FOR UPDATE`, which waits for a change
-/// holding the row and then sees the row as that change left it, not as
-/// this statement's snapshot saw it: a send that started before a change
-/// committed is still judged by it. Each item is judged by its own fence;
-/// items without one are not checked.
+/// The fence and the head are read by `SELECT … FOR UPDATE`, which waits
+/// for a change holding the row and then sees the row as that change left
+/// it, not as this statement's snapshot saw it: a send that started before
+/// a change committed is still judged by it, and numbered after it. Each
+/// item is judged by its own fence; items without one are not checked.
+/// (Were either read stale, the seqs it gives would already be taken: the
+/// insert fails and the batch runs again.)
 const APPEND: &str = "
 WITH batch AS (
   SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::bigint[])
@@ -622,29 +624,39 @@ WITH batch AS (
   ) found WHERE seq IS NOT NULL
 ), fresh AS (
   SELECT b.* FROM batch b WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = b.ord)
-), keys AS (
-  SELECT DISTINCT shard_key, conversation FROM fresh
-), locked AS (
-  SELECT c.shard_key, c.conversation, c.fence FROM conversations c
-  WHERE (c.shard_key, c.conversation) IN (SELECT shard_key, conversation FROM keys)
-  ORDER BY c.shard_key, c.conversation FOR UPDATE
-), admitted AS (
-  SELECT f.* FROM fresh f
-  WHERE f.fence IS NULL OR NOT EXISTS (
-    SELECT 1 FROM locked l WHERE l.shard_key = f.shard_key AND l.conversation = f.conversation
-                             AND l.fence > f.fence)
+), looked AS (
+  -- Each item's conversation as it is once locked: `FOR UPDATE` waits for a
+  -- change holding the row and then reads the row that change left. Items
+  -- are taken in key order, so two batches lock rows in the same order.
+  -- Per item and by index, never a join of two CTEs: the plan is made once
+  -- for small batches, and would join CTEs by nested loop (a 200-copy
+  -- broadcast then cost 11-25 ms).
+  SELECT f.*, c.head AS old_head, c.fence AS current_fence
+  FROM (SELECT * FROM fresh ORDER BY shard_key, conversation, ord) f
+  LEFT JOIN LATERAL (
+    SELECT head, fence FROM conversations c
+    WHERE c.shard_key = f.shard_key AND c.conversation = f.conversation FOR UPDATE
+  ) c ON true
+), judged AS (
+  SELECT l.*, (l.fence IS NULL OR coalesce(l.current_fence, 0) <= l.fence) AS admitted
+  FROM looked l
+), ranked AS (
+  -- An admitted item's place among its conversation's admitted items.
+  SELECT j.*, count(*) FILTER (WHERE admitted)
+                OVER (PARTITION BY shard_key, conversation ORDER BY ord) AS rank
+  FROM judged j
 ), wanted AS (
-  SELECT shard_key, conversation, count(*) AS n FROM admitted
+  SELECT shard_key, conversation, count(*) AS n FROM ranked WHERE admitted
   GROUP BY shard_key, conversation ORDER BY shard_key, conversation
 ), heads AS (
   INSERT INTO conversations AS c (shard_key, conversation, head)
     SELECT shard_key, conversation, n FROM wanted
   ON CONFLICT (shard_key, conversation) DO UPDATE SET head = c.head + EXCLUDED.head
-  RETURNING shard_key, conversation, head
 ), placed AS (
-  SELECT a.*, h.head - w.n
-           + row_number() OVER (PARTITION BY a.shard_key, a.conversation ORDER BY a.ord) AS seq
-  FROM admitted a JOIN heads h USING (shard_key, conversation) JOIN wanted w USING (shard_key, conversation)
+  -- The head read under the lock is the head this statement moves: the
+  -- seqs follow it. (Two batches creating one conversation at once both
+  -- read none; the second then fails on a taken seq and runs again.)
+  SELECT r.*, coalesce(r.old_head, 0) + r.rank AS seq FROM ranked r WHERE admitted
 ), stored AS (
   INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body)
   SELECT shard_key, conversation, seq, sent_at, retry_key, body FROM placed
