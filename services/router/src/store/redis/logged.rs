@@ -28,7 +28,8 @@ pub(super) struct History {
     pub writer: HistoryWriter,
 }
 
-/// Rounds an append or a change makes when a fence moved under it.
+/// Rounds a send makes when a fence moved under it (each round reads the
+/// membership again; a change is numbered by the log and needs none).
 const FENCE_ROUNDS: usize = 4;
 
 pub(super) fn decode_stored(
@@ -252,7 +253,7 @@ impl RedisStore {
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
         // Checked before the log is written (the script checks again).
-        let member = self.member_role_of(group, user).await?;
+        let member = self.is_member(group, user).await?;
         if matches!(change, MembershipChange::Join { .. }) == member {
             return Err(StoreError::Precondition);
         }
@@ -320,7 +321,7 @@ impl RedisStore {
         }
     }
 
-    async fn member_role_of(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
+    async fn is_member(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
         let mut conn = self.conn().await?;
         redis::cmd("HEXISTS")
             .arg(keys::group_members(group))
