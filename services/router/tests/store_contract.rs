@@ -529,6 +529,68 @@ async fn a_wiped_redis_does_not_turn_seqs_back_when_history_is_elsewhere() {
     assert_eq!(texts, ["one", "two", "three"]);
 }
 
+/// A send the log has but Redis has no record of (its record expired, or
+/// the router died between the two): the retry stores nothing, is told it
+/// is one, is put in the outbox to be delivered if it never was, and moves
+/// no cursor back past what the sender has sent since.
+#[tokio::test]
+async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let (store, _) = with_history(&redis, &postgres).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = ConversationId::direct(alice.clone(), bob.clone());
+    let first = store
+        .append(single(&conv, &alice, "first", Some("a-1")))
+        .await
+        .unwrap();
+    store
+        .append(single(&conv, &alice, "second", Some("a-2")))
+        .await
+        .unwrap();
+    store
+        .outbox_done(&[first.appended[0].message_id()])
+        .await
+        .unwrap();
+    // The first send's record goes (as when it expires).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let removed: i64 = redis::cmd("DEL")
+        .arg(switchboard_shared::keys::idempotency(&alice, "a-1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+
+    let retried = store
+        .append(single(&conv, &alice, "first", Some("a-1")))
+        .await
+        .unwrap();
+    assert!(retried.duplicate);
+    assert_eq!(retried.appended[0].seq, 1);
+    let texts: Vec<String> = store
+        .messages_after(&conv, 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["first", "second"], "stored once");
+    assert_eq!(
+        store
+            .read_cursors_of(&alice, std::slice::from_ref(&conv))
+            .await
+            .unwrap(),
+        [2],
+        "alice's read cursor stays on her last message"
+    );
+    let claimed = store.outbox_claim(i64::MAX, 0, 10).await.unwrap();
+    assert!(
+        claimed.contains(&first.appended[0].message_id()),
+        "in the outbox again: {claimed:?}"
+    );
+}
+
 /// A router that dies between writing a removal to the log and applying it
 /// to Redis leaves the member in Redis: the next send of that member meets
 /// the fence, the removal is applied from its message, and the send is

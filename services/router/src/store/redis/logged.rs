@@ -219,7 +219,13 @@ impl RedisStore {
                 continue;
             }
             let seqs: Vec<u64> = answers.iter().map(|a| a.seq).collect();
-            return self.run_append(&batch, Some(&seqs)).await;
+            let mut outcome = self.run_append(&batch, Some(&seqs)).await?;
+            // Stored by an earlier attempt whose record Redis does not have
+            // (lost between the two, or expired): recorded now, and in the
+            // outbox, so it is delivered if it never was; the sender is
+            // told it was a retry, as the log says.
+            outcome.duplicate |= answers.iter().all(|a| a.repeated);
+            return Ok(outcome);
         }
         Err(unavailable_after_rounds("the membership"))
     }

@@ -73,9 +73,19 @@ local function write_items(items, now, outbox_key)
       seq = tonumber(item.given)
     end
     if item.reader ~= '' then
-      -- A new seq is past any read cursor (MarkRead stops at the head).
-      redis.call('HSET', item.reads_key, item.reader, seq)
-      redis.call('HSET', item.sent_key, item.reader, seq)
+      if item.given == '' then
+        -- A new seq is past any read cursor (MarkRead stops at the head).
+        redis.call('HSET', item.reads_key, item.reader, seq)
+        redis.call('HSET', item.sent_key, item.reader, seq)
+      else
+        -- Recorded late (a retry found it in the log), it may be older than
+        -- what the sender has read or sent since: cursors only move forward.
+        for _, key in ipairs({item.reads_key, item.sent_key}) do
+          if seq > tonumber(redis.call('HGET', key, item.reader) or '0') then
+            redis.call('HSET', key, item.reader, seq)
+          end
+        end
+      end
     end
     for _, key in ipairs(item.idx) do
       local list = lists[key]
