@@ -10,8 +10,9 @@
 //! is flushed (`synchronous_commit = on`, the server's default), which is
 //! what "acknowledged means durable" rests on.
 //!
-//! Not yet on the message path: the router still appends to
-//! [`super::Store`]. This is the first step of issue 12.
+//! The Redis store appends through [`HistoryWriter`] when it has a history
+//! store (`redis/logged.rs`); membership changes go through
+//! [`PgHistory::append_change`], which numbers them and moves the fence.
 
 use std::collections::HashMap;
 use std::str::FromStr as _;

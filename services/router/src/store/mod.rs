@@ -3,9 +3,9 @@
 //! standalone mode, a redb file). Every operation that must be atomic is one
 //! Lua script in Redis and one write transaction in redb; the conformance
 //! tests in `tests/store_contract.rs` run the same cases against both.
-//! [`history::PgHistory`] is the PostgreSQL message history that is to take
-//! the message logs out of Redis (docs/STORAGE.md); it is not on the message
-//! path yet.
+//! [`history::PgHistory`] is the PostgreSQL message history: the Redis
+//! store keeps its messages there when given one (docs/STORAGE.md), and the
+//! contract tests run every case on that pairing too.
 
 pub mod embedded;
 pub mod history;

@@ -1,5 +1,7 @@
 //! The production store: Redis (AOF on, `noeviction`). Atomic steps are Lua
-//! scripts under `scripts/`; keys come from `switchboard_shared::keys`.
+//! scripts under `scripts/`; keys come from `switchboard_shared::keys`. With
+//! a history store ([`RedisStore::with_history`]) the messages live in
+//! PostgreSQL and the scripts record what it stored (`redis/logged.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -255,6 +257,7 @@ impl RedisStore {
             None => redis_epoch,
         }
     }
+
     /// The append script: stores the batch (or, with `stored_at`, one seq
     /// per item, records what the history store stored).
     async fn run_append(

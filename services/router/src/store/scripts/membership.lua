@@ -12,10 +12,13 @@ local op, user, group, role = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local moved = version_moved(KEYS[9], 'mver', ARGV[7])
 if moved then return {'STALE', moved} end
 local member = redis.call('HEXISTS', KEYS[3], user) == 1
+if (op == 'join') == member then
+  -- A change already in the log (an expected version given) that changes
+  -- nothing here (a repeated join) still uses up its version.
+  if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[9], 'mver', 1) end
+  return {'PRECONDITION', ''}
+end
 redis.call('HINCRBY', KEYS[9], 'mver', 1)
--- A change in the log that changes nothing (a repeated join) still uses up
--- its version.
-if (op == 'join') == member then return {'PRECONDITION', ''} end
 local items = read_items(10, 8, 1)
 if op == 'join' then
   redis.call('HSET', KEYS[3], user, role)

@@ -10,9 +10,13 @@ local changed = epoch_changed(KEYS[1], ARGV[1])
 if changed then return {'EPOCH', changed} end
 local moved = version_moved(KEYS[8], 'mver:' .. ARGV[3], ARGV[5])
 if moved then return {'STALE', moved} end
+if redis.call('HDEL', KEYS[3], ARGV[3]) == 0 then
+  -- An unbinding already in the log that changes nothing still uses up its
+  -- version.
+  if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[8], 'mver:' .. ARGV[3], 1) end
+  return {'PRECONDITION', ''}
+end
 redis.call('HINCRBY', KEYS[8], 'mver:' .. ARGV[3], 1)
--- An unbinding in the log that changes nothing still uses up its version.
-if redis.call('HDEL', KEYS[3], ARGV[3]) == 0 then return {'PRECONDITION', ''} end
 redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 local ids = write_items(read_items(9, 6, 1), ARGV[2], KEYS[2])
 local timeline_seq = write_timeline(KEYS[5], KEYS[6], KEYS[7], '', ids, '')
