@@ -72,6 +72,73 @@ async fn a_router_killed_mid_stream_loses_no_acknowledged_message() {
     assert_eq!(seqs(&received), (1..=total as u64).collect::<Vec<_>>());
 }
 
+/// The history store SIGKILLed (postmaster and backends) while a sender
+/// keeps sending, then restarted: a send meanwhile is answered UNAVAILABLE,
+/// a client that retries (same client message id, a short pause between
+/// tries, as a client does) gets each message acknowledged, and every
+/// acknowledged message is in history once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_store_killed_mid_stream_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(Mode::distributed()).await;
+    let alice = cluster.user("alice", 0).await;
+    cluster.user("bob", 1).await;
+    let total = 60;
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let (alice, acked_so_far) = (alice.clone(), acked_so_far.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..total {
+                let text = format!("m{i:03}");
+                let deadline = std::time::Instant::now() + WAIT;
+                let ack = loop {
+                    match alice.send(To::UserId("bob".into()), &text, &text).await {
+                        Ok(ack) => break ack,
+                        Err(status) => {
+                            assert!(
+                                matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+                                "unexpected refusal: {status}"
+                            );
+                            assert!(std::time::Instant::now() < deadline, "{text} never acked");
+                            // A client's pause before it tries again.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                acked.push(ack);
+                acked_so_far.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            acked
+        })
+    };
+    eventually(WAIT, "the stream to be under way", || {
+        let acked_so_far = acked_so_far.clone();
+        async move { (acked_so_far.load(std::sync::atomic::Ordering::SeqCst) >= 15).then_some(()) }
+    })
+    .await;
+    cluster.history().kill();
+    let refused = alice
+        .send(To::UserId("bob".into()), "while it is down", "probe")
+        .await
+        .expect_err("a send with the history store down");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused}");
+    cluster.history().restart();
+    let acked = sender.await.unwrap();
+
+    assert_eq!(
+        seqs_of(&acked),
+        (1..=total as u64).collect::<Vec<_>>(),
+        "each acked once, no holes"
+    );
+    let history = alice.history("dm:alice:bob").await;
+    let expected: Vec<String> = (0..total).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(
+        texts(&history),
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "every acknowledged message, once, in order; the refused probe nowhere"
+    );
+}
+
 fn seqs_of(acks: &[pb::SendResponse]) -> Vec<u64> {
     acks.iter().map(|a| a.seq).collect()
 }

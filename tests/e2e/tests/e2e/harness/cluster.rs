@@ -456,6 +456,11 @@ impl Cluster {
     pub fn redis(&mut self) -> &mut RedisServer {
         self.redis.as_mut().expect("a distributed cluster")
     }
+
+    /// The history store (PostgreSQL) of a distributed cluster.
+    pub fn history(&mut self) -> &mut PostgresServer {
+        self.history.as_mut().expect("a distributed cluster")
+    }
 }
 
 impl Drop for Cluster {
