@@ -221,6 +221,16 @@ impl RedisStore {
         Ok(self.pool.get())
     }
 
+    async fn hexists(&self, key: &str, field: &str) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        redis::cmd("HEXISTS")
+            .arg(key)
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
     fn current_epoch(&self) -> String {
         self.epoch.read().clone()
     }
@@ -844,13 +854,8 @@ impl Store for RedisStore {
     }
 
     async fn is_invited(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        redis::cmd("HEXISTS")
-            .arg(keys::group_invites(group))
-            .arg(user.as_str())
-            .query_async(&mut conn)
+        self.hexists(&keys::group_invites(group), user.as_str())
             .await
-            .map_err(|e| self.unavailable(e))
     }
 
     async fn user_invites(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {

@@ -20,7 +20,8 @@ use super::{Applied, RedisStore, decode_idempotency};
 use crate::store::history::{HistoryAppend, HistoryWriter, PgHistory, StoredMessage, change_key};
 use crate::store::{
     Admission, AppendBatch, AppendOutcome, Appended, Binding, GroupRecord, MembershipChange,
-    NewMessage, StoreError, StoreResult, decode_message, encode_message, parse_role, same_targets,
+    NewMessage, Store as _, StoreError, StoreResult, decode_message, encode_message, parse_role,
+    same_targets,
 };
 
 pub(super) struct History {
@@ -259,7 +260,7 @@ impl RedisStore {
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
         // Checked before the log is written (the script checks again).
-        let member = self.is_member(group, user).await?;
+        let member = self.member_role(group, user).await?.is_some();
         if matches!(change, MembershipChange::Join { .. }) == member {
             return Err(StoreError::Precondition);
         }
@@ -288,7 +289,10 @@ impl RedisStore {
         reason: Binding,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        if !self.is_bound(topic, contact).await? {
+        if !self
+            .hexists(&keys::topic_contacts(topic), contact.as_str())
+            .await?
+        {
             return Err(StoreError::Precondition);
         }
         let item = history_item(&message, message.message.sent_at_ms, None, None);
@@ -327,26 +331,6 @@ impl RedisStore {
         }
     }
 
-    async fn is_member(&self, group: &GroupId, user: &UserId) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        redis::cmd("HEXISTS")
-            .arg(keys::group_members(group))
-            .arg(user.as_str())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))
-    }
-
-    async fn is_bound(&self, topic: &TopicId, contact: &UserId) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        redis::cmd("HEXISTS")
-            .arg(keys::topic_contacts(topic))
-            .arg(contact.as_str())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))
-    }
-
     async fn repair(&self, history: &History, admission: &Admission) -> StoreResult<()> {
         match admission {
             Admission::GroupMember { group, .. } => self.repair_group(history, group).await,
@@ -356,26 +340,41 @@ impl RedisStore {
         }
     }
 
-    /// Applies to Redis every change the group's log has and Redis lacks
-    /// (a router died between writing a change's message and applying it).
+    /// The first change a conversation's log has and Redis lacks (a router
+    /// died between writing a change's message and applying it, or is
+    /// applying it now): the version Redis is at, and that change's seq and
+    /// message. `None` once Redis has caught up with the log's fence.
+    async fn missing_change(
+        &self,
+        history: &History,
+        conv: &ConversationId,
+        hash: &str,
+        field: &str,
+    ) -> StoreResult<Option<(u64, u64, pb::Message)>> {
+        let version = self.version(hash, field).await?;
+        let fence = history.log.fences(std::slice::from_ref(conv)).await?[0];
+        if version >= fence {
+            return Ok(None);
+        }
+        let Some(stored) = history.log.find(conv, &change_key(version + 1)).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "{conv} is fenced at {fence} but has no change {}",
+                version + 1
+            )));
+        };
+        let message = decode_message(conv, stored.seq, &stored.body)?;
+        tracing::debug!(%conv, version = version + 1, "applying a membership change from the log");
+        Ok(Some((version, stored.seq, message)))
+    }
+
+    /// Applies to Redis every change the group's log has and Redis lacks.
     async fn repair_group(&self, history: &History, group: &GroupId) -> StoreResult<()> {
         let conv = ConversationId::Group(group.clone());
         let hash = keys::group(group);
-        loop {
-            let version = self.version(&hash, "mver").await?;
-            let fence = history.log.fences(std::slice::from_ref(&conv)).await?[0];
-            if version >= fence {
-                return Ok(());
-            }
-            let Some(stored) = history.log.find(&conv, &change_key(version + 1)).await? else {
-                return Err(StoreError::Corrupt(format!(
-                    "{conv} is fenced at {fence} but has no change {}",
-                    version + 1
-                )));
-            };
-            let message = decode_message(&conv, stored.seq, &stored.body)?;
+        while let Some((version, seq, message)) =
+            self.missing_change(history, &conv, &hash, "mver").await?
+        {
             let (user, change) = group_change_of(&message)?;
-            tracing::debug!(%conv, version = version + 1, "applying a membership change from the log");
             let repaired = NewMessage {
                 conversation: conv.clone(),
                 message,
@@ -386,19 +385,14 @@ impl RedisStore {
             // Stale: someone else applied it first. Precondition: it
             // changes nothing (a repeated join); its version is used up.
             match self
-                .run_membership(
-                    group,
-                    &user,
-                    &change,
-                    &repaired,
-                    Some((stored.seq, version)),
-                )
+                .run_membership(group, &user, &change, &repaired, Some((seq, version)))
                 .await
             {
                 Ok(_) | Err(StoreError::Precondition) => {}
                 Err(err) => return Err(err),
             }
         }
+        Ok(())
     }
 
     /// [`Self::repair_group`] for one contact's thread of a topic.
@@ -413,19 +407,9 @@ impl RedisStore {
             contact: contact.clone(),
         };
         let (hash, field) = (keys::topic(topic), thread_field(contact));
-        loop {
-            let version = self.version(&hash, &field).await?;
-            let fence = history.log.fences(std::slice::from_ref(&conv)).await?[0];
-            if version >= fence {
-                return Ok(());
-            }
-            let Some(stored) = history.log.find(&conv, &change_key(version + 1)).await? else {
-                return Err(StoreError::Corrupt(format!(
-                    "{conv} is fenced at {fence} but has no change {}",
-                    version + 1
-                )));
-            };
-            let message = decode_message(&conv, stored.seq, &stored.body)?;
+        while let Some((version, seq, message)) =
+            self.missing_change(history, &conv, &hash, &field).await?
+        {
             let reason = match message.system.as_ref().map(pb::SystemEvent::kind) {
                 Some(Kind::ContactLeftTopic) => Binding::Left,
                 Some(Kind::ContactRemovedFromTopic) => Binding::Removed,
@@ -440,7 +424,6 @@ impl RedisStore {
                 .topic
                 .as_ref()
                 .and_then(|tag| UserId::parse(&tag.owner_id).ok());
-            tracing::debug!(%conv, version = version + 1, "applying an unbinding from the log");
             let repaired = NewMessage {
                 conversation: conv.clone(),
                 message,
@@ -449,18 +432,13 @@ impl RedisStore {
                 read_by: None,
             };
             match self
-                .run_unbind(
-                    topic,
-                    contact,
-                    reason,
-                    &repaired,
-                    Some((stored.seq, version)),
-                )
+                .run_unbind(topic, contact, reason, &repaired, Some((seq, version)))
                 .await
             {
                 Ok(_) | Err(StoreError::Precondition) => {}
                 Err(err) => return Err(err),
             }
         }
+        Ok(())
     }
 }
