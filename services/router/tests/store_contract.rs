@@ -80,6 +80,17 @@ fn text(conv: &ConversationId, sender: &UserId, body: &str, now: i64) -> NewMess
     }
 }
 
+/// The texts of a conversation's first messages, in order.
+async fn texts_of(store: &dyn Store, conv: &ConversationId) -> Vec<String> {
+    store
+        .messages_after(conv, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect()
+}
+
 fn single(conv: &ConversationId, sender: &UserId, body: &str, id: Option<&str>) -> AppendBatch {
     AppendBatch {
         idempotency: id.map(|id| (sender.clone(), ClientMsgId::parse(id).unwrap())),
@@ -517,13 +528,7 @@ async fn a_wiped_redis_does_not_turn_seqs_back_when_history_is_elsewhere() {
         }
     };
     assert_eq!(after.appended[0].seq, 3, "the log's seqs go on");
-    let texts: Vec<String> = store
-        .messages_after(&conv, 0, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let texts = texts_of(&store, &conv).await;
     // The attempt the wipe interrupted reached the log; its retry found it
     // there by its retry key instead of storing it twice.
     assert_eq!(texts, ["one", "two", "three"]);
@@ -568,13 +573,7 @@ async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
         .unwrap();
     assert!(retried.duplicate);
     assert_eq!(retried.appended[0].seq, 1);
-    let texts: Vec<String> = store
-        .messages_after(&conv, 0, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let texts = texts_of(&store, &conv).await;
     assert_eq!(texts, ["first", "second"], "stored once");
     assert_eq!(
         store
@@ -670,13 +669,7 @@ async fn a_change_left_half_done_is_applied_by_the_next_send() {
         },
         "the removal was applied, with its seq"
     );
-    let texts: Vec<String> = store
-        .messages_after(&conv, 0, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let texts = texts_of(&store, &conv).await;
     assert_eq!(texts, ["created", "bob joined", "owner removed bob"]);
     // And the owner's next change follows on from it.
     store
