@@ -179,31 +179,11 @@ mod tests {
         assert_eq!(hasher.run(|| 2 + 2).await.unwrap(), 4);
         // Jobs that wait for a release: one holds the thread, one the queue
         // slot; the next is refused without waiting.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let held = Arc::new(Mutex::new(held));
-        let mut waiting: Vec<Pending> = Vec::new();
-        let refused = loop {
-            let held = held.clone();
-            let hasher = hasher.clone();
-            let mut job: Pending =
-                Box::pin(async move { hasher.run(move || held.lock().recv().is_ok()).await });
-            match futures::poll!(job.as_mut()) {
-                std::task::Poll::Ready(Err(err)) => break err,
-                std::task::Poll::Ready(Ok(_)) => panic!("nothing was released yet"),
-                std::task::Poll::Pending => waiting.push(job),
-            }
-            assert!(waiting.len() <= 2, "one thread and one queue slot at most");
-        };
+        let refused = refused_after_at_most(&hasher, 2).await;
         assert!(
             matches!(refused, RouterError::ResourceExhausted { .. }),
             "{refused:?}"
         );
-        for _ in 0..waiting.len() {
-            release.send(()).unwrap();
-        }
-        for job in waiting {
-            assert!(job.await.unwrap());
-        }
     }
 
     #[tokio::test]
@@ -221,6 +201,19 @@ mod tests {
             .await
             .unwrap();
         // One job holds the thread; each queued one adds ~60 ms of waiting.
+        let refused = refused_after_at_most(&hasher, 4).await;
+        match refused {
+            RouterError::ResourceExhausted { retry_after_ms, .. } => {
+                assert!(retry_after_ms >= 100, "hint {retry_after_ms} ms");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Offers jobs that each hold their hashing thread until released, until
+    /// the hasher refuses one, having accepted at most `most`; then releases
+    /// those (each must finish) and answers the refusal.
+    async fn refused_after_at_most(hasher: &Arc<Hasher>, most: usize) -> RouterError {
         let (release, held) = std::sync::mpsc::channel::<()>();
         let held = Arc::new(Mutex::new(held));
         let mut waiting: Vec<Pending> = Vec::new();
@@ -235,22 +228,17 @@ mod tests {
                 std::task::Poll::Pending => waiting.push(job),
             }
             assert!(
-                waiting.len() <= 4,
-                "the queue kept accepting: {}",
+                waiting.len() <= most,
+                "the hasher kept accepting: {}",
                 waiting.len()
             );
         };
-        match refused {
-            RouterError::ResourceExhausted { retry_after_ms, .. } => {
-                assert!(retry_after_ms >= 100, "hint {retry_after_ms} ms");
-            }
-            other => panic!("{other:?}"),
-        }
         for _ in 0..waiting.len() {
             release.send(()).unwrap();
         }
         for job in waiting {
             assert!(job.await.unwrap());
         }
+        refused
     }
 }
