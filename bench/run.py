@@ -70,13 +70,11 @@ def history_cpu_seconds(postmaster):
 
 
 class Cluster:
-    def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False,
-                 history=True):
+    def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False):
         self.dir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
         self.procs = {}
-        # Messages in PostgreSQL (durable commits), as in production; without
-        # it (--no-history) they stay in Redis, as before issue 12.
-        self.history = Postgres() if history else None
+        # Messages in PostgreSQL (durable commits), as in production.
+        self.history = Postgres()
         self.nats_port, self.redis_port = free_port(), free_port()
         self.nats_monitor = free_port()
         self.start("nats", [program("nats-server"), "-a", "127.0.0.1", "-p", str(self.nats_port),
@@ -92,7 +90,7 @@ class Cluster:
                                 "--health-listen", f"127.0.0.1:{port}"] + common, port)
         for i in range(routers):
             port = free_port()
-            history_url = ["--history-url", self.history.url] if self.history else []
+            history_url = ["--history-url", self.history.url]
             self.start(f"router-{i}", [switchboard, "router", "--nats-url", nats, "--redis-url", redis,
                                        "--token-secret", SECRET, "--health-listen", f"127.0.0.1:{port}",
                                        "--password-hashing", password_hashing] + history_url + common, port)
@@ -122,7 +120,7 @@ class Cluster:
                 for name, p in self.procs.items() if p.poll() is None}
 
     def history_cpu(self):
-        return history_cpu_seconds(self.history.proc.pid) if self.history else None
+        return history_cpu_seconds(self.history.proc.pid)
 
     def counters(self):
         """Redis calls per command and NATS messages in/out, for per-message ratios."""
@@ -145,8 +143,7 @@ class Cluster:
             p.send_signal(signal.SIGKILL)
         for p in self.procs.values():
             p.wait()
-        if self.history:
-            self.history.stop()
+        self.history.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -231,9 +228,9 @@ OWASP_HASHING = {"direct-1k-owasp", "direct-1k-login-flood"}
 CALL_LIMITS = {"direct-1k-history-flood", "direct-1k-login-flood", "direct-1k-owasp"}
 
 
-def run_once(target, name, args, where, rate=None, profile_dir=None, label=None, history=True):
+def run_once(target, name, args, where, rate=None, profile_dir=None, label=None):
     cluster = Cluster(target, password_hashing="owasp" if name in OWASP_HASHING else "fast-insecure",
-                      call_limits=name in CALL_LIMITS, history=history)
+                      call_limits=name in CALL_LIMITS)
     try:
         gateways = cluster.gateway_urls if where == "both" else cluster.gateway_urls[:1]
         argv = [str(target / "release" / "switchboard-loadgen"), "--json", "--gateways", ",".join(gateways),
@@ -298,8 +295,6 @@ def main():
     parser.add_argument("--ceiling-rates", default="2000,3500,5000,7500")
     parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
     parser.add_argument("--rate", type=float, help="override the scenarios' send rate (exploring, not the table)")
-    parser.add_argument("--no-history", action="store_true",
-                        help="keep messages in Redis (no history store), as before issue 12")
     args = parser.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-server", "-p", "switchboard-loadgen"],
@@ -316,7 +311,7 @@ def main():
             for i in range(args.runs):
                 label = f"{name}{'-' + str(rate) if rate else ''}-{i}"
                 result = run_once(target, name, loadgen_args, where, rate,
-                                  out_dir if args.profile else None, label, history=not args.no_history)
+                                  out_dir if args.profile else None, label)
                 (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1))
                 print(f"{name} {rate or ''} run {i}: {json.dumps(result['reports'])[:300]}", file=sys.stderr)
     subprocess.run([sys.executable, str(ROOT / "bench" / "summarize.py"), str(out_dir)], check=True)

@@ -191,7 +191,7 @@ pub struct RouterArgs {
     /// Threads hashing passwords, at idle priority so they never take CPU from messages.
     #[arg(long, env = "SB_HASHING_THREADS", default_value_t = 1)]
     pub hashing_threads: usize,
-    /// History store (PostgreSQL): postgres://user:password@host:port/db. When set, messages are kept there instead of in Redis.
+    /// History store (PostgreSQL), where messages are kept: postgres://user:password@host:port/db. Required by a router.
     #[arg(long, env = "SB_HISTORY_URL", hide_env_values = true)]
     pub history_url: Option<String>,
     /// Connections to the history store.

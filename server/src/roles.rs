@@ -179,11 +179,20 @@ async fn run_backend(
 async fn redis_store(
     pool: &Pool,
     idempotency_ttl_secs: u64,
+    history: Arc<PgHistory>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<RedisStore> {
+    let writer = HistoryWriter::start(history.clone(), HISTORY_LANES, HISTORY_BATCH);
     let mut pause = Duration::from_secs(1);
     loop {
-        match RedisStore::new(pool.clone(), idempotency_ttl_secs).await {
+        match RedisStore::new(
+            pool.clone(),
+            idempotency_ttl_secs,
+            history.clone(),
+            writer.clone(),
+        )
+        .await
+        {
             Ok(store) => return Ok(store),
             Err(err) => {
                 tracing::warn!(redis = pool.name(), %err, "the store does not answer yet; trying again")
@@ -286,18 +295,19 @@ pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
 /// A router waits for its dependencies rather than exit: health answers at
 /// once (not ready), NATS and Redis are tried until they answer.
 pub async fn router(role: RouterRole) -> anyhow::Result<()> {
+    let Some(url) = &role.router.history_url else {
+        anyhow::bail!(
+            "a router needs its history store: set SB_HISTORY_URL (or --history-url) to a PostgreSQL URL (docs/DEPLOY.md)"
+        );
+    };
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let reporter = start_health(role.health.health_listen, &shutdown).await;
     let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
-    let mut store = redis_store(&pool, config.idempotency_ttl.as_secs(), &shutdown).await?;
-    if let Some(url) = &role.router.history_url {
-        let log = Arc::new(history_store(url, role.router.history_pool_size, &shutdown).await?);
-        let writer = HistoryWriter::start(log.clone(), HISTORY_LANES, HISTORY_BATCH);
-        store = store.with_history(log, writer);
-    }
+    let history = Arc::new(history_store(url, role.router.history_pool_size, &shutdown).await?);
+    let store = redis_store(&pool, config.idempotency_ttl.as_secs(), history, &shutdown).await?;
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
     start_router(config, store, directory, bus.clone(), &shutdown).await?;
     run_backend(reporter, bus, pool, shutdown).await

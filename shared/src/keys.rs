@@ -87,13 +87,15 @@ pub fn user_conversations(user: &UserId) -> String {
     format!("sb:user:{user}:convs")
 }
 
-/// Integer: the conversation's last assigned seq.
+/// Integer: the conversation's last assigned seq (standalone store only:
+/// with Redis, the history store assigns seqs).
 pub fn conversation_seq(conv: &ConversationId) -> String {
     format!("sb:conv:{conv}:seq")
 }
 
 /// Stream: the conversation's messages, entry id `<seq>-0`, field `m` holds
-/// the encoded message.
+/// the encoded message (standalone store only: with Redis, the history
+/// store keeps them).
 pub fn conversation_log(conv: &ConversationId) -> String {
     format!("sb:conv:{conv}:log")
 }

@@ -1,11 +1,12 @@
 // A Switchboard deployment of the browser tests' own, like the Rust suite's
-// (tests/e2e/tests/e2e/harness/cluster.rs): its own nats-server and
-// redis-server on free ports, and the real `switchboard` binary as presence,
+// (tests/e2e/tests/e2e/harness/cluster.rs): its own nats-server, redis-server
+// and PostgreSQL (the history store) on free ports, and the real
+// `switchboard` binary as presence,
 // two routers and two gateways. Everything is killed at the end; one gateway
 // can be restarted on the same port (the page's origin) or frozen.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { chownSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import path from "node:path";
@@ -38,6 +39,31 @@ function findProgram(name: string): string {
     if (dir && existsSync(candidate)) return candidate;
   }
   throw new Error(`${name} is not installed (apt-get install ${name})`);
+}
+
+/** Where Debian puts PostgreSQL's server programs (the newest version installed). */
+function postgresBin(): string {
+  const root = "/usr/lib/postgresql";
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((version) => existsSync(path.join(root, version, "bin", "postgres")))
+        .sort((a, b) => Number(a) - Number(b))
+    : [];
+  const newest = versions.at(-1);
+  if (!newest) throw new Error("PostgreSQL is not installed (apt-get install postgresql)");
+  return path.join(root, newest, "bin");
+}
+
+/** Who runs a process: the `postgres` user when we are root (PostgreSQL refuses root). */
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+function postgresOwner(): Owner | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string) => Number(execFileSync("id", [flag, "postgres"]).toString().trim());
+  return { uid: id("-u"), gid: id("-g") };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -108,6 +134,7 @@ export class Node {
     readonly port: number,
     private readonly logFile: string,
     private readonly ready: "health" | "port",
+    private readonly owner?: Owner,
   ) {}
 
   start(): void {
@@ -115,6 +142,7 @@ export class Node {
     const child = spawn(this.program, this.args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.SB_TEST_LOG ?? "info" },
+      ...this.owner,
     });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
@@ -187,7 +215,7 @@ export class Cluster {
 
   private constructor(readonly dir: string) {}
 
-  /** NATS, Redis, presence, 2 routers and 2 gateways, all ready. */
+  /** NATS, Redis, PostgreSQL, presence, 2 routers and 2 gateways, all ready. */
   static async start(options: ClusterOptions): Promise<Cluster> {
     if (!existsSync(SWITCHBOARD_BIN)) {
       throw new Error(`no switchboard binary at ${SWITCHBOARD_BIN} (cargo build -p switchboard-server)`);
@@ -231,10 +259,12 @@ export class Cluster {
       path.join(dir, "redis.log"),
       "port",
     );
-    this.nodes.push(nats, redis);
+    const postgres = await this.postgres();
+    this.nodes.push(nats, redis, postgres.node);
     nats.start();
     redis.start();
-    await Promise.all([nats.waitReady(), redis.waitReady()]);
+    postgres.node.start();
+    await Promise.all([nats.waitReady(), redis.waitReady(), postgres.node.waitReady()]);
 
     const natsUrl = `nats://127.0.0.1:${natsPort}`;
     const redisUrl = `redis://127.0.0.1:${redisPort}`;
@@ -262,6 +292,7 @@ export class Cluster {
             "--redis-url", redisUrl,
             "--token-secret", SECRET,
             "--password-hashing", "fast-insecure",
+            "--history-url", postgres.url,
             "--outbox-redeliver-ms", "1000",
           ]),
         ),
@@ -283,6 +314,41 @@ export class Cluster {
     for (const node of [...services, ...this.gateways]) node.start();
     await Promise.all([...services, ...this.gateways].map((node) => node.waitReady()));
     await this.checkPageIsCurrent();
+  }
+
+  /**
+   * The history store: initdb into the cluster's directory, durable commits on
+   * (as the history store requires). Routers wait until it serves sessions.
+   */
+  private async postgres(): Promise<{ node: Node; url: string }> {
+    const bin = postgresBin();
+    const home = path.join(this.dir, "postgres");
+    mkdirSync(home, { recursive: true });
+    const owner = postgresOwner();
+    if (owner) chownSync(home, owner.uid, owner.gid);
+    execFileSync(
+      path.join(bin, "initdb"),
+      ["-D", path.join(home, "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
+      { stdio: "ignore", ...owner },
+    );
+    const port = await freePort();
+    const node = new Node(
+      "postgres",
+      path.join(bin, "postgres"),
+      [
+        "-D", path.join(home, "data"),
+        "-p", String(port),
+        "-k", home,
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", "fsync=on",
+        "-c", "synchronous_commit=on",
+      ],
+      port,
+      path.join(this.dir, "postgres.log"),
+      "port",
+      owner,
+    );
+    return { node, url: `postgres://postgres@127.0.0.1:${port}/postgres` };
   }
 
   /** The page's address on gateway `i` (its own origin). */

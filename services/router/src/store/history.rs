@@ -499,6 +499,8 @@ impl PgHistory {
 ///
 /// One caller's items stay in one transaction (a topic broadcast is stored
 /// whole or not at all); a transaction that fails fails every caller in it.
+/// Clones share the lanes, which stop when the last clone is dropped.
+#[derive(Clone)]
 pub struct HistoryWriter {
     queue: mpsc::Sender<Pending>,
     transactions: Arc<AtomicU64>,

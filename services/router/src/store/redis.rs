@@ -1,7 +1,8 @@
-//! The production store: Redis (AOF on, `noeviction`). Atomic steps are Lua
-//! scripts under `scripts/`; keys come from `switchboard_shared::keys`. With
-//! a history store ([`RedisStore::with_history`]) the messages live in
-//! PostgreSQL and the scripts record what it stored (`redis/logged.rs`).
+//! The production store: Redis (AOF on, `noeviction`) for who may write and
+//! the hot state, the history store (PostgreSQL) for the messages. Atomic
+//! steps in Redis are Lua scripts under `scripts/`; keys come from
+//! `switchboard_shared::keys`. Every message is stored by the history store
+//! first and then recorded in Redis (`redis/logged.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +24,9 @@ use super::history::{HistoryWriter, PgHistory};
 use super::{
     AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
     LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult,
-    ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message,
-    decode_message_ids, decode_timeline_entry, encode_message, history_name, parse_history,
-    parse_policy, parse_role, policy_name, role_name, same_targets,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message_ids,
+    decode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
+    role_name, same_targets,
 };
 
 macro_rules! script {
@@ -58,53 +59,30 @@ pub struct RedisStore {
     /// The epoch appends are made under; refreshed when a script reports a change.
     epoch: RwLock<String>,
     idempotency_ttl_secs: u64,
-    /// Where the messages live when not in Redis (docs/STORAGE.md).
-    history: Option<logged::History>,
+    /// Where the messages live (docs/STORAGE.md).
+    history: logged::History,
 }
 
-/// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads. With
-/// `stored_at`, the history store has assigned the seq and keeps the
-/// message (and has judged the sender's admission by its fence): the script
-/// only records it.
-fn push_item(
-    invocation: &mut redis::ScriptInvocation<'_>,
-    item: &NewMessage,
-    stored_at: Option<u64>,
-) {
+/// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads: the
+/// history store has assigned `seq`, keeps the message and has judged the
+/// sender's admission by its fence; the script only records it.
+fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage, seq: u64) {
     let conv = &item.conversation;
-    let (admission_key, admission_field) = match (&item.admission, stored_at) {
-        (Some(super::Admission::GroupMember { group, user }), None) => {
-            (keys::group_members(group), user.to_string())
-        }
-        (Some(super::Admission::TopicBound { topic, contact }), None) => {
-            (keys::topic_contacts(topic), contact.to_string())
-        }
-        _ => (keys::conversation_seq(conv), String::new()),
-    };
     invocation
-        .key(keys::conversation_seq(conv))
-        .key(keys::conversation_log(conv))
         .key(keys::conversation_reads(conv))
-        .key(keys::conversation_sent(conv))
-        .key(admission_key);
+        .key(keys::conversation_sent(conv));
     for user in &item.index_for {
         invocation.key(keys::user_conversations(user));
     }
-    let body = match stored_at {
-        Some(_) => Vec::new(),
-        None => encode_message(&item.message),
-    };
     invocation
         .arg(conv.to_string())
-        .arg(body)
-        .arg(admission_field)
         .arg(
             item.read_by
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
         )
-        .arg(stored_at.map(|seq| seq.to_string()).unwrap_or_default())
+        .arg(seq)
         .arg(item.index_for.len());
 }
 
@@ -160,32 +138,19 @@ fn seq_of_stream_id(id: &str) -> StoreResult<u64> {
         .ok_or_else(|| StoreError::Corrupt(format!("stream id {id:?}")))
 }
 
-fn decode_range(
-    conv: &ConversationId,
-    reply: redis::streams::StreamRangeReply,
-) -> StoreResult<Vec<pb::Message>> {
-    reply
-        .ids
-        .iter()
-        .map(|entry| {
-            let seq = seq_of_stream_id(&entry.id)?;
-            match entry.map.get("m") {
-                Some(Value::BulkString(bytes)) => decode_message(conv, seq, bytes),
-                other => Err(StoreError::Corrupt(format!(
-                    "{conv}#{seq} has no message field: {other:?}"
-                ))),
-            }
-        })
-        .collect()
-}
-
 impl RedisStore {
     /// Redis did not answer: the error names which Redis.
     fn unavailable(&self, err: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable(format!("{}: {err}", self.pool.name()))
     }
 
-    pub async fn new(pool: Pool, idempotency_ttl_secs: u64) -> StoreResult<Self> {
+    /// The store over Redis and the history store, once Redis answers.
+    pub async fn new(
+        pool: Pool,
+        idempotency_ttl_secs: u64,
+        log: Arc<PgHistory>,
+        writer: HistoryWriter,
+    ) -> StoreResult<Self> {
         let store = Self {
             pool,
             scripts: Scripts {
@@ -203,18 +168,10 @@ impl RedisStore {
             },
             epoch: RwLock::new(String::new()),
             idempotency_ttl_secs,
-            history: None,
+            history: logged::History { log, writer },
         };
         store.epoch().await?;
         Ok(store)
-    }
-
-    /// Keeps messages in the history store instead of Redis: it assigns the
-    /// seqs and holds the logs; Redis keeps who may write, cursors, lists,
-    /// retry records and the outbox.
-    pub fn with_history(mut self, log: Arc<PgHistory>, writer: HistoryWriter) -> Self {
-        self.history = Some(logged::History { log, writer });
-        self
     }
 
     async fn conn(&self) -> StoreResult<Connection> {
@@ -254,27 +211,19 @@ impl RedisStore {
             self.epoch().await?;
             return Err(StoreError::EpochChanged);
         }
-        Ok((reply, self.visible_epoch(epoch)))
+        Ok((reply, self.visible_epoch()))
     }
 
-    /// The epoch clients number their cursors under: Redis's, or with the
-    /// messages elsewhere, the history's (which Redis losing its data does
-    /// not change). Redis's own epoch still tells this process to forget
-    /// what it learnt from a Redis that lost its data.
-    fn visible_epoch(&self, redis_epoch: String) -> String {
-        match &self.history {
-            Some(history) => history.log.epoch().to_owned(),
-            None => redis_epoch,
-        }
+    /// The epoch clients number their cursors under: the history's (which
+    /// Redis losing its data does not change). Redis's own epoch tells this
+    /// process to forget what it learnt from a Redis that lost its data.
+    fn visible_epoch(&self) -> String {
+        self.history.log.epoch().to_owned()
     }
 
-    /// The append script: stores the batch (or, with `stored_at`, one seq
-    /// per item, records what the history store stored).
-    async fn run_append(
-        &self,
-        batch: &AppendBatch,
-        stored_at: Option<&[u64]>,
-    ) -> StoreResult<AppendOutcome> {
+    /// The append script: records what the history store stored, one seq
+    /// per item.
+    async fn run_append(&self, batch: &AppendBatch, seqs: &[u64]) -> StoreResult<AppendOutcome> {
         let (idem_key, has_idem) = match &batch.idempotency {
             Some((sender, id)) => (keys::idempotency(sender, id.as_str()), "1"),
             // Unused by the script, but KEYS[2] must name something.
@@ -316,7 +265,7 @@ impl RedisStore {
                     .arg(forwarded_from)
                     .arg(&batch.memo);
                 for (i, item) in batch.items.iter().enumerate() {
-                    push_item(&mut inv, item, stored_at.map(|seqs| seqs[i]));
+                    push_item(&mut inv, item, seqs[i]);
                 }
                 inv
             })
@@ -330,12 +279,6 @@ impl RedisStore {
                 }
                 Ok(prior)
             }
-            ("DENIED", index) => {
-                let index: usize = index
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("DENIED {index}")))?;
-                Err(StoreError::NotAdmitted(index.saturating_sub(1)))
-            }
             (other, _) => Err(StoreError::Corrupt(format!("append said {other}"))),
         }
     }
@@ -344,7 +287,7 @@ impl RedisStore {
         &self,
         group: &GroupRecord,
         created: &NewMessage,
-        stored_at: Option<u64>,
+        seq: u64,
     ) -> StoreResult<AppendOutcome> {
         let now_ms = created.message.sent_at_ms;
         let (reply, epoch) = self
@@ -364,23 +307,23 @@ impl RedisStore {
                     .arg(policy_name(group.policy))
                     .arg(group.created_at_ms)
                     .arg(history_name(group.history));
-                push_item(&mut inv, created, stored_at);
+                push_item(&mut inv, created, seq);
                 inv
             })
             .await?;
         single_outcome(&reply, epoch, "create_group")
     }
 
-    /// The membership script: applies the change (with `stored_at`, records
-    /// its message stored there), if the group's membership version is
-    /// still `expected` (when given).
+    /// The membership script: applies the change whose message the history
+    /// store keeps at `seq`, if the group's membership version is still
+    /// `expected` (the one before the change).
     async fn run_membership(
         &self,
         group: &GroupId,
         user: &UserId,
         change: &MembershipChange,
         message: &NewMessage,
-        logged: Option<(u64, u64)>,
+        (seq, expected): (u64, u64),
     ) -> StoreResult<Applied> {
         let (op, role) = match change {
             MembershipChange::Join { role } => ("join", role_name(*role)),
@@ -388,7 +331,6 @@ impl RedisStore {
             MembershipChange::SetRole { role } => ("role", role_name(*role)),
         };
         let now_ms = message.message.sent_at_ms;
-        let (stored_at, expected) = logged.unzip();
         let (reply, epoch) = self
             .run_appending(|epoch| {
                 let mut inv = self.scripts.membership.prepare_invoke();
@@ -407,8 +349,8 @@ impl RedisStore {
                     .arg(user.as_str())
                     .arg(group.as_str())
                     .arg(role)
-                    .arg(expected.map(|v| v.to_string()).unwrap_or_default());
-                push_item(&mut inv, message, stored_at);
+                    .arg(expected);
+                push_item(&mut inv, message, seq);
                 inv
             })
             .await?;
@@ -422,10 +364,9 @@ impl RedisStore {
         contact: &UserId,
         reason: Binding,
         message: &NewMessage,
-        logged: Option<(u64, u64)>,
+        (seq, expected): (u64, u64),
     ) -> StoreResult<Applied> {
         let now_ms = message.message.sent_at_ms;
-        let (stored_at, expected) = logged.unzip();
         let (reply, epoch) = self
             .run_appending(|epoch| {
                 let mut inv = self.scripts.unbind.prepare_invoke();
@@ -441,8 +382,8 @@ impl RedisStore {
                     .arg(now_ms)
                     .arg(contact.as_str())
                     .arg(reason.name())
-                    .arg(expected.map(|v| v.to_string()).unwrap_or_default());
-                push_item(&mut inv, message, stored_at);
+                    .arg(expected);
+                push_item(&mut inv, message, seq);
                 inv
             })
             .await?;
@@ -466,8 +407,8 @@ impl Store for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
-        *self.epoch.write() = epoch.clone();
-        Ok(self.visible_epoch(epoch))
+        *self.epoch.write() = epoch;
+        Ok(self.visible_epoch())
     }
 
     async fn state_epoch(&self) -> StoreResult<String> {
@@ -717,10 +658,7 @@ impl Store for RedisStore {
         group: &GroupRecord,
         created: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        if let Some(history) = &self.history {
-            return self.create_group_logged(history, group, created).await;
-        }
-        self.run_create_group(group, &created, None).await
+        self.create_group_logged(group, created).await
     }
 
     async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>> {
@@ -869,25 +807,12 @@ impl Store for RedisStore {
         change: MembershipChange,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        if let Some(history) = &self.history {
-            return self
-                .change_membership_logged(history, group, user, change, message)
-                .await;
-        }
-        match self
-            .run_membership(group, user, &change, &message, None)
-            .await?
-        {
-            Applied::Done(outcome) => Ok(outcome),
-            Applied::Stale(_) => Err(StoreError::Corrupt("membership said STALE".into())),
-        }
+        self.change_membership_logged(group, user, change, message)
+            .await
     }
 
     async fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
-        if let Some(history) = &self.history {
-            return self.append_logged(history, batch).await;
-        }
-        self.run_append(&batch, None).await
+        self.append_logged(batch).await
     }
 
     async fn messages_after(
@@ -896,20 +821,8 @@ impl Store for RedisStore {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<pb::Message>> {
-        if let Some(history) = &self.history {
-            return logged::decode_stored(conv, history.log.after(conv, after, limit).await?);
-        }
-        let mut conn = self.conn().await?;
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(keys::conversation_log(conv))
-            .arg(format!("{}-0", after.saturating_add(1)))
-            .arg("+")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        decode_range(conv, reply)
+        let history = &self.history.log;
+        logged::decode_stored(conv, history.after(conv, after, limit).await?)
     }
 
     async fn messages_before(
@@ -921,48 +834,17 @@ impl Store for RedisStore {
         if before <= 1 {
             return Ok(Vec::new());
         }
-        if let Some(history) = &self.history {
-            // 0 asks for the newest.
-            let before = if before == u64::MAX { 0 } else { before };
-            return logged::decode_stored(conv, history.log.before(conv, before, limit).await?);
-        }
-        let mut conn = self.conn().await?;
-        let end = if before == u64::MAX {
-            "+".to_owned()
-        } else {
-            format!("{}-0", before - 1)
-        };
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(keys::conversation_log(conv))
-            .arg(end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        let mut messages = decode_range(conv, reply)?;
-        messages.reverse();
-        Ok(messages)
+        // 0 asks for the newest.
+        let before = if before == u64::MAX { 0 } else { before };
+        let history = &self.history.log;
+        logged::decode_stored(conv, history.before(conv, before, limit).await?)
     }
 
     async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>> {
         if convs.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(history) = &self.history {
-            return history.log.heads(convs).await;
-        }
-        let mut conn = self.conn().await?;
-        let mut cmd = redis::cmd("MGET");
-        for conv in convs {
-            cmd.arg(keys::conversation_seq(conv));
-        }
-        let heads: Vec<Option<u64>> = cmd
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(heads.into_iter().map(Option::unwrap_or_default).collect())
+        self.history.log.heads(convs).await
     }
 
     async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
@@ -1217,18 +1099,7 @@ impl Store for RedisStore {
         reason: Binding,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        if let Some(history) = &self.history {
-            return self
-                .unbind_logged(history, topic, contact, reason, message)
-                .await;
-        }
-        match self
-            .run_unbind(topic, contact, reason, &message, None)
-            .await?
-        {
-            Applied::Done(outcome) => Ok(outcome),
-            Applied::Stale(_) => Err(StoreError::Corrupt("unbind said STALE".into())),
-        }
+        self.unbind_logged(topic, contact, reason, message).await
     }
 
     async fn timeline(

@@ -658,11 +658,36 @@ async fn stalled_dependencies_are_answered_within_the_deadline() {
     assert!(retry_ms(&status).is_some(), "{status:?}");
 }
 
+/// A router has nowhere to keep messages without its history store: it
+/// refuses to start, saying which setting is missing, rather than serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_without_a_history_store_refuses_to_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-node"))
+        .args([
+            "router",
+            "--nats-url",
+            "nats://127.0.0.1:1",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--token-secret",
+            crate::harness::cluster::SECRET,
+            "--health-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env_remove("SB_HISTORY_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("SB_HISTORY_URL"), "{said}");
+}
+
 /// A router started before Redis waits for it (not ready meanwhile, naming
 /// Redis and its address in its logs), and serves once it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_waits_for_redis_at_start() {
     let nats = switchboard_testkit::NatsServer::start();
+    let postgres = switchboard_testkit::PostgresServer::start();
     let redis_port = free_port();
     let health_port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -674,6 +699,8 @@ async fn a_router_waits_for_redis_at_start() {
         &nats.url(),
         "--redis-url",
         &format!("redis://127.0.0.1:{redis_port}"),
+        "--history-url",
+        &postgres.url(),
         "--token-secret",
         crate::harness::cluster::SECRET,
         "--health-listen",

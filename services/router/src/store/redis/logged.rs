@@ -168,11 +168,7 @@ impl RedisStore {
         Ok((prior, facts))
     }
 
-    pub(super) async fn append_logged(
-        &self,
-        history: &History,
-        batch: AppendBatch,
-    ) -> StoreResult<AppendOutcome> {
+    pub(super) async fn append_logged(&self, batch: AppendBatch) -> StoreResult<AppendOutcome> {
         let retry_key = batch
             .idempotency
             .as_ref()
@@ -187,7 +183,7 @@ impl RedisStore {
                 return Ok(AppendOutcome {
                     duplicate: true,
                     appended: record.appended,
-                    epoch: self.visible_epoch(self.current_epoch()),
+                    epoch: self.visible_epoch(),
                     timeline_seq: record.timeline_seq,
                     memo: record.memo,
                 });
@@ -208,19 +204,19 @@ impl RedisStore {
                     )
                 })
                 .collect();
-            let answers = history.writer.append(items).await?;
+            let answers = self.history.writer.append(items).await?;
             if let Some(fenced) = answers.iter().position(|a| a.fenced) {
                 // A change reached the log after this sender was admitted:
                 // bring Redis up to the log if it lags, and judge again.
                 // (Items of a broadcast stored meanwhile answer their seq
                 // again by their retry key.)
                 if let Some(admission) = &batch.items[fenced].admission {
-                    self.repair(history, admission).await?;
+                    self.repair(admission).await?;
                 }
                 continue;
             }
             let seqs: Vec<u64> = answers.iter().map(|a| a.seq).collect();
-            let mut outcome = self.run_append(&batch, Some(&seqs)).await?;
+            let mut outcome = self.run_append(&batch, &seqs).await?;
             // Stored by an earlier attempt whose record Redis does not have
             // (lost between the two, or expired): recorded now, and in the
             // outbox, so it is delivered if it never was; the sender is
@@ -233,18 +229,16 @@ impl RedisStore {
 
     pub(super) async fn create_group_logged(
         &self,
-        history: &History,
         group: &GroupRecord,
         created: NewMessage,
     ) -> StoreResult<AppendOutcome> {
         // The creation is the group's first change (version 1).
         let item = history_item(&created, created.message.sent_at_ms, None, None);
-        let stored = history.log.append_change(&item).await?;
+        let stored = self.history.log.append_change(&item).await?;
         if stored.version != 1 {
             return Err(StoreError::Precondition);
         }
-        self.run_create_group(group, &created, Some(stored.seq))
-            .await
+        self.run_create_group(group, &created, stored.seq).await
     }
 
     /// The change's message goes to the log first (which numbers the
@@ -253,7 +247,6 @@ impl RedisStore {
     /// it are applied from the log first, and this one with them.
     pub(super) async fn change_membership_logged(
         &self,
-        history: &History,
         group: &GroupId,
         user: &UserId,
         change: MembershipChange,
@@ -265,8 +258,8 @@ impl RedisStore {
             return Err(StoreError::Precondition);
         }
         let item = history_item(&message, message.message.sent_at_ms, None, None);
-        let stored = history.log.append_change(&item).await?;
-        let logged = Some((stored.seq, stored.version - 1));
+        let stored = self.history.log.append_change(&item).await?;
+        let logged = (stored.seq, stored.version - 1);
         match self
             .run_membership(group, user, &change, &message, logged)
             .await?
@@ -274,7 +267,7 @@ impl RedisStore {
             Applied::Done(outcome) => Ok(outcome),
             Applied::Stale(now) => {
                 if now < stored.version {
-                    self.repair_group(history, group).await?;
+                    self.repair_group(group).await?;
                 }
                 Ok(self.single_appended(&message.conversation, stored.seq, &message))
             }
@@ -283,7 +276,6 @@ impl RedisStore {
 
     pub(super) async fn unbind_logged(
         &self,
-        history: &History,
         topic: &TopicId,
         contact: &UserId,
         reason: Binding,
@@ -296,8 +288,8 @@ impl RedisStore {
             return Err(StoreError::Precondition);
         }
         let item = history_item(&message, message.message.sent_at_ms, None, None);
-        let stored = history.log.append_change(&item).await?;
-        let logged = Some((stored.seq, stored.version - 1));
+        let stored = self.history.log.append_change(&item).await?;
+        let logged = (stored.seq, stored.version - 1);
         match self
             .run_unbind(topic, contact, reason, &message, logged)
             .await?
@@ -305,7 +297,7 @@ impl RedisStore {
             Applied::Done(outcome) => Ok(outcome),
             Applied::Stale(now) => {
                 if now < stored.version {
-                    self.repair_thread(history, topic, contact).await?;
+                    self.repair_thread(topic, contact).await?;
                 }
                 Ok(self.single_appended(&message.conversation, stored.seq, &message))
             }
@@ -325,18 +317,16 @@ impl RedisStore {
                 seq,
                 sent_at_ms: message.message.sent_at_ms,
             }],
-            epoch: self.visible_epoch(self.current_epoch()),
+            epoch: self.visible_epoch(),
             timeline_seq: 0,
             memo: String::new(),
         }
     }
 
-    async fn repair(&self, history: &History, admission: &Admission) -> StoreResult<()> {
+    async fn repair(&self, admission: &Admission) -> StoreResult<()> {
         match admission {
-            Admission::GroupMember { group, .. } => self.repair_group(history, group).await,
-            Admission::TopicBound { topic, contact } => {
-                self.repair_thread(history, topic, contact).await
-            }
+            Admission::GroupMember { group, .. } => self.repair_group(group).await,
+            Admission::TopicBound { topic, contact } => self.repair_thread(topic, contact).await,
         }
     }
 
@@ -346,17 +336,21 @@ impl RedisStore {
     /// message. `None` once Redis has caught up with the log's fence.
     async fn missing_change(
         &self,
-        history: &History,
         conv: &ConversationId,
         hash: &str,
         field: &str,
     ) -> StoreResult<Option<(u64, u64, pb::Message)>> {
         let version = self.version(hash, field).await?;
-        let fence = history.log.fences(std::slice::from_ref(conv)).await?[0];
+        let fence = self.history.log.fences(std::slice::from_ref(conv)).await?[0];
         if version >= fence {
             return Ok(None);
         }
-        let Some(stored) = history.log.find(conv, &change_key(version + 1)).await? else {
+        let Some(stored) = self
+            .history
+            .log
+            .find(conv, &change_key(version + 1))
+            .await?
+        else {
             return Err(StoreError::Corrupt(format!(
                 "{conv} is fenced at {fence} but has no change {}",
                 version + 1
@@ -368,12 +362,10 @@ impl RedisStore {
     }
 
     /// Applies to Redis every change the group's log has and Redis lacks.
-    async fn repair_group(&self, history: &History, group: &GroupId) -> StoreResult<()> {
+    async fn repair_group(&self, group: &GroupId) -> StoreResult<()> {
         let conv = ConversationId::Group(group.clone());
         let hash = keys::group(group);
-        while let Some((version, seq, message)) =
-            self.missing_change(history, &conv, &hash, "mver").await?
-        {
+        while let Some((version, seq, message)) = self.missing_change(&conv, &hash, "mver").await? {
             let (user, change) = group_change_of(&message)?;
             let repaired = NewMessage {
                 conversation: conv.clone(),
@@ -385,7 +377,7 @@ impl RedisStore {
             // Stale: someone else applied it first. Precondition: it
             // changes nothing (a repeated join); its version is used up.
             match self
-                .run_membership(group, &user, &change, &repaired, Some((seq, version)))
+                .run_membership(group, &user, &change, &repaired, (seq, version))
                 .await
             {
                 Ok(_) | Err(StoreError::Precondition) => {}
@@ -396,20 +388,13 @@ impl RedisStore {
     }
 
     /// [`Self::repair_group`] for one contact's thread of a topic.
-    async fn repair_thread(
-        &self,
-        history: &History,
-        topic: &TopicId,
-        contact: &UserId,
-    ) -> StoreResult<()> {
+    async fn repair_thread(&self, topic: &TopicId, contact: &UserId) -> StoreResult<()> {
         let conv = ConversationId::TopicThread {
             topic: topic.clone(),
             contact: contact.clone(),
         };
         let (hash, field) = (keys::topic(topic), thread_field(contact));
-        while let Some((version, seq, message)) =
-            self.missing_change(history, &conv, &hash, &field).await?
-        {
+        while let Some((version, seq, message)) = self.missing_change(&conv, &hash, &field).await? {
             let reason = match message.system.as_ref().map(pb::SystemEvent::kind) {
                 Some(Kind::ContactLeftTopic) => Binding::Left,
                 Some(Kind::ContactRemovedFromTopic) => Binding::Removed,
@@ -432,7 +417,7 @@ impl RedisStore {
                 read_by: None,
             };
             match self
-                .run_unbind(topic, contact, reason, &repaired, Some((seq, version)))
+                .run_unbind(topic, contact, reason, &repaired, (seq, version))
                 .await
             {
                 Ok(_) | Err(StoreError::Precondition) => {}

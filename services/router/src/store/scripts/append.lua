@@ -2,7 +2,7 @@
 --       (the three timeline keys are only used with a timeline)
 -- ARGV: epoch, now ms, idempotency ttl s, has idempotency ('1'/'0'), item count,
 --       has timeline ('1'/'0'), broadcast id, forwarded from, memo, items...
--- Returns {'OK', record} | {'DUP', record} | {'DENIED', item index} | {'EPOCH', current}
+-- Returns {'OK', record} | {'DUP', record} | {'EPOCH', current}
 -- where record is the idempotency record: ids|sent at|timeline seq|memo.
 local changed = epoch_changed(KEYS[1], ARGV[1])
 if changed then return {'EPOCH', changed} end
@@ -12,8 +12,6 @@ if has_idem then
   if prior then return {'DUP', prior} end
 end
 local items = read_items(7, 10, tonumber(ARGV[5]))
-local refused = first_refused(items)
-if refused > 0 then return {'DENIED', tostring(refused)} end
 local ids = write_items(items, ARGV[2], KEYS[3])
 local timeline_seq = 0
 if ARGV[6] == '1' then

@@ -1,7 +1,7 @@
 -- KEYS: epoch, outbox, group members, user's groups, group invites, user's invites,
 --       group joined, group left, group, item...
 -- ARGV: epoch, now ms, op ('join'|'leave'|'role'), user, group id, role name,
---       expected membership version ('' = any), item...
+--       membership version the change expects (the one before it), item...
 -- Returns {'OK', record} | {'PRECONDITION', ''} | {'STALE', version} | {'EPOCH', current}
 -- The seq of a join is kept (history from the join reads from there), and of
 -- a leave or removal too (a former member reads up to and including it).
@@ -13,9 +13,9 @@ local moved = version_moved(KEYS[9], 'mver', ARGV[7])
 if moved then return {'STALE', moved} end
 local member = redis.call('HEXISTS', KEYS[3], user) == 1
 if (op == 'join') == member then
-  -- A change already in the log (an expected version given) that changes
-  -- nothing here (a repeated join) still uses up its version.
-  if ARGV[7] ~= '' then redis.call('HINCRBY', KEYS[9], 'mver', 1) end
+  -- The change is in the log: one that changes nothing here (a repeated
+  -- join) still uses up its version.
+  redis.call('HINCRBY', KEYS[9], 'mver', 1)
   return {'PRECONDITION', ''}
 end
 redis.call('HINCRBY', KEYS[9], 'mver', 1)

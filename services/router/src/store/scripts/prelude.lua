@@ -1,41 +1,27 @@
 -- Shared by every script that appends messages. Keys come in as KEYS,
 -- built by switchboard_shared::keys; no key is ever built here.
 --
--- One item (one message for one conversation) takes 5 + n KEYS:
---   seq counter, log stream, read-cursor hash, sent-cursor hash, admission hash,
---   n conversation-list zsets
--- and 6 ARGV:
---   conversation id, encoded message, admission field ('' = none),
---   reader whose cursor moves to the message ('' = none),
---   seq ('' = assign it here and keep the message in the log stream; a
---   number = the history store assigned it and keeps the message), n
+-- One item (one message of one conversation, stored by the history store,
+-- which assigned its seq and judged its sender's admission) takes 2 + n KEYS:
+--   read-cursor hash, sent-cursor hash, n conversation-list zsets
+-- and 4 ARGV:
+--   conversation id, reader whose cursors move to the message ('' = none),
+--   seq, n
 
 local function read_items(k, a, n)
   local items = {}
   for i = 1, n do
     local item = {
-      seq_key = KEYS[k], log_key = KEYS[k + 1], reads_key = KEYS[k + 2], sent_key = KEYS[k + 3],
-      adm_key = KEYS[k + 4],
-      conv = ARGV[a], msg = ARGV[a + 1], adm_field = ARGV[a + 2], reader = ARGV[a + 3],
-      given = ARGV[a + 4], idx = {},
+      reads_key = KEYS[k], sent_key = KEYS[k + 1],
+      conv = ARGV[a], reader = ARGV[a + 1], seq = tonumber(ARGV[a + 2]), idx = {},
     }
-    local nidx = tonumber(ARGV[a + 5])
-    for j = 1, nidx do item.idx[j] = KEYS[k + 4 + j] end
-    k = k + 5 + nidx
-    a = a + 6
+    local nidx = tonumber(ARGV[a + 3])
+    for j = 1, nidx do item.idx[j] = KEYS[k + 1 + j] end
+    k = k + 2 + nidx
+    a = a + 4
     items[i] = item
   end
   return items
-end
-
--- Index (1-based) of the first item whose sender no longer belongs, or 0.
-local function first_refused(items)
-  for i, item in ipairs(items) do
-    if item.adm_field ~= '' and redis.call('HEXISTS', item.adm_key, item.adm_field) == 0 then
-      return i
-    end
-  end
-  return 0
 end
 
 -- ZADD of many (score, member) pairs, in commands of at most 500 pairs
@@ -47,43 +33,29 @@ local function zadd_all(key, pairs)
 end
 
 -- nil while the membership version of a group or topic thread (the fence
--- its sends are judged by, docs/STORAGE.md) is `expected` ('' = any), else
--- the version it has moved to. Kept in the group's or topic's hash.
+-- its sends are judged by, docs/STORAGE.md) is `expected`, else the version
+-- it has moved to. Kept in the group's or topic's hash.
 local function version_moved(hash_key, field, expected)
-  if expected == '' then return nil end
   local current = redis.call('HGET', hash_key, field) or '0'
   if current ~= expected then return current end
   return nil
 end
 
--- Assigns each item the next seq of its conversation and stores it (unless
--- the history store did both), moves the sender's read and sent cursors,
--- touches conversation lists, and records it in the outbox until a router
--- confirms it was handed to the bus. Returns the message ids and the seqs.
--- One ZADD per list rather than per item: a topic send touches the owner's
--- list and the outbox once each, not once per contact.
+-- Records each item the history store stored: moves the sender's read and
+-- sent cursors, touches conversation lists, and records it in the outbox
+-- until a router confirms it was handed to the bus. Returns the message ids
+-- and the seqs. One ZADD per list rather than per item: a topic send
+-- touches the owner's list and the outbox once each, not once per contact.
 local function write_items(items, now, outbox_key)
   local ids, seqs, lists, order, outbox = {}, {}, {}, {}, {}
   for i, item in ipairs(items) do
-    local seq
-    if item.given == '' then
-      seq = redis.call('INCR', item.seq_key)
-      redis.call('XADD', item.log_key, seq .. '-0', 'm', item.msg)
-    else
-      seq = tonumber(item.given)
-    end
+    local seq = item.seq
     if item.reader ~= '' then
-      if item.given == '' then
-        -- A new seq is past any read cursor (MarkRead stops at the head).
-        redis.call('HSET', item.reads_key, item.reader, seq)
-        redis.call('HSET', item.sent_key, item.reader, seq)
-      else
-        -- Recorded late (a retry found it in the log), it may be older than
-        -- what the sender has read or sent since: cursors only move forward.
-        for _, key in ipairs({item.reads_key, item.sent_key}) do
-          if seq > tonumber(redis.call('HGET', key, item.reader) or '0') then
-            redis.call('HSET', key, item.reader, seq)
-          end
+      -- Recorded late (a retry found it in the log), it may be older than
+      -- what the sender has read or sent since: cursors only move forward.
+      for _, key in ipairs({item.reads_key, item.sent_key}) do
+        if seq > tonumber(redis.call('HGET', key, item.reader) or '0') then
+          redis.call('HSET', key, item.reader, seq)
         end
       end
     end

@@ -3,7 +3,7 @@
 -- KEYS: epoch, outbox, topic contacts, topic former, timeline seq, timeline, broadcasts,
 --       topic, item...
 -- ARGV: epoch, now ms, contact, former state ('left'|'removed'),
---       expected membership version ('' = any), item...
+--       membership version the change expects (the one before it), item...
 -- Returns {'OK', record} | {'PRECONDITION', ''} | {'STALE', version} | {'EPOCH', current}
 -- Raises the membership version of the contact's thread.
 local changed = epoch_changed(KEYS[1], ARGV[1])
@@ -11,9 +11,9 @@ if changed then return {'EPOCH', changed} end
 local moved = version_moved(KEYS[8], 'mver:' .. ARGV[3], ARGV[5])
 if moved then return {'STALE', moved} end
 if redis.call('HDEL', KEYS[3], ARGV[3]) == 0 then
-  -- An unbinding already in the log that changes nothing still uses up its
-  -- version.
-  if ARGV[5] ~= '' then redis.call('HINCRBY', KEYS[8], 'mver:' .. ARGV[3], 1) end
+  -- The unbinding is in the log: one that changes nothing here still uses
+  -- up its version.
+  redis.call('HINCRBY', KEYS[8], 'mver:' .. ARGV[3], 1)
   return {'PRECONDITION', ''}
 end
 redis.call('HINCRBY', KEYS[8], 'mver:' .. ARGV[3], 1)
