@@ -365,39 +365,36 @@ impl Router {
         })
     }
 
+    /// Marks the topic deleted, then unbinds each contact still bound, each
+    /// a change of their thread (so a reply admitted before it lands before
+    /// the notice, and none after). A deletion cut short (its router died)
+    /// is finished by asking again.
     pub async fn delete_topic(
         &self,
         caller: &Caller,
         req: pb::DeleteTopicRequest,
     ) -> RouterResult<pb::DeleteTopicResponse> {
         let topic = self.owned_topic(caller, &req.topic_id).await?;
-        Self::require_open(&topic)?;
-        let unbound = self.store.delete_topic(&topic.id).await?;
+        if topic.deleted && topic.bound().next().is_none() {
+            Self::require_open(&topic)?;
+        }
+        let bound = self.store.delete_topic(&topic.id).await?;
         // The end is said in every thread, so both sides see it in history.
-        let now = now_ms();
-        let items: Vec<NewMessage> = unbound
-            .iter()
-            .map(|contact| {
-                self.thread_notice(&topic, contact, &caller.user, "this topic was deleted", now)
-            })
-            .collect();
-        if !items.is_empty() {
-            self.post(Post::Append(AppendBatch {
-                idempotency: None,
-                items,
-                now_ms: now,
-                timeline: Some(TimelineWrite {
-                    topic: topic.id.clone(),
-                    broadcast_id: String::new(),
-                    forwarded_from: String::new(),
-                }),
-                memo: String::new(),
-            }))
-            .await?
-            // No admission, no precondition: nothing refuses these.
-            .map_err(|refused| {
-                RouterError::Internal(format!("topic deletion notices: {refused:?}"))
-            })?;
+        for contact in &bound {
+            match self
+                .unbind(
+                    &topic,
+                    contact,
+                    &caller.user,
+                    Binding::Removed,
+                    "this topic was deleted",
+                )
+                .await
+            {
+                // Gone meanwhile (left, or another deletion got there first).
+                Ok(()) | Err(RouterError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
         }
         Ok(pb::DeleteTopicResponse {})
     }

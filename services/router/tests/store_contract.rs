@@ -773,12 +773,35 @@ async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
             .unwrap();
         assert_eq!(found.binding(&ann), Some(Binding::Left));
 
-        let unbound = store.delete_topic(&topic.id).await.unwrap();
-        assert_eq!(unbound, std::slice::from_ref(&ben));
+        // Deletion marks the topic and names who is still bound; each is
+        // then unbound as a change of their own thread.
+        let still_bound = store.delete_topic(&topic.id).await.unwrap();
+        assert_eq!(still_bound, std::slice::from_ref(&ben));
         let found = store.topics(std::slice::from_ref(&topic.id)).await.unwrap()[0]
             .clone()
             .unwrap();
         assert!(found.deleted);
+        let ben_thread = ConversationId::TopicThread {
+            topic: topic.id.clone(),
+            contact: ben.clone(),
+        };
+        store
+            .unbind(
+                &topic.id,
+                &ben,
+                Binding::Removed,
+                text(&ben_thread, &owner, "this topic was deleted", 4),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.delete_topic(&topic.id).await.unwrap(),
+            Vec::<UserId>::new(),
+            "asked again, nobody is left to unbind"
+        );
+        let found = store.topics(std::slice::from_ref(&topic.id)).await.unwrap()[0]
+            .clone()
+            .unwrap();
         assert_eq!(found.binding(&ben), Some(Binding::Removed));
         // Nobody is bound to a deleted topic, whoever read it open before.
         assert!(matches!(

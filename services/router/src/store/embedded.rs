@@ -1056,19 +1056,10 @@ impl Store for EmbeddedStore {
         let topic = topic.clone();
         self.write(move |w| {
             w.hset(&keys::topic(&topic), "deleted", b"1")?;
-            let current = keys::topic_contacts(&topic);
-            let bound = hgetall(&w.hashes, &current)?;
-            let mut users = Vec::with_capacity(bound.len());
-            for (contact, _) in bound {
-                w.hdel(&current, &contact)?;
-                w.hset(
-                    &keys::topic_former(&topic),
-                    &contact,
-                    Binding::Removed.name().as_bytes(),
-                )?;
-                users.push(parse_user(&contact)?);
-            }
-            Ok(users)
+            hgetall(&w.hashes, &keys::topic_contacts(&topic))?
+                .into_iter()
+                .map(|(contact, _)| parse_user(&contact))
+                .collect()
         })
         .await
     }

@@ -582,8 +582,9 @@ pub trait Store: Send + Sync + 'static {
     /// Topics the user owns, oldest first.
     async fn user_topics(&self, owner: &UserId) -> StoreResult<Vec<TopicId>>;
     async fn rename_topic(&self, topic: &TopicId, name: &str) -> StoreResult<()>;
-    /// Marks the topic deleted and unbinds everyone, in one step; returns
-    /// who was bound.
+    /// Marks the topic deleted (from then on nobody is bound to it); returns
+    /// who is still bound. The router unbinds each with [`Store::unbind`],
+    /// a change of their thread ordered in its log like any other.
     async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>>;
     /// Binds contacts, never past `cap` bound at once;
     /// [`StoreError::Precondition`] if the topic was deleted (nobody bound).

@@ -48,7 +48,6 @@ struct Scripts {
     mark_delivered: Script,
     outbox_claim: Script,
     bind: Script,
-    delete_topic: Script,
     unbind: Script,
     set_binding: Script,
 }
@@ -162,7 +161,6 @@ impl RedisStore {
                 mark_delivered: script!("mark_delivered.lua"),
                 outbox_claim: script!("outbox_claim.lua"),
                 bind: script!("bind.lua"),
-                delete_topic: script!("delete_topic.lua"),
                 unbind: script!("unbind.lua"),
                 set_binding: script!("set_binding.lua"),
             },
@@ -1020,13 +1018,18 @@ impl Store for RedisStore {
 
     async fn delete_topic(&self, topic: &TopicId) -> StoreResult<Vec<UserId>> {
         let mut conn = self.conn().await?;
-        let bound: Vec<String> = self
-            .scripts
-            .delete_topic
-            .key(keys::topic(topic))
-            .key(keys::topic_contacts(topic))
-            .key(keys::topic_former(topic))
-            .invoke_async(&mut conn)
+        // A bind after the mark is refused (bind.lua checks it); one before
+        // it is in the list.
+        let (bound,): (Vec<String>,) = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(keys::topic(topic))
+            .arg("deleted")
+            .arg(1)
+            .ignore()
+            .cmd("HKEYS")
+            .arg(keys::topic_contacts(topic))
+            .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
         bound

@@ -835,6 +835,16 @@ async fn non_owner_refusals(cluster: Cluster) {
     assert!(after.message().contains("deleted"), "{}", after.message());
     let history = ann.history(&thread(&topic, "ann")).await;
     assert_eq!(texts(&history), ["this topic was deleted"]);
+    // Nothing is left to finish: asked again, it is refused.
+    let again = world
+        .owner
+        .topics()
+        .delete_topic(pb::DeleteTopicRequest {
+            topic_id: topic.topic_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
 }
 
 both_modes!(
