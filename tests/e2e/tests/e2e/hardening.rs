@@ -15,7 +15,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tonic_types::StatusExt as _;
 
 use crate::harness::client::{PASSWORD, channel};
-use crate::harness::{Cluster, Mode, Options, WAIT};
+use crate::harness::{Cluster, Mode, Options, WAIT, figure};
 
 /// True once the server closed (or reset) the connection.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
@@ -112,17 +112,24 @@ async fn idle_and_slow_connections_are_closed() {
         )
     });
 
+    let opened = Instant::now();
     assert!(
         closed_within(&mut silent, Duration::from_secs(4)).await,
         "a silent connection is closed"
     );
+    figure("a silent connection closed after", opened.elapsed());
     let ended = tokio::time::timeout(Duration::from_secs(4), pings_only).await;
     assert!(
         ended.is_ok(),
         "an HTTP/2 connection that only answers PINGs is closed"
     );
+    figure(
+        "a PING-only HTTP/2 connection closed after",
+        opened.elapsed(),
+    );
     drop(client);
     let (took, answer) = trickling.await.unwrap();
+    figure("a trickling gRPC-Web body cut off after", took);
     assert!(
         took < Duration::from_secs(4),
         "a trickling body is cut off ({took:?})"
@@ -311,6 +318,10 @@ async fn out_of_file_descriptors_the_gateway_backs_off_and_health_answers() {
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let used = (cpu_seconds(pid) - before) / window.elapsed().as_secs_f64();
+    figure(
+        "gateway CPU, share of a core, holding 100 connections at ulimit -n 64",
+        used,
+    );
     assert!(
         used < 0.25,
         "the gateway used {:.0} % of a core",
@@ -616,6 +627,7 @@ async fn stalled_dependencies_are_answered_within_the_deadline() {
         .await
         .unwrap_err();
     let took = started.elapsed();
+    figure("a send with Redis stalled answered after", took);
     cluster.redis().resume();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
@@ -650,6 +662,7 @@ async fn stalled_dependencies_are_answered_within_the_deadline() {
         .await
         .unwrap_err();
     let took = started.elapsed();
+    figure("a send with NATS gone answered after", took);
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
         took < Duration::from_millis(2_600),
@@ -682,49 +695,67 @@ async fn a_router_without_a_history_store_refuses_to_start() {
     assert!(said.contains("SB_HISTORY_URL"), "{said}");
 }
 
-/// A router started before Redis waits for it (not ready meanwhile, naming
-/// Redis and its address in its logs), and serves once it answers.
+/// A router and presence started before Redis wait for it (not ready
+/// meanwhile, naming Redis and its address in their logs, still running),
+/// and serve once it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_router_waits_for_redis_at_start() {
+async fn a_router_and_presence_wait_for_redis_at_start() {
     let nats = switchboard_testkit::NatsServer::start();
     let postgres = switchboard_testkit::PostgresServer::start();
     let redis_port = free_port();
-    let health_port = free_port();
+    let redis_url = format!("redis://127.0.0.1:{redis_port}");
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("router.log");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-node"));
-    command.args([
-        "router",
-        "--nats-url",
-        &nats.url(),
-        "--redis-url",
-        &format!("redis://127.0.0.1:{redis_port}"),
-        "--history-url",
-        &postgres.url(),
-        "--token-secret",
-        crate::harness::cluster::SECRET,
-        "--health-listen",
-        &format!("127.0.0.1:{health_port}"),
-        "--log-format",
-        "text",
-    ]);
-    let mut router = switchboard_testkit::ChildProcess::spawn("router", command, &log);
-    router.wait_for_port(health_port, WAIT);
+    let start = |role: &str, extra: &[&str]| {
+        let health_port = free_port();
+        let log = dir.path().join(format!("{role}.log"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard-node"));
+        command
+            .args([role, "--nats-url", &nats.url(), "--redis-url", &redis_url])
+            .args(extra)
+            .args(["--health-listen", &format!("127.0.0.1:{health_port}")])
+            .args(["--log-format", "text"]);
+        let mut process = switchboard_testkit::ChildProcess::spawn(role, command, &log);
+        process.wait_for_port(health_port, WAIT);
+        (process, health_port, log)
+    };
+    let mut roles = [
+        start(
+            "router",
+            &[
+                "--history-url",
+                &postgres.url(),
+                "--token-secret",
+                crate::harness::cluster::SECRET,
+            ],
+        ),
+        start("presence", &[]),
+    ];
     let named = format!("redis at 127.0.0.1:{redis_port}");
-    eventually(WAIT, "the router to log that redis does not answer", || {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        let named = named.clone();
-        async move { log.contains(&named).then_some(()) }
-    })
-    .await;
-    assert!(router.is_running(), "it waits rather than exit");
-    assert_eq!(
-        health(health_port).await.unwrap(),
-        ServingStatus::NotServing
-    );
+    for (process, health_port, log) in &mut roles {
+        let log = &*log;
+        eventually(WAIT, "the role to log that redis does not answer", || {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let named = named.clone();
+            async move { log.contains(&named).then_some(()) }
+        })
+        .await;
+        assert!(process.is_running(), "it waits rather than exit");
+        assert_eq!(
+            health(*health_port).await.unwrap(),
+            ServingStatus::NotServing
+        );
+    }
+    let redis_started = Instant::now();
     let _redis = RedisServer::start_on(redis_port);
-    eventually(WAIT, "the router to become ready", || async move {
-        (health(health_port).await.ok()? == ServingStatus::Serving).then_some(())
-    })
-    .await;
+    for (_, health_port, _) in &roles {
+        let health_port = *health_port;
+        eventually(WAIT, "the role to become ready", || async move {
+            (health(health_port).await.ok()? == ServingStatus::Serving).then_some(())
+        })
+        .await;
+    }
+    figure(
+        "router and presence ready after Redis started",
+        redis_started.elapsed(),
+    );
 }

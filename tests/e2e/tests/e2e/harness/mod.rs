@@ -13,6 +13,13 @@ use std::time::Duration;
 /// How long any single expected thing may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
+/// Prints what a test measured, for the notes that quote it
+/// (`cargo nextest run … --no-capture | grep figure:`). Tests assert bounds;
+/// this says where in the bound a run landed.
+pub fn figure(what: &str, value: impl std::fmt::Debug) {
+    eprintln!("figure: {what}: {value:?}");
+}
+
 /// Runs a scenario against the distributed deployment (NATS + Redis, two
 /// gateways, two routers, presence) and against the standalone mode.
 #[macro_export]
