@@ -340,31 +340,53 @@ async fn unknown_methods(cluster: Cluster) {
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
 }
 
-/// The services reflection lists on a port, asked in `grpc.reflection.v1alpha`.
-async fn listed_services(url: &str) -> Vec<String> {
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let mut client = ServerReflectionClient::new(channel(url).await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut answers = client
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let answer = answers.message().await.unwrap().unwrap();
-    match answer.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-            names.sort();
-            names
+/// The services a reflection server lists, asked in one protocol version.
+macro_rules! list_services {
+    ($version:ident, $url:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut client = ServerReflectionClient::new(channel($url).await);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(futures::stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+                names.sort();
+                names
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
-    }
+    }};
+}
+
+/// The services reflection describes besides itself, the same in v1 and
+/// v1alpha (clients speak either; each version lists its own service).
+async fn listed_services(url: &str) -> Vec<String> {
+    let v1 = list_services!(v1, url);
+    let v1alpha = list_services!(v1alpha, url);
+    assert!(
+        v1.contains(&"grpc.reflection.v1.ServerReflection".to_owned()),
+        "{v1:?}"
+    );
+    let served = |listed: Vec<String>| -> Vec<String> {
+        listed
+            .into_iter()
+            .filter(|s| !s.starts_with("grpc.reflection."))
+            .collect()
+    };
+    let (v1, v1alpha) = (served(v1), served(v1alpha));
+    assert_eq!(v1, v1alpha, "{url}");
+    v1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,13 +405,12 @@ async fn reflection_answers_in_both_versions_and_only_for_what_is_served() {
         !gateway.iter().any(|s| s.contains("internal")),
         "bus messages are not an API: {gateway:?}"
     );
-    let router_port = cluster.routers[0].port;
-    let router = listed_services(&format!("http://127.0.0.1:{router_port}")).await;
-    let served: Vec<&String> = router
-        .iter()
-        .filter(|s| !s.starts_with("grpc.reflection."))
-        .collect();
-    assert_eq!(served, ["grpc.health.v1.Health"], "{router:?}");
+    // The router's and presence's health ports describe health only.
+    let presence = cluster.presence.as_ref().unwrap().port;
+    for port in [cluster.routers[0].port, presence] {
+        let listed = listed_services(&format!("http://127.0.0.1:{port}")).await;
+        assert_eq!(listed, ["grpc.health.v1.Health"]);
+    }
 }
 
 both_modes!(errors_do_not_echo_long_input, long_input);
