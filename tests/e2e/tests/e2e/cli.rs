@@ -81,6 +81,22 @@ async fn cli_session(cluster: Cluster) {
         let conversations = sb.json("alice", &["conversations"]);
         assert_eq!(conversations.len(), 2);
         assert_eq!(conversations[0]["last_message"]["text"], "hi team");
+        // An open group lets new members read everything by default; one
+        // made with --history from-join shows them only what came after.
+        assert_eq!(group[0]["history"], "HISTORY_VISIBILITY_ALL");
+        let later = sb.json(
+            "alice",
+            &["groups", "create", "Later", "--history", "from-join"],
+        );
+        assert_eq!(later[0]["history"], "HISTORY_VISIBILITY_FROM_JOIN");
+        let later_id = later[0]["group_id"].as_str().unwrap().to_owned();
+        sb.json("alice", &["send", "--group", &later_id, "before", "bob"]);
+        sb.json("bob", &["groups", "join", &later_id]);
+        sb.json("alice", &["send", "--group", &later_id, "after", "bob"]);
+        let seen = sb.json("bob", &["history", &format!("g:{later_id}")]);
+        let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
+        assert!(texts.contains(&"after bob"), "{seen:?}");
+        assert!(!texts.contains(&"before bob"), "{seen:?}");
 
         // Errors are JSON on stderr with the gRPC code, and a failure exit.
         let refused = sb.run("alice", &["send", "nobody", "hi"]);
