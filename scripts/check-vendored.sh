@@ -14,6 +14,9 @@ patch="$repo/third_party/$(field patch)"
 patch_sha=$(field patch_sha256)
 mapfile -t omitted < <(python3 -c "import sys,tomllib; print('\n'.join(tomllib.load(open(sys.argv[1],'rb'))['omitted']))" "$record")
 
+# The copy checked (another one to show that a drifted copy fails).
+copy="${CHECK_VENDORED_COPY:-$repo/third_party/$name}"
+
 fail() { echo "check-vendored: $*" >&2; exit 1; }
 
 [[ "$(sha256sum "$patch" | cut -d' ' -f1)" == "$patch_sha" ]] ||
@@ -44,8 +47,8 @@ upstream=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$name-$version" |
 cp -r "$upstream" "$work/expected"
 (cd "$work/expected" && patch -p1 --quiet <"$patch")
 for file in "${omitted[@]}"; do rm -rf "${work:?}/expected/$file"; done
-if ! diff -r "$work/expected" "$repo/third_party/$name" >"$work/diff"; then
+if ! diff -r "$work/expected" "$copy" >"$work/diff"; then
   cat "$work/diff" >&2
-  fail "third_party/$name differs from $name $version + $(basename "$patch")"
+  fail "$copy differs from $name $version + $(basename "$patch")"
 fi
-echo "check-vendored: third_party/$name is $name $version (checksum $checksum) + $(basename "$patch")"
+echo "check-vendored: $copy is $name $version (checksum $checksum) + $(basename "$patch")"
