@@ -64,9 +64,13 @@ pub struct RedisStore {
 
 /// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads: the
 /// history store has assigned `seq`, keeps the message and has judged the
-/// sender's admission by its fence; the script only records it.
+/// sender's admission by its fence; the script only records it. The sent
+/// cursor is kept for topic threads only (their status roll-up reads it:
+/// "replied"); nothing reads it elsewhere, so a direct or group send does
+/// not pay for it.
 fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage, seq: u64) {
     let conv = &item.conversation;
+    let keeps_sent = matches!(conv, ConversationId::TopicThread { .. });
     invocation
         .key(keys::conversation_reads(conv))
         .key(keys::conversation_sent(conv));
@@ -82,6 +86,7 @@ fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage, se
                 .unwrap_or_default(),
         )
         .arg(seq)
+        .arg(if keeps_sent { "1" } else { "" })
         .arg(item.index_for.len());
 }
 

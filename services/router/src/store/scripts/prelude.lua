@@ -4,21 +4,22 @@
 -- One item (one message of one conversation, stored by the history store,
 -- which assigned its seq and judged its sender's admission) takes 2 + n KEYS:
 --   read-cursor hash, sent-cursor hash, n conversation-list zsets
--- and 4 ARGV:
+-- and 5 ARGV:
 --   conversation id, reader whose cursors move to the message ('' = none),
---   seq, n
+--   seq, '1' if the conversation keeps sent cursors (topic threads) else '', n
 
 local function read_items(k, a, n)
   local items = {}
   for i = 1, n do
     local item = {
       reads_key = KEYS[k], sent_key = KEYS[k + 1],
-      conv = ARGV[a], reader = ARGV[a + 1], seq = tonumber(ARGV[a + 2]), idx = {},
+      conv = ARGV[a], reader = ARGV[a + 1], seq = tonumber(ARGV[a + 2]),
+      keeps_sent = ARGV[a + 3] == '1', idx = {},
     }
-    local nidx = tonumber(ARGV[a + 3])
+    local nidx = tonumber(ARGV[a + 4])
     for j = 1, nidx do item.idx[j] = KEYS[k + 1 + j] end
     k = k + 2 + nidx
-    a = a + 4
+    a = a + 5
     items[i] = item
   end
   return items
@@ -41,8 +42,8 @@ local function version_moved(hash_key, field, expected)
   return nil
 end
 
--- Records each item the history store stored: moves the sender's read and
--- sent cursors, touches conversation lists, and records it in the outbox
+-- Records each item the history store stored: moves the sender's read
+-- cursor (and sent cursor, where kept), touches conversation lists, and records it in the outbox
 -- until a router confirms it was handed to the bus. Returns the message ids
 -- and the seqs. One ZADD per list rather than per item: a topic send
 -- touches the owner's list and the outbox once each, not once per contact.
@@ -53,7 +54,9 @@ local function write_items(items, now, outbox_key)
     if item.reader ~= '' then
       -- Recorded late (a retry found it in the log), it may be older than
       -- what the sender has read or sent since: cursors only move forward.
-      for _, key in ipairs({item.reads_key, item.sent_key}) do
+      local cursors = {item.reads_key}
+      if item.keeps_sent then cursors[2] = item.sent_key end
+      for _, key in ipairs(cursors) do
         if seq > tonumber(redis.call('HGET', key, item.reader) or '0') then
           redis.call('HSET', key, item.reader, seq)
         end
