@@ -86,13 +86,16 @@ def scenario_costs(runs):
             found = [cpu[n]["cpu_us_per_message"] for n in names if n in cpu]
             per_run.append(sum(found) if found else None)
         costs[kind] = median(per_run)
-    grew = []
+    grew, kept = [], []
     for run, report in zip(runs, reports):
         memory = (run.get("counts") or {}).get("redis_memory")
         sent = report["messages_per_second"] * report["seconds"]
         if memory and sent:
             grew.append((memory["after"] - memory["before"]) / sent)
+            if "retries_expired" in memory:
+                kept.append((memory["retries_expired"] - memory["before"]) / sent)
     costs["redis_bytes"] = median(grew)
+    costs["redis_bytes_kept"] = median(kept) if kept else None
     costs["p99_ms"] = median([r["latency_ms"]["p99"] for r in reports])
     costs["rate"] = median([r["messages_per_second"] for r in reports])
     return costs
@@ -187,6 +190,9 @@ def main():
             print(f"\nRedis memory: {redis_bytes:,.0f} bytes per message measured (with the history store: its retry record and, until delivered, its outbox entry); "
                   f"held for {args.retry_ttl_hours:g} h, that is {held:,.0f} messages' records: "
                   f"{held * redis_bytes / 2**30:,.0f} GiB, steady (it does not grow with history).")
+            if all(costs[name].get("redis_bytes_kept") is not None for name in mix):
+                kept = sum(share * costs[name]["redis_bytes_kept"] for name, share in mix.items())
+                print(f"Once the retry records have expired, {kept:,.1f} bytes per message stay in Redis.")
         else:
             print(f"\nRedis memory: {redis_bytes:,.0f} bytes per message measured; {per_day:,.0f} messages a day "
                   f"grow it by {per_day * redis_bytes / 2**30:,.0f} GiB a day, for ever (history is in Redis).")

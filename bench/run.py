@@ -138,6 +138,19 @@ class Cluster:
         return {"redis": calls, "redis_memory": used,
                 "nats": {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"]}}
 
+    def memory_once_retries_expire(self):
+        """Redis's used_memory once the retry records have expired: they are
+        deleted (what their 24 h expiry does later), one SCAN batch at a time."""
+        expire = ("local cursor, gone = '0', 0 repeat "
+                  "local r = redis.call('SCAN', cursor, 'MATCH', 'sb:idem:*', 'COUNT', 1000) "
+                  "cursor = r[1] for _, k in ipairs(r[2]) do gone = gone + redis.call('DEL', k) end "
+                  "until cursor == '0' return gone")
+        subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "eval", expire, "0"],
+                       capture_output=True, text=True, check=True)
+        memory = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "memory"],
+                                capture_output=True, text=True).stdout
+        return next(int(line.split(":")[1]) for line in memory.splitlines() if line.startswith("used_memory:"))
+
     def stop(self):
         for p in self.procs.values():
             p.send_signal(signal.SIGKILL)
@@ -178,6 +191,8 @@ SCENARIOS = {
     "topic-200": (["topic", "--contacts", "200", "--rate", "100", "--duration", "10"], "both"),
     "topic-200-200": (["topic", "--contacts", "200", "--rate", "200", "--duration", "10"], "both"),
     "storm": (["storm", "--clients", "10000"], "both"),
+    # 50-message History pages at random depths of a 1M-message conversation.
+    "pages-1m": (["pages", "--depth", "1000000", "--rate", "200", "--duration", "10"], "both"),
 }
 
 
@@ -238,6 +253,8 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None)
         argv += ["--watch", ",".join(f"{n}={p.pid}" for n, p in cluster.procs.items())]
         if name == "idle":
             argv += ["--gateway-pid", str(cluster.procs["gateway-0"].pid)]
+        if name.startswith("pages"):
+            argv += ["--history-url", cluster.history.url]
         if name == "transport":
             argv += ["--nats", f"nats://127.0.0.1:{cluster.nats_port}",
                      "--redis", f"redis://127.0.0.1:{cluster.redis_port}"]
@@ -265,6 +282,8 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None)
         loadgen.wait()
         reader.join()
         finish_profiles(recorders)
+        if counts:
+            counts["redis_memory"]["retries_expired"] = cluster.memory_once_retries_expire()
         out = subprocess.CompletedProcess(argv, loadgen.returncode, "".join(stdout), "".join(stderr))
         wall = time.time() - started
         after = cluster.sample()

@@ -116,6 +116,20 @@ pub enum Scenario {
         #[arg(long, default_value_t = 200)]
         size: usize,
     },
+    /// 50-message History pages at random depths of one conversation of
+    /// `depth` messages (seeded in the history store, which it needs).
+    Pages {
+        #[arg(long, default_value_t = 1_000_000)]
+        depth: u64,
+        /// Pages per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// The history store the gateways' routers use (PostgreSQL).
+        #[arg(long, env = "SB_HISTORY_URL")]
+        history_url: String,
+    },
     /// Everyone disconnects, messages arrive meanwhile, everyone reconnects at once.
     Storm {
         #[arg(long, default_value_t = 1_000)]
@@ -249,6 +263,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                     rate,
                     secs(duration),
                     size,
+                )
+                .await?,
+            ]
+        }
+        Scenario::Pages {
+            depth,
+            rate,
+            duration,
+            history_url,
+        } => {
+            vec![
+                scenarios::pages::run(
+                    &origin,
+                    &watch,
+                    &prefix,
+                    depth,
+                    rate,
+                    secs(duration),
+                    &history_url,
                 )
                 .await?,
             ]

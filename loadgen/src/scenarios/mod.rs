@@ -4,6 +4,7 @@ pub mod direct;
 pub mod flood;
 pub mod group;
 pub mod idle;
+pub mod pages;
 pub mod smoke;
 pub mod storm;
 pub mod topic;
