@@ -143,7 +143,7 @@ class Cluster:
         deleted (what their 24 h expiry does later), from here (a script
         would add its own memory to the figure)."""
         cli = [program("redis-cli"), "-p", str(self.redis_port)]
-        keys = subprocess.run(cli + ["--scan", "--pattern", "sb:idem:*", "--count", "1000"],
+        keys = subprocess.run(cli + ["--scan", "--pattern", "sb:idem:*"],
                               capture_output=True, text=True, check=True).stdout.split()
         for start in range(0, len(keys), 1000):
             subprocess.run(cli + ["del"] + keys[start:start + 1000], capture_output=True, check=True)
