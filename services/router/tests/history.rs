@@ -450,7 +450,7 @@ async fn a_membership_change_fences_out_sends_admitted_before_it() {
     let g = group("gfence");
     assert_eq!(
         history.append_change(&change(&g, "created")).await.unwrap(),
-        ChangeStored { seq: 1, version: 1 }
+        Some(ChangeStored { seq: 1, version: 1 })
     );
     let sent = history.append(&[fenced(&g, "hello", 1)]).await.unwrap();
     assert_eq!((sent[0].seq, sent[0].fenced), (2, false));
@@ -463,6 +463,7 @@ async fn a_membership_change_fences_out_sends_admitted_before_it() {
                 history
                     .append_change(&change(&g, &format!("change {i}")))
                     .await
+                    .unwrap()
                     .unwrap()
             })
         })
@@ -503,6 +504,20 @@ async fn a_membership_change_fences_out_sends_admitted_before_it() {
     assert_eq!(bodies[..2], ["created", "hello"]);
     assert_eq!(bodies[10..], ["notice", "fresh"]);
     assert!(!bodies.contains(&"stale".to_owned()));
+
+    // A change judged at an older version is refused and writes nothing;
+    // at the current one it is made.
+    let mut late = change(&g, "late");
+    late.fence = Some(8);
+    assert_eq!(history.append_change(&late).await.unwrap(), None);
+    late.fence = Some(9);
+    assert_eq!(
+        history.append_change(&late).await.unwrap(),
+        Some(ChangeStored {
+            seq: 13,
+            version: 10
+        })
+    );
 }
 
 /// The race the fence exists for, made to happen: a send that starts while

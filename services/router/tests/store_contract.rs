@@ -198,6 +198,62 @@ async fn appends_are_numbered_without_holes_and_idempotent() {
     .await;
 }
 
+/// The same change asked of two routers at once (a client retrying on
+/// another gateway, two admins removing one member): made and logged once;
+/// the others are told it no longer applies.
+#[tokio::test]
+async fn the_same_change_asked_at_once_is_made_once() {
+    on_both(|store| async move {
+        let (owner, bob) = (user("owner"), user("bob"));
+        let group = GroupRecord {
+            id: GroupId::generate(),
+            name: "Open".into(),
+            owner: owner.clone(),
+            policy: pb::JoinPolicy::Open,
+            history: pb::HistoryVisibility::All,
+            created_at_ms: 1,
+            member_count: 0,
+        };
+        let conv = ConversationId::Group(group.id.clone());
+        store
+            .create_group(&group, text(&conv, &owner, "created", 1))
+            .await
+            .unwrap();
+        let joins = (0..8).map(|i| {
+            // As the router writes it: the system event says what changed
+            // (a repair reads it from the log).
+            let mut joined = text(&conv, &bob, "bob joined", 2 + i);
+            joined.message.system = Some(pb::SystemEvent {
+                kind: pb::system_event::Kind::MemberJoined as i32,
+                user_id: bob.to_string(),
+                actor_id: bob.to_string(),
+                detail: String::new(),
+            });
+            store.change_membership(
+                &group.id,
+                &bob,
+                MembershipChange::Join {
+                    role: pb::Role::Member,
+                },
+                joined,
+            )
+        });
+        let outcomes = futures::future::join_all(joins).await;
+        let made = outcomes.iter().filter(|o| o.is_ok()).count();
+        let refused = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(StoreError::Precondition)))
+            .count();
+        assert_eq!((made, refused), (1, 7), "{outcomes:?}");
+        assert_eq!(texts_of(&*store, &conv).await, ["created", "bob joined"]);
+        assert_eq!(
+            store.member_role(&group.id, &bob).await.unwrap(),
+            Some(pb::Role::Member)
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_refused_item_writes_nothing() {
     on_both(|store| async move {
@@ -635,6 +691,7 @@ async fn a_change_left_half_done_is_applied_by_the_next_send() {
             fence: None,
         })
         .await
+        .unwrap()
         .unwrap();
     assert_eq!((stored.seq, stored.version), (3, 3));
     assert_eq!(

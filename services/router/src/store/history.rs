@@ -56,7 +56,9 @@ pub struct HistoryAppend {
     /// The membership version under which the sender was admitted (read
     /// from Redis with the membership); `None` where nobody joins or leaves
     /// (direct conversations, system messages). An item whose conversation's
-    /// fence has moved past it is not stored.
+    /// fence has moved past it is not stored. For a membership change
+    /// ([`PgHistory::append_change`]): the version it expects the
+    /// conversation to be at.
     pub fence: Option<u64>,
 }
 
@@ -316,7 +318,12 @@ impl PgHistory {
     /// is what orders them for Redis too. The item's own retry key is
     /// replaced by the version's ([`change_key`]), by which a router that
     /// finds Redis behind the log finds the change to apply.
-    pub async fn append_change(&self, item: &HistoryAppend) -> StoreResult<ChangeStored> {
+    ///
+    /// With `item.fence`, the change is made only if the conversation is at
+    /// that version (the one its caller judged the membership under): else
+    /// `None` and nothing is written, so two routers making the same change
+    /// at once do not both log it.
+    pub async fn append_change(&self, item: &HistoryAppend) -> StoreResult<Option<ChangeStored>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
         let (shard, conv) = (shard_key(&item.conversation), item.conversation.to_string());
@@ -336,6 +343,13 @@ impl PgHistory {
             .await
             .map_err(failed)?;
         let (head, fence): (i64, i64) = (row.get(0), row.get(1));
+        if item
+            .fence
+            .is_some_and(|expected| i64::try_from(expected) != Ok(fence))
+        {
+            // Rolled back when dropped: the row lock goes, nothing changed.
+            return Ok(None);
+        }
         let (seq, version) = (head + 1, fence + 1);
         tx.execute(
             "UPDATE conversations SET head = $3, fence = $4
@@ -359,10 +373,10 @@ impl PgHistory {
         .await
         .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
-        Ok(ChangeStored {
+        Ok(Some(ChangeStored {
             seq: seq as u64,
             version: version as u64,
-        })
+        }))
     }
 
     /// The message stored under a retry key in a conversation, if any.

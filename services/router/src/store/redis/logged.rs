@@ -232,19 +232,23 @@ impl RedisStore {
         group: &GroupRecord,
         created: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        // The creation is the group's first change (version 1).
-        let item = history_item(&created, created.message.sent_at_ms, None, None);
-        let stored = self.history.log.append_change(&item).await?;
-        if stored.version != 1 {
+        // The creation is the group's first change (version 1); a log that
+        // has one already means the id is taken.
+        let item = history_item(&created, created.message.sent_at_ms, None, Some(0));
+        let Some(stored) = self.history.log.append_change(&item).await? else {
             return Err(StoreError::Precondition);
-        }
+        };
         self.run_create_group(group, &created, stored.seq).await
     }
 
     /// The change's message goes to the log first (which numbers the
-    /// change), then Redis applies it; if Redis is behind (another change
-    /// in flight, or one a dead router left half done), the changes before
-    /// it are applied from the log first, and this one with them.
+    /// change), then Redis applies it. It is judged against the membership
+    /// at a version and logged only if the log is still at that version: a
+    /// change that reached the log first (the same join from another
+    /// router, or one a dead router left half done) is applied to Redis
+    /// from the log, and this one judged again, so it is logged once or not
+    /// at all. If Redis then turns out behind, the changes before it are
+    /// applied from the log first, and this one with them.
     pub(super) async fn change_membership_logged(
         &self,
         group: &GroupId,
@@ -252,13 +256,25 @@ impl RedisStore {
         change: MembershipChange,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        // Checked before the log is written (the script checks again).
-        let member = self.member_role(group, user).await?.is_some();
-        if matches!(change, MembershipChange::Join { .. }) == member {
-            return Err(StoreError::Precondition);
-        }
-        let item = history_item(&message, message.message.sent_at_ms, None, None);
-        let stored = self.history.log.append_change(&item).await?;
+        let mut rounds = 0;
+        let stored = loop {
+            // The version first: a change applied between the two reads
+            // makes it stale, and the log refuses it.
+            let version = self.version(&keys::group(group), "mver").await?;
+            let member = self.member_role(group, user).await?.is_some();
+            if matches!(change, MembershipChange::Join { .. }) == member {
+                return Err(StoreError::Precondition);
+            }
+            let item = history_item(&message, message.message.sent_at_ms, None, Some(version));
+            match self.history.log.append_change(&item).await? {
+                Some(stored) => break stored,
+                None if rounds < FENCE_ROUNDS => {
+                    rounds += 1;
+                    self.repair_group(group).await?;
+                }
+                None => return Err(unavailable_after_rounds("the membership")),
+            }
+        };
         let logged = (stored.seq, stored.version - 1);
         match self
             .run_membership(group, user, &change, &message, logged)
@@ -281,14 +297,28 @@ impl RedisStore {
         reason: Binding,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        if !self
-            .hexists(&keys::topic_contacts(topic), contact.as_str())
-            .await?
-        {
-            return Err(StoreError::Precondition);
-        }
-        let item = history_item(&message, message.message.sent_at_ms, None, None);
-        let stored = self.history.log.append_change(&item).await?;
+        // As a group's change (above), for one contact's thread.
+        let mut rounds = 0;
+        let stored = loop {
+            let version = self
+                .version(&keys::topic(topic), &thread_field(contact))
+                .await?;
+            if !self
+                .hexists(&keys::topic_contacts(topic), contact.as_str())
+                .await?
+            {
+                return Err(StoreError::Precondition);
+            }
+            let item = history_item(&message, message.message.sent_at_ms, None, Some(version));
+            match self.history.log.append_change(&item).await? {
+                Some(stored) => break stored,
+                None if rounds < FENCE_ROUNDS => {
+                    rounds += 1;
+                    self.repair_thread(topic, contact).await?;
+                }
+                None => return Err(unavailable_after_rounds("the binding")),
+            }
+        };
         let logged = (stored.seq, stored.version - 1);
         match self
             .run_unbind(topic, contact, reason, &message, logged)
