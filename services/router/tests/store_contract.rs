@@ -200,7 +200,8 @@ async fn appends_are_numbered_without_holes_and_idempotent() {
 
 /// The same change asked of two routers at once (a client retrying on
 /// another gateway, two admins removing one member): made and logged once;
-/// the others are told it no longer applies.
+/// the others are told it no longer applies. Different changes at once all
+/// go through.
 #[tokio::test]
 async fn the_same_change_asked_at_once_is_made_once() {
     on_both(|store| async move {
@@ -249,6 +250,34 @@ async fn the_same_change_asked_at_once_is_made_once() {
         assert_eq!(
             store.member_role(&group.id, &bob).await.unwrap(),
             Some(pb::Role::Member)
+        );
+
+        // Different people joining at once each get in, each said once.
+        let people: Vec<UserId> = (0..12).map(|i| user(&format!("person{i}"))).collect();
+        let joins = people.iter().map(|person| {
+            let mut joined = text(&conv, person, "joined", 20);
+            joined.message.system = Some(pb::SystemEvent {
+                kind: pb::system_event::Kind::MemberJoined as i32,
+                user_id: person.to_string(),
+                actor_id: person.to_string(),
+                detail: String::new(),
+            });
+            store.change_membership(
+                &group.id,
+                person,
+                MembershipChange::Join {
+                    role: pb::Role::Member,
+                },
+                joined,
+            )
+        });
+        for outcome in futures::future::join_all(joins).await {
+            outcome.unwrap();
+        }
+        assert_eq!(texts_of(&*store, &conv).await.len(), 2 + people.len());
+        assert_eq!(
+            store.members(&group.id).await.unwrap().len(),
+            2 + people.len()
         );
     })
     .await;

@@ -30,8 +30,15 @@ pub(super) struct History {
 }
 
 /// Rounds a send makes when a fence moved under it (each round reads the
-/// membership again; a change is numbered by the log and needs none).
+/// membership again).
 const FENCE_ROUNDS: usize = 4;
+
+/// Rounds a membership change makes when the log moved past the version it
+/// was judged at. Every such round means another change of the same group
+/// (or thread) was logged meanwhile, so a change waits at most for the
+/// others in flight with it: many people joining one group at once (ten in
+/// the load generator's smoke run) each get their turn.
+const CHANGE_ROUNDS: usize = 64;
 
 pub(super) fn decode_stored(
     conv: &ConversationId,
@@ -268,7 +275,7 @@ impl RedisStore {
             let item = history_item(&message, message.message.sent_at_ms, None, Some(version));
             match self.history.log.append_change(&item).await? {
                 Some(stored) => break stored,
-                None if rounds < FENCE_ROUNDS => {
+                None if rounds < CHANGE_ROUNDS => {
                     rounds += 1;
                     self.repair_group(group).await?;
                 }
@@ -312,7 +319,7 @@ impl RedisStore {
             let item = history_item(&message, message.message.sent_at_ms, None, Some(version));
             match self.history.log.append_change(&item).await? {
                 Some(stored) => break stored,
-                None if rounds < FENCE_ROUNDS => {
+                None if rounds < CHANGE_ROUNDS => {
                     rounds += 1;
                     self.repair_thread(topic, contact).await?;
                 }
