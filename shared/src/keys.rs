@@ -105,7 +105,8 @@ pub fn conversation_reads(conv: &ConversationId) -> String {
     format!("sb:conv:{conv}:read")
 }
 
-/// Hash: user id -> seq of the last message they sent here.
+/// Hash: user id -> seq of the last message they sent here. Read for topic
+/// threads only (the owner's "replied"), so Redis keeps it only there.
 pub fn conversation_sent(conv: &ConversationId) -> String {
     format!("sb:conv:{conv}:sent")
 }
