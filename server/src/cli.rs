@@ -197,6 +197,9 @@ pub struct RouterArgs {
     /// Connections to the history store.
     #[arg(long, env = "SB_HISTORY_POOL_SIZE", default_value_t = 8)]
     pub history_pool_size: usize,
+    /// How long the history writer waits for more messages to share a transaction with, in microseconds (0 = none).
+    #[arg(long, env = "SB_HISTORY_GATHER_US", default_value_t = 500)]
+    pub history_gather_us: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

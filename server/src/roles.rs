@@ -180,9 +180,10 @@ async fn redis_store(
     pool: &Pool,
     idempotency_ttl_secs: u64,
     history: Arc<PgHistory>,
+    gather: Duration,
     shutdown: &Shutdown,
 ) -> anyhow::Result<RedisStore> {
-    let writer = HistoryWriter::start(history.clone(), HISTORY_LANES, HISTORY_BATCH);
+    let writer = HistoryWriter::start(history.clone(), HISTORY_LANES, HISTORY_BATCH, gather);
     let mut pause = Duration::from_secs(1);
     loop {
         match RedisStore::new(
@@ -307,7 +308,15 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
     let history = Arc::new(history_store(url, role.router.history_pool_size, &shutdown).await?);
-    let store = redis_store(&pool, config.idempotency_ttl.as_secs(), history, &shutdown).await?;
+    let gather = Duration::from_micros(role.router.history_gather_us);
+    let store = redis_store(
+        &pool,
+        config.idempotency_ttl.as_secs(),
+        history,
+        gather,
+        &shutdown,
+    )
+    .await?;
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
     start_router(config, store, directory, bus.clone(), &shutdown).await?;
     run_backend(reporter, bus, pool, shutdown).await

@@ -105,6 +105,9 @@ enum Command {
         lanes: usize,
         #[arg(long, default_value_t = 64)]
         max_batch: usize,
+        /// The writer's gathering window, in microseconds (0 = none).
+        #[arg(long, default_value_t = 0)]
+        gather_us: u64,
         #[arg(long, default_value_t = 200)]
         size: usize,
     },
@@ -487,7 +490,7 @@ async fn pg_writer(
     messages: u64,
     senders: usize,
     rate: u64,
-    (lanes, max_batch): (usize, usize),
+    (lanes, max_batch, gather): (usize, usize, Duration),
     size: usize,
 ) -> anyhow::Result<serde_json::Value> {
     use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
@@ -505,7 +508,7 @@ async fn pg_writer(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let writer = Arc::new(HistoryWriter::start(history, lanes, max_batch));
+    let writer = Arc::new(HistoryWriter::start(history, lanes, max_batch, gather));
     let convs: Arc<Vec<ConversationId>> = Arc::new(
         (0..conversations)
             .map(|c| {
@@ -575,6 +578,7 @@ async fn pg_writer(
     Ok(json!({
         "store": "postgresql", "test": "writer", "messages": messages, "conversations": conversations,
         "senders": senders, "rate": rate, "lanes": lanes, "max_batch": max_batch,
+        "gather_us": gather.as_micros() as u64,
         "seconds": seconds, "messages_per_second": messages as f64 / seconds,
         "transactions": transactions, "messages_per_transaction": messages as f64 / transactions.max(1) as f64,
         "writer_cpu_us_per_message": cpu * 1e6 / messages as f64,
@@ -647,6 +651,7 @@ async fn main() -> anyhow::Result<()> {
             rate,
             lanes,
             max_batch,
+            gather_us,
             size,
         } => {
             pg_writer(
@@ -655,7 +660,7 @@ async fn main() -> anyhow::Result<()> {
                 messages,
                 senders,
                 rate,
-                (lanes, max_batch),
+                (lanes, max_batch, Duration::from_micros(gather_us)),
                 size,
             )
             .await?

@@ -361,11 +361,47 @@ async fn nothing_acknowledged_is_lost_when_the_server_is_killed_mid_load() {
     assert_eq!(next[0].seq, heads[0] + 1);
 }
 
+/// With a gathering window, a message that arrives while another waits in
+/// it shares its transaction, and a message alone waits the window out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gathering_window_puts_later_arrivals_in_the_same_transaction() {
+    let pg = PostgresServer::start();
+    let history = Arc::new(PgHistory::connect(&pg.url(), 4).await.unwrap());
+    let window = std::time::Duration::from_millis(800);
+    let writer = Arc::new(HistoryWriter::start(history.clone(), 1, 64, window));
+
+    let started = std::time::Instant::now();
+    let first = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            writer
+                .append(vec![message(&dm("alice", "bob"), "first", None)])
+                .await
+        }
+    });
+    // The second arrives well inside the first one's window (which is what
+    // is tested: a later arrival, not two queued together).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let second = writer
+        .append(vec![message(&dm("carol", "dan"), "second", None)])
+        .await
+        .unwrap();
+    let first = first.await.unwrap().unwrap();
+    assert_eq!((first[0].seq, second[0].seq), (1, 1));
+    assert_eq!(writer.transactions(), 1, "one transaction for both");
+    assert!(started.elapsed() >= window, "{:?}", started.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_shares_transactions_between_callers_and_answers_each_its_own() {
     let pg = PostgresServer::start();
     let history = Arc::new(PgHistory::connect(&pg.url(), 4).await.unwrap());
-    let writer = Arc::new(HistoryWriter::start(history.clone(), 2, 64));
+    let writer = Arc::new(HistoryWriter::start(
+        history.clone(),
+        2,
+        64,
+        std::time::Duration::ZERO,
+    ));
 
     // One caller alone: written at once, alone.
     let alone = writer

@@ -49,7 +49,7 @@ async fn with_history(
         .await
         .unwrap();
     let log = Arc::new(PgHistory::connect(&postgres.url(), 4).await.unwrap());
-    let writer = HistoryWriter::start(log.clone(), 1, 64);
+    let writer = HistoryWriter::start(log.clone(), 1, 64, std::time::Duration::ZERO);
     let store = RedisStore::new(pool, 3600, log.clone(), writer)
         .await
         .unwrap();
