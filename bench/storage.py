@@ -285,6 +285,11 @@ def main():
                 for rate, seconds in [("1000", 10), ("5000", 10)]:
                     emit(measured(pg, "pg-writer", "--url", pg.url, "--rate", rate, "--lanes", lanes,
                                   "--messages", str(int(rate) * seconds)))
+            # The gathering window (SB_HISTORY_GATHER_US) with the router's one lane.
+            for rate in ["1000", "5000"]:
+                for gather in ["500", "1000", "2000"]:
+                    emit(measured(pg, "pg-writer", "--url", pg.url, "--rate", rate, "--lanes", "1",
+                                  "--messages", str(int(rate) * 8), "--gather-us", gather))
         finally:
             pg.stop()
 
@@ -318,7 +323,7 @@ def main():
     for r in results:
         lat = r.get("ack_ms") or r.get("page_ms") or {}
         settings = " ".join(f"{k}={r[k]}" for k in ("batch", "in_flight", "seq", "depth", "server", "sync",
-                                                      "senders", "rate", "lanes", "messages_per_transaction",
+                                                      "senders", "rate", "lanes", "gather_us", "messages_per_transaction",
                                                       "writer_cpu_us_per_message") if k in r)
         print(f"| {r.get('store')} | {r.get('test')} | {settings} | {round(r.get('messages_per_second', 0)):,} "
               f"| {lat.get('p50', '')} | {lat.get('p99', '')} | {r.get('server_cpu_us_per_message', '')} "
