@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::{StreamExt as _, TryStreamExt as _};
 use switchboard_proto::pb::{
     self, binding_result::Outcome, follow_up::Who, topic_contact::State,
     topic_recipient::Outcome as RecipientOutcome,
@@ -106,6 +107,9 @@ pub fn recipients(
     }
     Ok(chosen)
 }
+
+/// Threads a topic's deletion ends at once.
+const DELETION_CONCURRENCY: usize = 16;
 
 impl Router {
     pub(crate) async fn topic(&self, id: &TopicId) -> RouterResult<TopicRecord> {
@@ -380,23 +384,36 @@ impl Router {
         }
         let bound = self.store.delete_topic(&topic.id).await?;
         // The end is said in every thread, so both sides see it in history.
-        for contact in &bound {
-            match self
-                .unbind(
-                    &topic,
-                    contact,
-                    &caller.user,
-                    Binding::Removed,
-                    "this topic was deleted",
-                )
-                .await
-            {
-                // Gone meanwhile (left, or another deletion got there first).
-                Ok(()) | Err(RouterError::NotFound(_)) => {}
-                Err(err) => return Err(err),
-            }
-        }
+        // Threads are independent changes: several at a time, rather than a
+        // full topic's 256 (the default cap) one after another.
+        let ends: Vec<_> = bound
+            .iter()
+            .map(|contact| self.end_thread(&topic, contact, &caller.user))
+            .collect();
+        futures::stream::iter(ends)
+            .buffer_unordered(DELETION_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
         Ok(pb::DeleteTopicResponse {})
+    }
+
+    /// One contact's thread of a deleted topic, ended: unbound, with the
+    /// notice. Already gone (they left, or another deletion got there
+    /// first) is fine.
+    async fn end_thread(
+        &self,
+        topic: &TopicRecord,
+        contact: &UserId,
+        owner: &UserId,
+    ) -> RouterResult<()> {
+        let text = "this topic was deleted";
+        match self
+            .unbind(topic, contact, owner, Binding::Removed, text)
+            .await
+        {
+            Ok(()) | Err(RouterError::NotFound(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// A system message in one contact's thread.
