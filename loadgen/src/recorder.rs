@@ -101,6 +101,21 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+impl Percentiles {
+    /// The percentiles, in ms, of a histogram of µs.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            count: histogram.len(),
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: histogram.max() as f64 / 1000.0,
+        }
+    }
+}
+
 impl Recorder {
     fn shard(&self, client: usize) -> &Mutex<Shard> {
         &self.shards[client % SHARDS]
@@ -216,7 +231,6 @@ impl Recorder {
         for shard in &self.shards {
             let _ = merged.add(&shard.lock().latency);
         }
-        let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1000.0;
         Totals {
             delivered: self.delivered.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
@@ -225,14 +239,7 @@ impl Recorder {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             stream_errors: self.stream_errors.load(Ordering::Relaxed),
             problems: self.first_problems.lock().clone(),
-            latency_ms: Percentiles {
-                count: merged.len(),
-                p50: ms(0.5),
-                p90: ms(0.9),
-                p99: ms(0.99),
-                p999: ms(0.999),
-                max: merged.max() as f64 / 1000.0,
-            },
+            latency_ms: Percentiles::of(&merged),
         }
     }
 }

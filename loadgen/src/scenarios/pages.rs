@@ -149,22 +149,13 @@ pub async fn run(
     let seconds = started.elapsed().as_secs_f64();
     let cpu = watch.report(&cpu_before, pages.acked);
 
-    let histogram = latency.lock();
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     let mut report = Report::new(
         "pages",
         json!({"depth": depth, "page": PAGE, "rate": rate, "seconds": duration.as_secs()}),
     );
     report.seconds = seconds;
     report.messages_per_second = pages.acked as f64 / seconds;
-    report.latency_ms = Percentiles {
-        count: histogram.len(),
-        p50: ms(0.5),
-        p90: ms(0.9),
-        p99: ms(0.99),
-        p999: ms(0.999),
-        max: histogram.max() as f64 / 1000.0,
-    };
+    report.latency_ms = Percentiles::of(&latency.lock());
     report.problems = problems.lock().clone();
     report.sends = Some(pages);
     report.extra = json!({"cpu": cpu, "seeded_seconds": seeded_s});

@@ -39,18 +39,6 @@ async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
         .await?)
 }
 
-fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    Percentiles {
-        count: histogram.len(),
-        p50: ms(0.5),
-        p90: ms(0.9),
-        p99: ms(0.99),
-        p999: ms(0.999),
-        max: histogram.max() as f64 / 1000.0,
-    }
-}
-
 /// Raw NATS: one publisher, `subscribers` subscribers on their own connections.
 async fn raw(
     url: &str,
@@ -207,7 +195,7 @@ async fn pipeline(
     report.deliveries_per_second = done as f64 / seconds;
     report.delivered = done;
     report.missing = sent.saturating_sub(done);
-    report.latency_ms = percentiles(&latency.lock());
+    report.latency_ms = Percentiles::of(&latency.lock());
     Ok(report)
 }
 
