@@ -17,11 +17,12 @@ use switchboard_shared::ids::{ConversationId, GroupId, TopicId, UserId};
 use switchboard_shared::keys;
 
 use super::{Applied, RedisStore, decode_idempotency};
-use crate::store::history::{HistoryAppend, HistoryWriter, PgHistory, StoredMessage, change_key};
+use crate::store::history::{
+    ChangeStored, HistoryAppend, HistoryWriter, PgHistory, StoredMessage, change_key,
+};
 use crate::store::{
     Admission, AppendBatch, AppendOutcome, Appended, Binding, GroupRecord, MembershipChange,
-    NewMessage, Store as _, StoreError, StoreResult, decode_message, encode_message, parse_role,
-    same_targets,
+    NewMessage, StoreError, StoreResult, decode_message, encode_message, parse_role, same_targets,
 };
 
 pub(super) struct History {
@@ -71,6 +72,17 @@ fn version_field(admission: &Admission) -> (String, String) {
     match admission {
         Admission::GroupMember { group, .. } => (keys::group(group), "mver".to_owned()),
         Admission::TopicBound { topic, contact } => (keys::topic(topic), thread_field(contact)),
+    }
+}
+
+/// The hash and field that say whether the admission's subject belongs: a
+/// member of the group, or a contact on the topic's forwarding list.
+fn belonging_field(admission: &Admission) -> (String, String) {
+    match admission {
+        Admission::GroupMember { group, user } => (keys::group_members(group), user.to_string()),
+        Admission::TopicBound { topic, contact } => {
+            (keys::topic_contacts(topic), contact.to_string())
+        }
     }
 }
 
@@ -129,14 +141,7 @@ impl RedisStore {
         }
         for item in &batch.items {
             if let Some(admission) = &item.admission {
-                let (key, field) = match admission {
-                    Admission::GroupMember { group, user } => {
-                        (keys::group_members(group), user.to_string())
-                    }
-                    Admission::TopicBound { topic, contact } => {
-                        (keys::topic_contacts(topic), contact.to_string())
-                    }
-                };
+                let (key, field) = belonging_field(admission);
                 let (hash, version) = version_field(admission);
                 pipe.cmd("HEXISTS").arg(key).arg(field);
                 pipe.cmd("HGET").arg(hash).arg(version);
@@ -248,14 +253,70 @@ impl RedisStore {
         self.run_create_group(group, &created, stored.seq).await
     }
 
-    /// The change's message goes to the log first (which numbers the
-    /// change), then Redis applies it. It is judged against the membership
-    /// at a version and logged only if the log is still at that version: a
-    /// change that reached the log first (the same join from another
-    /// router, or one a dead router left half done) is applied to Redis
-    /// from the log, and this one judged again, so it is logged once or not
-    /// at all. If Redis then turns out behind, the changes before it are
-    /// applied from the log first, and this one with them.
+    /// Logs a change's message at the membership version it was judged at
+    /// (docs/STORAGE.md, "Who may write"): the version is read first, then
+    /// whether `subject` belongs, which must be `belongs` for the change to
+    /// apply; the log writes it only if it is still at that version. A log
+    /// that has moved on (the same change from another router, someone
+    /// else's, or one a dead router left half done) is applied to Redis and
+    /// this change judged again, so it is logged once or not at all.
+    async fn log_change(
+        &self,
+        subject: &Admission,
+        belongs: bool,
+        message: &NewMessage,
+    ) -> StoreResult<ChangeStored> {
+        let (version_hash, version_field) = version_field(subject);
+        let (belonging_key, belonging) = belonging_field(subject);
+        let mut rounds = 0;
+        loop {
+            // The version first: a change applied between the two reads
+            // makes it stale, and the log refuses it.
+            let version = self.version(&version_hash, &version_field).await?;
+            if self.hexists(&belonging_key, &belonging).await? != belongs {
+                return Err(StoreError::Precondition);
+            }
+            let item = history_item(message, message.message.sent_at_ms, None, Some(version));
+            match self.history.log.append_change(&item).await? {
+                Some(stored) => return Ok(stored),
+                None if rounds < CHANGE_ROUNDS => {
+                    rounds += 1;
+                    self.repair(subject).await?;
+                }
+                None => {
+                    return Err(unavailable_after_rounds(match subject {
+                        Admission::GroupMember { .. } => "the membership",
+                        Admission::TopicBound { .. } => "the binding",
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The answer to a logged change, once its Redis script ran: if Redis
+    /// had moved past the version the change expects, someone applied it
+    /// (and maybe more) from the log; if it is still behind it (Redis lost
+    /// its data meanwhile), the log's changes are applied now.
+    async fn change_applied(
+        &self,
+        applied: Applied,
+        stored: ChangeStored,
+        subject: &Admission,
+        message: &NewMessage,
+    ) -> StoreResult<AppendOutcome> {
+        match applied {
+            Applied::Done(outcome) => Ok(outcome),
+            Applied::Stale(now) => {
+                if now < stored.version {
+                    self.repair(subject).await?;
+                }
+                Ok(self.single_appended(&message.conversation, stored.seq, message))
+            }
+        }
+    }
+
+    /// The change's message goes to the log first ([`Self::log_change`]:
+    /// numbered there, once), then Redis applies it.
     pub(super) async fn change_membership_logged(
         &self,
         group: &GroupId,
@@ -263,40 +324,21 @@ impl RedisStore {
         change: MembershipChange,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        let mut rounds = 0;
-        let stored = loop {
-            // The version first: a change applied between the two reads
-            // makes it stale, and the log refuses it.
-            let version = self.version(&keys::group(group), "mver").await?;
-            let member = self.member_role(group, user).await?.is_some();
-            if matches!(change, MembershipChange::Join { .. }) == member {
-                return Err(StoreError::Precondition);
-            }
-            let item = history_item(&message, message.message.sent_at_ms, None, Some(version));
-            match self.history.log.append_change(&item).await? {
-                Some(stored) => break stored,
-                None if rounds < CHANGE_ROUNDS => {
-                    rounds += 1;
-                    self.repair_group(group).await?;
-                }
-                None => return Err(unavailable_after_rounds("the membership")),
-            }
+        let subject = Admission::GroupMember {
+            group: group.clone(),
+            user: user.clone(),
         };
+        let joins = matches!(change, MembershipChange::Join { .. });
+        let stored = self.log_change(&subject, !joins, &message).await?;
         let logged = (stored.seq, stored.version - 1);
-        match self
+        let applied = self
             .run_membership(group, user, &change, &message, logged)
-            .await?
-        {
-            Applied::Done(outcome) => Ok(outcome),
-            Applied::Stale(now) => {
-                if now < stored.version {
-                    self.repair_group(group).await?;
-                }
-                Ok(self.single_appended(&message.conversation, stored.seq, &message))
-            }
-        }
+            .await?;
+        self.change_applied(applied, stored, &subject, &message)
+            .await
     }
 
+    /// As a group's change (above), for one contact's thread.
     pub(super) async fn unbind_logged(
         &self,
         topic: &TopicId,
@@ -304,41 +346,17 @@ impl RedisStore {
         reason: Binding,
         message: NewMessage,
     ) -> StoreResult<AppendOutcome> {
-        // As a group's change (above), for one contact's thread.
-        let mut rounds = 0;
-        let stored = loop {
-            let version = self
-                .version(&keys::topic(topic), &thread_field(contact))
-                .await?;
-            if !self
-                .hexists(&keys::topic_contacts(topic), contact.as_str())
-                .await?
-            {
-                return Err(StoreError::Precondition);
-            }
-            let item = history_item(&message, message.message.sent_at_ms, None, Some(version));
-            match self.history.log.append_change(&item).await? {
-                Some(stored) => break stored,
-                None if rounds < CHANGE_ROUNDS => {
-                    rounds += 1;
-                    self.repair_thread(topic, contact).await?;
-                }
-                None => return Err(unavailable_after_rounds("the binding")),
-            }
+        let subject = Admission::TopicBound {
+            topic: topic.clone(),
+            contact: contact.clone(),
         };
+        let stored = self.log_change(&subject, true, &message).await?;
         let logged = (stored.seq, stored.version - 1);
-        match self
+        let applied = self
             .run_unbind(topic, contact, reason, &message, logged)
-            .await?
-        {
-            Applied::Done(outcome) => Ok(outcome),
-            Applied::Stale(now) => {
-                if now < stored.version {
-                    self.repair_thread(topic, contact).await?;
-                }
-                Ok(self.single_appended(&message.conversation, stored.seq, &message))
-            }
-        }
+            .await?;
+        self.change_applied(applied, stored, &subject, &message)
+            .await
     }
 
     fn single_appended(
