@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use switchboard_proto::pb;
+use switchboard_proto::pb::{self, system_event::Kind};
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::RedisStore;
@@ -69,6 +69,49 @@ fn text(conv: &ConversationId, sender: &UserId, body: &str, now: i64) -> NewMess
         index_for: vec![],
         read_by: Some(sender.clone()),
     }
+}
+
+/// A membership change's message as the router writes it: `actor` did it to
+/// `user`, and the system event says so (a repair reads it from the log).
+fn change_message(
+    conv: &ConversationId,
+    actor: &UserId,
+    user: &UserId,
+    kind: Kind,
+    body: &str,
+    now: i64,
+) -> NewMessage {
+    let mut message = text(conv, actor, body, now);
+    message.message.system = Some(pb::SystemEvent {
+        kind: kind as i32,
+        user_id: user.to_string(),
+        actor_id: actor.to_string(),
+        detail: String::new(),
+    });
+    message
+}
+
+/// An open group `owner` has just created, and its conversation.
+async fn open_group(
+    store: &dyn Store,
+    owner: &UserId,
+    name: &str,
+) -> (GroupRecord, ConversationId) {
+    let group = GroupRecord {
+        id: GroupId::generate(),
+        name: name.into(),
+        owner: owner.clone(),
+        policy: pb::JoinPolicy::Open,
+        history: pb::HistoryVisibility::All,
+        created_at_ms: 1,
+        member_count: 0,
+    };
+    let conv = ConversationId::Group(group.id.clone());
+    store
+        .create_group(&group, text(&conv, owner, "created", 1))
+        .await
+        .unwrap();
+    (group, conv)
 }
 
 /// The texts of a conversation's first messages, in order.
@@ -206,30 +249,9 @@ async fn appends_are_numbered_without_holes_and_idempotent() {
 async fn the_same_change_asked_at_once_is_made_once() {
     on_both(|store| async move {
         let (owner, bob) = (user("owner"), user("bob"));
-        let group = GroupRecord {
-            id: GroupId::generate(),
-            name: "Open".into(),
-            owner: owner.clone(),
-            policy: pb::JoinPolicy::Open,
-            history: pb::HistoryVisibility::All,
-            created_at_ms: 1,
-            member_count: 0,
-        };
-        let conv = ConversationId::Group(group.id.clone());
-        store
-            .create_group(&group, text(&conv, &owner, "created", 1))
-            .await
-            .unwrap();
+        let (group, conv) = open_group(&*store, &owner, "Open").await;
         let joins = (0..8).map(|i| {
-            // As the router writes it: the system event says what changed
-            // (a repair reads it from the log).
-            let mut joined = text(&conv, &bob, "bob joined", 2 + i);
-            joined.message.system = Some(pb::SystemEvent {
-                kind: pb::system_event::Kind::MemberJoined as i32,
-                user_id: bob.to_string(),
-                actor_id: bob.to_string(),
-                detail: String::new(),
-            });
+            let joined = change_message(&conv, &bob, &bob, Kind::MemberJoined, "bob joined", 2 + i);
             store.change_membership(
                 &group.id,
                 &bob,
@@ -255,13 +277,7 @@ async fn the_same_change_asked_at_once_is_made_once() {
         // Different people joining at once each get in, each said once.
         let people: Vec<UserId> = (0..12).map(|i| user(&format!("person{i}"))).collect();
         let joins = people.iter().map(|person| {
-            let mut joined = text(&conv, person, "joined", 20);
-            joined.message.system = Some(pb::SystemEvent {
-                kind: pb::system_event::Kind::MemberJoined as i32,
-                user_id: person.to_string(),
-                actor_id: person.to_string(),
-                detail: String::new(),
-            });
+            let joined = change_message(&conv, person, person, Kind::MemberJoined, "joined", 20);
             store.change_membership(
                 &group.id,
                 person,
@@ -677,20 +693,7 @@ async fn a_change_left_half_done_is_applied_by_the_next_send() {
     let postgres = PostgresServer::start();
     let (store, log) = with_history(&redis, &postgres).await;
     let (owner, bob) = (user("owner"), user("bob"));
-    let group = GroupRecord {
-        id: GroupId::generate(),
-        name: "Chess".into(),
-        owner: owner.clone(),
-        policy: pb::JoinPolicy::Open,
-        history: pb::HistoryVisibility::All,
-        created_at_ms: 1,
-        member_count: 0,
-    };
-    let conv = ConversationId::Group(group.id.clone());
-    store
-        .create_group(&group, text(&conv, &owner, "created", 1))
-        .await
-        .unwrap();
+    let (group, conv) = open_group(&store, &owner, "Chess").await;
     store
         .change_membership(
             &group.id,
@@ -704,13 +707,14 @@ async fn a_change_left_half_done_is_applied_by_the_next_send() {
         .unwrap();
 
     // The removal's first half only: its message in the log (version 3).
-    let mut removal = text(&conv, &owner, "owner removed bob", 3);
-    removal.message.system = Some(pb::SystemEvent {
-        kind: pb::system_event::Kind::MemberRemoved as i32,
-        user_id: bob.to_string(),
-        actor_id: owner.to_string(),
-        detail: String::new(),
-    });
+    let removal = change_message(
+        &conv,
+        &owner,
+        &bob,
+        Kind::MemberRemoved,
+        "owner removed bob",
+        3,
+    );
     let stored = log
         .append_change(&HistoryAppend {
             conversation: conv.clone(),
