@@ -131,14 +131,12 @@ class Cluster:
             if line.startswith("cmdstat_"):
                 name, fields = line[len("cmdstat_"):].split(":", 1)
                 calls[name] = int(dict(f.split("=") for f in fields.split(","))["calls"])
-        memory = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "memory"],
-                                capture_output=True, text=True).stdout
-        used = next(int(line.split(":")[1]) for line in memory.splitlines() if line.startswith("used_memory:"))
         varz = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.nats_monitor}/varz").read())
-        return {"redis": calls, "redis_memory": used,
+        return {"redis": calls, "redis_memory": self.used_memory(),
                 "nats": {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"]}}
 
     def used_memory(self):
+        """Redis's used_memory (bytes its allocator handed out)."""
         memory = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "memory"],
                                 capture_output=True, text=True).stdout
         return next(int(line.split(":")[1]) for line in memory.splitlines() if line.startswith("used_memory:"))
