@@ -1,14 +1,14 @@
--- KEYS: gateways set, gateway groups set, then one group set per added group, then per removed group
--- ARGV: gateway, added count, removed count, then the added group ids, then the removed ones
+-- The gateway's record of the groups it hosts members of (its slot); the
+-- groups' own sets are written by presence around it.
+-- KEYS: gateway known marker, gateway groups set
+-- ARGV: added count, then the added group ids, then the removed ones
 -- Returns 1 if the gateway was known.
-local gw = ARGV[1]
-local nadd, nrem = tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 1, nadd do
-  redis.call('SADD', KEYS[2 + i], gw)
-  redis.call('SADD', KEYS[2], ARGV[3 + i])
+local nadd = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  if i <= nadd + 1 then
+    redis.call('SADD', KEYS[2], ARGV[i])
+  else
+    redis.call('SREM', KEYS[2], ARGV[i])
+  end
 end
-for i = 1, nrem do
-  redis.call('SREM', KEYS[2 + nadd + i], gw)
-  redis.call('SREM', KEYS[2], ARGV[3 + nadd + i])
-end
-return redis.call('SISMEMBER', KEYS[1], gw)
+return redis.call('EXISTS', KEYS[1])

@@ -1,12 +1,9 @@
--- KEYS: gateways set, gateway alive key, gateway connections hash, user hash, online count
--- ARGV: gateway, connection, user, '<gateway> <device>', ttl ms
--- Returns {gateway was known (1/0), user came online (1/0)}
-local known = redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-local before = redis.call('HLEN', KEYS[4])
-redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
-local came_online = before == 0 and redis.call('HLEN', KEYS[4]) == 1
-if came_online then redis.call('INCR', KEYS[5]) end
-return {known and 1 or 0, came_online and 1 or 0}
+-- A connection opens on a gateway: the gateway's record of it (its slot).
+-- KEYS: gateway known marker, gateway alive key, gateway connections hash
+-- ARGV: connection, user, ttl ms
+-- Returns 1 if the gateway was known (its state is here), else 0.
+local known = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1')
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return known

@@ -1,22 +1,23 @@
 //! The production store: Redis (AOF on, `noeviction`) for who may write and
 //! the hot state, the history store (PostgreSQL) for the messages. Atomic
-//! steps in Redis are Lua scripts under `scripts/`; keys come from
-//! `switchboard_shared::keys`. Every message is stored by the history store
-//! first and then recorded in Redis (`redis/logged.rs`).
+//! steps in Redis are Lua scripts under `scripts/`, each on the keys of one
+//! hash slot, so the same code runs on one Redis and on a Redis Cluster;
+//! keys come from `switchboard_shared::keys`. Every message is stored by the
+//! history store first and then recorded in Redis (`redis/logged.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use redis::aio::ConnectionManager as Connection;
-use redis::{Script, Value};
+use redis::{Cmd, Script, Value};
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
     ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
 use switchboard_shared::keys;
-use switchboard_shared::redis_pool::Pool;
+use switchboard_shared::redis_pool::{Connection, Pool};
 
 mod logged;
 
@@ -40,12 +41,10 @@ macro_rules! script {
 }
 
 struct Scripts {
-    append: Script,
+    record: Script,
     membership: Script,
     create_group: Script,
     create_user: Script,
-    mark_read: Script,
-    mark_delivered: Script,
     outbox_claim: Script,
     bind: Script,
     unbind: Script,
@@ -55,39 +54,38 @@ struct Scripts {
 pub struct RedisStore {
     pool: Pool,
     scripts: Scripts,
-    /// The epoch appends are made under; refreshed when a script reports a change.
+    /// The epoch appends are made under; refreshed when a write finds another.
     epoch: RwLock<String>,
     idempotency_ttl_secs: u64,
+    /// The outbox shard the next claim starts at.
+    outbox_cursor: AtomicU32,
     /// Where the messages live (docs/STORAGE.md).
     history: logged::History,
 }
 
-/// Adds one item's KEYS and ARGV, in the layout `prelude.lua` reads: the
-/// history store has assigned `seq`, keeps the message and has judged the
-/// sender's admission by its fence; the script only records it. The sent
-/// cursor is kept for topic threads only (their status roll-up reads it:
-/// "replied"); nothing reads it elsewhere, so a direct or group send does
-/// not pay for it.
-fn push_item(invocation: &mut redis::ScriptInvocation<'_>, item: &NewMessage, seq: u64) {
-    let conv = &item.conversation;
-    let keeps_sent = matches!(conv, ConversationId::TopicThread { .. });
-    invocation
-        .key(keys::conversation_reads(conv))
-        .key(keys::conversation_sent(conv));
-    for user in &item.index_for {
-        invocation.key(keys::user_conversations(user));
-    }
-    invocation
-        .arg(conv.to_string())
-        .arg(
-            item.read_by
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-        )
-        .arg(seq)
-        .arg(if keeps_sent { "1" } else { "" })
-        .arg(item.index_for.len());
+fn cmd(name: &str) -> Cmd {
+    redis::cmd(name)
+}
+
+/// `<conversation>#<seq>`, as the outbox, retry records and timelines name a message.
+fn message_id(conv: &ConversationId, seq: u64) -> String {
+    format!("{conv}#{seq}")
+}
+
+/// A retry record: ids|sent at|timeline seq|memo (`decode_idempotency`).
+fn record_of(ids: &str, now_ms: i64, timeline_seq: u64, memo: &str) -> String {
+    format!("{ids}|{now_ms}|{timeline_seq}|{memo}")
+}
+
+/// Where a send's retry record lives: with the topic for a topic send (the
+/// script that writes its timeline entry writes the record), else with the
+/// sender.
+fn retry_record_key(batch: &AppendBatch) -> Option<String> {
+    let (sender, id) = batch.idempotency.as_ref()?;
+    Some(match &batch.timeline {
+        Some(timeline) => keys::topic_idempotency(&timeline.topic, sender, id.as_str()),
+        None => keys::idempotency(sender, id.as_str()),
+    })
 }
 
 /// What a script answered: a status word and one value.
@@ -98,7 +96,7 @@ fn status(reply: &[String]) -> StoreResult<(&str, &str)> {
     }
 }
 
-/// The outcome an appending script's record describes.
+/// The outcome a retry record describes.
 fn outcome(record: &str, duplicate: bool, epoch: String) -> StoreResult<AppendOutcome> {
     let record = decode_idempotency(record)?;
     Ok(AppendOutcome {
@@ -110,29 +108,24 @@ fn outcome(record: &str, duplicate: bool, epoch: String) -> StoreResult<AppendOu
     })
 }
 
-/// The answer of a script that appends one system message under a precondition.
-fn single_outcome(reply: &[String], epoch: String, script: &str) -> StoreResult<AppendOutcome> {
-    match status(reply)? {
-        ("OK", record) => outcome(record, false, epoch),
-        ("PRECONDITION", _) => Err(StoreError::Precondition),
-        (other, _) => Err(StoreError::Corrupt(format!("{script} said {other}"))),
-    }
-}
-
 /// What a membership script did.
 enum Applied {
-    Done(AppendOutcome),
+    /// Applied; the value is what the script answered with it (the
+    /// timeline seq of an unbinding).
+    Done(String),
     /// The membership version was not the one expected: it is this one.
     Stale(u64),
 }
 
-fn applied(reply: &[String], epoch: String, script: &str) -> StoreResult<Applied> {
+fn applied(reply: &[String], script: &str) -> StoreResult<Applied> {
     match status(reply)? {
+        ("OK", value) => Ok(Applied::Done(value.to_owned())),
+        ("PRECONDITION", _) => Err(StoreError::Precondition),
         ("STALE", version) => version
             .parse()
             .map(Applied::Stale)
             .map_err(|_| StoreError::Corrupt(format!("{script} said STALE {version}"))),
-        _ => single_outcome(reply, epoch, script).map(Applied::Done),
+        (other, _) => Err(StoreError::Corrupt(format!("{script} said {other}"))),
     }
 }
 
@@ -140,6 +133,25 @@ fn seq_of_stream_id(id: &str) -> StoreResult<u64> {
     id.split_once('-')
         .and_then(|(seq, _)| seq.parse().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("stream id {id:?}")))
+}
+
+/// A cursor as a sorted set keeps it: its score (seqs are far below 2^53).
+fn cursor_of(value: &Value) -> StoreResult<u64> {
+    let score: Option<f64> =
+        redis::from_redis_value_ref(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(score.map_or(0, |s| s as u64))
+}
+
+/// Moves `user`'s cursor in a cursor set forward to `seq`, never back
+/// (`ZADD GT`: a late or repeated write changes nothing); answers 1 if it moved.
+fn cursor_forward(key: String, user: &UserId, seq: u64) -> Cmd {
+    let mut zadd = cmd("ZADD");
+    zadd.arg(key)
+        .arg("GT")
+        .arg("CH")
+        .arg(seq)
+        .arg(user.as_str());
+    zadd
 }
 
 impl RedisStore {
@@ -158,12 +170,10 @@ impl RedisStore {
         let store = Self {
             pool,
             scripts: Scripts {
-                append: script!("append.lua"),
+                record: script!("record.lua"),
                 membership: script!("membership.lua"),
                 create_group: script!("create_group.lua"),
                 create_user: script!("create_user.lua"),
-                mark_read: script!("mark_read.lua"),
-                mark_delivered: script!("mark_delivered.lua"),
                 outbox_claim: script!("outbox_claim.lua"),
                 bind: script!("bind.lua"),
                 unbind: script!("unbind.lua"),
@@ -171,6 +181,7 @@ impl RedisStore {
             },
             epoch: RwLock::new(String::new()),
             idempotency_ttl_secs,
+            outbox_cursor: AtomicU32::new(0),
             history: logged::History { log, writer },
         };
         store.epoch().await?;
@@ -179,6 +190,15 @@ impl RedisStore {
 
     async fn conn(&self) -> StoreResult<Connection> {
         Ok(self.pool.get())
+    }
+
+    /// Commands that may span slots, in as few round trips as the
+    /// deployment allows (`Pool::query_all`); replies in order.
+    async fn query_all(&self, commands: Vec<Cmd>) -> StoreResult<Vec<Value>> {
+        self.pool
+            .query_all(commands)
+            .await
+            .map_err(|e| self.unavailable(e))
     }
 
     async fn hexists(&self, key: &str, field: &str) -> StoreResult<bool> {
@@ -195,28 +215,6 @@ impl RedisStore {
         self.epoch.read().clone()
     }
 
-    /// Runs a script that appends under the epoch this store knows. When the
-    /// script reports another, nothing was written: the epoch is refreshed
-    /// (a new one made if the data was lost) and the caller is told, so it
-    /// can forget what it learnt from the old store and start over.
-    async fn run_appending<'s>(
-        &'s self,
-        build: impl Fn(&str) -> redis::ScriptInvocation<'s>,
-    ) -> StoreResult<(Vec<String>, String)> {
-        let mut conn = self.conn().await?;
-        let epoch = self.current_epoch();
-        let reply: Vec<String> = build(&epoch)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        if status(&reply)?.0 == "EPOCH" {
-            tracing::warn!(previous = %epoch, "store epoch changed; refreshing");
-            self.epoch().await?;
-            return Err(StoreError::EpochChanged);
-        }
-        Ok((reply, self.visible_epoch()))
-    }
-
     /// The epoch clients number their cursors under: the history's (which
     /// Redis losing its data does not change). Redis's own epoch tells this
     /// process to forget what it learnt from a Redis that lost its data.
@@ -224,55 +222,114 @@ impl RedisStore {
         self.history.log.epoch().to_owned()
     }
 
-    /// The append script: records what the history store stored, one seq
-    /// per item.
+    /// Records messages the history store stored, outside any one slot:
+    /// the reader's cursors move forward (`ZADD GT`), the conversation
+    /// lists are touched, and each message enters its conversation's
+    /// outbox shard until a router confirms it reached the bus. Each write
+    /// is idempotent, so a retry or a repair may make it again; this runs
+    /// before the step that commits (a retry record, a membership change),
+    /// so what that step says is done has all of this done. It reads Redis's
+    /// epoch alongside: when it is not the one this process knows, Redis
+    /// lost its data, and the caller is told to start over (what was just
+    /// written is harmless: derived from the log, which is complete).
+    async fn record_items(&self, items: &[(&NewMessage, u64)], now_ms: i64) -> StoreResult<()> {
+        let mut commands = vec![{
+            let mut get = cmd("GET");
+            get.arg(keys::epoch());
+            get
+        }];
+        let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut outboxes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (item, seq) in items {
+            let conv = &item.conversation;
+            if let Some(reader) = &item.read_by {
+                commands.push(cursor_forward(keys::conversation_reads(conv), reader, *seq));
+                // The sent cursor is read for topic threads only (the
+                // owner's "replied"), so only they pay for it.
+                if matches!(conv, ConversationId::TopicThread { .. }) {
+                    commands.push(cursor_forward(keys::conversation_sent(conv), reader, *seq));
+                }
+            }
+            for user in &item.index_for {
+                lists
+                    .entry(keys::user_conversations(user))
+                    .or_default()
+                    .push(conv.to_string());
+            }
+            outboxes
+                .entry(keys::outbox_of(conv))
+                .or_default()
+                .push(message_id(conv, *seq));
+        }
+        for (key, members) in lists.into_iter().chain(outboxes) {
+            let mut zadd = cmd("ZADD");
+            zadd.arg(key);
+            for member in members {
+                zadd.arg(now_ms).arg(member);
+            }
+            commands.push(zadd);
+        }
+        let replies = self.query_all(commands).await?;
+        let epoch: Option<String> = replies
+            .first()
+            .map(redis::from_redis_value_ref)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .flatten();
+        let known = self.current_epoch();
+        if epoch.as_deref() != Some(known.as_str()) {
+            tracing::warn!(previous = %known, "store epoch changed; refreshing");
+            self.epoch().await?;
+            return Err(StoreError::EpochChanged);
+        }
+        Ok(())
+    }
+
+    /// Records what the history store stored, one seq per item, and
+    /// answers the send: the retry record (and a topic's timeline entry)
+    /// last, in one script, so a record found means the rest is done.
     async fn run_append(&self, batch: &AppendBatch, seqs: &[u64]) -> StoreResult<AppendOutcome> {
-        let (idem_key, has_idem) = match &batch.idempotency {
-            Some((sender, id)) => (keys::idempotency(sender, id.as_str()), "1"),
-            // Unused by the script, but KEYS[2] must name something.
-            None => (keys::outbox(), "0"),
+        let items: Vec<(&NewMessage, u64)> = batch.items.iter().zip(seqs.iter().copied()).collect();
+        self.record_items(&items, batch.now_ms).await?;
+        let ids = items
+            .iter()
+            .map(|(item, seq)| message_id(&item.conversation, *seq))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let record_key = retry_record_key(batch);
+        let epoch = self.visible_epoch();
+        let Some((key, timeline)) = (match (&record_key, &batch.timeline) {
+            (None, None) => None,
+            // Unused without a record, but KEYS[1] must name a key of the topic's slot.
+            (key, Some(timeline)) => Some((
+                key.clone()
+                    .unwrap_or_else(|| keys::topic_timeline_seq(&timeline.topic)),
+                Some(timeline),
+            )),
+            (Some(key), None) => Some((key.clone(), None)),
+        }) else {
+            return outcome(&record_of(&ids, batch.now_ms, 0, &batch.memo), false, epoch);
         };
-        // Unused without a timeline, but the KEYS must name something.
-        let (timeline_keys, has_timeline, broadcast_id, forwarded_from) = match &batch.timeline {
-            Some(timeline) => (
-                [
-                    keys::topic_timeline_seq(&timeline.topic),
-                    keys::topic_timeline(&timeline.topic),
-                    keys::topic_broadcasts(&timeline.topic),
-                ],
-                "1",
-                timeline.broadcast_id.as_str(),
-                timeline.forwarded_from.as_str(),
-            ),
-            None => (
-                [keys::outbox(), keys::outbox(), keys::outbox()],
-                "0",
-                "",
-                "",
-            ),
-        };
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.append.prepare_invoke();
-                inv.key(keys::epoch()).key(&idem_key).key(keys::outbox());
-                for key in &timeline_keys {
-                    inv.key(key);
-                }
-                inv.arg(epoch)
-                    .arg(batch.now_ms)
-                    .arg(self.idempotency_ttl_secs)
-                    .arg(has_idem)
-                    .arg(batch.items.len())
-                    .arg(has_timeline)
-                    .arg(broadcast_id)
-                    .arg(forwarded_from)
-                    .arg(&batch.memo);
-                for (i, item) in batch.items.iter().enumerate() {
-                    push_item(&mut inv, item, seqs[i]);
-                }
-                inv
-            })
-            .await?;
+        let mut inv = self.scripts.record.prepare_invoke();
+        inv.key(key);
+        if let Some(timeline) = timeline {
+            inv.key(keys::topic_timeline_seq(&timeline.topic))
+                .key(keys::topic_timeline(&timeline.topic))
+                .key(keys::topic_broadcasts(&timeline.topic));
+        }
+        inv.arg(batch.now_ms)
+            .arg(self.idempotency_ttl_secs)
+            .arg(if record_key.is_some() { "1" } else { "0" })
+            .arg(if timeline.is_some() { "1" } else { "0" })
+            .arg(timeline.map_or("", |t| t.broadcast_id.as_str()))
+            .arg(timeline.map_or("", |t| t.forwarded_from.as_str()))
+            .arg(&ids)
+            .arg(&batch.memo);
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
         match status(&reply)? {
             ("OK", record) => outcome(record, false, epoch),
             ("DUP", record) => {
@@ -282,7 +339,7 @@ impl RedisStore {
                 }
                 Ok(prior)
             }
-            (other, _) => Err(StoreError::Corrupt(format!("append said {other}"))),
+            (other, _) => Err(StoreError::Corrupt(format!("record said {other}"))),
         }
     }
 
@@ -293,33 +350,72 @@ impl RedisStore {
         seq: u64,
     ) -> StoreResult<AppendOutcome> {
         let now_ms = created.message.sent_at_ms;
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.create_group.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(keys::outbox())
-                    .key(keys::group(&group.id))
-                    .key(keys::group_members(&group.id))
-                    .key(keys::user_groups(&group.owner))
-                    .key(keys::group_joined(&group.id))
-                    .arg(epoch)
-                    .arg(now_ms)
-                    .arg(group.owner.as_str())
-                    .arg(group.id.as_str())
-                    .arg(&group.name)
-                    .arg(policy_name(group.policy))
-                    .arg(group.created_at_ms)
-                    .arg(history_name(group.history));
-                push_item(&mut inv, created, seq);
-                inv
-            })
-            .await?;
-        single_outcome(&reply, epoch, "create_group")
+        self.record_items(&[(created, seq)], now_ms).await?;
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = self
+            .scripts
+            .create_group
+            .key(keys::group(&group.id))
+            .key(keys::group_members(&group.id))
+            .key(keys::group_joined(&group.id))
+            .arg(group.owner.as_str())
+            .arg(&group.name)
+            .arg(policy_name(group.policy))
+            .arg(group.created_at_ms)
+            .arg(history_name(group.history))
+            .arg(seq)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        match status(&reply)? {
+            ("OK", _) => {}
+            ("PRECONDITION", _) => return Err(StoreError::Precondition),
+            (other, _) => return Err(StoreError::Corrupt(format!("create_group said {other}"))),
+        }
+        self.sync_member_sets(&group.id, &group.owner).await?;
+        let id = message_id(&created.conversation, seq);
+        outcome(&record_of(&id, now_ms, 0, ""), false, self.visible_epoch())
+    }
+
+    /// Brings a user's own sets (their groups, their invites: in their
+    /// slot) in line with the group's (the authority, in the group's slot),
+    /// after a change of either. Idempotent: whoever meets a change half
+    /// done (a router died between the two slots) finishes it by running
+    /// the change again, which ends here.
+    async fn sync_member_sets(&self, group: &GroupId, user: &UserId) -> StoreResult<()> {
+        let (member, invited): (bool, bool) = {
+            let mut conn = self.conn().await?;
+            redis::pipe()
+                .cmd("HEXISTS")
+                .arg(keys::group_members(group))
+                .arg(user.as_str())
+                .cmd("HEXISTS")
+                .arg(keys::group_invites(group))
+                .arg(user.as_str())
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?
+        };
+        let mut conn = self.conn().await?;
+        let _: () = redis::pipe()
+            .cmd(if member { "SADD" } else { "SREM" })
+            .arg(keys::user_groups(user))
+            .arg(group.as_str())
+            .ignore()
+            .cmd(if invited { "SADD" } else { "SREM" })
+            .arg(keys::user_invites(user))
+            .arg(group.as_str())
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
     }
 
     /// The membership script: applies the change whose message the history
     /// store keeps at `seq`, if the group's membership version is still
-    /// `expected` (the one before the change).
+    /// `expected` (the one before the change). The message is recorded
+    /// (outbox, lists) first: it is in the log whatever Redis says.
     async fn run_membership(
         &self,
         group: &GroupId,
@@ -333,31 +429,28 @@ impl RedisStore {
             MembershipChange::Leave => ("leave", ""),
             MembershipChange::SetRole { role } => ("role", role_name(*role)),
         };
-        let now_ms = message.message.sent_at_ms;
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.membership.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(keys::outbox())
-                    .key(keys::group_members(group))
-                    .key(keys::user_groups(user))
-                    .key(keys::group_invites(group))
-                    .key(keys::user_invites(user))
-                    .key(keys::group_joined(group))
-                    .key(keys::group_left(group))
-                    .key(keys::group(group))
-                    .arg(epoch)
-                    .arg(now_ms)
-                    .arg(op)
-                    .arg(user.as_str())
-                    .arg(group.as_str())
-                    .arg(role)
-                    .arg(expected);
-                push_item(&mut inv, message, seq);
-                inv
-            })
+        self.record_items(&[(message, seq)], message.message.sent_at_ms)
             .await?;
-        applied(&reply, epoch, "membership")
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = self
+            .scripts
+            .membership
+            .key(keys::group_members(group))
+            .key(keys::group_invites(group))
+            .key(keys::group_joined(group))
+            .key(keys::group_left(group))
+            .key(keys::group(group))
+            .arg(op)
+            .arg(user.as_str())
+            .arg(role)
+            .arg(expected)
+            .arg(seq)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let result = applied(&reply, "membership");
+        self.sync_member_sets(group, user).await?;
+        result
     }
 
     /// The unbind script, as [`Self::run_membership`] for a topic.
@@ -369,28 +462,26 @@ impl RedisStore {
         message: &NewMessage,
         (seq, expected): (u64, u64),
     ) -> StoreResult<Applied> {
-        let now_ms = message.message.sent_at_ms;
-        let (reply, epoch) = self
-            .run_appending(|epoch| {
-                let mut inv = self.scripts.unbind.prepare_invoke();
-                inv.key(keys::epoch())
-                    .key(keys::outbox())
-                    .key(keys::topic_contacts(topic))
-                    .key(keys::topic_former(topic))
-                    .key(keys::topic_timeline_seq(topic))
-                    .key(keys::topic_timeline(topic))
-                    .key(keys::topic_broadcasts(topic))
-                    .key(keys::topic(topic))
-                    .arg(epoch)
-                    .arg(now_ms)
-                    .arg(contact.as_str())
-                    .arg(reason.name())
-                    .arg(expected);
-                push_item(&mut inv, message, seq);
-                inv
-            })
+        self.record_items(&[(message, seq)], message.message.sent_at_ms)
             .await?;
-        applied(&reply, epoch, "unbind")
+        let mut conn = self.conn().await?;
+        let reply: Vec<String> = self
+            .scripts
+            .unbind
+            .key(keys::topic_contacts(topic))
+            .key(keys::topic_former(topic))
+            .key(keys::topic_timeline_seq(topic))
+            .key(keys::topic_timeline(topic))
+            .key(keys::topic_broadcasts(topic))
+            .key(keys::topic(topic))
+            .arg(contact.as_str())
+            .arg(reason.name())
+            .arg(expected)
+            .arg(message_id(&message.conversation, seq))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        applied(&reply, "unbind")
     }
 }
 
@@ -438,15 +529,21 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(keys::user(id));
-        }
-        let rows: Vec<HashMap<String, String>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let commands = ids
+            .iter()
+            .map(|id| {
+                let mut get = cmd("HGETALL");
+                get.arg(keys::user(id));
+                get
+            })
+            .collect();
+        let rows: Vec<HashMap<String, String>> = self
+            .query_all(commands)
+            .await?
+            .iter()
+            .map(redis::from_redis_value_ref)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(ids
             .iter()
             .zip(rows)
@@ -523,20 +620,21 @@ impl Store for RedisStore {
     }
 
     async fn login_failures(&self, user: &UserId, address: &str) -> StoreResult<LoginFailures> {
-        let mut conn = self.conn().await?;
+        let mut commands = Vec::with_capacity(4);
+        for key in [
+            keys::login_failures_of_user(user),
+            keys::login_failures_from(address),
+        ] {
+            for name in ["GET", "PTTL"] {
+                let mut c = cmd(name);
+                c.arg(&key);
+                commands.push(c);
+            }
+        }
+        let replies = self.query_all(commands).await?;
         let (account, account_ttl, from, from_ttl): (Option<u32>, i64, Option<u32>, i64) =
-            redis::pipe()
-                .cmd("GET")
-                .arg(keys::login_failures_of_user(user))
-                .cmd("PTTL")
-                .arg(keys::login_failures_of_user(user))
-                .cmd("GET")
-                .arg(keys::login_failures_from(address))
-                .cmd("PTTL")
-                .arg(keys::login_failures_from(address))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?;
+            redis::from_redis_value(Value::Array(replies))
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(LoginFailures {
             account: account.unwrap_or(0),
             account_window_left_ms: u64::try_from(account_ttl).unwrap_or(0),
@@ -551,28 +649,19 @@ impl Store for RedisStore {
         address: &str,
         window: std::time::Duration,
     ) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        let _: () = redis::pipe()
-            .cmd("INCR")
-            .arg(keys::login_failures_of_user(user))
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(keys::login_failures_of_user(user))
-            .arg(window_ms)
-            .arg("NX")
-            .ignore()
-            .cmd("INCR")
-            .arg(keys::login_failures_from(address))
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(keys::login_failures_from(address))
-            .arg(window_ms)
-            .arg("NX")
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let mut commands = Vec::with_capacity(4);
+        for key in [
+            keys::login_failures_of_user(user),
+            keys::login_failures_from(address),
+        ] {
+            let mut incr = cmd("INCR");
+            incr.arg(&key);
+            let mut expire = cmd("PEXPIRE");
+            expire.arg(&key).arg(window_ms).arg("NX");
+            commands.extend([incr, expire]);
+        }
+        self.query_all(commands).await?;
         Ok(())
     }
 
@@ -587,39 +676,34 @@ impl Store for RedisStore {
     }
 
     async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        let (added,): (bool,) = redis::pipe()
-            .atomic()
-            .cmd("HSETNX")
-            .arg(keys::contacts(owner))
-            .arg(contact.as_str())
-            .arg(at_ms)
-            .cmd("HSETNX")
+        // The reverse entry first: a failure between the two leaves a
+        // reverse entry without a contact, which nothing reads as a
+        // contact, and the user's retry completes it.
+        let mut reverse = cmd("HSET");
+        reverse
             .arg(keys::contacted_by(contact))
             .arg(owner.as_str())
-            .arg(at_ms)
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(added)
+            .arg(at_ms);
+        let mut forward = cmd("HSETNX");
+        forward
+            .arg(keys::contacts(owner))
+            .arg(contact.as_str())
+            .arg(at_ms);
+        self.query_all(vec![reverse]).await?;
+        let replies = self.query_all(vec![forward]).await?;
+        redis::from_redis_value_ref(&replies[0]).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        let (removed,): (bool,) = redis::pipe()
-            .atomic()
-            .cmd("HDEL")
-            .arg(keys::contacts(owner))
-            .arg(contact.as_str())
-            .cmd("HDEL")
-            .arg(keys::contacted_by(contact))
-            .arg(owner.as_str())
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(removed)
+        // The contact first, the reverse entry after (the mirror of
+        // `add_contact`): a reverse entry alone is never read as a contact.
+        let mut forward = cmd("HDEL");
+        forward.arg(keys::contacts(owner)).arg(contact.as_str());
+        let mut reverse = cmd("HDEL");
+        reverse.arg(keys::contacted_by(contact)).arg(owner.as_str());
+        let replies = self.query_all(vec![forward]).await?;
+        self.query_all(vec![reverse]).await?;
+        redis::from_redis_value_ref(&replies[0]).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>> {
@@ -668,18 +752,15 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::with_capacity(ids.len() * 2);
         for id in ids {
-            pipe.cmd("HGETALL")
-                .arg(keys::group(id))
-                .cmd("HLEN")
-                .arg(keys::group_members(id));
+            let mut fields = cmd("HGETALL");
+            fields.arg(keys::group(id));
+            let mut count = cmd("HLEN");
+            count.arg(keys::group_members(id));
+            commands.extend([fields, count]);
         }
-        let rows: Vec<Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let rows = self.query_all(commands).await?;
         let mut groups = Vec::with_capacity(ids.len());
         for (id, pair) in ids.iter().zip(rows.chunks(2)) {
             let [fields, count] = pair else {
@@ -777,20 +858,14 @@ impl Store for RedisStore {
     }
 
     async fn invite(&self, group: &GroupId, user: &UserId, at_ms: i64) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        let (added,): (bool,) = redis::pipe()
-            .atomic()
-            .cmd("HSETNX")
-            .arg(keys::group_invites(group))
+        let mut add = cmd("HSETNX");
+        add.arg(keys::group_invites(group))
             .arg(user.as_str())
-            .arg(at_ms)
-            .cmd("SADD")
-            .arg(keys::user_invites(user))
-            .arg(group.as_str())
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+            .arg(at_ms);
+        let replies = self.query_all(vec![add]).await?;
+        let added = redis::from_redis_value_ref(&replies[0])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.sync_member_sets(group, user).await?;
         Ok(added)
     }
 
@@ -865,21 +940,22 @@ impl Store for RedisStore {
     }
 
     async fn mark_read(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64> {
-        let mut conn = self.conn().await?;
-        self.scripts
-            .mark_read
-            .key(keys::conversation_reads(conv))
-            .arg(user.as_str())
-            .arg(seq)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))
+        let key = keys::conversation_reads(conv);
+        let mut score = cmd("ZSCORE");
+        score.arg(&key).arg(user.as_str());
+        let replies = self
+            .query_all(vec![cursor_forward(key, user, seq), score])
+            .await?;
+        cursor_of(&replies[1])
     }
 
     async fn read_cursors(&self, conv: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, u64)> = redis::cmd("HGETALL")
+        let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
             .arg(keys::conversation_reads(conv))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
@@ -888,7 +964,7 @@ impl Store for RedisStore {
             .map(|(user, seq)| {
                 Ok((
                     UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.0))?,
-                    seq,
+                    seq as u64,
                 ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
@@ -904,41 +980,39 @@ impl Store for RedisStore {
         if convs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for conv in convs {
-            pipe.cmd("HGET")
-                .arg(keys::conversation_reads(conv))
-                .arg(user.as_str());
-        }
-        let cursors: Vec<Option<u64>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(cursors.into_iter().map(Option::unwrap_or_default).collect())
+        let commands = convs
+            .iter()
+            .map(|conv| {
+                let mut score = cmd("ZSCORE");
+                score.arg(keys::conversation_reads(conv)).arg(user.as_str());
+                score
+            })
+            .collect();
+        self.query_all(commands)
+            .await?
+            .iter()
+            .map(cursor_of)
+            .collect()
     }
 
     async fn create_topic(&self, topic: &TopicRecord) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(keys::topic(&topic.id))
+        // The topic first, then the owner's list of topics (another
+        // slot): a topic missing from the list after a failure is one the
+        // owner was told was not created.
+        let mut hash = cmd("HSET");
+        hash.arg(keys::topic(&topic.id))
             .arg("name")
             .arg(&topic.name)
             .arg("owner")
             .arg(topic.owner.as_str())
             .arg("created")
+            .arg(topic.created_at_ms);
+        let mut list = cmd("ZADD");
+        list.arg(keys::user_topics(&topic.owner))
             .arg(topic.created_at_ms)
-            .ignore()
-            .cmd("ZADD")
-            .arg(keys::user_topics(&topic.owner))
-            .arg(topic.created_at_ms)
-            .arg(topic.id.as_str())
-            .ignore()
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+            .arg(topic.id.as_str());
+        self.query_all(vec![hash]).await?;
+        self.query_all(vec![list]).await?;
         Ok(())
     }
 
@@ -946,20 +1020,25 @@ impl Store for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::with_capacity(ids.len() * 3);
         for id in ids {
-            pipe.cmd("HGETALL")
-                .arg(keys::topic(id))
-                .cmd("HGETALL")
-                .arg(keys::topic_contacts(id))
-                .cmd("HGETALL")
-                .arg(keys::topic_former(id));
+            for key in [
+                keys::topic(id),
+                keys::topic_contacts(id),
+                keys::topic_former(id),
+            ] {
+                let mut all = cmd("HGETALL");
+                all.arg(key);
+                commands.push(all);
+            }
         }
-        let rows: Vec<HashMap<String, String>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let rows: Vec<HashMap<String, String>> = self
+            .query_all(commands)
+            .await?
+            .iter()
+            .map(redis::from_redis_value_ref)
+            .collect::<Result<_, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         ids.iter()
             .zip(rows.chunks(3))
             .map(|(id, parts)| {
@@ -1057,11 +1136,9 @@ impl Store for RedisStore {
         inv.key(keys::topic(topic))
             .key(keys::topic_contacts(topic))
             .key(keys::topic_former(topic))
-            .arg(topic.as_str())
             .arg(cap);
         for contact in contacts {
-            inv.key(keys::user_bound_topics(contact))
-                .arg(contact.as_str());
+            inv.arg(contact.as_str());
         }
         let words: Vec<String> = inv
             .invoke_async(&mut conn)
@@ -1070,7 +1147,7 @@ impl Store for RedisStore {
         if words.first().map(String::as_str) == Some("DELETED") {
             return Err(StoreError::Precondition);
         }
-        words
+        let outcomes = words
             .iter()
             .map(|w| match w.as_str() {
                 "added" => Ok(BindOutcome::Added),
@@ -1078,7 +1155,25 @@ impl Store for RedisStore {
                 "full" => Ok(BindOutcome::Full),
                 other => Err(StoreError::Corrupt(format!("bind said {other}"))),
             })
-            .collect()
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Each bound contact's list of topic dialogs, in their own slot;
+        // "already" rewrites it too, so a bind retried after a failure
+        // here completes it.
+        let lists = contacts
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome != BindOutcome::Full)
+            .map(|(contact, _)| {
+                let mut add = cmd("SADD");
+                add.arg(keys::user_bound_topics(contact))
+                    .arg(topic.as_str());
+                add
+            })
+            .collect::<Vec<_>>();
+        if !lists.is_empty() {
+            self.query_all(lists).await?;
+        }
+        Ok(outcomes)
     }
 
     async fn set_muted(&self, topic: &TopicId, contact: &UserId, muted: bool) -> StoreResult<bool> {
@@ -1177,29 +1272,30 @@ impl Store for RedisStore {
         if threads.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::with_capacity(threads.len() * 3);
         for (conv, user) in threads {
-            pipe.cmd("HGET")
-                .arg(keys::conversation_reads(conv))
-                .arg(user.as_str())
-                .cmd("HGET")
-                .arg(keys::conversation_delivered(conv))
-                .arg(user.as_str())
-                .cmd("HGET")
-                .arg(keys::conversation_sent(conv))
-                .arg(user.as_str());
+            for key in [
+                keys::conversation_reads(conv),
+                keys::conversation_delivered(conv),
+                keys::conversation_sent(conv),
+            ] {
+                let mut score = cmd("ZSCORE");
+                score.arg(key).arg(user.as_str());
+                commands.push(score);
+            }
         }
-        let values: Vec<Option<u64>> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let values = self
+            .query_all(commands)
+            .await?
+            .iter()
+            .map(cursor_of)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(values
             .chunks(3)
             .map(|v| ThreadState {
-                read: v[0].unwrap_or(0),
-                delivered: v.get(1).copied().flatten().unwrap_or(0),
-                sent: v.get(2).copied().flatten().unwrap_or(0),
+                read: v[0],
+                delivered: v[1],
+                sent: v[2],
             })
             .collect())
     }
@@ -1211,35 +1307,41 @@ impl Store for RedisStore {
         if marks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut invocation = self.scripts.mark_delivered.prepare_invoke();
-        for (conv, user, seq) in marks {
-            invocation
-                .key(keys::conversation_delivered(conv))
-                .arg(user.as_str())
-                .arg(*seq);
-        }
-        let moved: Vec<i64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(moved.into_iter().map(|m| m == 1).collect())
+        let commands = marks
+            .iter()
+            .map(|(conv, user, seq)| cursor_forward(keys::conversation_delivered(conv), user, *seq))
+            .collect();
+        self.query_all(commands)
+            .await?
+            .iter()
+            .map(|moved| {
+                redis::from_redis_value_ref::<i64>(moved)
+                    .map(|m| m == 1)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     async fn outbox_done(&self, ids: &[MessageId]) -> StoreResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn().await?;
-        let mut cmd = redis::cmd("ZREM");
-        cmd.arg(keys::outbox());
+        let mut shards: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in ids {
-            cmd.arg(id.to_string());
+            shards
+                .entry(keys::outbox_of(&id.conversation))
+                .or_default()
+                .push(id.to_string());
         }
-        let _: () = cmd
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let commands = shards
+            .into_iter()
+            .map(|(key, members)| {
+                let mut remove = cmd("ZREM");
+                remove.arg(key).arg(members);
+                remove
+            })
+            .collect();
+        self.query_all(commands).await?;
         Ok(())
     }
 
@@ -1249,20 +1351,31 @@ impl Store for RedisStore {
         now_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<MessageId>> {
+        // The shards in turn, from where the last claim stopped, so one
+        // busy shard does not starve the others.
+        let start = self.outbox_cursor.fetch_add(1, Ordering::Relaxed);
+        let mut ids = Vec::new();
         let mut conn = self.conn().await?;
-        let ids: Vec<String> = self
-            .scripts
-            .outbox_claim
-            .key(keys::outbox())
-            .arg(older_than_ms)
-            .arg(now_ms)
-            .arg(limit)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        ids.iter()
-            .map(|id| MessageId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
-            .collect()
+        for step in 0..keys::OUTBOX_SHARDS {
+            if ids.len() >= limit {
+                break;
+            }
+            let shard = start.wrapping_add(step) % keys::OUTBOX_SHARDS;
+            let claimed: Vec<String> = self
+                .scripts
+                .outbox_claim
+                .key(keys::outbox(shard))
+                .arg(older_than_ms)
+                .arg(now_ms)
+                .arg(limit - ids.len())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?;
+            for id in claimed {
+                ids.push(MessageId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?);
+            }
+        }
+        Ok(ids)
     }
 }
 

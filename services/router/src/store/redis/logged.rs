@@ -130,34 +130,34 @@ impl RedisStore {
     }
 
     /// A retried send's record, and for each item whether its sender may
-    /// write and under which membership version: one round trip.
+    /// write and under which membership version: one round trip (one per
+    /// slot on a cluster, at once).
     async fn admit(
         &self,
         batch: &AppendBatch,
     ) -> StoreResult<(Option<String>, Vec<Option<(bool, u64)>>)> {
-        let mut pipe = redis::pipe();
-        if let Some((sender, id)) = &batch.idempotency {
-            pipe.cmd("GET").arg(keys::idempotency(sender, id.as_str()));
+        let record_key = super::retry_record_key(batch);
+        let mut commands = Vec::new();
+        if let Some(key) = &record_key {
+            let mut get = redis::cmd("GET");
+            get.arg(key);
+            commands.push(get);
         }
         for item in &batch.items {
             if let Some(admission) = &item.admission {
                 let (key, field) = belonging_field(admission);
                 let (hash, version) = version_field(admission);
-                pipe.cmd("HEXISTS").arg(key).arg(field);
-                pipe.cmd("HGET").arg(hash).arg(version);
+                let mut exists = redis::cmd("HEXISTS");
+                exists.arg(key).arg(field);
+                let mut get = redis::cmd("HGET");
+                get.arg(hash).arg(version);
+                commands.push(exists);
+                commands.push(get);
             }
         }
-        let asks = batch.idempotency.is_some() || batch.items.iter().any(|i| i.admission.is_some());
-        let replies: Vec<redis::Value> = if asks {
-            let mut conn = self.conn().await?;
-            pipe.query_async(&mut conn)
-                .await
-                .map_err(|e| self.unavailable(e))?
-        } else {
-            Vec::new()
-        };
+        let replies = self.query_all(commands).await?;
         let mut replies = replies.into_iter();
-        let prior: Option<String> = match &batch.idempotency {
+        let prior: Option<String> = match &record_key {
             Some(_) => redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             None => None,
@@ -305,7 +305,12 @@ impl RedisStore {
         message: &NewMessage,
     ) -> StoreResult<AppendOutcome> {
         match applied {
-            Applied::Done(outcome) => Ok(outcome),
+            Applied::Done(answer) => {
+                let mut outcome = self.single_appended(&message.conversation, stored.seq, message);
+                // An unbinding answers its entry in the topic's timeline.
+                outcome.timeline_seq = answer.parse().unwrap_or(0);
+                Ok(outcome)
+            }
             Applied::Stale(now) => {
                 if now < stored.version {
                     self.repair(subject).await?;

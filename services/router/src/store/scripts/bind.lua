@@ -1,20 +1,21 @@
--- Binds contacts to a topic, up to its cap; nobody to a deleted topic.
--- KEYS: topic hash, topic contacts, topic former, then one bound-topics set per contact
--- ARGV: topic id, cap, contacts...
+-- Binds contacts to a topic, up to its cap; nobody to a deleted topic. Only
+-- the topic's keys (one slot): each contact's set of topic dialogs is
+-- written by the router afterwards.
+-- KEYS: topic hash, topic contacts, topic former
+-- ARGV: cap, contacts...
 -- Returns {'DELETED'} or one word per contact: 'added' | 'already' | 'full'
 if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then return {'DELETED'} end
 local results = {}
-for i = 3, #ARGV do
+for i = 2, #ARGV do
   local contact = ARGV[i]
   if redis.call('HEXISTS', KEYS[2], contact) == 1 then
-    results[i - 2] = 'already'
-  elseif redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[2]) then
-    results[i - 2] = 'full'
+    results[i - 1] = 'already'
+  elseif redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[1]) then
+    results[i - 1] = 'full'
   else
     redis.call('HSET', KEYS[2], contact, 'bound')
     redis.call('HDEL', KEYS[3], contact)
-    redis.call('SADD', KEYS[i + 1], ARGV[1])
-    results[i - 2] = 'added'
+    results[i - 1] = 'added'
   end
 end
 return results
