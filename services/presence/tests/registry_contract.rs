@@ -1,5 +1,6 @@
-//! The presence contract, on Redis (a redis-server of the test's own) and in
-//! memory: who is online where, group interest, heartbeats, reaping.
+//! The presence contract, on Redis (a redis-server of the test's own), on a
+//! Redis Cluster (three primaries, a replica each) and in memory: who is
+//! online where, group interest, heartbeats, reaping.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,21 +15,23 @@ use switchboard_presence::registry::{ConnectionRecord, Transitions};
 use switchboard_presence::{Directory, Registry};
 use switchboard_shared::ids::{ConnectionId, DeviceId, GatewayId, GroupId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
-use switchboard_testkit::{RedisServer, eventually};
+use switchboard_testkit::{RedisCluster, RedisServer, eventually};
 
 trait Both: Registry + Directory {}
 impl<T: Registry + Directory> Both for T {}
 
-async fn on_both<F, Fut>(case: F)
+async fn on_each<F, Fut>(case: F)
 where
     F: Fn(Arc<dyn Both>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let redis = RedisServer::start();
-    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
-        .await
-        .unwrap();
-    case(Arc::new(RedisPresence::new(pool))).await;
+    let cluster = RedisCluster::start(3, 1);
+    for (url, is_cluster) in [(redis.url(), false), (cluster.url(), true)] {
+        let pool = redis_pool::connect(&RedisConfig::new(url)).await.unwrap();
+        assert_eq!(pool.is_cluster(), is_cluster);
+        case(Arc::new(RedisPresence::new(pool))).await;
+    }
     case(Arc::new(MemoryPresence::new())).await;
 }
 
@@ -50,7 +53,7 @@ fn gateway(name: &str) -> GatewayId {
 
 #[tokio::test]
 async fn users_go_online_with_their_first_connection_and_offline_with_their_last() {
-    on_both(|presence| async move {
+    on_each(|presence| async move {
         let (a, b) = (gateway("a"), gateway("b"));
         let laptop = connection("alice");
         let phone = connection("alice");
@@ -81,7 +84,7 @@ async fn users_go_online_with_their_first_connection_and_offline_with_their_last
 
 #[tokio::test]
 async fn groups_are_routed_to_the_gateways_that_host_members() {
-    on_both(|presence| async move {
+    on_each(|presence| async move {
         let (a, b) = (gateway("a"), gateway("b"));
         let group = GroupId::generate();
         presence.heartbeat(&a, 10_000).await.unwrap();
@@ -117,7 +120,7 @@ async fn groups_are_routed_to_the_gateways_that_host_members() {
 
 #[tokio::test]
 async fn a_gateway_that_stops_heartbeating_is_reaped_with_its_users() {
-    on_both(|presence| async move {
+    on_each(|presence| async move {
         let (dead, live) = (gateway("dead"), gateway("live"));
         let group = GroupId::generate();
         let alice = connection("alice");
@@ -159,7 +162,7 @@ async fn a_gateway_that_stops_heartbeating_is_reaped_with_its_users() {
 
 #[tokio::test]
 async fn a_resync_replaces_a_gateways_state() {
-    on_both(|presence| async move {
+    on_each(|presence| async move {
         let gw = gateway("gw");
         let (stale, kept) = (connection("stale"), connection("kept"));
         presence.open(&gw, &stale, 60_000).await.unwrap();

@@ -2,8 +2,8 @@
 
 //! The store contract: every case runs against the Redis store with its
 //! messages in PostgreSQL (a real redis-server and a real PostgreSQL of the
-//! test's own) and the embedded redb store, so the backends cannot drift
-//! apart.
+//! test's own), the same on a real Redis Cluster (three primaries, a replica
+//! each), and the embedded redb store, so the backends cannot drift apart.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,20 +18,26 @@ use switchboard_router::store::{
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
-use switchboard_testkit::{PostgresServer, RedisServer};
+use switchboard_testkit::{PostgresServer, RedisCluster, RedisServer};
 
 fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
-async fn on_both<F, Fut>(case: F)
+async fn on_each_store<F, Fut>(case: F)
 where
     F: Fn(Box<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
-    case(Box::new(with_history(&redis, &postgres).await.0)).await;
+    case(Box::new(with_history(&redis.url(), &postgres).await.0)).await;
+    drop(redis);
+
+    let cluster = RedisCluster::start(3, 1);
+    let postgres = PostgresServer::start();
+    case(Box::new(with_history(&cluster.url(), &postgres).await.0)).await;
+    drop(cluster);
 
     let dir = tempfile::tempdir().unwrap();
     case(Box::new(
@@ -41,13 +47,11 @@ where
 }
 
 /// A Redis store whose messages live in the history store, and that store.
-async fn with_history(
-    redis: &RedisServer,
-    postgres: &PostgresServer,
-) -> (RedisStore, Arc<PgHistory>) {
-    let pool = redis_pool::connect(&RedisConfig::new(redis.url()))
+async fn with_history(redis_url: &str, postgres: &PostgresServer) -> (RedisStore, Arc<PgHistory>) {
+    let pool = redis_pool::connect(&RedisConfig::new(redis_url))
         .await
         .unwrap();
+    assert_eq!(pool.is_cluster(), redis_url.contains(','), "{redis_url}");
     let log = Arc::new(PgHistory::connect(&postgres.url(), 4).await.unwrap());
     let writer = HistoryWriter::start(log.clone(), 1, 64, std::time::Duration::ZERO);
     let store = RedisStore::new(pool, 3600, log.clone(), writer)
@@ -137,7 +141,7 @@ fn single(conv: &ConversationId, sender: &UserId, body: &str, id: Option<&str>) 
 
 #[tokio::test]
 async fn users_are_created_once() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let record = UserRecord {
             id: user("alice"),
             display_name: "Alice".into(),
@@ -156,7 +160,7 @@ async fn users_are_created_once() {
 
 #[tokio::test]
 async fn sessions_name_their_user_and_end_when_deleted_or_expired() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let far = switchboard_shared::clock::now_ms() + 3_600_000;
         let session = SessionRecord {
             id: SessionId::generate(),
@@ -184,7 +188,7 @@ async fn sessions_name_their_user_and_end_when_deleted_or_expired() {
 
 #[tokio::test]
 async fn appends_are_numbered_without_holes_and_idempotent() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let (alice, bob) = (user("alice"), user("bob"));
         let conv = ConversationId::direct(alice.clone(), bob.clone());
         for (i, body) in ["one", "two", "three"].iter().enumerate() {
@@ -247,7 +251,7 @@ async fn appends_are_numbered_without_holes_and_idempotent() {
 /// go through.
 #[tokio::test]
 async fn the_same_change_asked_at_once_is_made_once() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let (owner, bob) = (user("owner"), user("bob"));
         let (group, conv) = open_group(&*store, &owner, "Open").await;
         let joins = (0..8).map(|i| {
@@ -301,7 +305,7 @@ async fn the_same_change_asked_at_once_is_made_once() {
 
 #[tokio::test]
 async fn a_refused_item_writes_nothing() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let group = GroupId::generate();
         let conv = ConversationId::Group(group.clone());
         let mallory = user("mallory");
@@ -327,7 +331,7 @@ async fn a_refused_item_writes_nothing() {
 
 #[tokio::test]
 async fn membership_changes_are_sequenced_with_their_conversation() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let (owner, bob) = (user("owner"), user("bob"));
         let group = GroupRecord {
             id: GroupId::generate(),
@@ -467,7 +471,7 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
 
 #[tokio::test]
 async fn read_cursors_only_move_forward() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let conv = ConversationId::direct(user("alice"), user("bob"));
         assert_eq!(store.mark_read(&conv, &user("bob"), 5).await.unwrap(), 5);
         assert_eq!(store.mark_read(&conv, &user("bob"), 3).await.unwrap(), 5);
@@ -478,7 +482,7 @@ async fn read_cursors_only_move_forward() {
 
 #[tokio::test]
 async fn contacts_have_a_reverse_index() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let (alice, bob) = (user("alice"), user("bob"));
         assert!(store.add_contact(&alice, &bob, 1).await.unwrap());
         assert!(!store.add_contact(&alice, &bob, 2).await.unwrap());
@@ -493,7 +497,7 @@ async fn contacts_have_a_reverse_index() {
 
 #[tokio::test]
 async fn mutual_contacts_are_those_who_added_each_other() {
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let (alice, bob, carol, dan) = (user("alice"), user("bob"), user("carol"), user("dan"));
         store.add_contact(&alice, &bob, 1).await.unwrap();
         store.add_contact(&bob, &alice, 1).await.unwrap();
@@ -518,7 +522,7 @@ async fn mutual_contacts_are_those_who_added_each_other() {
 async fn stale_outbox_entries_are_claimed_once() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
-    let (store, _) = with_history(&redis, &postgres).await;
+    let (store, _) = with_history(&redis.url(), &postgres).await;
     let conv = ConversationId::direct(user("alice"), user("bob"));
     let stored = store
         .append(single(&conv, &user("alice"), "hi", None))
@@ -556,7 +560,7 @@ async fn stale_outbox_entries_are_claimed_once() {
 async fn a_wiped_redis_is_reported_to_the_router_not_to_clients() {
     let mut redis = RedisServer::start();
     let postgres = PostgresServer::start();
-    let (store, _) = with_history(&redis, &postgres).await;
+    let (store, _) = with_history(&redis.url(), &postgres).await;
     let clients_epoch = store.epoch().await.unwrap();
     let state_epoch = store.state_epoch().await.unwrap();
     let conv = ConversationId::direct(user("alice"), user("bob"));
@@ -597,7 +601,7 @@ async fn a_wiped_redis_is_reported_to_the_router_not_to_clients() {
 async fn a_wiped_redis_does_not_turn_seqs_back_when_history_is_elsewhere() {
     let mut redis = RedisServer::start();
     let postgres = PostgresServer::start();
-    let (store, _) = with_history(&redis, &postgres).await;
+    let (store, _) = with_history(&redis.url(), &postgres).await;
     let conv = ConversationId::direct(user("alice"), user("bob"));
     for body in ["one", "two"] {
         store
@@ -635,7 +639,7 @@ async fn a_wiped_redis_does_not_turn_seqs_back_when_history_is_elsewhere() {
 async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
-    let (store, _) = with_history(&redis, &postgres).await;
+    let (store, _) = with_history(&redis.url(), &postgres).await;
     let (alice, bob) = (user("alice"), user("bob"));
     let conv = ConversationId::direct(alice.clone(), bob.clone());
     let first = store
@@ -691,7 +695,7 @@ async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
 async fn a_change_left_half_done_is_applied_by_the_next_send() {
     let redis = RedisServer::start();
     let postgres = PostgresServer::start();
-    let (store, log) = with_history(&redis, &postgres).await;
+    let (store, log) = with_history(&redis.url(), &postgres).await;
     let (owner, bob) = (user("owner"), user("bob"));
     let (group, conv) = open_group(&store, &owner, "Chess").await;
     store
@@ -782,7 +786,7 @@ fn topic_record(owner: &UserId) -> switchboard_router::store::TopicRecord {
 #[tokio::test]
 async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
     use switchboard_router::store::{BindOutcome, Binding};
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let owner = user("owner");
         let (ann, ben, cat) = (user("ann"), user("ben"), user("cat"));
         let topic = topic_record(&owner);
@@ -910,7 +914,7 @@ async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
 #[tokio::test]
 async fn a_broadcast_is_one_timeline_entry_and_threads_track_their_cursors() {
     use switchboard_router::store::{ThreadState, TimelineWrite};
-    on_both(|store| async move {
+    on_each_store(|store| async move {
         let owner = user("owner");
         let topic = topic_record(&owner);
         store.create_topic(&topic).await.unwrap();

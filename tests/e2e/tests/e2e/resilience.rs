@@ -2,13 +2,15 @@
 //! acknowledged message is never lost and never delivered twice.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchboard_proto::pb::{self, event::Kind, send_request::To};
 use switchboard_testkit::eventually;
 use tonic::Code;
 
 use crate::harness::client::{seqs, texts};
-use crate::harness::{Cluster, Mode, User, WAIT};
+use crate::harness::{Cluster, Mode, Options, User, WAIT, figure};
 
 /// Sends `text` until the server acknowledges it, retrying with the same
 /// client message id as a client does after an error.
@@ -73,37 +75,10 @@ async fn the_history_store_killed_mid_stream_loses_nothing_acknowledged() {
     let alice = cluster.user("alice", 0).await;
     cluster.user("bob", 1).await;
     let total = 60;
-    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let sender = {
-        let (alice, acked_so_far) = (alice.clone(), acked_so_far.clone());
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..total {
-                let text = format!("m{i:03}");
-                let deadline = std::time::Instant::now() + WAIT;
-                let ack = loop {
-                    match alice.send(To::UserId("bob".into()), &text, &text).await {
-                        Ok(ack) => break ack,
-                        Err(status) => {
-                            assert!(
-                                matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
-                                "unexpected refusal: {status}"
-                            );
-                            assert!(std::time::Instant::now() < deadline, "{text} never acked");
-                            // A client's pause before it tries again.
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    }
-                };
-                acked.push(ack);
-                acked_so_far.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-            acked
-        })
-    };
+    let (sender, acked_so_far) = keep_sending(&alice, total);
     eventually(WAIT, "the stream to be under way", || {
         let acked_so_far = acked_so_far.clone();
-        async move { (acked_so_far.load(std::sync::atomic::Ordering::SeqCst) >= 15).then_some(()) }
+        async move { (acked_so_far.load(Ordering::SeqCst) >= 15).then_some(()) }
     })
     .await;
     cluster.history().kill();
@@ -113,10 +88,104 @@ async fn the_history_store_killed_mid_stream_loses_nothing_acknowledged() {
         .expect_err("a send with the history store down");
     assert_eq!(refused.code(), Code::Unavailable, "{refused}");
     cluster.history().restart();
-    let acked = sender.await.unwrap();
+    let acked = sender.await.unwrap().acked;
 
     // The refused probe is nowhere either.
     assert_acked_once_and_kept(&alice, &acked, total).await;
+}
+
+/// Sends `m000`, `m001`, … `total` of them from `alice` to bob, one after
+/// the other, each until acknowledged: a refusal must be UNAVAILABLE (or a
+/// deadline), and the client tries again with the same client message id
+/// after a short pause, as a client does. Answers what it saw, and a count
+/// of the acks so far to wait on.
+fn keep_sending(alice: &User, total: usize) -> (tokio::task::JoinHandle<Sent>, Arc<AtomicUsize>) {
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
+    let (alice, counter) = (alice.clone(), acked_so_far.clone());
+    let sender = tokio::spawn(async move {
+        let mut sent = Sent::default();
+        for i in 0..total {
+            let text = format!("m{i:03}");
+            let started = std::time::Instant::now();
+            let deadline = started + WAIT;
+            let ack = loop {
+                match alice.send(To::UserId("bob".into()), &text, &text).await {
+                    Ok(ack) => break ack,
+                    Err(status) => {
+                        assert!(
+                            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded),
+                            "unexpected refusal: {status}"
+                        );
+                        sent.refusals += 1;
+                        assert!(std::time::Instant::now() < deadline, "{text} never acked");
+                        // A client's pause before it tries again.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            };
+            sent.acked.push(ack);
+            sent.longest_wait = sent.longest_wait.max(started.elapsed());
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        sent
+    });
+    (sender, acked_so_far)
+}
+
+/// What [`keep_sending`] saw.
+#[derive(Default)]
+struct Sent {
+    acked: Vec<pb::SendResponse>,
+    /// Sends refused (and tried again).
+    refusals: usize,
+    /// The longest a message took from its first try to its ack.
+    longest_wait: std::time::Duration,
+}
+
+/// On a Redis Cluster, the primary holding the sender's keys is SIGKILLed
+/// while she sends: its replica takes its slots over (the cluster notices
+/// within its node timeout), sends meanwhile are refused UNAVAILABLE and
+/// succeed when retried, and every acknowledged message is kept once, in
+/// order, and reaches the recipient's live stream once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_primary_killed_mid_stream_loses_and_doubles_nothing() {
+    let options = Options {
+        redis_cluster: true,
+        ..Options::default()
+    };
+    let mut cluster = Cluster::start_with(Mode::distributed(), options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    let total = 80;
+    let (sender, acked_so_far) = keep_sending(&alice, total);
+    eventually(WAIT, "the stream to be under way", || {
+        let acked_so_far = acked_so_far.clone();
+        async move { (acked_so_far.load(Ordering::SeqCst) >= 20).then_some(()) }
+    })
+    .await;
+    let victim = cluster
+        .redis_cluster()
+        .primary_for(&switchboard_shared::keys::user(
+            &switchboard_shared::ids::UserId::parse(&alice.id).unwrap(),
+        ));
+    cluster.redis_cluster().kill(victim);
+    let sent = sender.await.unwrap();
+    figure("sends refused during the failover", sent.refusals);
+    figure("longest wait for an ack", sent.longest_wait);
+    assert!(sent.refusals > 0, "the kill hit sends in flight");
+    let acked = sent.acked;
+    let primaries = cluster.redis_cluster().primary_ports();
+    assert!(
+        !primaries.contains(&victim) && primaries.len() == 3,
+        "a replica took the killed primary's slots: {primaries:?}"
+    );
+
+    assert_acked_once_and_kept(&alice, &acked, total).await;
+    let received = bob_events
+        .messages_until(&format!("m{:03}", total - 1))
+        .await;
+    assert_eq!(seqs(&received), (1..=total as u64).collect::<Vec<_>>());
 }
 
 /// `total` sends `m000`, `m001`, … were each acknowledged once, with seqs

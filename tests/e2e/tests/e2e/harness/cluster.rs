@@ -1,5 +1,5 @@
 //! A Switchboard deployment of the test's own: its own nats-server and
-//! redis-server, and the real `switchboard` binary as gateway, router and
+//! redis-server (or Redis Cluster), and the real `switchboard` binary as gateway, router and
 //! presence processes (or one standalone process). Everything is killed
 //! when the cluster is dropped; on a failing test the logs are printed.
 
@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use switchboard_testkit::{
-    ChildProcess, NatsServer, PostgresServer, RedisServer, eventually, free_port,
+    ChildProcess, NatsServer, PostgresServer, RedisCluster, RedisServer, eventually, free_port,
 };
 use tempfile::TempDir;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -55,6 +55,9 @@ pub struct Options {
     pub fd_limit: Option<u64>,
     /// Production password hashing (`owasp`) instead of the tests' cheap one.
     pub owasp_hashing: bool,
+    /// Hot state on a Redis Cluster (3 primaries, a replica each) instead
+    /// of one Redis.
+    pub redis_cluster: bool,
 }
 
 impl Options {
@@ -185,6 +188,8 @@ pub struct Cluster {
     pub mode: Mode,
     pub nats: Option<NatsServer>,
     pub redis: Option<RedisServer>,
+    /// The Redis Cluster, when the options asked for one.
+    pub redis_cluster: Option<RedisCluster>,
     /// The history store (distributed mode).
     pub history: Option<PostgresServer>,
     pub presence: Option<Node>,
@@ -204,6 +209,7 @@ impl Cluster {
             mode,
             nats: None,
             redis: None,
+            redis_cluster: None,
             history: None,
             presence: None,
             routers: Vec::new(),
@@ -236,6 +242,10 @@ impl Cluster {
                 cluster.gateways.push(node);
             }
             Mode::Distributed { gateways, routers } => {
+                assert!(
+                    !(options.credentials && options.redis_cluster),
+                    "credentials are tested on one Redis"
+                );
                 let (nats, redis) = if options.credentials {
                     let permissions = include_str!("../../../../../deploy/nats/permissions.conf");
                     let env: Vec<(&str, &str)> = NATS_PASSWORDS
@@ -263,7 +273,16 @@ impl Cluster {
                     redis.url()
                 };
                 cluster.nats = Some(nats);
-                cluster.redis = Some(redis);
+                let redis_url = if options.redis_cluster {
+                    drop(redis);
+                    let redis_cluster = RedisCluster::start(3, 1);
+                    let url = redis_cluster.url();
+                    cluster.redis_cluster = Some(redis_cluster);
+                    url
+                } else {
+                    cluster.redis = Some(redis);
+                    redis_url
+                };
                 // Messages live in a history store of the cluster's own.
                 let history = PostgresServer::start();
                 let history_url = history.url();
@@ -454,7 +473,16 @@ impl Cluster {
     }
 
     pub fn redis(&mut self) -> &mut RedisServer {
-        self.redis.as_mut().expect("a distributed cluster")
+        self.redis
+            .as_mut()
+            .expect("a distributed cluster on one Redis")
+    }
+
+    /// The Redis Cluster of a cluster started with `redis_cluster`.
+    pub fn redis_cluster(&mut self) -> &mut RedisCluster {
+        self.redis_cluster
+            .as_mut()
+            .expect("a cluster on a Redis Cluster")
     }
 
     /// The history store (PostgreSQL) of a distributed cluster.

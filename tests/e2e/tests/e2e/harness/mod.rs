@@ -21,7 +21,8 @@ pub fn figure(what: &str, value: impl std::fmt::Debug) {
 }
 
 /// Runs a scenario against the distributed deployment (NATS + Redis, two
-/// gateways, two routers, presence) and against the standalone mode.
+/// gateways, two routers, presence), against the same on a Redis Cluster
+/// (three primaries, a replica each), and against the standalone mode.
 #[macro_export]
 macro_rules! both_modes {
     ($(#[$meta:meta])* $name:ident, $scenario:ident) => {
@@ -30,6 +31,20 @@ macro_rules! both_modes {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn nats_redis() {
                 let cluster = $crate::harness::Cluster::start($crate::harness::Mode::distributed()).await;
+                super::$scenario(cluster).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                let options = $crate::harness::Options {
+                    redis_cluster: true,
+                    ..$crate::harness::Options::default()
+                };
+                let cluster = $crate::harness::Cluster::start_with(
+                    $crate::harness::Mode::distributed(),
+                    options,
+                )
+                .await;
                 super::$scenario(cluster).await;
             }
 
