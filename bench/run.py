@@ -12,6 +12,12 @@ prints Markdown tables of their medians (BENCHMARKS.md quotes them).
     bench/run.py direct topic    # some of them
     bench/run.py --runs 5 group-100
     bench/run.py --runs 1 --profile direct-10k   # + perf profiles of each server
+    bench/run.py --redis-cluster 3 direct-5k group-10  # hot state on a 3-primary Redis Cluster
+
+With --redis-cluster N, Redis is a cluster of N primaries (no replicas: the
+figure is each primary's share of the work) made with `redis-cli --cluster
+create`; its CPU is the sum over the primaries, and bench/summarize.py adds
+a table of each primary's share of the commands.
 
 With --profile, `perf record` samples every switchboard process during the
 run (software cpu-clock event: this machine has no hardware counters); the
@@ -69,21 +75,46 @@ def history_cpu_seconds(postmaster):
     return reaped + sum(cpu_seconds(pid) for pid in children(postmaster) if Path(f"/proc/{pid}").exists())
 
 
+REDIS_SETTINGS = ["--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "everysec",
+                  "--save", "", "--maxmemory-policy", "noeviction"]
+
+
 class Cluster:
-    def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False):
+    def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False,
+                 redis_primaries=0):
         self.dir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
         self.procs = {}
         # Messages in PostgreSQL (durable commits), as in production.
         self.history = Postgres()
-        self.nats_port, self.redis_port = free_port(), free_port()
+        self.nats_port = free_port()
         self.nats_monitor = free_port()
         self.start("nats", [program("nats-server"), "-a", "127.0.0.1", "-p", str(self.nats_port),
                             "-m", str(self.nats_monitor)], self.nats_port)
-        self.start("redis", [program("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "everysec",
-                             "--save", "", "--maxmemory-policy", "noeviction"], self.redis_port)
+        if redis_primaries:
+            self.redis_ports = [free_port() for _ in range(redis_primaries)]
+            for i, port in enumerate(self.redis_ports):
+                node_dir = self.dir / f"redis-{i}"
+                node_dir.mkdir()
+                self.start(f"redis-{i}", [program("redis-server"), "--port", str(port), "--dir", str(node_dir),
+                                          "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                          "--cluster-port", str(free_port())]
+                           + REDIS_SETTINGS, port)
+            subprocess.run([program("redis-cli"), "--cluster", "create"]
+                           + [f"127.0.0.1:{p}" for p in self.redis_ports]
+                           + ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, check=True)
+            deadline = time.time() + 30
+            while not all("cluster_state:ok" in self.cli(p, "cluster", "info") for p in self.redis_ports):
+                if time.time() > deadline:
+                    raise RuntimeError("the Redis Cluster did not come up")
+                time.sleep(0.1)
+        else:
+            self.redis_ports = [free_port()]
+            self.start("redis", [program("redis-server"), "--port", str(self.redis_ports[0]),
+                                 "--dir", str(self.dir)] + REDIS_SETTINGS, self.redis_ports[0])
+        self.redis_port = self.redis_ports[0]
         switchboard = str(target / "release" / "switchboard")
-        nats, redis = f"nats://127.0.0.1:{self.nats_port}", f"redis://127.0.0.1:{self.redis_port}"
+        nats = f"nats://127.0.0.1:{self.nats_port}"
+        redis = ",".join(f"redis://127.0.0.1:{p}" for p in self.redis_ports)
         common = ["--log-format", "text"]
         port = free_port()
         self.start("presence", [switchboard, "presence", "--nats-url", nats, "--redis-url", redis,
@@ -122,36 +153,49 @@ class Cluster:
     def history_cpu(self):
         return history_cpu_seconds(self.history.proc.pid)
 
+    @staticmethod
+    def cli(port, *args):
+        return subprocess.run([program("redis-cli"), "-p", str(port)] + list(args),
+                              capture_output=True, text=True).stdout
+
     def counters(self):
-        """Redis calls per command and NATS messages in/out, for per-message ratios."""
-        stats = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "commandstats"],
-                               capture_output=True, text=True).stdout
-        calls = {}
-        for line in stats.splitlines():
-            if line.startswith("cmdstat_"):
-                name, fields = line[len("cmdstat_"):].split(":", 1)
-                calls[name] = int(dict(f.split("=") for f in fields.split(","))["calls"])
+        """Redis calls per command (summed over the primaries, and each
+        primary's total) and NATS messages in/out, for per-message ratios."""
+        calls, by_node = {}, {}
+        for port in self.redis_ports:
+            total = 0
+            for line in self.cli(port, "info", "commandstats").splitlines():
+                if line.startswith("cmdstat_"):
+                    name, fields = line[len("cmdstat_"):].split(":", 1)
+                    n = int(dict(f.split("=") for f in fields.split(","))["calls"])
+                    calls[name] = calls.get(name, 0) + n
+                    total += n
+            by_node[str(port)] = total
         varz = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{self.nats_monitor}/varz").read())
-        return {"redis": calls, "redis_memory": self.used_memory(),
+        return {"redis": calls, "redis_nodes": by_node, "redis_memory": self.used_memory(),
                 "nats": {"in_msgs": varz["in_msgs"], "out_msgs": varz["out_msgs"]}}
 
     def used_memory(self):
-        """Redis's used_memory (bytes its allocator handed out)."""
-        memory = subprocess.run([program("redis-cli"), "-p", str(self.redis_port), "info", "memory"],
-                                capture_output=True, text=True).stdout
-        return next(int(line.split(":")[1]) for line in memory.splitlines() if line.startswith("used_memory:"))
+        """Redis's used_memory (bytes its allocator handed out), over the primaries."""
+        return sum(next(int(line.split(":")[1]) for line in self.cli(port, "info", "memory").splitlines()
+                        if line.startswith("used_memory:"))
+                   for port in self.redis_ports)
 
     def expire_retries(self):
         """Deletes the retry records (what their 24 h expiry does later), from
         here (a script would add its own memory to the figure). Returns
         used_memory before and after, and how many were deleted: what one
         record costs, to take out of the growth per message."""
-        cli = [program("redis-cli"), "-p", str(self.redis_port)]
         before = self.used_memory()
-        keys = subprocess.run(cli + ["--scan", "--pattern", "sb:idem:*"],
-                              capture_output=True, text=True, check=True).stdout.split()
-        for start in range(0, len(keys), 1000):
-            subprocess.run(cli + ["del"] + keys[start:start + 1000], capture_output=True, check=True)
+        keys = []
+        for port in self.redis_ports:
+            cli = [program("redis-cli"), "-p", str(port)]
+            found = subprocess.run(cli + ["--scan", "--pattern", "sb:idem:*"],
+                                   capture_output=True, text=True, check=True).stdout.split()
+            # One key per DEL: a cluster refuses a DEL across slots.
+            subprocess.run(cli, input="".join(f"DEL {key}\n" for key in found), text=True,
+                           capture_output=True, check=True)
+            keys += found
         # Redis shrinks the key space's tables a little later (serverCron,
         # once they are under 10 % full): wait until used_memory settles.
         after, deadline = self.used_memory(), time.time() + 5
@@ -244,6 +288,7 @@ def window_counts(before, after):
     """Redis commands and NATS messages during the measured window."""
     return {"redis": {c: n - before["redis"].get(c, 0) for c, n in after["redis"].items()
                       if n > before["redis"].get(c, 0)},
+            "redis_nodes": {port: n - before["redis_nodes"].get(port, 0) for port, n in after["redis_nodes"].items()},
             "redis_memory": {"before": before["redis_memory"], "after": after["redis_memory"]},
             "nats": {k: v - before["nats"][k] for k, v in after["nats"].items()}}
 
@@ -255,9 +300,9 @@ OWASP_HASHING = {"direct-1k-owasp", "direct-1k-login-flood"}
 CALL_LIMITS = {"direct-1k-history-flood", "direct-1k-login-flood", "direct-1k-owasp"}
 
 
-def run_once(target, name, args, where, rate=None, profile_dir=None, label=None):
+def run_once(target, name, args, where, rate=None, profile_dir=None, label=None, redis_primaries=0):
     cluster = Cluster(target, password_hashing="owasp" if name in OWASP_HASHING else "fast-insecure",
-                      call_limits=name in CALL_LIMITS)
+                      call_limits=name in CALL_LIMITS, redis_primaries=redis_primaries)
     try:
         gateways = cluster.gateway_urls if where == "both" else cluster.gateway_urls[:1]
         argv = [str(target / "release" / "switchboard-loadgen"), "--json", "--gateways", ",".join(gateways),
@@ -326,6 +371,8 @@ def main():
     parser.add_argument("--ceiling-rates", default="2000,3500,5000,7500")
     parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
     parser.add_argument("--rate", type=float, help="override the scenarios' send rate (exploring, not the table)")
+    parser.add_argument("--redis-cluster", type=int, default=0, metavar="N",
+                        help="hot state on a Redis Cluster of N primaries (3 or more) instead of one Redis")
     args = parser.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-server", "-p", "switchboard-loadgen"],
@@ -342,7 +389,7 @@ def main():
             for i in range(args.runs):
                 label = f"{name}{'-' + str(rate) if rate else ''}-{i}"
                 result = run_once(target, name, loadgen_args, where, rate,
-                                  out_dir if args.profile else None, label)
+                                  out_dir if args.profile else None, label, args.redis_cluster)
                 (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1))
                 print(f"{name} {rate or ''} run {i}: {json.dumps(result['reports'])[:300]}", file=sys.stderr)
     subprocess.run([sys.executable, str(ROOT / "bench" / "summarize.py"), str(out_dir)], check=True)

@@ -9,7 +9,9 @@ announced with a Gap event, and of sends never acked (refused or not sent becaus
 the load generator fell behind); the median over its runs of throughput and latency, of the CPU
 time each process spent per message over the measured window (from the load
 generator's --watch), of the Redis commands and NATS messages per message, and of
-each process's resident memory at the end of the run.
+each process's resident memory at the end of the run. A run on a Redis Cluster
+(bench/run.py --redis-cluster N) counts its primaries together as "redis" and
+adds a table of each primary's share of the Redis commands.
 """
 import json
 import re
@@ -19,6 +21,19 @@ from collections import defaultdict
 from pathlib import Path
 
 PROCESSES = ["gateway-0", "gateway-1", "router-0", "router-1", "presence", "nats", "redis", "history", "loadgen"]
+
+
+def merged(per_process):
+    """A run's per-process figures with Redis Cluster primaries (redis-0,
+    redis-1, ...) summed as "redis"."""
+    out = {}
+    for name, figures in per_process.items():
+        key = "redis" if re.fullmatch(r"redis-\d+", name) else name
+        if key in out:
+            out[key] = {k: out[key].get(k, 0) + v for k, v in figures.items() if isinstance(v, (int, float))}
+        else:
+            out[key] = dict(figures)
+    return out
 
 
 def median(values):
@@ -48,7 +63,7 @@ def load(results):
 def main():
     results = Path(sys.argv[1])
     grouped = load(results)
-    throughput, cpu, memory = [], [], []
+    throughput, cpu, memory, balance = [], [], [], []
     for label, runs in grouped.items():
         for k, rep in enumerate(runs[0]["reports"]):
             reps = [r["reports"][k] for r in runs if len(r["reports"]) > k]
@@ -60,10 +75,10 @@ def main():
                 f"{fmt(median([r['deliveries_per_second'] for r in reps]))} | "
                 f"{fmt(median([r['latency_ms']['p50'] for r in reps]), 2)} | "
                 f"{fmt(median([r['latency_ms']['p99'] for r in reps]), 2)} | {broken} | {announced} | {unacked} |")
-            per_process = {p: median([(r.get("extra") or {}).get("cpu", {}).get(p, {}).get("cpu_us_per_message")
-                                      for r in reps]) for p in PROCESSES}
+            per_process = {p: median([merged((r.get("extra") or {}).get("cpu", {})).get(p, {})
+                                      .get("cpu_us_per_message") for r in reps]) for p in PROCESSES}
             if any(v is not None for v in per_process.values()):
-                totals = [sum(c["cpu_us_per_message"] for c in (r.get("extra") or {}).get("cpu", {}).values())
+                totals = [sum(c["cpu_us_per_message"] for c in merged((r.get("extra") or {}).get("cpu", {})).values())
                           for r in reps if (r.get("extra") or {}).get("cpu")]
                 sent = [r["messages_per_second"] * r["seconds"] for r in reps]
                 redis = [sum(run["counts"]["redis"].values()) / s for run, s in zip(runs, sent)
@@ -72,7 +87,18 @@ def main():
                 cpu.append(f"| {label} | " + " | ".join(fmt(per_process[p]) for p in PROCESSES) +
                            f" | {fmt(median(totals))} | {fmt(median(redis), 1)} | {fmt(median(nats), 1)} |")
         memory.append(f"| {label} | " + " | ".join(
-            fmt(median([r["processes"].get(p, {}).get("rss_mib") for r in runs]), 1) for p in PROCESSES[:-1]) + " |")
+            fmt(median([merged(r["processes"]).get(p, {}).get("rss_mib") for r in runs]), 1)
+            for p in PROCESSES[:-1]) + " |")
+        shares = []
+        for run in runs:
+            nodes = (run.get("counts") or {}).get("redis_nodes") or {}
+            total = sum(nodes.values())
+            if len(nodes) > 1 and total:
+                shares.append(sorted(100 * n / total for n in nodes.values()))
+        if shares:
+            columns = zip(*shares)
+            balance.append(f"| {label} | {len(shares)} | "
+                           + " | ".join(f"{median(list(c)):.1f} %" for c in columns) + " |")
     print("| case | scenario | runs | msgs/s | deliveries/s | p50 ms | p99 ms | lost, dup, silent gap | announced gap | not acked |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(throughput))
@@ -84,6 +110,12 @@ def main():
     print("| case | " + " | ".join(PROCESSES[:-1]) + " |")
     print("|---|" + "---|" * (len(PROCESSES) - 1))
     print("\n".join(memory))
+    if balance:
+        print("\nRedis Cluster: each primary's share of the window's commands, smallest first (medians):\n")
+        widest = max(row.count("|") - 3 for row in balance)
+        print("| case | runs | " + " | ".join(f"primary {i + 1}" for i in range(widest)) + " |")
+        print("|---|---|" + "---|" * widest)
+        print("\n".join(balance))
 
 
 if __name__ == "__main__":
