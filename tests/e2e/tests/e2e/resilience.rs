@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use switchboard_proto::pb::{self, event::Kind, send_request::To};
 use switchboard_testkit::eventually;
@@ -75,7 +75,7 @@ async fn the_history_store_killed_mid_stream_loses_nothing_acknowledged() {
     let alice = cluster.user("alice", 0).await;
     cluster.user("bob", 1).await;
     let total = 60;
-    let (sender, acked_so_far) = keep_sending(&alice, total);
+    let (sender, acked_so_far, _) = keep_sending(&alice, total);
     eventually(WAIT, "the stream to be under way", || {
         let acked_so_far = acked_so_far.clone();
         async move { (acked_so_far.load(Ordering::SeqCst) >= 15).then_some(()) }
@@ -94,17 +94,29 @@ async fn the_history_store_killed_mid_stream_loses_nothing_acknowledged() {
     assert_acked_once_and_kept(&alice, &acked, total).await;
 }
 
-/// Sends `m000`, `m001`, … `total` of them from `alice` to bob, one after
-/// the other, each until acknowledged: a refusal must be UNAVAILABLE (or a
+/// Sends `m000`, `m001`, … `total` of them from `alice` to bob (fewer if
+/// told to stop by the flag it answers), one after the other, each until
+/// acknowledged: a refusal must be UNAVAILABLE (or a
 /// deadline), and the client tries again with the same client message id
 /// after a short pause, as a client does. Answers what it saw, and a count
 /// of the acks so far to wait on.
-fn keep_sending(alice: &User, total: usize) -> (tokio::task::JoinHandle<Sent>, Arc<AtomicUsize>) {
+fn keep_sending(
+    alice: &User,
+    total: usize,
+) -> (
+    tokio::task::JoinHandle<Sent>,
+    Arc<AtomicUsize>,
+    Arc<AtomicBool>,
+) {
     let acked_so_far = Arc::new(AtomicUsize::new(0));
-    let (alice, counter) = (alice.clone(), acked_so_far.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (alice, counter, stopped) = (alice.clone(), acked_so_far.clone(), stop.clone());
     let sender = tokio::spawn(async move {
         let mut sent = Sent::default();
         for i in 0..total {
+            if stopped.load(Ordering::SeqCst) {
+                break;
+            }
             let text = format!("m{i:03}");
             let started = std::time::Instant::now();
             let deadline = started + WAIT;
@@ -129,7 +141,7 @@ fn keep_sending(alice: &User, total: usize) -> (tokio::task::JoinHandle<Sent>, A
         }
         sent
     });
-    (sender, acked_so_far)
+    (sender, acked_so_far, stop)
 }
 
 /// What [`keep_sending`] saw.
@@ -158,7 +170,7 @@ async fn a_redis_cluster_primary_killed_mid_stream_loses_and_doubles_nothing() {
     let bob = cluster.user("bob", 1).await;
     let mut bob_events = bob.subscribe().await;
     let total = 80;
-    let (sender, acked_so_far) = keep_sending(&alice, total);
+    let (sender, acked_so_far, _) = keep_sending(&alice, total);
     eventually(WAIT, "the stream to be under way", || {
         let acked_so_far = acked_so_far.clone();
         async move { (acked_so_far.load(Ordering::SeqCst) >= 20).then_some(()) }
@@ -182,6 +194,77 @@ async fn a_redis_cluster_primary_killed_mid_stream_loses_and_doubles_nothing() {
     );
 
     assert_acked_once_and_kept(&alice, &acked, total).await;
+    let received = bob_events
+        .messages_until(&format!("m{:03}", total - 1))
+        .await;
+    assert_eq!(seqs(&received), (1..=total as u64).collect::<Vec<_>>());
+}
+
+/// On a Redis Cluster, every slot of the primary holding the sender's keys
+/// moves to another primary (`redis-cli --cluster reshard`) while she sends:
+/// the clients follow MOVED/ASK, a call refused meanwhile succeeds when
+/// retried, and every acknowledged message is kept once, in order, and
+/// reaches the recipient's live stream once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_moved_between_redis_primaries_under_traffic_lose_nothing() {
+    let options = Options {
+        redis_cluster: true,
+        ..Options::default()
+    };
+    let mut cluster = Cluster::start_with(Mode::distributed(), options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    let (sender, acked_so_far, stop) = keep_sending(&alice, 5_000);
+    eventually(WAIT, "the stream to be under way", || {
+        let acked_so_far = acked_so_far.clone();
+        async move { (acked_so_far.load(Ordering::SeqCst) >= 20).then_some(()) }
+    })
+    .await;
+    let alice_key =
+        switchboard_shared::keys::user(&switchboard_shared::ids::UserId::parse(&alice.id).unwrap());
+    let from = cluster.redis_cluster().primary_for(&alice_key);
+    let to = cluster
+        .redis_cluster()
+        .primary_ports()
+        .into_iter()
+        .find(|p| *p != from)
+        .unwrap();
+    let slots = cluster
+        .redis_cluster()
+        .view()
+        .iter()
+        .find(|n| n.port == from)
+        .unwrap()
+        .slots;
+    let moved_while = acked_so_far.load(Ordering::SeqCst);
+    let redis_cluster = cluster.redis_cluster.take().unwrap();
+    let redis_cluster = tokio::task::spawn_blocking(move || {
+        redis_cluster.reshard(from, to, slots);
+        redis_cluster
+    })
+    .await
+    .unwrap();
+    let moved_by = acked_so_far.load(Ordering::SeqCst);
+    assert_eq!(
+        redis_cluster.primary_for(&alice_key),
+        to,
+        "alice's keys moved"
+    );
+    cluster.redis_cluster = Some(redis_cluster);
+    // A few more on the slots' new primary, then stop.
+    eventually(WAIT, "sends after the move", || {
+        let acked_so_far = acked_so_far.clone();
+        async move { (acked_so_far.load(Ordering::SeqCst) >= moved_by + 10).then_some(()) }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let sent = sender.await.unwrap();
+    let total = sent.acked.len();
+    figure("sends acked while the slots moved", moved_by - moved_while);
+    figure("sends refused while the slots moved", sent.refusals);
+
+    assert_acked_once_and_kept(&alice, &sent.acked, total).await;
     let received = bob_events
         .messages_until(&format!("m{:03}", total - 1))
         .await;
