@@ -633,8 +633,9 @@ async fn a_wiped_redis_does_not_turn_seqs_back_when_history_is_elsewhere() {
 
 /// A send the log has but Redis has no record of (its record expired, or
 /// the router died between the two): the retry stores nothing, is told it
-/// is one, is put in the outbox to be delivered if it never was, and moves
-/// no cursor back past what the sender has sent since.
+/// is one and when the first was sent, is put in the outbox to be delivered
+/// if it never was, and moves no cursor back past what the sender has sent
+/// since.
 #[tokio::test]
 async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
     let redis = RedisServer::start();
@@ -664,10 +665,15 @@ async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
         .unwrap();
     assert_eq!(removed, 1);
 
-    let retried = store
-        .append(single(&conv, &alice, "first", Some("a-1")))
-        .await
-        .unwrap();
+    // The retry comes a second later.
+    let mut retry = single(&conv, &alice, "first", Some("a-1"));
+    retry.now_ms += 1_000;
+    retry.items[0].message.sent_at_ms += 1_000;
+    let retried = store.append(retry).await.unwrap();
+    assert_eq!(
+        retried.appended[0].sent_at_ms, first.appended[0].sent_at_ms,
+        "answered as the first was"
+    );
     assert!(retried.duplicate);
     assert_eq!(retried.appended[0].seq, 1);
     let texts = texts_of(&store, &conv).await;

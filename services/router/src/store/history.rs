@@ -70,6 +70,9 @@ pub struct HistoryAppended {
     /// The retry key was already stored: nothing was written, and `seq` is
     /// the first append's.
     pub repeated: bool,
+    /// When the stored message was sent: this append's time, or the first
+    /// append's for a repeated one (0 when fenced).
+    pub sent_at_ms: i64,
     /// A membership change was written to the conversation after the
     /// sender's admission was read: nothing was written; read the
     /// membership again. (Every item of that conversation in the batch
@@ -274,6 +277,7 @@ impl PgHistory {
             // `ord` counts the sent items from 1.
             let ord: i64 = row.get(0);
             let seq: i64 = row.get(1);
+            let sent_at_ms: i64 = row.get(3);
             let item = usize::try_from(ord - 1)
                 .ok()
                 .and_then(|k| sent.get(k))
@@ -284,6 +288,7 @@ impl PgHistory {
             answers[item] = Some(HistoryAppended {
                 seq: seq as u64,
                 repeated: row.get(2),
+                sent_at_ms,
                 fenced: false,
             });
         }
@@ -293,6 +298,7 @@ impl PgHistory {
             answers[i].get_or_insert(HistoryAppended {
                 seq: 0,
                 repeated: false,
+                sent_at_ms: 0,
                 fenced: true,
             });
         }
@@ -634,8 +640,8 @@ async fn lane(
 /// retry key is stored already answer its seq; the others, unless fenced,
 /// move their conversation's head by their count (rows locked in key order,
 /// so two batches cannot deadlock on them) and take the seqs below the new
-/// head, in batch order. Answers `(ord, seq, repeated)` per item; an item
-/// not answered was fenced.
+/// head, in batch order. Answers `(ord, seq, repeated, sent_at)` per item
+/// (a repeated item's first `sent_at`); an item not answered was fenced.
 ///
 /// The fence and the head are read by `SELECT … FOR UPDATE`, which waits
 /// for a change holding the row and then sees the row as that change left
@@ -650,12 +656,14 @@ WITH batch AS (
     WITH ORDINALITY AS b(shard_key, conversation, sent_at, retry_key, body, fence, ord)
 ), known AS (
   -- A lookup per item (a subquery, never a join that reads the table).
-  SELECT ord, seq FROM (
-    SELECT b.ord, (SELECT m.seq FROM messages m
-                   WHERE m.shard_key = b.shard_key AND m.conversation = b.conversation
-                     AND m.retry_key = b.retry_key AND m.retry_key IS NOT NULL) AS seq
-    FROM batch b WHERE b.retry_key IS NOT NULL
-  ) found WHERE seq IS NOT NULL
+  -- (LATERAL: an index lookup per item, in the order of the batch.)
+  SELECT b.ord, first.seq, first.sent_at FROM batch b
+  CROSS JOIN LATERAL (
+    SELECT m.seq, m.sent_at FROM messages m
+    WHERE m.shard_key = b.shard_key AND m.conversation = b.conversation
+      AND m.retry_key = b.retry_key AND m.retry_key IS NOT NULL
+  ) first
+  WHERE b.retry_key IS NOT NULL
 ), fresh AS (
   SELECT b.* FROM batch b WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.ord = b.ord)
 ), looked AS (
@@ -695,9 +703,9 @@ WITH batch AS (
   INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body)
   SELECT shard_key, conversation, seq, sent_at, retry_key, body FROM placed
 )
-SELECT ord, seq, false FROM placed
+SELECT ord, seq, false, sent_at FROM placed
 UNION ALL
-SELECT ord, seq, true FROM known";
+SELECT ord, seq, true, sent_at FROM known";
 
 const PAGE_AFTER: &str = "SELECT seq, sent_at, body FROM messages
   WHERE shard_key = $1 AND conversation = $2 AND seq > $3 ORDER BY seq LIMIT $4";

@@ -79,7 +79,10 @@ fn record_of(ids: &str, now_ms: i64, timeline_seq: u64, memo: &str) -> String {
 
 /// Where a send's retry record lives: with the topic for a topic send (the
 /// script that writes its timeline entry writes the record), else with the
-/// sender.
+/// sender. (The history store keeps the retry key with each message too and
+/// answers a retry whose record is gone; the record is what catches one
+/// client message id reused for another conversation, which the history
+/// store, keyed by conversation, cannot see.)
 fn retry_record_key(batch: &AppendBatch) -> Option<String> {
     let (sender, id) = batch.idempotency.as_ref()?;
     Some(match &batch.timeline {
@@ -285,10 +288,16 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Records what the history store stored, one seq per item, and
-    /// answers the send: the retry record (and a topic's timeline entry)
+    /// Records what the history store stored, one seq per item, sent at
+    /// `sent_at_ms` (the first attempt's, for a retry the log answered),
+    /// and answers the send: a topic send's retry record and timeline entry
     /// last, in one script, so a record found means the rest is done.
-    async fn run_append(&self, batch: &AppendBatch, seqs: &[u64]) -> StoreResult<AppendOutcome> {
+    async fn run_append(
+        &self,
+        batch: &AppendBatch,
+        seqs: &[u64],
+        sent_at_ms: i64,
+    ) -> StoreResult<AppendOutcome> {
         let items: Vec<(&NewMessage, u64)> = batch.items.iter().zip(seqs.iter().copied()).collect();
         self.record_items(&items, batch.now_ms).await?;
         let ids = items
@@ -308,7 +317,7 @@ impl RedisStore {
             )),
             (Some(key), None) => Some((key.clone(), None)),
         }) else {
-            return outcome(&record_of(&ids, batch.now_ms, 0, &batch.memo), false, epoch);
+            return outcome(&record_of(&ids, sent_at_ms, 0, &batch.memo), false, epoch);
         };
         let mut inv = self.scripts.record.prepare_invoke();
         inv.key(key);
@@ -317,7 +326,7 @@ impl RedisStore {
                 .key(keys::topic_timeline(&timeline.topic))
                 .key(keys::topic_broadcasts(&timeline.topic));
         }
-        inv.arg(batch.now_ms)
+        inv.arg(sent_at_ms)
             .arg(self.idempotency_ttl_secs)
             .arg(if record_key.is_some() { "1" } else { "0" })
             .arg(if timeline.is_some() { "1" } else { "0" })

@@ -228,12 +228,18 @@ impl RedisStore {
                 continue;
             }
             let seqs: Vec<u64> = answers.iter().map(|a| a.seq).collect();
-            let mut outcome = self.run_append(&batch, &seqs).await?;
             // Stored by an earlier attempt whose record Redis does not have
             // (lost between the two, or expired): recorded now, and in the
-            // outbox, so it is delivered if it never was; the sender is
-            // told it was a retry, as the log says.
-            outcome.duplicate |= answers.iter().all(|a| a.repeated);
+            // outbox, so it is delivered if it never was (gateways drop the
+            // copy if it was); the sender is told it was a retry, and when
+            // the first attempt sent it.
+            let repeated = answers.iter().all(|a| a.repeated);
+            let sent_at_ms = match answers.first() {
+                Some(first) if repeated => first.sent_at_ms,
+                _ => batch.now_ms,
+            };
+            let mut outcome = self.run_append(&batch, &seqs, sent_at_ms).await?;
+            outcome.duplicate |= repeated;
             return Ok(outcome);
         }
         Err(unavailable_after_rounds("the membership"))
