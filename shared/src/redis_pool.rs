@@ -165,6 +165,25 @@ impl Pool {
         Ok(replies)
     }
 
+    /// Runs `commands` as [`Pool::query_all`] does, then `last` once all of
+    /// them have run, and answers their replies with `last`'s at the end.
+    /// On a single Redis this is still one pipeline (a connection runs its
+    /// pipeline in order, so `last` runs after the others or not at all);
+    /// on a cluster, `last` is a second round trip after the first.
+    pub async fn query_all_then(
+        &self,
+        mut commands: Vec<Cmd>,
+        last: Cmd,
+    ) -> RedisResult<Vec<Value>> {
+        if !self.cluster {
+            commands.push(last);
+            return self.query_all(commands).await;
+        }
+        let mut replies = self.query_all(commands).await?;
+        replies.extend(self.query_all(vec![last]).await?);
+        Ok(replies)
+    }
+
     /// Which Redis this is, for error messages and logs.
     pub fn name(&self) -> &str {
         &self.name

@@ -111,6 +111,16 @@ fn outcome(record: &str, duplicate: bool, epoch: String) -> StoreResult<AppendOu
     })
 }
 
+/// The answer to a send whose retry record was already there: the first
+/// attempt's, if this one went to the same conversations.
+fn repeated(batch: &AppendBatch, record: &str, epoch: String) -> StoreResult<AppendOutcome> {
+    let prior = outcome(record, true, epoch)?;
+    if !same_targets(batch, &prior.appended) {
+        return Err(StoreError::IdempotencyConflict);
+    }
+    Ok(prior)
+}
+
 /// What a membership script did.
 enum Applied {
     /// Applied; the value is what the script answered with it (the
@@ -231,11 +241,19 @@ impl RedisStore {
     /// outbox shard until a router confirms it reached the bus. Each write
     /// is idempotent, so a retry or a repair may make it again; this runs
     /// before the step that commits (a retry record, a membership change),
-    /// so what that step says is done has all of this done. It reads Redis's
-    /// epoch alongside: when it is not the one this process knows, Redis
-    /// lost its data, and the caller is told to start over (what was just
-    /// written is harmless: derived from the log, which is complete).
-    async fn record_items(&self, items: &[(&NewMessage, u64)], now_ms: i64) -> StoreResult<()> {
+    /// so what that step says is done has all of this done. `then`, when
+    /// given, is that step as one command: it runs after the rest (in the
+    /// same pipeline on a single Redis) and its reply is answered. It reads
+    /// Redis's epoch alongside: when it is not the one this process knows,
+    /// Redis lost its data, and the caller is told to start over (what was
+    /// just written is harmless: derived from the log, which is complete;
+    /// a retry record written with it names seqs the log assigned).
+    async fn record_items(
+        &self,
+        items: &[(&NewMessage, u64)],
+        now_ms: i64,
+        then: Option<Cmd>,
+    ) -> StoreResult<Option<Value>> {
         let mut commands = vec![{
             let mut get = cmd("GET");
             get.arg(keys::epoch());
@@ -272,7 +290,15 @@ impl RedisStore {
             }
             commands.push(zadd);
         }
-        let replies = self.query_all(commands).await?;
+        let answer_last = then.is_some();
+        let mut replies = match then {
+            None => self.query_all(commands).await?,
+            Some(last) => self
+                .pool
+                .query_all_then(commands, last)
+                .await
+                .map_err(|e| self.unavailable(e))?,
+        };
         let epoch: Option<String> = replies
             .first()
             .map(redis::from_redis_value_ref)
@@ -285,13 +311,14 @@ impl RedisStore {
             self.epoch().await?;
             return Err(StoreError::EpochChanged);
         }
-        Ok(())
+        Ok(if answer_last { replies.pop() } else { None })
     }
-
     /// Records what the history store stored, one seq per item, sent at
     /// `sent_at_ms` (the first attempt's, for a retry the log answered),
-    /// and answers the send: a topic send's retry record and timeline entry
-    /// last, in one script, so a record found means the rest is done.
+    /// and answers the send: its retry record last, so a record found
+    /// means the rest is done. A direct or group send's record is one
+    /// `SET NX GET` after the rest; a topic send's is written with its
+    /// timeline entry by one script, in the topic's slot.
     async fn run_append(
         &self,
         batch: &AppendBatch,
@@ -299,39 +326,53 @@ impl RedisStore {
         sent_at_ms: i64,
     ) -> StoreResult<AppendOutcome> {
         let items: Vec<(&NewMessage, u64)> = batch.items.iter().zip(seqs.iter().copied()).collect();
-        self.record_items(&items, batch.now_ms).await?;
         let ids = items
             .iter()
             .map(|(item, seq)| message_id(&item.conversation, *seq))
             .collect::<Vec<_>>()
             .join(" ");
+        let record = record_of(&ids, sent_at_ms, 0, &batch.memo);
         let record_key = retry_record_key(batch);
         let epoch = self.visible_epoch();
-        let Some((key, timeline)) = (match (&record_key, &batch.timeline) {
-            (None, None) => None,
-            // Unused without a record, but KEYS[1] must name a key of the topic's slot.
-            (key, Some(timeline)) => Some((
-                key.clone()
-                    .unwrap_or_else(|| keys::topic_timeline_seq(&timeline.topic)),
-                Some(timeline),
-            )),
-            (Some(key), None) => Some((key.clone(), None)),
-        }) else {
-            return outcome(&record_of(&ids, sent_at_ms, 0, &batch.memo), false, epoch);
+        let Some(timeline) = &batch.timeline else {
+            let Some(key) = record_key else {
+                self.record_items(&items, batch.now_ms, None).await?;
+                return outcome(&record, false, epoch);
+            };
+            let mut set = cmd("SET");
+            set.arg(key)
+                .arg(&record)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(self.idempotency_ttl_secs);
+            let prior = self.record_items(&items, batch.now_ms, Some(set)).await?;
+            let prior: Option<String> = prior
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .flatten();
+            return match prior {
+                None => outcome(&record, false, epoch),
+                Some(prior) => repeated(batch, &prior, epoch),
+            };
         };
+        self.record_items(&items, batch.now_ms, None).await?;
         let mut inv = self.scripts.record.prepare_invoke();
-        inv.key(key);
-        if let Some(timeline) = timeline {
-            inv.key(keys::topic_timeline_seq(&timeline.topic))
-                .key(keys::topic_timeline(&timeline.topic))
-                .key(keys::topic_broadcasts(&timeline.topic));
-        }
+        // Unused without a record, but KEYS[1] must name a key of the topic's slot.
+        inv.key(
+            record_key
+                .clone()
+                .unwrap_or_else(|| keys::topic_timeline_seq(&timeline.topic)),
+        )
+        .key(keys::topic_timeline_seq(&timeline.topic))
+        .key(keys::topic_timeline(&timeline.topic))
+        .key(keys::topic_broadcasts(&timeline.topic));
         inv.arg(sent_at_ms)
             .arg(self.idempotency_ttl_secs)
             .arg(if record_key.is_some() { "1" } else { "0" })
-            .arg(if timeline.is_some() { "1" } else { "0" })
-            .arg(timeline.map_or("", |t| t.broadcast_id.as_str()))
-            .arg(timeline.map_or("", |t| t.forwarded_from.as_str()))
+            .arg(&timeline.broadcast_id)
+            .arg(&timeline.forwarded_from)
             .arg(&ids)
             .arg(&batch.memo);
         let mut conn = self.conn().await?;
@@ -341,13 +382,7 @@ impl RedisStore {
             .map_err(|e| self.unavailable(e))?;
         match status(&reply)? {
             ("OK", record) => outcome(record, false, epoch),
-            ("DUP", record) => {
-                let prior = outcome(record, true, epoch)?;
-                if !same_targets(batch, &prior.appended) {
-                    return Err(StoreError::IdempotencyConflict);
-                }
-                Ok(prior)
-            }
+            ("DUP", record) => repeated(batch, record, epoch),
             (other, _) => Err(StoreError::Corrupt(format!("record said {other}"))),
         }
     }
@@ -359,7 +394,7 @@ impl RedisStore {
         seq: u64,
     ) -> StoreResult<AppendOutcome> {
         let now_ms = created.message.sent_at_ms;
-        self.record_items(&[(created, seq)], now_ms).await?;
+        self.record_items(&[(created, seq)], now_ms, None).await?;
         let mut conn = self.conn().await?;
         let reply: Vec<String> = self
             .scripts
@@ -438,7 +473,7 @@ impl RedisStore {
             MembershipChange::Leave => ("leave", ""),
             MembershipChange::SetRole { role } => ("role", role_name(*role)),
         };
-        self.record_items(&[(message, seq)], message.message.sent_at_ms)
+        self.record_items(&[(message, seq)], message.message.sent_at_ms, None)
             .await?;
         let mut conn = self.conn().await?;
         let reply: Vec<String> = self
@@ -471,7 +506,7 @@ impl RedisStore {
         message: &NewMessage,
         (seq, expected): (u64, u64),
     ) -> StoreResult<Applied> {
-        self.record_items(&[(message, seq)], message.message.sent_at_ms)
+        self.record_items(&[(message, seq)], message.message.sent_at_ms, None)
             .await?;
         let mut conn = self.conn().await?;
         let reply: Vec<String> = self
