@@ -16,7 +16,7 @@ use switchboard_presence::{Directory, Registry};
 use switchboard_router::config::PasswordHashing;
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryWriter, PgHistory};
-use switchboard_router::store::redis::RedisStore;
+use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{Store, StoreError};
 use switchboard_router::{Router, RouterConfig};
 use switchboard_shared::bus::SharedBus;
@@ -178,7 +178,7 @@ async fn run_backend(
 /// again with backoff, naming Redis, until it does or the process stops.
 async fn redis_store(
     pool: &Pool,
-    idempotency_ttl_secs: u64,
+    ttls: RecordTtls,
     history: Arc<PgHistory>,
     gather: Duration,
     shutdown: &Shutdown,
@@ -186,14 +186,7 @@ async fn redis_store(
     let writer = HistoryWriter::start(history.clone(), HISTORY_LANES, HISTORY_BATCH, gather);
     let mut pause = Duration::from_secs(1);
     loop {
-        match RedisStore::new(
-            pool.clone(),
-            idempotency_ttl_secs,
-            history.clone(),
-            writer.clone(),
-        )
-        .await
-        {
+        match RedisStore::new(pool.clone(), ttls, history.clone(), writer.clone()).await {
             Ok(store) => return Ok(store),
             Err(err) => {
                 tracing::warn!(redis = pool.name(), %err, "the store does not answer yet; trying again")
@@ -311,7 +304,10 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let gather = Duration::from_micros(role.router.history_gather_us);
     let store = redis_store(
         &pool,
-        config.idempotency_ttl.as_secs(),
+        RecordTtls {
+            send_secs: config.send_record_ttl.as_secs(),
+            topic_secs: config.idempotency_ttl.as_secs(),
+        },
         history,
         gather,
         &shutdown,

@@ -15,8 +15,14 @@ pub struct RouterConfig {
     pub max_name_chars: usize,
     /// Most contacts bound into one topic at once.
     pub max_topic_contacts: usize,
-    /// How long a client message id is remembered for deduplication.
+    /// How long a topic send's retry record is kept: a retried broadcast
+    /// is answered from it (its timeline entry is in Redis only).
     pub idempotency_ttl: Duration,
+    /// How long a direct or group send's retry record is kept. A retry to
+    /// the same conversation is answered by the history store for ever;
+    /// the record is what catches one client message id reused for
+    /// another conversation, for this long.
+    pub send_record_ttl: Duration,
     /// Messages replayed per conversation at subscribe before a Gap(TRUNCATED).
     pub max_replay: usize,
     /// Outbox entries older than this are redelivered by any router.
@@ -89,6 +95,7 @@ impl RouterConfig {
             max_name_chars: 80,
             max_topic_contacts: 256,
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            send_record_ttl: Duration::from_secs(600),
             max_replay: 5_000,
             outbox_redeliver_after: Duration::from_secs(3),
             outbox_sweep_every: Duration::from_secs(1),

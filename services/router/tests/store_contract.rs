@@ -11,7 +11,7 @@ use std::sync::Arc;
 use switchboard_proto::pb::{self, system_event::Kind};
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
-use switchboard_router::store::redis::RedisStore;
+use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
     Admission, AppendBatch, GroupMembership, GroupRecord, MembershipChange, NewMessage,
     SessionRecord, Store, StoreError, UserRecord,
@@ -46,6 +46,12 @@ where
     .await;
 }
 
+/// Retry records' lifetimes in the Redis store under test.
+const TTLS: RecordTtls = RecordTtls {
+    send_secs: 600,
+    topic_secs: 3600,
+};
+
 /// A Redis store whose messages live in the history store, and that store.
 async fn with_history(redis_url: &str, postgres: &PostgresServer) -> (RedisStore, Arc<PgHistory>) {
     let pool = redis_pool::connect(&RedisConfig::new(redis_url))
@@ -54,7 +60,7 @@ async fn with_history(redis_url: &str, postgres: &PostgresServer) -> (RedisStore
     assert_eq!(pool.is_cluster(), redis_url.contains(','), "{redis_url}");
     let log = Arc::new(PgHistory::connect(&postgres.url(), 4).await.unwrap());
     let writer = HistoryWriter::start(log.clone(), 1, 64, std::time::Duration::ZERO);
-    let store = RedisStore::new(pool, 3600, log.clone(), writer)
+    let store = RedisStore::new(pool, TTLS, log.clone(), writer)
         .await
         .unwrap();
     (store, log)
@@ -690,6 +696,59 @@ async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
     assert!(
         claimed.contains(&first.appended[0].message_id()),
         "in the outbox again: {claimed:?}"
+    );
+}
+
+/// Redis keeps a direct send's retry record minutes (the log answers its
+/// retries after that) and a topic send's a day (its timeline entry is in
+/// Redis only): what bounds Redis's memory per message (docs/CAPACITY.md).
+#[tokio::test]
+async fn retry_records_live_as_long_as_their_kind_needs() {
+    use switchboard_router::store::TimelineWrite;
+    let redis = RedisServer::start();
+    let postgres = PostgresServer::start();
+    let (store, _) = with_history(&redis.url(), &postgres).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let conv = ConversationId::direct(alice.clone(), bob.clone());
+    store
+        .append(single(&conv, &alice, "hi", Some("a-1")))
+        .await
+        .unwrap();
+    let topic = topic_record(&alice);
+    store.create_topic(&topic).await.unwrap();
+    let thread = ConversationId::TopicThread {
+        topic: topic.id.clone(),
+        contact: bob.clone(),
+    };
+    let mut broadcast = single(&thread, &alice, "Saturday?", Some("a-2"));
+    broadcast.timeline = Some(TimelineWrite {
+        topic: topic.id.clone(),
+        broadcast_id: "bcast1".into(),
+        forwarded_from: String::new(),
+    });
+    store.append(broadcast).await.unwrap();
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut ttl_of = async |key: String| -> i64 {
+        redis::cmd("TTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    };
+    let direct = ttl_of(switchboard_shared::keys::idempotency(&alice, "a-1")).await;
+    let topical = ttl_of(switchboard_shared::keys::topic_idempotency(
+        &topic.id, &alice, "a-2",
+    ))
+    .await;
+    assert!(
+        (TTLS.send_secs - 5..=TTLS.send_secs).contains(&u64::try_from(direct).unwrap()),
+        "direct record ttl {direct}"
+    );
+    assert!(
+        (TTLS.topic_secs - 5..=TTLS.topic_secs).contains(&u64::try_from(topical).unwrap()),
+        "topic record ttl {topical}"
     );
 }
 

@@ -56,11 +56,22 @@ pub struct RedisStore {
     scripts: Scripts,
     /// The epoch appends are made under; refreshed when a write finds another.
     epoch: RwLock<String>,
-    idempotency_ttl_secs: u64,
+    ttls: RecordTtls,
     /// The outbox shard the next claim starts at.
     outbox_cursor: AtomicU32,
     /// Where the messages live (docs/STORAGE.md).
     history: logged::History,
+}
+
+/// How long Redis keeps retry records, in seconds (`RouterConfig`'s
+/// `send_record_ttl` and `idempotency_ttl`).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordTtls {
+    /// A direct or group send's: the history store answers its retries
+    /// after this, so it only bounds the check for an id reused elsewhere.
+    pub send_secs: u64,
+    /// A topic send's: its timeline entry is answered from it alone.
+    pub topic_secs: u64,
 }
 
 fn cmd(name: &str) -> Cmd {
@@ -176,7 +187,7 @@ impl RedisStore {
     /// The store over Redis and the history store, once Redis answers.
     pub async fn new(
         pool: Pool,
-        idempotency_ttl_secs: u64,
+        ttls: RecordTtls,
         log: Arc<PgHistory>,
         writer: HistoryWriter,
     ) -> StoreResult<Self> {
@@ -193,7 +204,7 @@ impl RedisStore {
                 set_binding: script!("set_binding.lua"),
             },
             epoch: RwLock::new(String::new()),
-            idempotency_ttl_secs,
+            ttls,
             outbox_cursor: AtomicU32::new(0),
             history: logged::History { log, writer },
         };
@@ -345,7 +356,7 @@ impl RedisStore {
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
-                .arg(self.idempotency_ttl_secs);
+                .arg(self.ttls.send_secs);
             let prior = self.record_items(&items, batch.now_ms, Some(set)).await?;
             let prior: Option<String> = prior
                 .map(redis::from_redis_value)
@@ -369,7 +380,7 @@ impl RedisStore {
         .key(keys::topic_timeline(&timeline.topic))
         .key(keys::topic_broadcasts(&timeline.topic));
         inv.arg(sent_at_ms)
-            .arg(self.idempotency_ttl_secs)
+            .arg(self.ttls.topic_secs)
             .arg(if record_key.is_some() { "1" } else { "0" })
             .arg(&timeline.broadcast_id)
             .arg(&timeline.forwarded_from)
