@@ -570,8 +570,12 @@ async fn a_wiped_redis_is_reported_to_the_router_not_to_clients() {
     let clients_epoch = store.epoch().await.unwrap();
     let state_epoch = store.state_epoch().await.unwrap();
     let conv = ConversationId::direct(user("alice"), user("bob"));
+    let listed = |mut batch: AppendBatch| {
+        batch.items[0].index_for = vec![user("alice"), user("bob")];
+        batch
+    };
     store
-        .append(single(&conv, &user("alice"), "hi", None))
+        .append(listed(single(&conv, &user("alice"), "hi", None)))
         .await
         .unwrap();
     redis.restart_empty();
@@ -585,7 +589,12 @@ async fn a_wiped_redis_is_reported_to_the_router_not_to_clients() {
     let mut told = false;
     let after = loop {
         match store
-            .append(single(&conv, &user("alice"), "again", Some("alice-2")))
+            .append(listed(single(
+                &conv,
+                &user("alice"),
+                "again",
+                Some("alice-2"),
+            )))
             .await
         {
             Ok(after) => break after,
@@ -599,6 +608,15 @@ async fn a_wiped_redis_is_reported_to_the_router_not_to_clients() {
     assert_eq!(after.epoch, clients_epoch, "clients keep their cursors");
     assert_eq!(after.appended[0].seq, 2);
     assert_eq!(texts_of(&store, &conv).await, ["hi", "again"]);
+    // The new Redis lists the conversation again (the store had written it
+    // to the old one and remembered so).
+    for who in ["alice", "bob"] {
+        assert_eq!(
+            store.user_conversations(&user(who)).await.unwrap(),
+            std::slice::from_ref(&conv),
+            "{who}'s conversations"
+        );
+    }
 }
 
 /// With the history store, losing Redis loses no history: the log keeps its

@@ -29,6 +29,7 @@ use super::{
     decode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
     role_name, same_targets,
 };
+use crate::remembered::Remembered;
 
 macro_rules! script {
     ($file:literal) => {
@@ -59,6 +60,11 @@ pub struct RedisStore {
     ttls: RecordTtls,
     /// The outbox shard the next claim starts at.
     outbox_cursor: AtomicU32,
+    /// Conversations this router put in a user's list lately: the list is a
+    /// set (`list_conversations` orders by last message, not by score), so
+    /// a conversation already in it is not written again on every message.
+    /// Forgotten when Redis's epoch changes.
+    listed: Remembered<(UserId, ConversationId)>,
     /// Where the messages live (docs/STORAGE.md).
     history: logged::History,
 }
@@ -73,6 +79,12 @@ pub struct RecordTtls {
     /// A topic send's: its timeline entry is answered from it alone.
     pub topic_secs: u64,
 }
+
+/// How long a conversation this router put in a user's list is trusted to
+/// be there. Redis never removes one; what can is a failover that loses the
+/// write (asynchronous replication), which the next message after this long
+/// repairs.
+const LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn cmd(name: &str) -> Cmd {
     redis::cmd(name)
@@ -206,6 +218,7 @@ impl RedisStore {
             epoch: RwLock::new(String::new()),
             ttls,
             outbox_cursor: AtomicU32::new(0),
+            listed: Remembered::new(LISTED_FOR),
             history: logged::History { log, writer },
         };
         store.epoch().await?;
@@ -270,7 +283,7 @@ impl RedisStore {
             get.arg(keys::epoch());
             get
         }];
-        let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut lists: BTreeMap<String, Vec<(&UserId, &ConversationId)>> = BTreeMap::new();
         let mut outboxes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (item, seq) in items {
             let conv = &item.conversation;
@@ -283,17 +296,28 @@ impl RedisStore {
                 }
             }
             for user in &item.index_for {
-                lists
-                    .entry(keys::user_conversations(user))
-                    .or_default()
-                    .push(conv.to_string());
+                if !self.listed.holds(&(user.clone(), conv.clone())) {
+                    lists
+                        .entry(keys::user_conversations(user))
+                        .or_default()
+                        .push((user, conv));
+                }
             }
             outboxes
                 .entry(keys::outbox_of(conv))
                 .or_default()
                 .push(message_id(conv, *seq));
         }
-        for (key, members) in lists.into_iter().chain(outboxes) {
+        let listed: Vec<(UserId, ConversationId)> = lists
+            .values()
+            .flatten()
+            .map(|(user, conv)| ((*user).clone(), (*conv).clone()))
+            .collect();
+        let lists = lists.into_iter().map(|(key, members)| {
+            let members = members.iter().map(|(_, conv)| conv.to_string()).collect();
+            (key, members)
+        });
+        for (key, members) in lists.chain(outboxes) {
             let mut zadd = cmd("ZADD");
             zadd.arg(key);
             for member in members {
@@ -321,6 +345,9 @@ impl RedisStore {
             tracing::warn!(previous = %known, "store epoch changed; refreshing");
             self.epoch().await?;
             return Err(StoreError::EpochChanged);
+        }
+        for entry in listed {
+            self.listed.remember(entry);
         }
         Ok(if answer_last { replies.pop() } else { None })
     }
@@ -351,13 +378,24 @@ impl RedisStore {
                 return outcome(&record, false, epoch);
             };
             let mut set = cmd("SET");
-            set.arg(key)
+            set.arg(&key)
                 .arg(&record)
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
                 .arg(self.ttls.send_secs);
-            let prior = self.record_items(&items, batch.now_ms, Some(set)).await?;
+            let prior = match self.record_items(&items, batch.now_ms, Some(set)).await {
+                Err(StoreError::EpochChanged) => {
+                    // The record may have gone to a Redis that lost its
+                    // data, without the list entries this router thought
+                    // were there: removed, so the retry writes it all.
+                    let mut del = cmd("DEL");
+                    del.arg(&key);
+                    self.query_all(vec![del]).await?;
+                    return Err(StoreError::EpochChanged);
+                }
+                other => other?,
+            };
             let prior: Option<String> = prior
                 .map(redis::from_redis_value)
                 .transpose()
@@ -556,7 +594,11 @@ impl Store for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
-        *self.epoch.write() = epoch;
+        let previous = std::mem::replace(&mut *self.epoch.write(), epoch);
+        if previous != self.current_epoch() {
+            // A new Redis (or one that lost its data): nothing is listed.
+            self.listed.clear();
+        }
         Ok(self.visible_epoch())
     }
 
