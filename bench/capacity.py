@@ -23,14 +23,14 @@ at the busiest time:
   messages' records; without it, the message itself stays, and Redis grows by a
   day's messages every day.
 - Stores that do not scale out yet are called out with the rate one instance
-  carries: Redis is one primary (Redis Cluster is not supported yet), PostgreSQL
-  one primary (no shard map or Citus yet).
+  carries: PostgreSQL is one primary (no shard map or Citus yet). Redis primaries
+  are a Redis Cluster's, each one core.
 
 The message mix is `--mix` (scenario=share, shares summing to 1): by default
 all 1:1 (direct-5k, the moderate-load case, where cost per message is what most
 deployments pay). Nothing here is measured at the sizes it prints: it
 extrapolates per-message costs measured on one 2-core machine, linearly. What
-does not scale linearly (one Redis primary, one history store) is called out.
+does not scale linearly (one history store) is called out.
 """
 
 import argparse
@@ -57,8 +57,7 @@ TYPES = {
 MINIMUM = {"gateway": 2, "router": 2, "presence": 2, "nats": 3, "redis": 1, "history": 1}
 
 # Stores that run as one primary today (docs/STORAGE.md has the plan).
-SINGLE_PRIMARY = {"redis": "Redis (one primary; Redis Cluster not yet supported)",
-                  "history": "PostgreSQL (one primary; no shard map or Citus yet)"}
+SINGLE_PRIMARY = {"history": "PostgreSQL (one primary; no shard map or Citus yet)"}
 
 
 def median(values):
@@ -136,8 +135,9 @@ def main():
     parser.add_argument("--cores", type=int, default=8, help="cores of one instance of a multi-threaded server")
     parser.add_argument("--utilisation", type=float, default=0.6, help="share of a core to plan for")
     parser.add_argument("--streams-per-gateway", type=int, default=200_000)
-    parser.add_argument("--retry-ttl-hours", type=float, default=24.0,
-                        help="how long Redis keeps a send's retry record (the router's idempotency TTL)")
+    parser.add_argument("--retry-ttl-hours", type=float, default=10 / 60,
+                        help="how long Redis keeps a 1:1 or group send's retry record (the router's "
+                             "send_record_ttl; topic sends' are kept 24 h)")
     args = parser.parse_args()
 
     grouped = load(args.results)

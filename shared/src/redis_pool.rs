@@ -168,7 +168,7 @@ impl Pool {
     /// Runs `commands` as [`Pool::query_all`] does, then `last` once all of
     /// them have run, and answers their replies with `last`'s at the end.
     /// On a single Redis this is still one pipeline (a connection runs its
-    /// pipeline in order, so `last` runs after the others or not at all);
+    /// pipeline in order, so `last` runs after the others);
     /// on a cluster, `last` is a second round trip after the first.
     pub async fn query_all_then(
         &self,

@@ -351,6 +351,7 @@ impl RedisStore {
         }
         Ok(if answer_last { replies.pop() } else { None })
     }
+
     /// Records what the history store stored, one seq per item, sent at
     /// `sent_at_ms` (the first attempt's, for a retry the log answered),
     /// and answers the send: its retry record last, so a record found
