@@ -87,6 +87,7 @@ pub struct Metrics {
     pub fanout_gateways: Histogram,
     pub messages_stored: Counter,
     pub redelivered: Counter,
+    pub expired_requests: Counter,
     pub store_duration: Family<OperationLabels, Histogram>,
     // bus
     pub nats_reconnects: Counter,
@@ -121,6 +122,7 @@ impl Metrics {
             fanout_gateways: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             messages_stored: Counter::default(),
             redelivered: Counter::default(),
+            expired_requests: Counter::default(),
             store_duration: Family::new_with_constructor(latency),
             nats_reconnects: Counter::default(),
             nats_slow_consumers: Counter::default(),
@@ -213,6 +215,11 @@ impl Metrics {
             "router_outbox_redelivered",
             "Messages redelivered from the outbox (their router died)",
             metrics.redelivered.clone(),
+        );
+        r.register(
+            "router_requests_expired",
+            "Requests dropped unworked: their gateway had stopped waiting before a router took them up",
+            metrics.expired_requests.clone(),
         );
         r.register_with_unit(
             "store_operation_duration",

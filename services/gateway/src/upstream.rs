@@ -10,6 +10,7 @@ use switchboard_proto::bus::{
     self, RouterRequest, RouterResponse, router_request::Op, router_response::Result as Reply,
 };
 use switchboard_shared::bus::{BusError, SharedBus};
+use switchboard_shared::clock::now_ms;
 use switchboard_shared::{subjects, telemetry};
 
 use crate::error::{GatewayError, GatewayResult};
@@ -125,7 +126,11 @@ impl RouterClient {
 
     /// A call with every field of the request the caller's to fill (the
     /// client's address, for a login).
-    pub async fn request(&self, request: RouterRequest) -> GatewayResult<Reply> {
+    /// The router is told when this call stops waiting, and drops it if it
+    /// only gets to it later.
+    pub async fn request(&self, mut request: RouterRequest) -> GatewayResult<Reply> {
+        let budget_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        request.answer_by_unix_ms = now_ms().saturating_add(budget_ms);
         let repeatable = request.op.as_ref().is_some_and(repeatable);
         let payload = Bytes::from(request.encode_to_vec());
         let answer = request_within(

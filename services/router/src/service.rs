@@ -12,7 +12,9 @@ use switchboard_proto::bus::{
     router_request::Op, router_response::Result as Reply,
 };
 use switchboard_shared::bus::Incoming;
+use switchboard_shared::clock::now_ms;
 use switchboard_shared::ids::{ConversationId, DeviceId, GatewayId, SessionId, UserId};
+use switchboard_shared::metrics::metrics;
 use switchboard_shared::shutdown::Shutdown;
 use switchboard_shared::{subjects, telemetry};
 use tokio::sync::Semaphore;
@@ -63,10 +65,10 @@ pub async fn start(router: Arc<Router>, shutdown: Shutdown) -> anyhow::Result<()
                     shutdown.tracker.spawn(async move { presence_changed(&router, change).await });
                 }
                 Some(batch) = delivered.next() => {
-                let router = router.clone();
-                shutdown.tracker.spawn(async move { delivered_batch(&router, batch).await });
-            }
-            Some(notice) = revoked.next() => {
+                    let router = router.clone();
+                    shutdown.tracker.spawn(async move { delivered_batch(&router, batch).await });
+                }
+                Some(notice) = revoked.next() => {
                     if let Ok(notice) = SessionRevoked::decode(notice.payload)
                         && let Ok(session) = SessionId::parse(&notice.session_id)
                     {
@@ -152,19 +154,26 @@ async fn answer(router: &Router, request: Incoming) {
     telemetry::continue_from(&span, &request.headers);
     let result = async {
         match RouterRequest::decode(request.payload) {
+            Ok(request) if expired(&request, now_ms()) => {
+                // Nobody waits for the answer: not worked, not answered.
+                metrics().expired_requests.inc();
+                tracing::debug!("dropped a request its gateway stopped waiting for");
+                None
+            }
             Ok(request) => {
                 if let Some(op) = &request.op {
                     tracing::Span::current().record("op", op_name(op));
                 }
-                handle(router, request).await
+                Some(handle(router, request).await)
             }
-            Err(err) => Err(RouterError::InvalidArgument(format!(
+            Err(err) => Some(Err(RouterError::InvalidArgument(format!(
                 "undecodable request: {err}"
-            ))),
+            )))),
         }
     }
     .instrument(span)
     .await;
+    let Some(result) = result else { return };
     let result = result.unwrap_or_else(|err| {
         match &err {
             RouterError::Internal(_) => tracing::error!(%err, "request failed"),
@@ -184,6 +193,12 @@ async fn answer(router: &Router, request: Incoming) {
     {
         tracing::warn!(%err, "cannot answer a request");
     }
+}
+
+/// Whether the gateway that sent `request` had stopped waiting for it by
+/// `now_ms` (clocks of the two hosts agree to well within a call's budget).
+fn expired(request: &RouterRequest, now_ms: i64) -> bool {
+    request.answer_by_unix_ms > 0 && now_ms > request.answer_by_unix_ms
 }
 
 /// The operation's name, for traces and logs.

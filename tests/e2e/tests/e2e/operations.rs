@@ -416,6 +416,67 @@ async fn rapid_resets_end_the_connection() {
     );
 }
 
+/// SIGSTOP or SIGCONT for a process.
+fn signal(pid: u32, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{which}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{which} {pid}");
+}
+
+/// A send its router only takes up after the gateway stopped waiting (here
+/// the router is frozen; under overload it queues) is dropped unworked: the
+/// client was told UNAVAILABLE, nothing appears behind its back, and its
+/// retry with the same id is what is stored. An overloaded router so spends
+/// nothing on answers nobody reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_nobody_waits_for_any_more_is_not_worked() {
+    let options = Options {
+        metrics: true,
+        ..Options::gateway_args(&["--router-timeout-ms", "1500"])
+    };
+    let mode = Mode::Distributed {
+        gateways: 1,
+        routers: 1,
+    };
+    let cluster = Cluster::start_with(mode, options).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    alice.dm(&bob, "before").await;
+    let router = cluster.routers[0].pid().unwrap();
+    let port = cluster.routers[0].metrics_port.unwrap();
+    let expired = |text: String| sample(&text, "switchboard_router_requests_expired_total");
+    assert_eq!(expired(scrape(port).await), Some(0.0));
+
+    signal(router, "STOP");
+    let refused = alice
+        .send(To::UserId("bob".into()), "while frozen", "frozen-1")
+        .await;
+    signal(router, "CONT");
+    assert_eq!(refused.unwrap_err().code(), Code::Unavailable);
+    eventually(
+        WAIT,
+        "the router to drop the send it got too late",
+        || async { (expired(scrape(port).await) == Some(1.0)).then_some(()) },
+    )
+    .await;
+    alice.dm(&bob, "after").await;
+    assert_eq!(
+        texts(&bob.history("dm:alice:bob").await),
+        ["before", "after"],
+        "the refused send was not stored later"
+    );
+    alice
+        .send(To::UserId("bob".into()), "while frozen", "frozen-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&bob.history("dm:alice:bob").await),
+        ["before", "after", "while frozen"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_cut_off_and_others_are_not_slowed() {
     let options = Options {
