@@ -138,9 +138,10 @@ pub fn topic_idempotency(topic: &TopicId, sender: &UserId, client_msg_id: &str) 
     format!("sb:idem:{{t:{topic}}}:{sender}:{client_msg_id}")
 }
 
-/// How many outbox shards there are. Each is a key of its own (its own hash
-/// tag), so the outbox is spread over a cluster's primaries; a router sweeps
-/// them all.
+/// How many outbox shards a Redis Cluster has. Each is a key of its own (its
+/// own hash tag), so the outbox is spread over the primaries; a router
+/// sweeps them all. A single Redis has one: confirmations of many
+/// conversations' messages are then one `ZREM`, and a sweep one claim.
 pub const OUTBOX_SHARDS: u32 = 64;
 
 /// Sorted set: `<conversation>#<seq>` of messages stored but not yet handed
@@ -151,13 +152,13 @@ pub fn outbox(shard: u32) -> String {
     format!("sb:outbox:{{o:{shard}}}")
 }
 
-/// The outbox shard a conversation's messages are recorded in (FNV-1a of
-/// its id: the same in every process and release).
-pub fn outbox_of(conv: &ConversationId) -> String {
+/// The outbox shard, of `shards`, a conversation's messages are recorded in
+/// (FNV-1a of its id: the same in every process and release).
+pub fn outbox_of(conv: &ConversationId, shards: u32) -> String {
     let hash = conv.to_string().bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
-    outbox(hash % OUTBOX_SHARDS)
+    outbox(hash % shards.max(1))
 }
 
 /// Hash: `name`, `owner`, `created`, `deleted`.
@@ -298,7 +299,8 @@ mod tests {
             "sb:idem:{t:tabcdefghjkmn}:alice:m-1"
         );
         assert_eq!(outbox(7), "sb:outbox:{o:7}");
-        assert_eq!(outbox_of(&dm), "sb:outbox:{o:49}");
+        assert_eq!(outbox_of(&dm, OUTBOX_SHARDS), "sb:outbox:{o:49}");
+        assert_eq!(outbox_of(&dm, 1), "sb:outbox:{o:0}");
         assert_eq!(topic(&t), "sb:topic:{t:tabcdefghjkmn}");
         assert_eq!(topic_contacts(&t), "sb:topic:{t:tabcdefghjkmn}:contacts");
         assert_eq!(topic_former(&t), "sb:topic:{t:tabcdefghjkmn}:former");

@@ -22,6 +22,8 @@ use crate::store::Store;
 
 /// Confirmations waiting to be written to the outbox in one command.
 const OUTBOX_BATCH: usize = 512;
+/// How long a confirmation waits for others to share its write.
+const OUTBOX_GATHER: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct Deliverer {
@@ -128,6 +130,20 @@ async fn confirm_outbox(
         };
         if received == 0 {
             return;
+        }
+        // What else is confirmed in the next moments goes in the same write
+        // (on a single Redis, one ZREM): a confirmation is not urgent, an
+        // entry is only redelivered after seconds.
+        if !shutdown.token.is_cancelled() {
+            let _ = tokio::time::timeout(OUTBOX_GATHER, async {
+                while batch.len() < OUTBOX_BATCH {
+                    let room = OUTBOX_BATCH - batch.len();
+                    if confirmations.recv_many(&mut batch, room).await == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         if let Err(err) = store.outbox_done(&batch).await {
             tracing::warn!(%err, count = batch.len(), "cannot confirm deliveries; they will be redelivered");

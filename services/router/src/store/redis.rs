@@ -60,6 +60,9 @@ pub struct RedisStore {
     ttls: RecordTtls,
     /// The outbox shard the next claim starts at.
     outbox_cursor: AtomicU32,
+    /// Outbox shards: `keys::OUTBOX_SHARDS` on a cluster, one on a single
+    /// Redis (nothing to spread there, and one key batches confirmations).
+    outbox_shards: u32,
     /// Conversations this router put in a user's list lately: the list is a
     /// set (`list_conversations` orders by last message, not by score), so
     /// a conversation already in it is not written again on every message.
@@ -203,6 +206,11 @@ impl RedisStore {
         log: Arc<PgHistory>,
         writer: HistoryWriter,
     ) -> StoreResult<Self> {
+        let outbox_shards = if pool.is_cluster() {
+            keys::OUTBOX_SHARDS
+        } else {
+            1
+        };
         let store = Self {
             pool,
             scripts: Scripts {
@@ -218,6 +226,7 @@ impl RedisStore {
             epoch: RwLock::new(String::new()),
             ttls,
             outbox_cursor: AtomicU32::new(0),
+            outbox_shards,
             listed: Remembered::new(LISTED_FOR),
             history: logged::History { log, writer },
         };
@@ -304,7 +313,7 @@ impl RedisStore {
                 }
             }
             outboxes
-                .entry(keys::outbox_of(conv))
+                .entry(keys::outbox_of(conv, self.outbox_shards))
                 .or_default()
                 .push(message_id(conv, *seq));
         }
@@ -1427,7 +1436,7 @@ impl Store for RedisStore {
         let mut shards: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in ids {
             shards
-                .entry(keys::outbox_of(&id.conversation))
+                .entry(keys::outbox_of(&id.conversation, self.outbox_shards))
                 .or_default()
                 .push(id.to_string());
         }
@@ -1454,11 +1463,11 @@ impl Store for RedisStore {
         let start = self.outbox_cursor.fetch_add(1, Ordering::Relaxed);
         let mut ids = Vec::new();
         let mut conn = self.conn().await?;
-        for step in 0..keys::OUTBOX_SHARDS {
+        for step in 0..self.outbox_shards {
             if ids.len() >= limit {
                 break;
             }
-            let shard = start.wrapping_add(step) % keys::OUTBOX_SHARDS;
+            let shard = start.wrapping_add(step) % self.outbox_shards;
             let claimed: Vec<String> = self
                 .scripts
                 .outbox_claim
