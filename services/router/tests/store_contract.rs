@@ -52,6 +52,16 @@ const TTLS: RecordTtls = RecordTtls {
     topic_secs: 3600,
 };
 
+/// A connection of the test's own to `redis`, to look at or change what the
+/// store wrote.
+async fn raw_connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 /// A Redis store whose messages live in the history store, and that store.
 async fn with_history(redis_url: &str, postgres: &PostgresServer) -> (RedisStore, Arc<PgHistory>) {
     let pool = redis_pool::connect(&RedisConfig::new(redis_url))
@@ -680,8 +690,7 @@ async fn a_retry_the_log_answers_is_a_duplicate_and_moves_no_cursor_back() {
         .await
         .unwrap();
     // The first send's record goes (as when it expires).
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw_connection(&redis).await;
     let removed: i64 = redis::cmd("DEL")
         .arg(switchboard_shared::keys::idempotency(&alice, "a-1"))
         .query_async(&mut conn)
@@ -746,8 +755,7 @@ async fn retry_records_live_as_long_as_their_kind_needs() {
     });
     store.append(broadcast).await.unwrap();
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw_connection(&redis).await;
     let mut ttl_of = async |key: String| -> i64 {
         redis::cmd("TTL")
             .arg(&key)

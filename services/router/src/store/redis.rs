@@ -292,7 +292,9 @@ impl RedisStore {
             get.arg(keys::epoch());
             get
         }];
-        let mut lists: BTreeMap<String, Vec<(&UserId, &ConversationId)>> = BTreeMap::new();
+        let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // What this write lists, remembered once it is done.
+        let mut listed: Vec<(UserId, ConversationId)> = Vec::new();
         let mut outboxes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (item, seq) in items {
             let conv = &item.conversation;
@@ -305,11 +307,13 @@ impl RedisStore {
                 }
             }
             for user in &item.index_for {
-                if !self.listed.holds(&(user.clone(), conv.clone())) {
+                let entry = (user.clone(), conv.clone());
+                if !self.listed.holds(&entry) {
                     lists
                         .entry(keys::user_conversations(user))
                         .or_default()
-                        .push((user, conv));
+                        .push(conv.to_string());
+                    listed.push(entry);
                 }
             }
             outboxes
@@ -317,16 +321,7 @@ impl RedisStore {
                 .or_default()
                 .push(message_id(conv, *seq));
         }
-        let listed: Vec<(UserId, ConversationId)> = lists
-            .values()
-            .flatten()
-            .map(|(user, conv)| ((*user).clone(), (*conv).clone()))
-            .collect();
-        let lists = lists.into_iter().map(|(key, members)| {
-            let members = members.iter().map(|(_, conv)| conv.to_string()).collect();
-            (key, members)
-        });
-        for (key, members) in lists.chain(outboxes) {
+        for (key, members) in lists.into_iter().chain(outboxes) {
             let mut zadd = cmd("ZADD");
             zadd.arg(key);
             for member in members {
