@@ -958,6 +958,33 @@ async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
             .unwrap();
         assert_eq!(found.binding(&ann), Some(Binding::Left));
 
+        // A broadcast is judged copy by copy: the copy for ann, who left, is
+        // named by its place in the batch, and no copy is stored.
+        let bens = ConversationId::TopicThread {
+            topic: topic.id.clone(),
+            contact: ben.clone(),
+        };
+        let before = texts_of(store.as_ref(), &bens).await;
+        let mut broadcast = single(&bens, &owner, "news", Some("news-1"));
+        broadcast
+            .items
+            .push(single(&thread, &owner, "news", None).items.remove(0));
+        for (item, contact) in broadcast.items.iter_mut().zip([&ben, &ann]) {
+            item.admission = Some(Admission::TopicBound {
+                topic: topic.id.clone(),
+                contact: contact.clone(),
+            });
+        }
+        assert!(matches!(
+            store.append(broadcast).await,
+            Err(StoreError::NotAdmitted(1))
+        ));
+        assert_eq!(
+            texts_of(store.as_ref(), &bens).await,
+            before,
+            "nothing stored"
+        );
+
         // Deletion marks the topic and names who is still bound; each is
         // then unbound as a change of their own thread.
         let still_bound = store.delete_topic(&topic.id).await.unwrap();
@@ -966,16 +993,12 @@ async fn topic_bindings_are_capped_and_admit_replies_only_while_bound() {
             .clone()
             .unwrap();
         assert!(found.deleted);
-        let ben_thread = ConversationId::TopicThread {
-            topic: topic.id.clone(),
-            contact: ben.clone(),
-        };
         store
             .unbind(
                 &topic.id,
                 &ben,
                 Binding::Removed,
-                text(&ben_thread, &owner, "this topic was deleted", 4),
+                text(&bens, &owner, "this topic was deleted", 4),
             )
             .await
             .unwrap();

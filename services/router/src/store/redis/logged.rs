@@ -9,6 +9,7 @@
 //! half is missing (its router died between the two) is applied from its
 //! message in the log by whoever next meets the fence ahead of Redis.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -131,51 +132,78 @@ impl RedisStore {
 
     /// A retried send's record, and for each item whether its sender may
     /// write and under which membership version: one round trip (one per
-    /// slot on a cluster, at once).
+    /// slot on a cluster, at once), with one `HMGET` per hash, so a
+    /// broadcast to 200 contacts asks two commands, not 400.
     async fn admit(
         &self,
         batch: &AppendBatch,
     ) -> StoreResult<(Option<String>, Vec<Option<(bool, u64)>>)> {
         let record_key = super::retry_record_key(batch);
-        let mut commands = Vec::new();
+        // Per hash, the fields asked and, for each, (item, whether it is the
+        // version rather than the belonging).
+        #[derive(Default)]
+        struct Asked {
+            fields: Vec<String>,
+            whose: Vec<(usize, bool)>,
+        }
+        let mut asked: BTreeMap<String, Asked> = BTreeMap::new();
+        for (at, item) in batch.items.iter().enumerate() {
+            if let Some(admission) = &item.admission {
+                for (is_version, (hash, field)) in [
+                    (false, belonging_field(admission)),
+                    (true, version_field(admission)),
+                ] {
+                    let asked = asked.entry(hash).or_default();
+                    asked.fields.push(field);
+                    asked.whose.push((at, is_version));
+                }
+            }
+        }
+        let mut commands = Vec::with_capacity(asked.len() + 1);
         if let Some(key) = &record_key {
             let mut get = redis::cmd("GET");
             get.arg(key);
             commands.push(get);
         }
-        for item in &batch.items {
-            if let Some(admission) = &item.admission {
-                let (key, field) = belonging_field(admission);
-                let (hash, version) = version_field(admission);
-                let mut exists = redis::cmd("HEXISTS");
-                exists.arg(key).arg(field);
-                let mut get = redis::cmd("HGET");
-                get.arg(hash).arg(version);
-                commands.push(exists);
-                commands.push(get);
-            }
+        for (hash, Asked { fields, .. }) in &asked {
+            let mut hmget = redis::cmd("HMGET");
+            hmget.arg(hash).arg(fields);
+            commands.push(hmget);
         }
-        let replies = self.query_all(commands).await?;
-        let mut replies = replies.into_iter();
+        let corrupt = |e: redis::ParsingError| StoreError::Corrupt(e.to_string());
+        let mut replies = self.query_all(commands).await?.into_iter();
         let prior: Option<String> = match &record_key {
             Some(_) => redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                .map_err(corrupt)?,
             None => None,
         };
-        let mut facts = Vec::with_capacity(batch.items.len());
-        for item in &batch.items {
-            if item.admission.is_none() {
-                facts.push(None);
-                continue;
-            }
-            let (Some(exists), Some(version)) = (replies.next(), replies.next()) else {
+        let mut facts: Vec<Option<(bool, u64)>> = batch
+            .items
+            .iter()
+            .map(|item| item.admission.as_ref().map(|_| (false, 0)))
+            .collect();
+        for Asked { whose, .. } in asked.into_values() {
+            let values: Vec<Option<String>> =
+                redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
+                    .map_err(corrupt)?;
+            if values.len() != whose.len() {
                 return Err(StoreError::Corrupt("admission replies".into()));
-            };
-            let exists: bool =
-                redis::from_redis_value(exists).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let version: Option<u64> =
-                redis::from_redis_value(version).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            facts.push(Some((exists, version.unwrap_or(0))));
+            }
+            for ((at, is_version), value) in whose.into_iter().zip(values) {
+                let Some((belongs, version)) = facts[at].as_mut() else {
+                    continue;
+                };
+                if is_version {
+                    *version = match value {
+                        Some(v) => v
+                            .parse()
+                            .map_err(|_| StoreError::Corrupt(format!("membership version {v}")))?,
+                        None => 0,
+                    };
+                } else {
+                    *belongs = value.is_some();
+                }
+            }
         }
         Ok((prior, facts))
     }
