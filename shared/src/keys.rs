@@ -152,6 +152,14 @@ pub fn outbox(shard: u32) -> String {
     format!("sb:outbox:{{o:{shard}}}")
 }
 
+/// Member of every outbox shard, scored `+inf` (never claimed): the store's
+/// epoch as a router knows it. Each send's outbox `ZADD` names it too, and
+/// finding it new means that Redis lost its data: the check costs the send
+/// no command of its own.
+pub fn outbox_epoch_mark(epoch: &str) -> String {
+    format!("epoch:{epoch}")
+}
+
 /// The outbox shard, of `shards`, a conversation's messages are recorded in
 /// (FNV-1a of its id: the same in every process and release).
 pub fn outbox_of(conv: &ConversationId, shards: u32) -> String {
@@ -301,6 +309,7 @@ mod tests {
         assert_eq!(outbox(7), "sb:outbox:{o:7}");
         assert_eq!(outbox_of(&dm, OUTBOX_SHARDS), "sb:outbox:{o:49}");
         assert_eq!(outbox_of(&dm, 1), "sb:outbox:{o:0}");
+        assert_eq!(outbox_epoch_mark("e1"), "epoch:e1");
         assert_eq!(topic(&t), "sb:topic:{t:tabcdefghjkmn}");
         assert_eq!(topic_contacts(&t), "sb:topic:{t:tabcdefghjkmn}:contacts");
         assert_eq!(topic_former(&t), "sb:topic:{t:tabcdefghjkmn}:former");

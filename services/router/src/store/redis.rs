@@ -276,22 +276,23 @@ impl RedisStore {
     /// before the step that commits (a retry record, a membership change),
     /// so what that step says is done has all of this done. `then`, when
     /// given, is that step as one command: it runs after the rest (in the
-    /// same pipeline on a single Redis) and its reply is answered. It reads
-    /// Redis's epoch alongside: when it is not the one this process knows,
-    /// Redis lost its data, and the caller is told to start over (what was
-    /// just written is harmless: derived from the log, which is complete;
-    /// a retry record written with it names seqs the log assigned).
+    /// same pipeline on a single Redis) and its reply is answered. Each
+    /// outbox `ZADD` also names the epoch this process knows
+    /// ([`keys::outbox_epoch_mark`]): if that mark was not there, Redis
+    /// lost its data, and the caller is told to start over (what was just
+    /// written is harmless: derived from the log, which is complete; a
+    /// retry record written with it names seqs the log assigned). A mark is
+    /// missing only where nothing was written under this epoch since the
+    /// loss, and each send that adds a message writes it, so the first such
+    /// send finds out; a send all of whose messages were already in the
+    /// outbox was recorded after the loss by a router that knew of it.
     async fn record_items(
         &self,
         items: &[(&NewMessage, u64)],
         now_ms: i64,
         then: Option<Cmd>,
     ) -> StoreResult<Option<Value>> {
-        let mut commands = vec![{
-            let mut get = cmd("GET");
-            get.arg(keys::epoch());
-            get
-        }];
+        let mut commands = Vec::new();
         let mut lists: BTreeMap<String, Vec<String>> = BTreeMap::new();
         // What this write lists, remembered once it is done.
         let mut listed: Vec<(UserId, ConversationId)> = Vec::new();
@@ -321,12 +322,25 @@ impl RedisStore {
                 .or_default()
                 .push(message_id(conv, *seq));
         }
-        for (key, members) in lists.into_iter().chain(outboxes) {
+        for (key, members) in lists {
             let mut zadd = cmd("ZADD");
             zadd.arg(key);
             for member in members {
                 zadd.arg(now_ms).arg(member);
             }
+            commands.push(zadd);
+        }
+        let mark = keys::outbox_epoch_mark(&self.current_epoch());
+        // Per outbox command: where it is, and how many messages it adds.
+        let mut marked = Vec::with_capacity(outboxes.len());
+        for (key, members) in outboxes {
+            let mut zadd = cmd("ZADD");
+            zadd.arg(key);
+            marked.push((commands.len(), members.len()));
+            for member in members {
+                zadd.arg(now_ms).arg(member);
+            }
+            zadd.arg("+inf").arg(&mark);
             commands.push(zadd);
         }
         let answer_last = then.is_some();
@@ -338,17 +352,19 @@ impl RedisStore {
                 .await
                 .map_err(|e| self.unavailable(e))?,
         };
-        let epoch: Option<String> = replies
-            .first()
-            .map(redis::from_redis_value_ref)
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?
-            .flatten();
-        let known = self.current_epoch();
-        if epoch.as_deref() != Some(known.as_str()) {
-            tracing::warn!(previous = %known, "store epoch changed; refreshing");
-            self.epoch().await?;
-            return Err(StoreError::EpochChanged);
+        for (at, messages) in marked {
+            let added: usize = replies
+                .get(at)
+                .map(redis::from_redis_value_ref)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .unwrap_or(0);
+            if added > messages {
+                tracing::warn!(%mark, "Redis lost its data; refreshing the epoch");
+                self.listed.clear();
+                self.epoch().await?;
+                return Err(StoreError::EpochChanged);
+            }
         }
         for entry in listed {
             self.listed.remember(entry);
@@ -599,9 +615,23 @@ impl Store for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
+        // Every outbox shard carries the mark sends check it by.
+        let mark = keys::outbox_epoch_mark(&epoch);
+        let marks = (0..self.outbox_shards)
+            .map(|shard| {
+                let mut zadd = cmd("ZADD");
+                zadd.arg(keys::outbox(shard)).arg("+inf").arg(&mark);
+                zadd
+            })
+            .collect();
+        let added =
+            self.query_all(marks).await?.iter().any(|reply| {
+                redis::from_redis_value_ref::<i64>(reply).is_ok_and(|added| added > 0)
+            });
         let previous = std::mem::replace(&mut *self.epoch.write(), epoch);
-        if previous != self.current_epoch() {
-            // A new Redis (or one that lost its data): nothing is listed.
+        // A new Redis, or one (or, on a cluster, one primary) that lost its
+        // data under the same epoch: nothing is listed.
+        if previous != self.current_epoch() || added {
             self.listed.clear();
         }
         Ok(self.visible_epoch())
