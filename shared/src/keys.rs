@@ -13,7 +13,8 @@
 use crate::ids::{ConversationId, GatewayId, GroupId, SessionId, TopicId, UserId};
 
 /// String: the store's epoch, a random id created once. If Redis loses its
-/// data the epoch changes, and clients learn their cursors are void.
+/// data the epoch changes, and routers forget what they learnt from the old
+/// data (clients hold their cursors under the history's epoch, which stays).
 pub fn epoch() -> String {
     "sb:epoch".into()
 }
