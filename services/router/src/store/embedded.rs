@@ -248,11 +248,14 @@ impl Write<'_> {
             if seq > self.hget_u64(&reads, reader.as_str())? {
                 self.hset(&reads, reader.as_str(), seq.to_string().as_bytes())?;
             }
-            self.hset(
-                &keys::conversation_sent(conv),
-                reader.as_str(),
-                seq.to_string().as_bytes(),
-            )?;
+            // As in Redis: kept for a topic thread's contact only.
+            if matches!(conv, ConversationId::TopicThread { contact, .. } if contact == reader) {
+                self.hset(
+                    &keys::conversation_sent(conv),
+                    reader.as_str(),
+                    seq.to_string().as_bytes(),
+                )?;
+            }
         }
         let conv_name = conv.to_string();
         for user in &item.index_for {

@@ -297,7 +297,8 @@ pub struct TimelineRecord {
 pub struct ThreadState {
     pub read: u64,
     pub delivered: u64,
-    /// Seq of the last message they sent.
+    /// Seq of the last message they sent, kept for a topic thread's
+    /// contact (the owner's "replied"); 0 for anyone else.
     pub sent: u64,
 }
 

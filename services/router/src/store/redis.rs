@@ -301,9 +301,11 @@ impl RedisStore {
             let conv = &item.conversation;
             if let Some(reader) = &item.read_by {
                 commands.push(cursor_forward(keys::conversation_reads(conv), reader, *seq));
-                // The sent cursor is read for topic threads only (the
-                // owner's "replied"), so only they pay for it.
-                if matches!(conv, ConversationId::TopicThread { .. }) {
+                // The sent cursor is read for a topic thread's contact only
+                // (the owner's "replied"), so only their sends pay for it:
+                // a broadcast moves none.
+                if matches!(conv, ConversationId::TopicThread { contact, .. } if contact == reader)
+                {
                     commands.push(cursor_forward(keys::conversation_sent(conv), reader, *seq));
                 }
             }

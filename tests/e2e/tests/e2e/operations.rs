@@ -457,18 +457,32 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
     let refused = refused.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     alice.dm(&bob, "after").await;
-    let what = format!("the router to drop the send it got too late, refused with {refused:?}");
-    eventually(WAIT, &what, || async {
-        expired(scrape(port).await)
-            .is_some_and(|n| n >= 1.0)
-            .then_some(())
-    })
-    .await;
     assert_eq!(
         texts(&bob.history("dm:alice:bob").await),
         ["before", "after"],
         "the refused send was not stored later"
     );
+    // Waits for the count; past WAIT, answers what the router did count.
+    let deadline = std::time::Instant::now() + WAIT;
+    let uncounted = eventually(WAIT * 2, "the router's metrics", || async {
+        let text = scrape(port).await;
+        if expired(text.clone()).is_some_and(|n| n >= 1.0) {
+            Some(None)
+        } else {
+            (std::time::Instant::now() >= deadline).then_some(Some(text))
+        }
+    })
+    .await;
+    if let Some(text) = uncounted {
+        let counted: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("switchboard_") && l.contains("request"))
+            .collect();
+        panic!(
+            "the router did not count the send it got too late (refused with {refused:?}); it counted:\n{}",
+            counted.join("\n")
+        );
+    }
     alice
         .send(To::UserId("bob".into()), "while frozen", "frozen-1")
         .await
