@@ -102,7 +102,7 @@ async fn cli_session(cluster: Cluster) {
         let refused = sb.run("alice", &["send", "nobody", "hi"]);
         assert!(!refused.status.success());
         let error: Value = serde_json::from_slice(&refused.stderr).unwrap();
-        assert_eq!(error["error"]["code"], "NotFound");
+        assert_eq!(error["error"]["code"], "NOT_FOUND");
         sb.json("alice", &["logout"]);
         let after = sb.run("alice", &["conversations"]);
         assert!(!after.status.success(), "logged out");
