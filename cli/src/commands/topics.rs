@@ -5,10 +5,26 @@ use super::Session;
 use crate::args::TopicsCommand;
 use crate::output::{self, Output};
 
-fn results(out: &Output, results: &[pb::BindingResult]) {
+/// Prints each contact's outcome; a command none of whose contacts got
+/// `done` did nothing it was asked, and fails (so a script notices).
+fn results(
+    out: &Output,
+    results: &[pb::BindingResult],
+    done: pb::binding_result::Outcome,
+) -> anyhow::Result<()> {
     for r in results {
         out.print(output::binding_result(r), || r.message.clone());
     }
+    if !results.is_empty() && results.iter().all(|r| r.outcome() != done) {
+        anyhow::bail!(
+            "nothing changed: no contact was {}",
+            match done {
+                pb::binding_result::Outcome::Removed => "removed",
+                _ => "added",
+            }
+        );
+    }
+    Ok(())
 }
 
 fn describe(t: &pb::Topic) -> String {
@@ -63,7 +79,7 @@ pub async fn run(
                 .into_inner();
             let t = response.topic.unwrap_or_default();
             out.print(output::topic(&t), || format!("created {}", describe(&t)));
-            results(out, &response.results);
+            results(out, &response.results, pb::binding_result::Outcome::Added)?;
         }
         TopicsCommand::Rename { topic, name } => {
             let response = topics
@@ -92,7 +108,7 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            results(out, &response.results);
+            results(out, &response.results, pb::binding_result::Outcome::Added)?;
         }
         TopicsCommand::Remove { topic, users } => {
             let response = topics
@@ -102,7 +118,7 @@ pub async fn run(
                 })
                 .await?
                 .into_inner();
-            results(out, &response.results);
+            results(out, &response.results, pb::binding_result::Outcome::Removed)?;
         }
         TopicsCommand::Send {
             topic,

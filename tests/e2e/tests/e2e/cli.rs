@@ -133,8 +133,11 @@ async fn cli_topic(cluster: Cluster) {
         );
         let topic = created[0]["topic_id"].as_str().unwrap().to_owned();
         assert_eq!(created[1]["outcome"], "OUTCOME_ADDED");
-        let again = sb.json("owner", &["topics", "add", &topic, "ann"]);
-        assert_eq!(again[0]["outcome"], "OUTCOME_ALREADY_IN_TOPIC");
+        // A command that changed nothing says why and fails.
+        let again = sb.run("owner", &["topics", "add", &topic, "ann"]);
+        assert!(!again.status.success(), "nobody was added");
+        let said: Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(said["outcome"], "OUTCOME_ALREADY_IN_TOPIC");
 
         let sent = sb.json("owner", &["topics", "send", &topic, "Saturday", "10:00?"]);
         let broadcast = sent[0]["broadcast_id"].as_str().unwrap().to_owned();
@@ -182,6 +185,8 @@ async fn cli_topic(cluster: Cluster) {
 
         sb.json("ben", &["topics", "mute", &topic]);
         sb.json("owner", &["topics", "remove", &topic, "ann"]);
+        let twice = sb.run("owner", &["topics", "remove", &topic, "ann"]);
+        assert!(!twice.status.success(), "nobody was removed");
         let refused = sb.run("ann", &["topics", "reply", &topic, "hello?"]);
         assert!(!refused.status.success());
         let listed = sb.json("owner", &["topics", "list"]);
