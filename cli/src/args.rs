@@ -11,14 +11,10 @@ use clap::{Parser, Subcommand};
     about = "Switchboard from a terminal or a script."
 )]
 pub struct Args {
-    /// Gateway address.
-    #[arg(
-        long,
-        env = "SB_SERVER",
-        default_value = "http://127.0.0.1:7300",
-        global = true
-    )]
-    pub server: String,
+    /// Gateway address [default: the saved login's; for register and login,
+    /// http://127.0.0.1:7300].
+    #[arg(long, env = "SB_SERVER", global = true)]
+    pub server: Option<String>,
     /// Which saved login to use (several users can be logged in side by side).
     #[arg(long, env = "SB_PROFILE", default_value = "default", global = true)]
     pub profile: String,
@@ -30,6 +26,21 @@ pub struct Args {
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The gateway `register` and `login` use when none is named.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7300";
+
+impl Args {
+    /// The gateway to reach: the one named, else the saved login's, else
+    /// the default.
+    pub fn server_or(&self, saved: Option<&str>) -> String {
+        self.server
+            .as_deref()
+            .or(saved)
+            .unwrap_or(DEFAULT_SERVER)
+            .to_owned()
+    }
 }
 
 #[derive(Debug, Subcommand)]

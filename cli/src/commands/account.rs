@@ -35,7 +35,7 @@ pub async fn register(
     out: &Output,
 ) -> anyhow::Result<()> {
     let password = password(given)?;
-    let mut accounts = AccountServiceClient::new(client::connect(&args.server).await?);
+    let mut accounts = AccountServiceClient::new(client::connect(&args.server_or(None)).await?);
     let response = accounts
         .register(pb::RegisterRequest {
             user_id: user.to_owned(),
@@ -67,7 +67,7 @@ pub async fn login(
     let password = password(given)?;
     let device_id =
         device.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(6)));
-    let mut accounts = AccountServiceClient::new(client::connect(&args.server).await?);
+    let mut accounts = AccountServiceClient::new(client::connect(&args.server_or(None)).await?);
     let response = accounts
         .login(pb::LoginRequest {
             user_id: user.to_owned(),
@@ -78,7 +78,7 @@ pub async fn login(
         .into_inner();
     let user_id = response.user.map(|u| u.user_id).unwrap_or_default();
     let saved = Profile {
-        server: args.server.clone(),
+        server: args.server_or(None),
         user_id: user_id.clone(),
         token: response.token,
         session_id: response.session_id,

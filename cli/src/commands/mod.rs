@@ -25,7 +25,9 @@ pub struct Session {
 impl Session {
     async fn open(args: &Args) -> anyhow::Result<Self> {
         let profile = profile::load(args.home.as_deref(), &args.profile)?;
-        let channel = client::connect(&profile.server).await?;
+        // A gateway named on the command line wins over the saved one for
+        // this command (the same cluster behind another address).
+        let channel = client::connect(&args.server_or(Some(&profile.server))).await?;
         Ok(Self {
             clients: Clients::new(channel, &profile.token)?,
             profile,

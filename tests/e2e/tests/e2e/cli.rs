@@ -15,8 +15,15 @@ struct Sb {
 
 impl Sb {
     fn run(&self, profile: &str, args: &[&str]) -> Output {
+        self.run_at(Some(&self.server), profile, args)
+    }
+
+    /// Runs against `server`, or, without one, the saved login's.
+    fn run_at(&self, server: Option<&str>, profile: &str, args: &[&str]) -> Output {
+        let server = server.map(|s| ["--server", s]);
         Command::new(CLI)
-            .args(["--json", "--server", &self.server, "--profile", profile])
+            .args(["--json", "--profile", profile])
+            .args(server.iter().flatten())
             .args(args)
             .env("SB_HOME", self.home.path())
             .env("SB_PASSWORD", "a long enough password")
@@ -97,6 +104,12 @@ async fn cli_session(cluster: Cluster) {
         let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
         assert!(texts.contains(&"after bob"), "{seen:?}");
         assert!(!texts.contains(&"before bob"), "{seen:?}");
+
+        // A logged-in command goes to the saved gateway, or to the one named.
+        let saved = sb.run_at(None, "alice", &["conversations"]);
+        assert!(saved.status.success(), "{saved:?}");
+        let elsewhere = sb.run_at(Some("http://127.0.0.1:9"), "alice", &["conversations"]);
+        assert!(!elsewhere.status.success(), "--server is honoured");
 
         // Errors are JSON on stderr with the gRPC code, and a failure exit.
         let refused = sb.run("alice", &["send", "nobody", "hi"]);
