@@ -90,7 +90,8 @@ pub enum Command {
         /// Exit after this many messages.
         #[arg(long)]
         count: Option<usize>,
-        /// Forget saved cursors: start live from now.
+        /// Forget saved cursors: start live from now (a profile's first
+        /// watch otherwise starts with what is unread).
         #[arg(long)]
         from_now: bool,
     },

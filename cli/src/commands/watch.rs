@@ -40,6 +40,21 @@ pub async fn watch(
     if from_now {
         session.profile.cursors.clear();
         session.profile.epoch.clear();
+    } else if session.profile.epoch.is_empty() && session.profile.cursors.is_empty() {
+        // A first watch shows what is unread: each conversation resumes
+        // from where this user last read it (on any device).
+        let listed = session
+            .clients
+            .chat
+            .list_conversations(pb::ListConversationsRequest {})
+            .await?
+            .into_inner();
+        session.profile.epoch = listed.epoch;
+        session.profile.cursors = listed
+            .conversations
+            .iter()
+            .map(|c| (c.conversation_id.clone(), c.read_seq))
+            .collect();
     }
     let mut messages = 0usize;
     let mut backoff = FIRST_BACKOFF;

@@ -79,6 +79,16 @@ async fn cli_session(cluster: Cluster) {
         assert_eq!(texts, ["hello from the cli", "again"]);
         assert_eq!(messages[0]["message"]["sender"], "alice");
 
+        // A new device's first watch shows what bob has not read yet.
+        sb.json("bob-laptop", &["login", "bob"]);
+        let first = sb.json("bob-laptop", &["watch", "--until-synced"]);
+        let unread: Vec<&str> = first
+            .iter()
+            .filter(|e| e["event"] == "message")
+            .map(|m| m["message"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(unread, ["hello from the cli", "again"]);
+
         let history = sb.json("bob", &["history", "alice"]);
         assert_eq!(history.len(), 2);
         let group = sb.json("alice", &["groups", "create", "Team"]);
