@@ -48,7 +48,8 @@ pub enum Command {
     /// Create an account.
     Register {
         user: String,
-        /// Read from SB_PASSWORD, or from standard input when absent.
+        /// Or SB_PASSWORD; without either, asked for on a terminal (typing
+        /// hidden) or read from standard input's first line.
         #[arg(long, env = "SB_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         #[arg(long, default_value = "")]
@@ -57,6 +58,8 @@ pub enum Command {
     /// Log in and save the session for the following commands.
     Login {
         user: String,
+        /// Or SB_PASSWORD; without either, asked for on a terminal (typing
+        /// hidden) or read from standard input's first line.
         #[arg(long, env = "SB_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// Device name (default: cli-<random>).

@@ -1,4 +1,4 @@
-use std::io::BufRead as _;
+use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -10,21 +10,48 @@ use crate::client;
 use crate::output::Output;
 use crate::profile::{self, Profile};
 
-/// The password from the flag or SB_PASSWORD, else the first line of standard input.
+/// The password from the flag or SB_PASSWORD; else, on a terminal, asked
+/// for with the typing hidden; else the first line of standard input.
 fn password(given: Option<String>) -> anyhow::Result<String> {
     if let Some(password) = given {
         return Ok(password);
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the password from standard input")?;
+    let stdin = std::io::stdin();
+    let line = if stdin.is_terminal() {
+        read_hidden(&stdin)?
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line
+    };
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     if password.is_empty() {
         anyhow::bail!("no password: pass --password, set SB_PASSWORD, or pipe it in");
     }
     Ok(password)
+}
+
+/// Turns the terminal's echo off (keeping the newline's), prompts on
+/// standard error, reads a line, and puts the terminal back as it was.
+#[allow(clippy::print_stderr)]
+fn read_hidden(stdin: &std::io::Stdin) -> anyhow::Result<String> {
+    use nix::sys::termios::{self, LocalFlags, SetArg};
+    let saved = termios::tcgetattr(stdin).context("cannot read the terminal's settings")?;
+    let mut hidden = saved.clone();
+    hidden.local_flags.remove(LocalFlags::ECHO);
+    hidden.local_flags.insert(LocalFlags::ECHONL);
+    termios::tcsetattr(stdin, SetArg::TCSAFLUSH, &hidden)
+        .context("cannot turn the terminal's echo off")?;
+    eprint!("password: ");
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    termios::tcsetattr(stdin, SetArg::TCSAFLUSH, &saved)
+        .context("cannot restore the terminal's settings")?;
+    read.context("cannot read the password from the terminal")?;
+    Ok(line)
 }
 
 pub async fn register(

@@ -1,12 +1,13 @@
 //! The `sb` command-line client against a running deployment.
 
-use std::process::{Command, Output};
+use std::io::{Read as _, Write as _};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 use crate::both_modes;
-use crate::harness::Cluster;
 use crate::harness::cluster::CLI;
+use crate::harness::{Cluster, Mode, Options};
 
 struct Sb {
     server: String,
@@ -220,6 +221,61 @@ async fn cli_topic(cluster: Cluster) {
             .map(|c| c["state"].as_str().unwrap())
             .collect();
         assert_eq!(states, ["STATE_REMOVED", "STATE_MUTED"]);
+    })
+    .await
+    .unwrap();
+}
+
+/// On a terminal, `sb` asks for the password with the typing hidden (a
+/// pseudo-terminal stands in for the user's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_asks_for_a_password_without_echoing_it() {
+    let cluster = Cluster::start_with(Mode::Standalone, Options::default()).await;
+    let sb = Sb {
+        server: cluster.gateway_url(0),
+        home: tempfile::tempdir().unwrap(),
+    };
+    tokio::task::spawn_blocking(move || {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let mut child = Command::new(CLI)
+            .args([
+                "--server",
+                &sb.server,
+                "--profile",
+                "carol",
+                "register",
+                "carol",
+            ])
+            .env("SB_HOME", sb.home.path())
+            .env_remove("SB_PASSWORD")
+            .stdin(Stdio::from(pty.slave))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Typed once the prompt shows: the echo is off by then.
+        let mut stderr = child.stderr.take().unwrap();
+        let mut prompt = Vec::new();
+        let mut byte = [0u8; 1];
+        while !prompt.ends_with(b"password: ") {
+            let read = stderr.read(&mut byte).unwrap();
+            assert_eq!(read, 1, "no prompt: {:?}", String::from_utf8_lossy(&prompt));
+            prompt.push(byte[0]);
+        }
+        let mut terminal = std::fs::File::from(pty.master);
+        terminal.write_all(b"a long enough password\n").unwrap();
+        assert!(child.wait().unwrap().success(), "registered");
+        // What the terminal showed, up to sb's end (then reads fail: EIO).
+        let mut shown = Vec::new();
+        let _ = terminal.read_to_end(&mut shown);
+        let shown = String::from_utf8_lossy(&shown);
+        assert!(
+            !shown.contains("enough"),
+            "the password was echoed: {shown:?}"
+        );
+        // The password was read whole: it logs in (SB_PASSWORD is the same).
+        sb.json("carol", &["login", "carol"]);
+        assert_eq!(sb.json("carol", &["whoami"])[0]["user_id"], "carol");
     })
     .await
     .unwrap();
