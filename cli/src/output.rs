@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use switchboard_proto::pb::{self, event::Kind};
+use switchboard_proto::status::code_name;
 
 pub struct Output {
     json: bool,
@@ -43,31 +44,6 @@ impl Output {
         } else {
             eprintln!("error: {message}");
         }
-    }
-}
-
-/// A status code as gRPC names it (`NOT_FOUND`), the name every other
-/// gRPC tool prints and scripts match on.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 
@@ -252,44 +228,4 @@ pub fn event_line(e: &pb::Event) -> Option<String> {
         ),
         Some(Kind::Heartbeat(_)) | None => return None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_printed_as_grpc_names_them() {
-        assert_eq!(code_name(tonic::Code::NotFound), "NOT_FOUND");
-        assert_eq!(
-            code_name(tonic::Code::FailedPrecondition),
-            "FAILED_PRECONDITION"
-        );
-        // Every code by its number: the names gRPC's status codes document.
-        let names: Vec<&str> = (0..=16)
-            .map(|n| code_name(tonic::Code::from_i32(n)))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "OK",
-                "CANCELLED",
-                "UNKNOWN",
-                "INVALID_ARGUMENT",
-                "DEADLINE_EXCEEDED",
-                "NOT_FOUND",
-                "ALREADY_EXISTS",
-                "PERMISSION_DENIED",
-                "RESOURCE_EXHAUSTED",
-                "FAILED_PRECONDITION",
-                "ABORTED",
-                "OUT_OF_RANGE",
-                "UNIMPLEMENTED",
-                "INTERNAL",
-                "UNAVAILABLE",
-                "DATA_LOSS",
-                "UNAUTHENTICATED",
-            ]
-        );
-    }
 }

@@ -4,10 +4,12 @@
 //! the short aliases [`pb`] (public `switchboard.v1`) and [`bus`] (internal
 //! `switchboard.internal.v1`). Hand-written conversions live with the code
 //! that needs them, never in here; what is here besides is wire-level:
-//! [`codec`] (the gRPC codec) and [`client`] (the token every client sends).
+//! [`codec`] (the gRPC codec), [`client`] (the token every client sends) and
+//! [`status`] (status codes by their gRPC names).
 
 pub mod client;
 pub mod codec;
+pub mod status;
 
 #[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]
 pub mod generated {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use switchboard_proto::bus::{router_request::Op, router_response::Result as Reply};
+use switchboard_proto::status::code_name;
 use switchboard_shared::ids::UserId;
 use switchboard_shared::metrics::{MethodLabels, RpcLabels, metrics};
 use switchboard_shared::token::Claims;
@@ -20,7 +21,7 @@ use tonic::{Request, Status};
 use crate::Shared;
 use crate::admission::Authentication;
 use crate::auth;
-use crate::error::{GatewayError, GatewayResult, code_name, retry_ms};
+use crate::error::{GatewayError, GatewayResult, retry_ms};
 
 /// Implements every client-facing service.
 #[derive(Clone)]
