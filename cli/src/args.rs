@@ -81,7 +81,8 @@ pub enum Command {
         group: bool,
         #[arg(long)]
         conversation: bool,
-        /// Idempotency key; a retry with the same id is stored once.
+        /// Client message id (default: a new one, printed). An unanswered
+        /// send is retried with it; a retry with the same id is stored once.
         #[arg(long)]
         id: Option<String>,
     },

@@ -4,6 +4,19 @@ use switchboard_proto::pb::{self, send_request::To};
 use super::Session;
 use crate::output::{self, Output};
 
+/// Attempts of one send before giving up (waiting 0.25, 0.5, 1 and 2 s
+/// between them).
+const SEND_ATTEMPTS: u32 = 5;
+const FIRST_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether the send may not have been answered, rather than refused.
+fn unanswered(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+    )
+}
+
 pub async fn send(
     mut session: Session,
     to: &str,
@@ -22,16 +35,32 @@ pub async fn send(
     };
     let client_msg_id =
         id.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(16)));
-    let response = session
-        .clients
-        .chat
-        .send(pb::SendRequest {
-            to: Some(to),
-            client_msg_id,
-            text: text.to_owned(),
-        })
-        .await?
-        .into_inner();
+    let request = pb::SendRequest {
+        to: Some(to),
+        client_msg_id: client_msg_id.clone(),
+        text: text.to_owned(),
+    };
+    // An unanswered send may have been stored: it is sent again with the
+    // same id, which the server answers once, however often it arrives.
+    let mut pause = FIRST_RETRY;
+    let mut attempt = 1;
+    let response = loop {
+        match session.clients.chat.send(request.clone()).await {
+            Ok(response) => break response.into_inner(),
+            Err(status) if unanswered(&status) && attempt < SEND_ATTEMPTS => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(status) => {
+                let message = format!(
+                    "{} (client message id {client_msg_id}: to retry, send again with --id {client_msg_id})",
+                    status.message()
+                );
+                return Err(tonic::Status::new(status.code(), message).into());
+            }
+        }
+    };
     out.print(
         json!({
             "conversation_id": response.conversation_id,
@@ -39,6 +68,7 @@ pub async fn send(
             "message_id": response.message_id,
             "sent_at_ms": response.sent_at_ms,
             "duplicate": response.duplicate,
+            "client_msg_id": client_msg_id,
         }),
         || {
             let again = if response.duplicate {
@@ -47,7 +77,7 @@ pub async fn send(
                 ""
             };
             format!(
-                "sent to {} as #{}{again}",
+                "sent to {} as #{}{again} (id {client_msg_id})",
                 response.conversation_id, response.seq
             )
         },

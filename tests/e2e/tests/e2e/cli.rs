@@ -9,13 +9,14 @@ use crate::both_modes;
 use crate::harness::cluster::CLI;
 use crate::harness::{Cluster, Mode, Options};
 
-struct Sb {
-    server: String,
-    home: tempfile::TempDir,
+/// `sb` with a home of its own, against one gateway.
+pub(crate) struct Sb {
+    pub(crate) server: String,
+    pub(crate) home: tempfile::TempDir,
 }
 
 impl Sb {
-    fn run(&self, profile: &str, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, profile: &str, args: &[&str]) -> Output {
         self.run_at(Some(&self.server), profile, args)
     }
 
@@ -33,7 +34,7 @@ impl Sb {
     }
 
     /// Runs and returns the JSON lines it printed; panics with stderr on failure.
-    fn json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
+    pub(crate) fn json(&self, profile: &str, args: &[&str]) -> Vec<Value> {
         let output = self.run(profile, args);
         assert!(
             output.status.success(),

@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
+use crate::cli::Sb;
 use crate::harness::client::texts;
 use crate::harness::{Cluster, Mode, Options, WAIT};
 
@@ -518,6 +519,59 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
         texts(&bob.history("dm:alice:bob").await),
         ["before", "after", "while frozen"]
     );
+}
+
+/// `sb send` sends an unanswered message again with the same client id
+/// (here its router is frozen through the first attempt): stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_an_unanswered_message_again_with_its_id() {
+    let options = Options {
+        metrics: true,
+        ..Options::gateway_args(&["--router-timeout-ms", "1000"])
+    };
+    let mode = Mode::Distributed {
+        gateways: 1,
+        routers: 1,
+    };
+    let cluster = Cluster::start_with(mode, options).await;
+    let sb = Sb {
+        server: cluster.gateway_url(0),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let sb = tokio::task::spawn_blocking(move || {
+        for who in ["alice", "bob"] {
+            sb.json(who, &["register", who]);
+            sb.json(who, &["login", who]);
+        }
+        sb
+    })
+    .await
+    .unwrap();
+    let router = cluster.routers[0].pid().unwrap();
+    let gateway = cluster.gateways[0].metrics_port.unwrap();
+
+    signal(router, "STOP");
+    let sending = tokio::task::spawn_blocking(move || {
+        let sent = sb.json("alice", &["send", "bob", "through", "--id", "retry-1"]);
+        (sb, sent)
+    });
+    eventually(WAIT, "the first attempt to go unanswered", || async {
+        scrape(gateway)
+            .await
+            .lines()
+            .any(|l| l.contains(r#"method="Send""#) && l.contains(r#"code="UNAVAILABLE""#))
+            .then_some(())
+    })
+    .await;
+    signal(router, "CONT");
+    let (sb, sent) = sending.await.unwrap();
+    assert_eq!(sent[0]["client_msg_id"], "retry-1");
+    assert_eq!(sent[0]["seq"], 1);
+    let history = tokio::task::spawn_blocking(move || sb.json("bob", &["history", "alice"]))
+        .await
+        .unwrap();
+    let texts: Vec<&str> = history.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(texts, ["through"], "stored once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
