@@ -47,16 +47,20 @@ impl Args {
 pub enum Command {
     /// Create an account.
     Register {
+        /// The new account's user id: 3-32 of a-z, 0-9, `_`, `-`, `.`, starting
+        /// with a letter or digit.
         user: String,
         /// Or SB_PASSWORD; without either, asked for on a terminal (typing
         /// hidden) or read from standard input's first line.
         #[arg(long, env = "SB_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Display name (default: none).
         #[arg(long, default_value = "")]
         name: String,
     },
     /// Log in and save the session for the following commands.
     Login {
+        /// The account's user id.
         user: String,
         /// Or SB_PASSWORD; without either, asked for on a terminal (typing
         /// hidden) or read from standard input's first line.
@@ -77,8 +81,10 @@ pub enum Command {
         /// The text; several words are joined with spaces.
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
+        /// <TO> is a group id.
         #[arg(long, conflicts_with = "conversation")]
         group: bool,
+        /// <TO> is a conversation id (`dm:a:b`, `g:<group>`, `t:<topic>:<contact>`).
         #[arg(long)]
         conversation: bool,
         /// Client message id (default: a new one, printed). An unanswered
@@ -103,10 +109,13 @@ pub enum Command {
     History {
         /// A conversation id, a user id, or a group id.
         conversation: String,
+        /// Messages before this seq (an older page).
         #[arg(long)]
         before: Option<u64>,
+        /// Messages after this seq (a newer page).
         #[arg(long)]
         after: Option<u64>,
+        /// Messages per page.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -114,11 +123,16 @@ pub enum Command {
     Conversations,
     /// Mark a conversation read up to a seq (default: everything).
     Read {
+        /// A conversation id, a user id, or a group id.
         conversation: String,
+        /// Up to and including this seq (default: the latest).
         seq: Option<u64>,
     },
     /// Read cursors of everyone in a conversation.
-    Receipts { conversation: String },
+    Receipts {
+        /// A conversation id, a user id, or a group id.
+        conversation: String,
+    },
     /// Contacts.
     #[command(subcommand)]
     Contacts(ContactsCommand),
@@ -136,32 +150,43 @@ pub enum TopicsCommand {
     List,
     /// Create a topic and bind contacts (mutual contacts only).
     Create {
+        /// The topic's name, as its contacts see it.
         name: String,
+        /// Contacts to bind (comma-separated).
         #[arg(long, value_delimiter = ',')]
         contacts: Vec<String>,
     },
+    /// Rename a topic; its contacts see the new name.
     Rename {
+        /// The topic's id.
         topic: String,
+        /// The new name.
         name: String,
     },
     /// Close a topic; its history stays readable.
     Delete {
+        /// The topic's id.
         topic: String,
     },
-    /// Bind more contacts.
+    /// Bind more contacts (fails if none could be bound).
     Add {
+        /// The topic's id.
         topic: String,
+        /// Mutual contacts to bind.
         #[arg(required = true, num_args = 1..)]
         users: Vec<String>,
     },
-    /// Unbind contacts: forwarding stops at once.
+    /// Unbind contacts: forwarding stops at once (fails if none was bound).
     Remove {
+        /// The topic's id.
         topic: String,
+        /// Contacts to unbind.
         #[arg(required = true, num_args = 1..)]
         users: Vec<String>,
     },
     /// Send once: a private copy to every bound contact (or some).
     Send {
+        /// The topic's id.
         topic: String,
         /// The text (may be empty with --forward: the original's is used).
         #[arg(num_args = 0..)]
@@ -178,42 +203,56 @@ pub enum TopicsCommand {
         /// Copy and resend this message (from any thread of the topic).
         #[arg(long)]
         forward: Option<String>,
+        /// Client message id: a retry with the same id is stored once.
         #[arg(long)]
         id: Option<String>,
     },
     /// The owner answers one contact inside the topic.
     Answer {
+        /// The topic's id.
         topic: String,
+        /// The contact whose thread it goes to.
         contact: String,
+        /// The text; several words are joined with spaces.
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
     /// A contact replies in their dialog of the topic.
     Reply {
+        /// The topic's id.
         topic: String,
+        /// The text; several words are joined with spaces.
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
     /// The merged timeline: each broadcast once, and every reply.
     Timeline {
+        /// The topic's id.
         topic: String,
+        /// Entries before this timeline seq (an older page).
         #[arg(long)]
         before: Option<u64>,
+        /// Entries per page.
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
     /// Delivered, read and replied per contact, for one broadcast.
     Status {
+        /// The topic's id.
         topic: String,
+        /// The broadcast's id (as `topics send` printed it).
         broadcast: String,
     },
     /// A contact leaves a topic they are in.
     Leave {
+        /// The topic's id.
         topic: String,
     },
     /// A contact mutes a topic (--off to unmute).
     Mute {
+        /// The topic's id.
         topic: String,
+        /// Unmute instead.
         #[arg(long)]
         off: bool,
     },
@@ -223,10 +262,14 @@ pub enum TopicsCommand {
 pub enum ContactsCommand {
     /// Contacts (with presence for mutual ones) and contact requests.
     List,
+    /// Add a contact (mutual once they add you back).
     Add {
+        /// Their user id.
         user: String,
     },
+    /// Remove a contact.
     Remove {
+        /// Their user id.
         user: String,
     },
 }
@@ -242,7 +285,9 @@ pub enum HistoryArg {
 pub enum GroupsCommand {
     /// My groups and invitations.
     List,
+    /// Create a group; you are its owner.
     Create {
+        /// The group's name.
         name: String,
         /// Only invited users may join.
         #[arg(long)]
@@ -256,29 +301,75 @@ pub enum GroupsCommand {
         #[arg(long, value_delimiter = ',')]
         invite: Vec<String>,
     },
+    /// Join an open group, or one you are invited to.
     Join {
+        /// The group's id.
         group: String,
     },
+    /// Invite a user (owner or admin).
     Invite {
+        /// The group's id.
         group: String,
+        /// Who to invite.
         user: String,
     },
+    /// Leave a group.
     Leave {
+        /// The group's id.
         group: String,
     },
     /// Remove a member (owner or admin).
     Remove {
+        /// The group's id.
         group: String,
+        /// The member to remove.
         user: String,
     },
     /// Make a member an admin, or an admin a member (owner only).
     Role {
+        /// The group's id.
         group: String,
+        /// The member.
         user: String,
+        /// The new role.
         #[arg(value_parser = ["admin", "member"])]
         role: String,
     },
+    /// Members and their roles.
     Members {
+        /// The group's id.
         group: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// What lacks words in `--help`: commands without an about, arguments
+    /// without help, by their path.
+    fn undescribed(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if !matches!(id, "help" | "version") && arg.get_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() && sub.get_name() != "help" {
+                missing.push(path.clone());
+            }
+            undescribed(sub, &path, missing);
+        }
+    }
+
+    #[test]
+    fn every_command_and_flag_says_what_it_does() {
+        let mut missing = Vec::new();
+        undescribed(&Args::command(), "sb", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
 }
