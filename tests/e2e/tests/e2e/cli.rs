@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::both_modes;
 use crate::harness::cluster::CLI;
-use crate::harness::{Cluster, Mode, Options};
+use crate::harness::{Cluster, Mode, Options, WAIT};
+use switchboard_testkit::eventually;
 
 /// `sb` with a home of its own, against one gateway.
 pub(crate) struct Sb {
@@ -280,4 +281,206 @@ async fn the_cli_asks_for_a_password_without_echoing_it() {
     })
     .await
     .unwrap();
+}
+
+/// One `sb` command of a README example, with what it must print.
+struct Step {
+    args: Vec<String>,
+    /// The `#   ` lines under it, in order.
+    expected: Vec<String>,
+    fails: bool,
+}
+
+/// The words of a README command line up to its comment (single quotes
+/// group words, as the README writes them).
+fn words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut started) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            '#' if !quoted && !started => break,
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                }
+                started = false;
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// The `sb` commands of the README's `sh` examples (not the alias, not
+/// what runs in the background).
+fn readme_steps() -> Vec<Step> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut steps: Vec<Step> = Vec::new();
+    let mut in_sh = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        if let Some(expected) = line.strip_prefix("#   ") {
+            steps
+                .last_mut()
+                .expect("an output line under a command")
+                .expected
+                .push(expected.to_owned());
+        } else if line.starts_with("sb ") {
+            let args = words(line);
+            if args.last().is_some_and(|w| w == "&") {
+                continue;
+            }
+            steps.push(Step {
+                args: args[1..].to_vec(),
+                expected: Vec::new(),
+                fails: line.contains("# exits 1"),
+            });
+        }
+    }
+    steps
+}
+
+/// How the README writes an id of the server's making: `t4k2…`.
+static PLACEHOLDER: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new("[a-z0-9-]*…").unwrap());
+
+/// A README line as a pattern: spaces loose, each `x…` an id of the
+/// server's making (the one seen before, once known).
+fn pattern(
+    expected: &str,
+    known: &std::collections::HashMap<String, String>,
+) -> (regex::Regex, Vec<String>) {
+    let (mut pattern, mut names, mut at) = (String::from("^"), Vec::new(), 0);
+    let text = expected.split_whitespace().collect::<Vec<_>>().join(" ");
+    for found in PLACEHOLDER.find_iter(&text) {
+        pattern.push_str(&regex::escape(&text[at..found.start()]));
+        match known.get(found.as_str()) {
+            Some(value) => pattern.push_str(&regex::escape(value)),
+            None => {
+                pattern.push_str("([a-z0-9-]+)");
+                names.push(found.as_str().to_owned());
+            }
+        }
+        at = found.end();
+    }
+    pattern.push_str(&regex::escape(&text[at..]));
+    pattern.push('$');
+    (regex::Regex::new(&pattern).unwrap(), names)
+}
+
+/// Whether the printed lines hold the expected ones in order; learns the ids.
+fn printed(
+    lines: &[String],
+    expected: &[String],
+    known: &mut std::collections::HashMap<String, String>,
+) -> bool {
+    let mut lines = lines
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "));
+    'expected: for want in expected {
+        let (pattern, names) = pattern(want, known);
+        for line in lines.by_ref() {
+            if let Some(found) = pattern.captures(&line) {
+                for (name, value) in names.iter().zip(found.iter().skip(1).flatten()) {
+                    known
+                        .entry(name.clone())
+                        .or_insert_with(|| value.as_str().to_owned());
+                }
+                continue 'expected;
+            }
+        }
+        return false;
+    }
+    true
+}
+
+/// The README's `sb` examples, run as written against a server, print
+/// what the README says they print.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_examples_print_what_the_readme_shows() {
+    let cluster = Cluster::start_with(Mode::Standalone, Options::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let steps = readme_steps();
+    assert!(
+        steps.len() > 20,
+        "the README's examples: {} commands",
+        steps.len()
+    );
+    let mut known = std::collections::HashMap::new();
+    for step in &steps {
+        let args: Vec<String> = step
+            .args
+            .iter()
+            .map(|arg| {
+                PLACEHOLDER
+                    .replace_all(arg, |found: &regex::Captures<'_>| {
+                        known.get(&found[0]).cloned().unwrap_or_else(|| {
+                            panic!("{} is used before the README shows it", &found[0])
+                        })
+                    })
+                    .into_owned()
+            })
+            .collect();
+        // Reads may run again until what they show has settled (a
+        // delivery is recorded a moment after it happens); nothing else is
+        // run twice.
+        let reads = [
+            "history",
+            "timeline",
+            "status",
+            "list",
+            "receipts",
+            "conversations",
+        ];
+        let read = args.iter().any(|a| reads.contains(&a.as_str()));
+        let run = || async {
+            let output = tokio::process::Command::new(CLI)
+                .args(&args)
+                .env("SB_SERVER", cluster.gateway_url(0))
+                .env("SB_HOME", home.path())
+                .env_remove("SB_PASSWORD")
+                .env_remove("SB_PROFILE")
+                .output()
+                .await
+                .unwrap();
+            let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&output.stderr).lines())
+                .map(str::to_owned)
+                .collect();
+            (output.status.success(), lines)
+        };
+        let what = format!("sb {}", args.join(" "));
+        let (succeeded, lines) = if read {
+            eventually(WAIT, &what, || async {
+                let (succeeded, lines) = run().await;
+                printed(&lines, &step.expected, &mut known.clone()).then_some((succeeded, lines))
+            })
+            .await
+        } else {
+            run().await
+        };
+        assert_eq!(succeeded, !step.fails, "{what}: {lines:#?}");
+        assert!(
+            printed(&lines, &step.expected, &mut known),
+            "{what} printed {lines:#?}, the README shows {:#?}",
+            step.expected
+        );
+    }
 }
