@@ -75,17 +75,24 @@ def history_cpu_seconds(postmaster):
     return reaped + sum(cpu_seconds(pid) for pid in children(postmaster) if Path(f"/proc/{pid}").exists())
 
 
+# With --pg-stats: what each statement costs the history store, over the
+# measured window (pg_stat_statements, which ships with PostgreSQL).
+PG_STATS_SETTINGS = ["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"]
+PG_STATS_QUERY = """SELECT calls, round(total_exec_time) AS ms, rows, wal_bytes,
+  left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS statement
+FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15"""
+
 REDIS_SETTINGS = ["--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "everysec",
                   "--save", "", "--maxmemory-policy", "noeviction"]
 
 
 class Cluster:
     def __init__(self, target, gateways=2, routers=2, password_hashing="fast-insecure", call_limits=False,
-                 redis_primaries=0):
+                 redis_primaries=0, pg_stats=False):
         self.dir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
         self.procs = {}
         # Messages in PostgreSQL (durable commits), as in production.
-        self.history = Postgres()
+        self.history = Postgres(PG_STATS_SETTINGS if pg_stats else ())
         self.nats_port = free_port()
         self.nats_monitor = free_port()
         self.start("nats", [program("nats-server"), "-a", "127.0.0.1", "-p", str(self.nats_port),
@@ -300,9 +307,13 @@ OWASP_HASHING = {"direct-1k-owasp", "direct-1k-login-flood"}
 CALL_LIMITS = {"direct-1k-history-flood", "direct-1k-login-flood", "direct-1k-owasp"}
 
 
-def run_once(target, name, args, where, rate=None, profile_dir=None, label=None, redis_primaries=0):
+def run_once(target, name, args, where, rate=None, profile_dir=None, label=None, redis_primaries=0,
+             pg_stats_dir=None):
     cluster = Cluster(target, password_hashing="owasp" if name in OWASP_HASHING else "fast-insecure",
-                      call_limits=name in CALL_LIMITS, redis_primaries=redis_primaries)
+                      call_limits=name in CALL_LIMITS, redis_primaries=redis_primaries,
+                      pg_stats=pg_stats_dir is not None)
+    if pg_stats_dir:
+        cluster.history.sql("CREATE EXTENSION pg_stat_statements")
     try:
         gateways = cluster.gateway_urls if where == "both" else cluster.gateway_urls[:1]
         argv = [str(target / "release" / "switchboard-loadgen"), "--json", "--gateways", ",".join(gateways),
@@ -328,12 +339,16 @@ def run_once(target, name, args, where, rate=None, profile_dir=None, label=None,
             if line.strip() == "loadgen: measuring":
                 counted = cluster.counters()
                 history_before = cluster.history_cpu()
+                if pg_stats_dir:
+                    cluster.history.sql("SELECT pg_stat_statements_reset()")
                 if profile_dir:
                     recorders = start_profiles(cluster, profile_dir, label)
             elif line.strip() == "loadgen: measured":
                 counts = window_counts(counted, cluster.counters())
                 if history_before is not None:
                     history_used = cluster.history_cpu() - history_before
+                if pg_stats_dir:
+                    (pg_stats_dir / f"{label}.pgstats.txt").write_text(cluster.history.sql(PG_STATS_QUERY))
                 finish_profiles(recorders)
                 recorders = []
         loadgen.wait()
@@ -371,6 +386,9 @@ def main():
     parser.add_argument("--ceiling-rates", default="2000,3500,5000,7500")
     parser.add_argument("--profile", action="store_true", help="perf-record every switchboard process")
     parser.add_argument("--rate", type=float, help="override the scenarios' send rate (exploring, not the table)")
+    parser.add_argument("--pg-stats", action="store_true",
+                        help="write each run's costliest history-store statements (pg_stat_statements) "
+                             "over the measured window to <run>.pgstats.txt")
     parser.add_argument("--redis-cluster", type=int, default=0, metavar="N",
                         help="hot state on a Redis Cluster of N primaries (3 or more) instead of one Redis")
     args = parser.parse_args()
@@ -389,7 +407,8 @@ def main():
             for i in range(args.runs):
                 label = f"{name}{'-' + str(rate) if rate else ''}-{i}"
                 result = run_once(target, name, loadgen_args, where, rate,
-                                  out_dir if args.profile else None, label, args.redis_cluster)
+                                  out_dir if args.profile else None, label, args.redis_cluster,
+                                  out_dir if args.pg_stats else None)
                 (out_dir / f"{label}.json").write_text(json.dumps(result, indent=1))
                 print(f"{name} {rate or ''} run {i}: {json.dumps(result['reports'])[:300]}", file=sys.stderr)
     subprocess.run([sys.executable, str(ROOT / "bench" / "summarize.py"), str(out_dir)], check=True)

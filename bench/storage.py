@@ -84,7 +84,9 @@ def dir_bytes(path):
 
 
 class Postgres:
-    def __init__(self):
+    def __init__(self, settings=()):
+        # Extra `-c name=value` settings (e.g. bench/run.py --pg-stats).
+        self.settings = list(settings)
         self.dir = Path(tempfile.mkdtemp(prefix="sb-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
@@ -102,7 +104,8 @@ class Postgres:
             str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
             "-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=256MB", "-c", "fsync=on",
             "-c", "synchronous_commit=on", "-c", "wal_level=replica", "-c", "max_wal_size=2GB",
-            "-c", "max_connections=200"], stdout=subprocess.DEVNULL,
+            "-c", "max_connections=200"] + [a for setting in self.settings for a in ("-c", setting)],
+            stdout=subprocess.DEVNULL,
             stderr=open(self.dir / "postgres.log", "a"))
         try:
             wait_port(self.port, timeout=60)
@@ -113,6 +116,12 @@ class Postgres:
     @property
     def url(self):
         return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def sql(self, statement):
+        """Runs one statement with psql; returns what it printed."""
+        return subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                               "-d", "postgres", "-c", statement],
+                              capture_output=True, text=True, check=True).stdout
 
     def pids(self):
         # The postmaster: its own time and its reaped backends' (cutime).
