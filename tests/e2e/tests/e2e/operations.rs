@@ -504,11 +504,19 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
     if let Some(text) = uncounted {
         let counted: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("switchboard_") && l.contains("request"))
+            .filter(|l| {
+                l.starts_with("switchboard_") && (l.contains("request") || l.contains("nats"))
+            })
             .collect();
+        let tail = |log: String| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        };
         panic!(
-            "the router did not count the send it got too late (refused with {refused:?}); it counted:\n{}",
-            counted.join("\n")
+            "the router did not count the send it got too late (refused with {refused:?}); it counted:\n{}\n\nrouter log:\n{}\n\ngateway log:\n{}",
+            counted.join("\n"),
+            tail(cluster.routers[0].log()),
+            tail(cluster.gateways[0].log()),
         );
     }
     alice
