@@ -181,6 +181,16 @@ fn cursor_of(value: &Value) -> StoreResult<u64> {
     Ok(score.map_or(0, |s| s as u64))
 }
 
+/// `ZADD key at m1 at m2 …`: each member scored by when it was written.
+fn scored_at(key: String, at_ms: i64, members: &[String]) -> Cmd {
+    let mut zadd = cmd("ZADD");
+    zadd.arg(key);
+    for member in members {
+        zadd.arg(at_ms).arg(member);
+    }
+    zadd
+}
+
 /// Moves `user`'s cursor in a cursor set forward to `seq`, never back
 /// (`ZADD GT`: a late or repeated write changes nothing); answers 1 if it moved.
 fn cursor_forward(key: String, user: &UserId, seq: u64) -> Cmd {
@@ -324,24 +334,17 @@ impl RedisStore {
                 .or_default()
                 .push(message_id(conv, *seq));
         }
-        for (key, members) in lists {
-            let mut zadd = cmd("ZADD");
-            zadd.arg(key);
-            for member in members {
-                zadd.arg(now_ms).arg(member);
-            }
-            commands.push(zadd);
-        }
+        commands.extend(
+            lists
+                .into_iter()
+                .map(|(key, members)| scored_at(key, now_ms, &members)),
+        );
         let mark = keys::outbox_epoch_mark(&self.current_epoch());
         // Per outbox command: where it is, and how many messages it adds.
         let mut marked = Vec::with_capacity(outboxes.len());
         for (key, members) in outboxes {
-            let mut zadd = cmd("ZADD");
-            zadd.arg(key);
             marked.push((commands.len(), members.len()));
-            for member in members {
-                zadd.arg(now_ms).arg(member);
-            }
+            let mut zadd = scored_at(key, now_ms, &members);
             zadd.arg("+inf").arg(&mark);
             commands.push(zadd);
         }
