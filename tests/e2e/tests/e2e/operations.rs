@@ -453,6 +453,20 @@ fn signal(pid: u32, which: &str) {
     assert!(status.success(), "kill -{which} {pid}");
 }
 
+/// One gateway (its router calls given up after `router_timeout_ms`) and
+/// one router, with metrics: a router to freeze with SIGSTOP.
+async fn one_router(router_timeout_ms: u32) -> Cluster {
+    let options = Options {
+        metrics: true,
+        ..Options::gateway_args(&["--router-timeout-ms", &router_timeout_ms.to_string()])
+    };
+    let mode = Mode::Distributed {
+        gateways: 1,
+        routers: 1,
+    };
+    Cluster::start_with(mode, options).await
+}
+
 /// A send its router only takes up after the gateway stopped waiting (here
 /// the router is frozen; under overload it queues) is dropped unworked: the
 /// client was told UNAVAILABLE, nothing appears behind its back, and its
@@ -460,15 +474,7 @@ fn signal(pid: u32, which: &str) {
 /// nothing on answers nobody reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_nobody_waits_for_any_more_is_not_worked() {
-    let options = Options {
-        metrics: true,
-        ..Options::gateway_args(&["--router-timeout-ms", "1500"])
-    };
-    let mode = Mode::Distributed {
-        gateways: 1,
-        routers: 1,
-    };
-    let cluster = Cluster::start_with(mode, options).await;
+    let cluster = one_router(1500).await;
     let alice = cluster.user("alice", 0).await;
     let bob = cluster.user("bob", 0).await;
     alice.dm(&bob, "before").await;
@@ -533,15 +539,7 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
 /// (here its router is frozen through the first attempt): stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sends_an_unanswered_message_again_with_its_id() {
-    let options = Options {
-        metrics: true,
-        ..Options::gateway_args(&["--router-timeout-ms", "1000"])
-    };
-    let mode = Mode::Distributed {
-        gateways: 1,
-        routers: 1,
-    };
-    let cluster = Cluster::start_with(mode, options).await;
+    let cluster = one_router(1000).await;
     let sb = Sb {
         server: cluster.gateway_url(0),
         home: tempfile::tempdir().unwrap(),
