@@ -100,6 +100,9 @@ pub struct GatewayArgs {
     /// Largest request a client may send, in bytes.
     #[arg(long, env = "SB_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
+    /// Origins whose web pages may call this gateway over gRPC-Web (CORS), comma-separated, e.g. https://app.example.com; "*" for any; empty: only the page the gateway serves.
+    #[arg(long, env = "SB_ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: String,
     /// Deadline of a call to a router, every attempt included, in milliseconds: clients hear back within it.
     #[arg(long, env = "SB_ROUTER_TIMEOUT_MS", default_value_t = 2_000)]
     pub router_timeout_ms: u64,

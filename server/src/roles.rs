@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_gateway::config::Limits;
+use switchboard_gateway::cors::AllowedOrigins;
 use switchboard_gateway::{Gateway, GatewayConfig};
 use switchboard_presence::memory::MemoryPresence;
 use switchboard_presence::reaper::Reaper;
@@ -52,8 +53,10 @@ async fn redis(args: &RedisArgs, shutdown: &Shutdown) -> anyhow::Result<Pool> {
     redis_pool::connect_patiently(&config, &shutdown.token).await
 }
 
-fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
+fn gateway_config(args: &GatewayArgs, key: TokenKey) -> anyhow::Result<GatewayConfig> {
     let mut config = GatewayConfig::new(&args.gateway_id, key);
+    config.allowed_origins =
+        AllowedOrigins::parse(&args.allowed_origins).map_err(anyhow::Error::msg)?;
     config.client_heartbeat = millis(args.client_heartbeat_ms);
     config.presence_heartbeat = millis(args.presence_heartbeat_ms);
     config.presence_ttl = millis(args.presence_ttl_ms);
@@ -84,7 +87,7 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> GatewayConfig {
         anonymous_rate_per_second: args.anonymous_rate,
         anonymous_burst: args.anonymous_burst,
     };
-    config
+    Ok(config)
 }
 
 fn router_config(args: &RouterArgs, key: TokenKey) -> RouterConfig {
@@ -270,10 +273,10 @@ async fn serve_gateway(
 }
 
 pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
+    let config = gateway_config(&role.gateway, token_key(&role.secret.token_secret)?)?;
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
     let bus = nats(&role.nats, "gateway").await?;
-    let config = gateway_config(&role.gateway, token_key(&role.secret.token_secret)?);
     let gateway = Gateway::start(config, bus.clone(), shutdown.clone()).await?;
     serve_gateway(
         gateway,
@@ -353,6 +356,7 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     metrics::serve(&args.standalone_metrics_listen, shutdown.clone()).await?;
     let bus: SharedBus = Arc::new(LocalBus::new());
     let key = standalone_key(&args.data_dir)?;
+    let gateway_config = gateway_config(&args.gateway, key.clone())?;
     let store = EmbeddedStore::open(&args.data_dir.join("store.redb"))?;
     let presence = Arc::new(MemoryPresence::new());
     start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await?;
@@ -364,12 +368,7 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         &shutdown,
     )
     .await?;
-    let gateway = Gateway::start(
-        gateway_config(&args.gateway, key),
-        bus.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let gateway = Gateway::start(gateway_config, bus.clone(), shutdown.clone()).await?;
     tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");
     serve_gateway(
         gateway,

@@ -1,5 +1,8 @@
 // Entry point: one controller for the page, talking gRPC-Web to the gateway
-// that served it (same origin).
+// that served it (same origin), or, when the page is hosted elsewhere, to the
+// gateway its index.html names:
+//   <meta name="switchboard-server" content="https://chat.example.com">
+// (that gateway must allow this page's origin: --allowed-origins).
 
 import { render } from "preact";
 
@@ -7,7 +10,8 @@ import { Controller } from "./app/controller";
 import { App } from "./ui/App";
 import "./ui/styles.css";
 
-const controller = new Controller(window.location.origin);
+const named = document.querySelector<HTMLMetaElement>('meta[name="switchboard-server"]')?.content.trim();
+const controller = new Controller(named || window.location.origin);
 
 document.addEventListener("visibilitychange", () => {
   controller.setVisible(document.visibilityState !== "hidden");

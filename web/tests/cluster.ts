@@ -212,6 +212,8 @@ export interface ClusterOptions {
 export class Cluster {
   readonly nodes: Node[] = [];
   gateways: Node[] = [];
+  /** A port for a page of another origin that the gateways allow (CORS). */
+  appPort = 0;
 
   private constructor(readonly dir: string) {}
 
@@ -283,6 +285,7 @@ export class Cluster {
       return node;
     };
     const common = ["--nats-url", natsUrl];
+    this.appPort = await freePort();
     const services = [
       await role("presence", ["presence", ...common, "--redis-url", redisUrl, "--reap-every-ms", "250"]),
       ...(await Promise.all(
@@ -308,6 +311,7 @@ export class Cluster {
           "--presence-heartbeat-ms", "500",
           "--client-heartbeat-ms", "1000",
           "--drain-grace-ms", "2000",
+          "--allowed-origins", this.appOrigin(),
         ]),
       ),
     );
@@ -349,6 +353,11 @@ export class Cluster {
       owner,
     );
     return { node, url: `postgres://postgres@127.0.0.1:${port}/postgres` };
+  }
+
+  /** The origin the gateways let call them from a page of its own. */
+  appOrigin(): string {
+    return `http://127.0.0.1:${this.appPort}`;
   }
 
   /** The page's address on gateway `i` (its own origin). */

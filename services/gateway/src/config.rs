@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub max_request_bytes: usize,
     /// Messages replayed per conversation before a Gap(TRUNCATED) is sent instead.
     pub max_replay: u64,
+    /// Origins whose pages may call this gateway (CORS); its own page always may.
+    pub allowed_origins: crate::cors::AllowedOrigins,
     pub limits: Limits,
 }
 
@@ -118,6 +120,7 @@ impl GatewayConfig {
             reorder_hold: Duration::from_millis(20),
             max_request_bytes: 64 * 1024,
             max_replay: 5_000,
+            allowed_origins: crate::cors::AllowedOrigins::None,
             limits: Limits::default(),
         }
     }

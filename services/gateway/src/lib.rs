@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod delivered;
 pub mod dispatch;
 pub mod error;
@@ -205,6 +206,9 @@ impl Gateway {
             .http2_max_pending_accept_reset_streams(Some(limits.max_pending_reset_streams))
             .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
             .trace_fn(request_span)
+            .layer(tower::util::option_layer(
+                self.shared.config.allowed_origins.layer(),
+            ))
             .layer(limits::OversizeLayer)
             .layer(admission::AdmissionLayer::new(
                 self.shared.config.token_key.clone(),

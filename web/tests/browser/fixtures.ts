@@ -21,8 +21,16 @@ export class Person {
 
   /** Opens the page on gateway `gateway` and creates the account there. */
   static async register(browser: Browser, cluster: Cluster, id: string, gateway: number, viewport?: { width: number; height: number }): Promise<Person> {
+    const person = await Person.openAt(browser, cluster.url(gateway), id, viewport);
+    await person.createAccount();
+    await expect(person.connection).toHaveText("Connected");
+    return person;
+  }
+
+  /** Opens the page served from `url` (a gateway, or another site hosting it). */
+  static async openAt(browser: Browser, url: string, id: string, viewport?: { width: number; height: number }): Promise<Person> {
     const context = await browser.newContext({
-      baseURL: cluster.url(gateway),
+      baseURL: url,
       viewport: viewport ?? { width: 1280, height: 800 },
       isMobile: (viewport?.width ?? 1280) < 600,
       hasTouch: (viewport?.width ?? 1280) < 600,
@@ -35,14 +43,17 @@ export class Person {
       page.on("console", (message) => console.log(`[${id}] ${message.text()}`));
     }
     await page.goto("/");
+    return new Person(id, context, page);
+  }
+
+  /** Fills in and submits the "Create account" form. */
+  async createAccount(): Promise<void> {
+    const page = this.page;
     await page.getByRole("tab", { name: "Create account" }).click();
-    await page.getByLabel("User id").fill(id);
-    await page.getByLabel("Display name (optional)").fill(id.charAt(0).toUpperCase() + id.slice(1));
-    await page.getByLabel("Password").fill(`${id} password`);
+    await page.getByLabel("User id").fill(this.id);
+    await page.getByLabel("Display name (optional)").fill(this.id.charAt(0).toUpperCase() + this.id.slice(1));
+    await page.getByLabel("Password").fill(`${this.id} password`);
     await page.getByRole("form", { name: "Create account" }).getByRole("button", { name: "Create account" }).click();
-    const person = new Person(id, context, page);
-    await expect(person.connection).toHaveText("Connected");
-    return person;
   }
 
   get sidebar(): Locator {
