@@ -13,6 +13,9 @@ const SCREENSHOTS = path.resolve(REPO_DIR, "web/test-results/screenshots");
 const DOCS_SCREENSHOTS = path.resolve(REPO_DIR, "docs/screenshots");
 
 export class Person {
+  /** What the browser refused under the gateway's Content-Security-Policy. */
+  readonly cspViolations: string[] = [];
+
   private constructor(
     readonly id: string,
     readonly context: BrowserContext,
@@ -42,8 +45,12 @@ export class Person {
       await context.addInitScript(() => localStorage.setItem("switchboard.debug", "1"));
       page.on("console", (message) => console.log(`[${id}] ${message.text()}`));
     }
+    const person = new Person(id, context, page);
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) person.cspViolations.push(message.text());
+    });
     await page.goto("/");
-    return new Person(id, context, page);
+    return person;
   }
 
   /** Fills in and submits the "Create account" form. */
@@ -188,6 +195,8 @@ export const test = base.extend<{ people: Person[] }, { cluster: Cluster }>({
       console.error(cluster.logs());
     }
     await Promise.all(people.map((p) => p.close()));
+    // The page ran whole under its policy: nothing it did was refused.
+    for (const person of people) expect(person.cspViolations, `${person.id}'s page`).toEqual([]);
   },
 });
 
