@@ -26,14 +26,17 @@ COPY --from=web /src/web/dist web/dist
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p switchboard-server \
+    cargo build --release --locked -p switchboard-server -p switchboard-cli \
     && install -D -m 0755 target/release/switchboard /out/switchboard \
+    && install -D -m 0755 target/release/sb /out/sb \
     && mkdir -p /out/data
 
 # --- runtime ----------------------------------------------------------------
 # glibc, libgcc and CA certificates (for tls:// NATS), no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/switchboard /usr/local/bin/switchboard
+# The CLI, for `docker exec … sb` / `kubectl exec … -- sb`.
+COPY --from=build /out/sb /usr/local/bin/sb
 # Writable home for the all-in-one mode's embedded store; unused in Kubernetes.
 COPY --from=build --chown=65532:65532 /out/data /data
 ENV SB_DATA_DIR=/data \
