@@ -15,6 +15,11 @@ pub struct Args {
     /// http://127.0.0.1:7300].
     #[arg(long, env = "SB_SERVER", global = true)]
     pub server: Option<String>,
+    /// PEM file of the certificate authority to trust for an https:// server
+    /// besides the system's (a private CA, a self-signed gateway) [default:
+    /// the saved login's].
+    #[arg(long, env = "SB_CA", global = true)]
+    pub ca: Option<PathBuf>,
     /// Which saved login to use (several users can be logged in side by side).
     #[arg(long, env = "SB_PROFILE", default_value = "default", global = true)]
     pub profile: String,
@@ -40,6 +45,11 @@ impl Args {
             .or(saved)
             .unwrap_or(DEFAULT_SERVER)
             .to_owned()
+    }
+
+    /// The CA to trust: the one named, else the saved login's.
+    pub fn ca_or(&self, saved: Option<&std::path::Path>) -> Option<PathBuf> {
+        self.ca.clone().or_else(|| saved.map(ToOwned::to_owned))
     }
 }
 

@@ -1,17 +1,26 @@
 //! Connections to a gateway, with the saved token on every call.
 
 use anyhow::Context as _;
+use std::path::Path;
 use switchboard_proto::client::{Authed, Bearer};
 use switchboard_proto::pb::{
     account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, group_service_client::GroupServiceClient,
     topic_service_client::TopicServiceClient,
 };
-use tonic::transport::{Channel, Endpoint};
 
-pub async fn connect(server: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(server.to_owned())
-        .with_context(|| format!("{server:?} is not a server address"))?
+use tonic::transport::Channel;
+
+/// A channel to `server`: over TLS for `https://` (trusting `ca` besides
+/// the system's authorities), in plaintext for `http://`.
+pub async fn connect(server: &str, ca: Option<&Path>) -> anyhow::Result<Channel> {
+    let ca = ca
+        .map(|path| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))
+        })
+        .transpose()?;
+    switchboard_proto::client::endpoint(server, ca.as_deref())?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await

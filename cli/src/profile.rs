@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Profile {
     pub server: String,
+    /// The CA trusted for an https:// server, if not only the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
     pub user_id: String,
     pub token: String,
     pub session_id: String,

@@ -15,7 +15,7 @@ use switchboard_proto::pb::{
     group_service_client::GroupServiceClient, topic_service_client::TopicServiceClient,
 };
 use tokio::sync::Semaphore;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::recorder::Recorder;
 
@@ -26,13 +26,15 @@ pub const PASSWORD: &str = "load generator password";
 #[derive(Clone)]
 pub struct Origin {
     pub gateways: Vec<String>,
+    /// A CA (PEM) trusted for https:// gateways, besides the system's.
+    pub ca: Option<Vec<u8>>,
     pub sources: Vec<IpAddr>,
 }
 
 impl Origin {
     pub async fn connect(&self, index: usize) -> anyhow::Result<Channel> {
         let url = &self.gateways[index % self.gateways.len()];
-        let mut endpoint = Endpoint::from_shared(url.clone())?
+        let mut endpoint = switchboard_proto::client::endpoint(url, self.ca.as_deref())?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
             // Small buffers per connection, as a phone or browser would have.

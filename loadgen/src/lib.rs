@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use client::Origin;
@@ -32,6 +33,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7300"
     )]
     pub gateways: Vec<String>,
+    /// PEM file of a CA to trust for https:// gateways, besides the system's.
+    #[arg(long, env = "SB_CA")]
+    pub ca: Option<std::path::PathBuf>,
     /// Loopback source addresses to connect from (127.0.0.1 .. 127.0.0.N), for
     /// more connections than one address's ephemeral ports allow.
     #[arg(long, default_value_t = 4)]
@@ -176,8 +180,17 @@ pub fn main() -> ExitCode {
 
 /// Runs the scenario; Ok(false) when it saw a correctness problem.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let ca = cli
+        .ca
+        .as_deref()
+        .map(|path| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))
+        })
+        .transpose()?;
     let origin = Origin {
         gateways: cli.gateways.clone(),
+        ca,
         sources: (1..=cli.sources.max(1))
             .map(|i| IpAddr::from([127, 0, 0, i]))
             .collect(),

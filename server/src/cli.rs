@@ -100,6 +100,15 @@ pub struct GatewayArgs {
     /// Largest request a client may send, in bytes.
     #[arg(long, env = "SB_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
     pub max_request_bytes: usize,
+    /// PEM certificate chain (leaf first): with --tls-key, clients connect over TLS (gRPC, gRPC-Web and the page, on the same port).
+    #[arg(long, env = "SB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (with --tls-cert).
+    #[arg(long, env = "SB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate and key files are read again; a changed pair serves new connections, open ones keep theirs. In milliseconds.
+    #[arg(long, env = "SB_TLS_RELOAD_MS", default_value_t = 10_000)]
+    pub tls_reload_ms: u64,
     /// Origins whose web pages may call this gateway over gRPC-Web (CORS), comma-separated, e.g. https://app.example.com; "*" for any; empty: only the page the gateway serves.
     #[arg(long, env = "SB_ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: String,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use switchboard_gateway::config::Limits;
 use switchboard_gateway::cors::AllowedOrigins;
+use switchboard_gateway::tls::TlsFiles;
 use switchboard_gateway::{Gateway, GatewayConfig};
 use switchboard_presence::memory::MemoryPresence;
 use switchboard_presence::reaper::Reaper;
@@ -57,6 +58,14 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> anyhow::Result<GatewayCo
     let mut config = GatewayConfig::new(&args.gateway_id, key);
     config.allowed_origins =
         AllowedOrigins::parse(&args.allowed_origins).map_err(anyhow::Error::msg)?;
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            reload_every: millis(args.tls_reload_ms),
+        }),
+        _ => None,
+    };
     config.client_heartbeat = millis(args.client_heartbeat_ms);
     config.presence_heartbeat = millis(args.presence_heartbeat_ms);
     config.presence_ttl = millis(args.presence_ttl_ms);
@@ -242,11 +251,12 @@ async fn serve_gateway(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, gateway = %gateway.id(), "gateway listening");
     if announce {
+        let exe = std::env::current_exe().ok();
         #[allow(clippy::print_stdout)]
         {
-            println!("Switchboard is running on http://{addr} (web page, gRPC and gRPC-Web).");
             println!(
-                "Open it in a browser, or try the CLI: cargo run -p switchboard-cli -- --server http://{addr} register alice"
+                "{}",
+                announcement(addr, gateway.speaks_tls(), exe.as_deref())
             );
         }
     }
@@ -333,6 +343,32 @@ pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     run_backend(reporter, bus, pool, shutdown).await
 }
 
+/// What the standalone mode prints when it is up: where to point a browser,
+/// and a CLI command that works where it runs (`sb` from an install or the
+/// image, `cargo run` from a source tree), at an address that reaches it.
+fn announcement(addr: SocketAddr, tls: bool, exe: Option<&Path>) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    };
+    let url = format!("{scheme}://{host}");
+    let from_source = exe.is_some_and(|exe| exe.components().any(|c| c.as_os_str() == "target"));
+    let sb = if from_source {
+        "cargo run -p switchboard-cli --"
+    } else {
+        "sb"
+    };
+    let ca = if tls { " --ca <your CA file>" } else { "" };
+    format!(
+        "Switchboard is running on {url} (web page, gRPC and gRPC-Web).\n\
+         Open it in a browser, or try the CLI: {sb} --server {url}{ca} register alice"
+    )
+}
+
 /// The token key of a standalone deployment, kept beside its data so
 /// sessions survive restarts.
 fn standalone_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
@@ -379,4 +415,36 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         true,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_announcement_names_a_reachable_address_and_a_command_that_exists_here() {
+        let any: SocketAddr = "0.0.0.0:7300".parse().unwrap();
+        let image = announcement(any, false, Some(Path::new("/usr/local/bin/switchboard")));
+        assert!(
+            image.contains("running on http://127.0.0.1:7300 "),
+            "{image}"
+        );
+        assert!(
+            image.ends_with("try the CLI: sb --server http://127.0.0.1:7300 register alice"),
+            "{image}"
+        );
+        let source = announcement(
+            "127.0.0.1:7400".parse().unwrap(),
+            true,
+            Some(Path::new("/home/me/switchboard/target/debug/switchboard")),
+        );
+        assert!(
+            source.ends_with(
+                "cargo run -p switchboard-cli -- --server https://127.0.0.1:7400 --ca <your CA file> register alice"
+            ),
+            "{source}"
+        );
+        let v6 = announcement("[::]:7300".parse().unwrap(), false, None);
+        assert!(v6.contains("http://[::1]:7300"), "{v6}");
+    }
 }

@@ -83,6 +83,9 @@ pub struct Metrics {
     pub idle_connections_closed: Counter,
     pub accept_errors: Counter,
     pub request_bodies_timed_out: Counter,
+    pub tls_handshake_failures: Counter,
+    pub tls_certificate_reloads: Counter,
+    pub tls_certificate_reload_failures: Counter,
     // router
     pub fanout_gateways: Histogram,
     pub messages_stored: Counter,
@@ -119,6 +122,9 @@ impl Metrics {
             idle_connections_closed: Counter::default(),
             accept_errors: Counter::default(),
             request_bodies_timed_out: Counter::default(),
+            tls_handshake_failures: Counter::default(),
+            tls_certificate_reloads: Counter::default(),
+            tls_certificate_reload_failures: Counter::default(),
             fanout_gateways: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             messages_stored: Counter::default(),
             redelivered: Counter::default(),
@@ -200,6 +206,21 @@ impl Metrics {
             "gateway_request_bodies_timed_out",
             "Requests whose body did not arrive in time",
             metrics.request_bodies_timed_out.clone(),
+        );
+        r.register(
+            "gateway_tls_handshake_failures",
+            "Client connections closed because their TLS handshake failed or took too long",
+            metrics.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "gateway_tls_certificate_reloads",
+            "Times the gateway took up a changed certificate and key",
+            metrics.tls_certificate_reloads.clone(),
+        );
+        r.register(
+            "gateway_tls_certificate_reload_failures",
+            "Changed certificate or key files that could not be used (the previous pair stays)",
+            metrics.tls_certificate_reload_failures.clone(),
         );
         r.register(
             "router_fanout_gateways",

@@ -67,6 +67,34 @@ where
     tracing_opentelemetry::layer().with_tracer(provider.tracer(service))
 }
 
+/// The OTLP/gRPC span exporter the environment describes. An `https://`
+/// endpoint is reached over TLS, trusting the system's authorities and the
+/// CA in `OTEL_EXPORTER_OTLP_CERTIFICATE` (PEM) if set, as the OpenTelemetry
+/// specification names it.
+fn exporter() -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::WithTonicConfig as _;
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_default();
+    let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    let builder = if endpoint.starts_with("https://") {
+        let ca = std::env::var_os("OTEL_EXPORTER_OTLP_CERTIFICATE")
+            .map(|path| {
+                std::fs::read(&path).map_err(|err| {
+                    format!(
+                        "cannot read OTEL_EXPORTER_OTLP_CERTIFICATE {}: {err}",
+                        std::path::Path::new(&path).display()
+                    )
+                })
+            })
+            .transpose()?;
+        builder.with_tls_config(switchboard_proto::client::client_tls(ca.as_deref()))
+    } else {
+        builder
+    };
+    builder.build().map_err(|err| err.to_string())
+}
+
 /// Installs the global subscriber: logs filtered by `RUST_LOG` (default
 /// `info`), and traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
@@ -92,10 +120,7 @@ pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
             .boxed()
     };
     let provider = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(|_| {
-        match opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build()
-        {
+        match exporter() {
             Ok(exporter) => Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)

@@ -62,7 +62,9 @@ pub async fn register(
     out: &Output,
 ) -> anyhow::Result<()> {
     let password = password(given)?;
-    let mut accounts = AccountServiceClient::new(client::connect(&args.server_or(None)).await?);
+    let mut accounts = AccountServiceClient::new(
+        client::connect(&args.server_or(None), args.ca.as_deref()).await?,
+    );
     let response = accounts
         .register(pb::RegisterRequest {
             user_id: user.to_owned(),
@@ -94,7 +96,9 @@ pub async fn login(
     let password = password(given)?;
     let device_id =
         device.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(6)));
-    let mut accounts = AccountServiceClient::new(client::connect(&args.server_or(None)).await?);
+    let mut accounts = AccountServiceClient::new(
+        client::connect(&args.server_or(None), args.ca.as_deref()).await?,
+    );
     let response = accounts
         .login(pb::LoginRequest {
             user_id: user.to_owned(),
@@ -106,6 +110,7 @@ pub async fn login(
     let user_id = response.user.map(|u| u.user_id).unwrap_or_default();
     let saved = Profile {
         server: args.server_or(None),
+        ca: args.ca.as_deref().map(std::path::absolute).transpose()?,
         user_id: user_id.clone(),
         token: response.token,
         session_id: response.session_id,

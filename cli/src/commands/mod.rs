@@ -27,7 +27,11 @@ impl Session {
         let profile = profile::load(args.home.as_deref(), &args.profile)?;
         // A gateway named on the command line wins over the saved one for
         // this command (the same cluster behind another address).
-        let channel = client::connect(&args.server_or(Some(&profile.server))).await?;
+        let channel = client::connect(
+            &args.server_or(Some(&profile.server)),
+            args.ca_or(profile.ca.as_deref()).as_deref(),
+        )
+        .await?;
         Ok(Self {
             clients: Clients::new(channel, &profile.token)?,
             profile,

@@ -30,6 +30,8 @@ pub struct GatewayConfig {
     pub max_replay: u64,
     /// Origins whose pages may call this gateway (CORS); its own page always may.
     pub allowed_origins: crate::cors::AllowedOrigins,
+    /// Certificate and key when the client port speaks TLS; plaintext without.
+    pub tls: Option<crate::tls::TlsFiles>,
     pub limits: Limits,
 }
 
@@ -121,6 +123,7 @@ impl GatewayConfig {
             max_request_bytes: 64 * 1024,
             max_replay: 5_000,
             allowed_origins: crate::cors::AllowedOrigins::None,
+            tls: None,
             limits: Limits::default(),
         }
     }

@@ -19,6 +19,7 @@ pub mod listener;
 pub mod presence;
 pub mod registry;
 pub mod sequencer;
+pub mod tls;
 pub mod upstream;
 pub mod web;
 
@@ -84,6 +85,8 @@ pub fn spawn_resync(shared: Arc<Shared>) {
 pub struct Gateway {
     shared: Arc<Shared>,
     shutdown: Shutdown,
+    /// The certificate clients see, when the port speaks TLS.
+    tls: Option<Arc<tls::Certificates>>,
 }
 
 impl Gateway {
@@ -93,6 +96,11 @@ impl Gateway {
         bus: SharedBus,
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
+        let tls = config
+            .tls
+            .clone()
+            .map(tls::Certificates::load)
+            .transpose()?;
         let id = GatewayId::for_boot(&config.name)?;
         let presence = PresenceClient::start(bus.clone(), id.clone(), config.presence_ttl);
         let shared = Arc::new(Shared {
@@ -126,11 +134,20 @@ impl Gateway {
             .tracker
             .spawn(heartbeat(shared.clone(), shutdown.clone()));
         tracing::info!(gateway = %shared.id, "gateway started");
-        Ok(Self { shared, shutdown })
+        Ok(Self {
+            shared,
+            shutdown,
+            tls,
+        })
     }
 
     pub fn id(&self) -> &GatewayId {
         &self.shared.id
+    }
+
+    /// Whether clients reach this gateway over TLS.
+    pub fn speaks_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -197,6 +214,19 @@ impl Gateway {
         self.shutdown
             .tracker
             .spawn(connections.clone().sweep(self.shutdown.token.clone()));
+        let tls = match &self.tls {
+            Some(certificates) => {
+                self.shutdown
+                    .tracker
+                    .spawn(certificates.clone().watch(self.shutdown.token.clone()));
+                Some(tokio_rustls::TlsAcceptor::from(
+                    certificates.server_config()?,
+                ))
+            }
+            None => None,
+        };
+        let incoming =
+            listener::incoming(listener, connections, tls, self.shutdown.tracker.clone());
         tonic::transport::Server::builder()
             .accept_http1(true)
             .max_concurrent_streams(limits.max_concurrent_streams)
@@ -215,7 +245,7 @@ impl Gateway {
                 limits.request_body_timeout,
             ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(listener::incoming(listener, connections), stop)
+            .serve_with_incoming_shutdown(incoming, stop)
             .await?;
         Ok(())
     }

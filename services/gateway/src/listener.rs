@@ -16,6 +16,9 @@
 //!   timeout, is closed (the sweeper looks every [`SWEEP_EVERY`]): a socket
 //!   that sends nothing, or only answers PINGs, does not hold a slot for ever.
 //!   Calls are counted by [`crate::admission`].
+//! - With TLS configured, each admitted connection's handshake runs on a
+//!   task of its own (see [`crate::tls`]); the connection is served once it
+//!   completes, and closed if it fails or takes too long.
 
 use std::collections::HashMap;
 use std::io;
@@ -30,7 +33,7 @@ use futures::Stream;
 use futures::task::AtomicWaker;
 use parking_lot::Mutex;
 use switchboard_shared::metrics::metrics;
-use switchboard_shared::shutdown::CancellationToken;
+use switchboard_shared::shutdown::{CancellationToken, TaskTracker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -484,23 +487,125 @@ impl Acceptor {
     }
 }
 
+/// A served client connection: the socket itself, or TLS over it.
+pub struct ClientStream(
+    tokio_util::either::Either<ClientIo, tokio_rustls::server::TlsStream<ClientIo>>,
+);
+
+impl ClientStream {
+    fn io(&self) -> &ClientIo {
+        match &self.0 {
+            tokio_util::either::Either::Left(io) => io,
+            tokio_util::either::Either::Right(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for ClientStream {
+    type ConnectInfo = ClientConnection;
+
+    fn connect_info(&self) -> ClientConnection {
+        ClientConnection(self.io().state.clone())
+    }
+}
+
 /// The client connections accepted on `listener`, each within the caps and
-/// ready to serve.
+/// ready to serve: over TLS if `tls` is given (handshakes on tasks of
+/// `tracker`, so a slow one holds up no other).
 pub fn incoming(
     listener: TcpListener,
     connections: Connections,
-) -> impl Stream<Item = io::Result<ClientIo>> {
-    let acceptor = Acceptor {
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tracker: TaskTracker,
+) -> Pin<Box<dyn Stream<Item = io::Result<ClientStream>> + Send>> {
+    let mut acceptor = Acceptor {
         listener,
         connections,
         backoff: FIRST_BACKOFF,
         refusing: false,
         starved: false,
     };
-    futures::stream::unfold(acceptor, |mut acceptor| async move {
-        let io = acceptor.next().await;
-        Some((Ok(io), acceptor))
-    })
+    let Some(tls) = tls else {
+        return Box::pin(futures::stream::unfold(
+            acceptor,
+            |mut acceptor| async move {
+                let io = acceptor.next().await;
+                Some((
+                    Ok(ClientStream(tokio_util::either::Either::Left(io))),
+                    acceptor,
+                ))
+            },
+        ));
+    };
+    let (ready, served) = tokio::sync::mpsc::channel(64);
+    let handshakes = tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let io = tokio::select! {
+                io = acceptor.next() => io,
+                // The server stopped taking connections.
+                () = ready.closed() => return,
+            };
+            let (tls, ready) = (tls.clone(), ready.clone());
+            handshakes.spawn(async move {
+                let peer = io.state.peer;
+                let handshake = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, tls.accept(io));
+                let outcome = tokio::select! {
+                    outcome = handshake => outcome,
+                    () = ready.closed() => return,
+                };
+                match outcome {
+                    Ok(Ok(stream)) => {
+                        let stream = ClientStream(tokio_util::either::Either::Right(stream));
+                        let _ = ready.send(Ok(stream)).await;
+                    }
+                    Ok(Err(err)) => crate::tls::handshake_failed(&err, peer),
+                    Err(_) => crate::tls::handshake_failed(&"it took too long", peer),
+                }
+            });
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(served))
 }
 
 #[cfg(test)]
@@ -519,10 +624,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Connections::new(limits);
-        let mut accepted = Box::pin(incoming(listener, connections.clone()));
+        let mut accepted = incoming(listener, connections.clone(), None, TaskTracker::new());
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            while let Some(Ok(io)) = accepted.next().await {
+            while let Some(Ok(ClientStream(tokio_util::either::Either::Left(io)))) =
+                accepted.next().await
+            {
                 if tx.send(io).is_err() {
                     return;
                 }

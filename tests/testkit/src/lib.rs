@@ -6,6 +6,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis_cluster;
 pub mod servers;
+pub mod tls;
 pub mod wait;
 
 pub use postgres::PostgresServer;

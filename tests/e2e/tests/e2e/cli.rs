@@ -22,7 +22,7 @@ impl Sb {
     }
 
     /// Runs against `server`, or, without one, the saved login's.
-    fn run_at(&self, server: Option<&str>, profile: &str, args: &[&str]) -> Output {
+    pub(crate) fn run_at(&self, server: Option<&str>, profile: &str, args: &[&str]) -> Output {
         let server = server.map(|s| ["--server", s]);
         Command::new(CLI)
             .args(["--json", "--profile", profile])

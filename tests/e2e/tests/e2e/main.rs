@@ -18,5 +18,6 @@ mod messaging;
 mod operations;
 mod presence;
 mod resilience;
+mod tls;
 mod topics;
 mod trace;

@@ -23,7 +23,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-use crate::harness::{Cluster, Mode, Options, WAIT};
+use crate::harness::{Cluster, Mode, Options, WAIT, test_ca};
+use switchboard_testkit::tls::Issued;
 
 /// A span as received, with the process (service and pid) that sent it.
 #[derive(Debug, Clone)]
@@ -99,16 +100,33 @@ impl TraceService for Receiver {
 
 /// Starts the receiver; returns it and the endpoint to export to.
 async fn start_receiver() -> (Receiver, String) {
+    start_receiver_on(None).await
+}
+
+/// The receiver, over TLS with `identity` (certificate, key) if given, as
+/// a collector behind https:// is.
+async fn start_receiver_on(identity: Option<Issued>) -> (Receiver, String) {
     let receiver = Receiver::default();
     let port = free_port();
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let service = TraceServiceServer::new(receiver.clone());
+    let mut server = tonic::transport::Server::builder();
+    let scheme = match identity {
+        Some(issued) => {
+            let identity = tonic::transport::Identity::from_pem(issued.cert, issued.key);
+            server = server
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .unwrap();
+            "https"
+        }
+        None => "http",
+    };
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(service)
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    (receiver, format!("http://127.0.0.1:{port}"))
+    (receiver, format!("{scheme}://127.0.0.1:{port}"))
 }
 
 fn traced(endpoint: &str) -> Options {
@@ -134,6 +152,48 @@ mod one_group_message_is_one_trace_across_every_hop {
     async fn standalone() {
         one_trace(Mode::Standalone).await;
     }
+}
+
+/// An https:// collector is exported to over TLS, trusting the CA named by
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`, as the OpenTelemetry specification says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_over_tls() {
+    let (receiver, endpoint) = start_receiver_on(Some(test_ca().issue("collector"))).await;
+    assert!(endpoint.starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, test_ca().pem()).unwrap();
+    let mut options = traced(&endpoint);
+    options.env.push((
+        "OTEL_EXPORTER_OTLP_CERTIFICATE".into(),
+        ca.display().to_string(),
+    ));
+    let cluster = Cluster::start_with(Mode::Standalone, options).await;
+    let alice = cluster.user("alice", 0).await;
+    cluster.user("bob", 0).await;
+    alice
+        .send(
+            pb::send_request::To::UserId("bob".into()),
+            "traced over tls",
+            "tls-trace",
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the Send call's span at the collector", || {
+        let spans = receiver.spans.lock().clone();
+        async move {
+            spans
+                .iter()
+                .any(|s| {
+                    s.name == "grpc.request"
+                        && s.attributes
+                            .get("rpc.method")
+                            .is_some_and(|m| m.ends_with("ChatService/Send"))
+                })
+                .then_some(())
+        }
+    })
+    .await;
 }
 
 /// Every role starts with tracing on (the cluster waits for each to report

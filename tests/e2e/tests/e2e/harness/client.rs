@@ -18,9 +18,16 @@ use super::cluster::Cluster;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The endpoint for `url`: over TLS trusting the tests' CA for `https://`.
+pub fn endpoint(url: &str) -> tonic::transport::Endpoint {
+    let ca = url
+        .starts_with("https://")
+        .then(|| super::test_ca().pem().as_bytes());
+    switchboard_proto::client::endpoint(url, ca).expect("url")
+}
+
 pub async fn channel(url: &str) -> Channel {
-    Channel::from_shared(url.to_owned())
-        .expect("url")
+    endpoint(url)
         .connect()
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))

@@ -58,6 +58,9 @@ pub struct Options {
     /// Hot state on a Redis Cluster (3 primaries, a replica each) instead
     /// of one Redis.
     pub redis_cluster: bool,
+    /// Gateways (and the standalone process) serve clients over TLS, with a
+    /// certificate of the tests' CA (`harness::test_ca`), reloaded every 100 ms.
+    pub tls: bool,
 }
 
 impl Options {
@@ -99,6 +102,8 @@ pub struct Node {
     pub metrics_port: Option<u16>,
     env: Vec<(String, String)>,
     fd_limit: Option<u64>,
+    /// Its certificate and key, when it serves clients over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     log: PathBuf,
     process: Option<ChildProcess>,
 }
@@ -127,15 +132,11 @@ impl Node {
     async fn wait_ready(&mut self) {
         let process = self.process.as_mut().expect("started");
         process.wait_for_port(self.port, WAIT);
-        let url = format!("http://127.0.0.1:{}", self.port);
+        let url = self.url();
         eventually(WAIT, &format!("{} to report ready", self.name), || {
             let url = url.clone();
             async move {
-                let channel = tonic::transport::Channel::from_shared(url)
-                    .ok()?
-                    .connect()
-                    .await
-                    .ok()?;
+                let channel = super::client::endpoint(&url).connect().await.ok()?;
                 let mut health = HealthClient::new(channel);
                 let status = health
                     .check(HealthCheckRequest {
@@ -149,6 +150,12 @@ impl Node {
             }
         })
         .await;
+    }
+
+    /// Where it serves (gRPC, health): https:// when it speaks TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn kill(&mut self) {
@@ -424,6 +431,20 @@ impl Cluster {
         if role == "router" || role == "standalone" {
             args.extend(options.router_args.iter().cloned());
         }
+        let tls = (options.tls && serves_clients).then(|| {
+            let dir = self.dir.path().join(format!("{name}-tls"));
+            std::fs::create_dir_all(&dir).expect("a directory for the certificate");
+            let (cert, key) = super::test_ca().issue(name).write(&dir);
+            args.extend([
+                "--tls-cert".into(),
+                cert.display().to_string(),
+                "--tls-key".into(),
+                key.display().to_string(),
+                "--tls-reload-ms".into(),
+                "100".into(),
+            ]);
+            (cert, key)
+        });
         let metrics_port = options.metrics.then(free_port);
         if let Some(port) = metrics_port {
             args.extend(["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
@@ -437,6 +458,7 @@ impl Cluster {
             fd_limit: options
                 .fd_limit
                 .filter(|_| role == "gateway" || role == "standalone"),
+            tls,
             log: self.dir.path().join(format!("{name}.log")),
             process: None,
         }
@@ -449,10 +471,7 @@ impl Cluster {
     /// Address of gateway `i` (wrapping around, so the standalone mode's one
     /// gateway serves every index).
     pub fn gateway_url(&self, i: usize) -> String {
-        format!(
-            "http://127.0.0.1:{}",
-            self.gateways[i % self.gateways.len()].port
-        )
+        self.gateways[i % self.gateways.len()].url()
     }
 
     /// Registers and logs in `name` through gateway `gateway`.

@@ -10,6 +10,13 @@ pub use cluster::{Cluster, Mode, Options};
 
 use std::time::Duration;
 
+/// The tests' certificate authority: every gateway started with TLS has a
+/// certificate it issued, and every test client trusts it.
+pub fn test_ca() -> &'static switchboard_testkit::tls::TestCa {
+    static CA: std::sync::OnceLock<switchboard_testkit::tls::TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| switchboard_testkit::tls::TestCa::new("Switchboard test CA"))
+}
+
 /// How long any single expected thing may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
 
