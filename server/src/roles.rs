@@ -285,7 +285,7 @@ async fn serve_gateway(
 pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
     let config = gateway_config(&role.gateway, token_key(&role.secret.token_secret)?)?;
     let shutdown = Shutdown::new();
-    metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
+    metrics::serve(&role.metrics.metrics_listen, "gateway", shutdown.clone()).await?;
     let bus = nats(&role.nats, "gateway").await?;
     let gateway = Gateway::start(config, bus.clone(), shutdown.clone()).await?;
     serve_gateway(
@@ -308,7 +308,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
         );
     };
     let shutdown = Shutdown::new();
-    metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
+    metrics::serve(&role.metrics.metrics_listen, "router", shutdown.clone()).await?;
     let reporter = start_health(role.health.health_listen, &shutdown).await;
     let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
     let bus = nats(&role.nats, "router").await?;
@@ -334,7 +334,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
 /// Like a router, presence waits for its dependencies rather than exit.
 pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    metrics::serve(&role.metrics.metrics_listen, shutdown.clone()).await?;
+    metrics::serve(&role.metrics.metrics_listen, "presence", shutdown.clone()).await?;
     let reporter = start_health(role.health.health_listen, &shutdown).await;
     let bus = nats(&role.nats, "presence").await?;
     let pool = redis(&role.redis, &shutdown).await?;
@@ -389,7 +389,12 @@ fn standalone_key(data_dir: &Path) -> anyhow::Result<TokenKey> {
 
 pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
-    metrics::serve(&args.standalone_metrics_listen, shutdown.clone()).await?;
+    metrics::serve(
+        &args.standalone_metrics_listen,
+        "standalone",
+        shutdown.clone(),
+    )
+    .await?;
     let bus: SharedBus = Arc::new(LocalBus::new());
     let key = standalone_key(&args.data_dir)?;
     let gateway_config = gateway_config(&args.gateway, key.clone())?;

@@ -37,6 +37,22 @@ const HEALTH: &str = "/grpc.health.v1.Health/";
 #[derive(Clone, Debug)]
 pub struct Authentication(pub Result<Claims, GatewayError>);
 
+/// The method called, as the RPC metrics label it: `Service/Method`
+/// (`ChatService/Send`), from the request's path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcMethod(pub String);
+
+impl RpcMethod {
+    fn from_path(path: &str) -> Self {
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
+        let service = service.rsplit('.').next().unwrap_or(service);
+        Self(format!("{service}/{method}"))
+    }
+}
+
 #[derive(Clone)]
 pub struct AdmissionLayer {
     key: TokenKey,
@@ -109,9 +125,10 @@ where
             let timeout = self.body_timeout;
             request = request.map(|body| Body::new(Deadline::new(body, timeout)));
         }
-        request
-            .extensions_mut()
-            .insert(Authentication(authentication));
+        let method = RpcMethod::from_path(request.uri().path());
+        let extensions = request.extensions_mut();
+        extensions.insert(Authentication(authentication));
+        extensions.insert(method);
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
@@ -208,5 +225,22 @@ impl http_body::Body for Held {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_labelled_service_slash_method() {
+        assert_eq!(
+            RpcMethod::from_path("/switchboard.v1.ChatService/Send").0,
+            "ChatService/Send"
+        );
+        assert_eq!(
+            RpcMethod::from_path("/grpc.health.v1.Health/Check").0,
+            "Health/Check"
+        );
     }
 }

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use std::time::Instant;
 
-use super::{Api, forward, observe};
+use super::{Api, forward, method_label, observe};
 use crate::error::GatewayError;
 use crate::expect_reply;
 
@@ -15,6 +15,7 @@ impl AccountService for Api {
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let started = Instant::now();
+        let method = method_label(&request);
         let result = async {
             self.check_size(request.get_ref())?;
             self.check_anonymous_rate(&request).await?;
@@ -26,7 +27,7 @@ impl AccountService for Api {
             Ok(Response::new(expect_reply!(reply, Register)?))
         }
         .await;
-        observe("Register", started, &result);
+        observe(&method, started, &result);
         result
     }
 
@@ -35,6 +36,7 @@ impl AccountService for Api {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let started = Instant::now();
+        let method = method_label(&request);
         let result = async {
             self.check_size(request.get_ref())?;
             self.check_anonymous_rate(&request).await?;
@@ -64,7 +66,7 @@ impl AccountService for Api {
             Ok(Response::new(expect_reply!(reply, Login)?))
         }
         .await;
-        observe("Login", started, &result);
+        observe(&method, started, &result);
         result
     }
 

@@ -63,7 +63,7 @@ impl Api {
         }
         .await
         .map_err(Status::from);
-        observe("SendStream", started, &result);
+        observe("ChatService/SendStream", started, &result);
         pb::SendResult {
             client_msg_id,
             outcome: Some(match result {

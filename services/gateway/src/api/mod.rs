@@ -135,6 +135,14 @@ pub(crate) fn client_address<T>(request: &Request<T>) -> Option<std::net::IpAddr
         .map(|connection| connection.0.peer.ip())
 }
 
+/// The call's method as the RPC metrics label it (`ChatService/Send`).
+pub(crate) fn method_label<T>(request: &Request<T>) -> String {
+    request
+        .extensions()
+        .get::<crate::admission::RpcMethod>()
+        .map_or_else(|| "unknown/unknown".to_owned(), |m| m.0.clone())
+}
+
 /// Counts a finished call and its latency, by method and code.
 pub(crate) fn observe<T>(method: &str, started: Instant, result: &Result<T, Status>) {
     let code = match result {
@@ -161,6 +169,7 @@ macro_rules! forward {
     ($api:expr, $request:expr, $variant:ident) => {{
         let started = std::time::Instant::now();
         let request = $request;
+        let method = $crate::api::method_label(&request);
         let result: Result<tonic::Response<_>, tonic::Status> = async {
             let inner = request.get_ref().clone();
             let reply = $api
@@ -174,7 +183,7 @@ macro_rules! forward {
             )?))
         }
         .await;
-        $crate::api::observe(stringify!($variant), started, &result);
+        $crate::api::observe(&method, started, &result);
         result
     }};
 }

@@ -125,9 +125,24 @@ async fn metrics_describe_the_traffic() {
     assert!(sample(&gw1, "switchboard_delivery_latency_seconds_count").unwrap() >= 1.0);
     let gw0 = scrape(cluster.gateways[0].metrics_port.unwrap()).await;
     assert!(
-        gw0.contains("switchboard_rpc_requests_total{method=\"Send\",code=\"OK\"} 1"),
+        gw0.contains("switchboard_rpc_requests_total{method=\"ChatService/Send\",code=\"OK\"} 1"),
         "{gw0}"
     );
+    assert!(
+        gw0.contains("switchboard_rpc_requests_total{method=\"AccountService/Login\",code=\"OK\"}"),
+        "{gw0}"
+    );
+    // Which build and role each process is, and what it costs the machine.
+    assert!(gw0.contains("role=\"gateway\"} 1"), "{gw0}");
+    assert!(
+        sample(&gw0, "process_cpu_seconds_total").unwrap() > 0.0,
+        "{gw0}"
+    );
+    assert!(
+        sample(&gw0, "process_resident_memory_bytes").unwrap() > 1e6,
+        "{gw0}"
+    );
+    assert!(sample(&gw0, "process_open_fds").unwrap() >= 1.0, "{gw0}");
     let mut stored = 0.0;
     for router in &cluster.routers {
         let text = scrape(router.metrics_port.unwrap()).await;
@@ -565,7 +580,9 @@ async fn the_cli_sends_an_unanswered_message_again_with_its_id() {
         scrape(gateway)
             .await
             .lines()
-            .any(|l| l.contains(r#"method="Send""#) && l.contains(r#"code="UNAVAILABLE""#))
+            .any(|l| {
+                l.contains(r#"method="ChatService/Send""#) && l.contains(r#"code="UNAVAILABLE""#)
+            })
             .then_some(())
     })
     .await;
