@@ -75,6 +75,14 @@ pub struct SecretArgs {
     /// Key that signs session tokens; the same on every gateway and router (at least 32 bytes).
     #[arg(long, env = "SB_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: String,
+    /// Earlier token secrets, comma-separated: tokens they signed are still accepted (a rotation logs no one out). Drop each once the longest session it signed has expired.
+    #[arg(
+        long,
+        env = "SB_TOKEN_SECRETS_PREVIOUS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub token_secrets_previous: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -32,7 +32,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::cli::{
     GatewayArgs, GatewayRole, NatsArgs, PasswordHashingArg, PresenceArgs, PresenceRole, RedisArgs,
-    RouterArgs, RouterRole, StandaloneArgs, millis,
+    RouterArgs, RouterRole, SecretArgs, StandaloneArgs, millis,
 };
 use crate::{health, metrics};
 
@@ -117,8 +117,19 @@ fn router_config(args: &RouterArgs, key: TokenKey) -> RouterConfig {
     config
 }
 
-fn token_key(secret: &str) -> anyhow::Result<TokenKey> {
-    TokenKey::new(secret.as_bytes().to_vec()).map_err(anyhow::Error::msg)
+fn token_key(args: &SecretArgs) -> anyhow::Result<TokenKey> {
+    let key = TokenKey::new(args.token_secret.as_bytes().to_vec())
+        .and_then(|key| {
+            key.with_previous(
+                args.token_secrets_previous
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.as_bytes().to_vec()),
+            )
+        })
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(?key, "session token keys");
+    Ok(key)
 }
 
 /// Waits for SIGTERM/ctrl-c, marks the process not ready, and drains.
@@ -283,7 +294,7 @@ async fn serve_gateway(
 }
 
 pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
-    let config = gateway_config(&role.gateway, token_key(&role.secret.token_secret)?)?;
+    let config = gateway_config(&role.gateway, token_key(&role.secret)?)?;
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "gateway", shutdown.clone()).await?;
     let bus = nats(&role.nats, "gateway").await?;
@@ -310,7 +321,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "router", shutdown.clone()).await?;
     let reporter = start_health(role.health.health_listen, &shutdown).await;
-    let config = router_config(&role.router, token_key(&role.secret.token_secret)?);
+    let config = router_config(&role.router, token_key(&role.secret)?);
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
     let history = Arc::new(history_store(url, role.router.history_pool_size, &shutdown).await?);

@@ -175,6 +175,14 @@ impl Node {
         exited
     }
 
+    /// Sets `flag` to `value` for the next start (replacing it if given).
+    pub fn set_flag(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) => self.args[i + 1] = value.to_owned(),
+            None => self.args.extend([flag.to_owned(), value.to_owned()]),
+        }
+    }
+
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn();
