@@ -220,6 +220,20 @@ pub struct RouterArgs {
     /// How long the history writer waits for more messages to share a transaction with, in microseconds (0 = none).
     #[arg(long, env = "SB_HISTORY_GATHER_US", default_value_t = 500)]
     pub history_gather_us: u64,
+    /// An app whose backend signs JWTs for its users (LoginWithToken): the `iss` its tokens carry. With --jwt-audience and --jwt-keys; unset: no app tokens.
+    #[arg(long, env = "SB_JWT_ISSUER", requires_all = ["jwt_audience", "jwt_keys"])]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` an app token must carry to be accepted here.
+    #[arg(long, env = "SB_JWT_AUDIENCE", requires = "jwt_issuer")]
+    pub jwt_audience: Option<String>,
+    /// The app's public keys, comma-separated files: PEM (RSA for RS256, EC P-256 for ES256) or JWKS documents.
+    #[arg(
+        long,
+        env = "SB_JWT_KEYS",
+        value_delimiter = ',',
+        requires = "jwt_issuer"
+    )]
+    pub jwt_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -15,6 +15,7 @@ use switchboard_presence::reaper::Reaper;
 use switchboard_presence::redis::RedisPresence;
 use switchboard_presence::service::PresenceService;
 use switchboard_presence::{Directory, Registry};
+use switchboard_router::app_tokens::{AppTokenSettings, AppTokens};
 use switchboard_router::config::PasswordHashing;
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryWriter, PgHistory};
@@ -99,8 +100,18 @@ fn gateway_config(args: &GatewayArgs, key: TokenKey) -> anyhow::Result<GatewayCo
     Ok(config)
 }
 
-fn router_config(args: &RouterArgs, key: TokenKey) -> RouterConfig {
+fn router_config(args: &RouterArgs, key: TokenKey) -> anyhow::Result<RouterConfig> {
     let mut config = RouterConfig::new(key);
+    if let Some(issuer) = &args.jwt_issuer {
+        let settings = AppTokenSettings {
+            issuer: issuer.clone(),
+            audience: args.jwt_audience.clone().unwrap_or_default(),
+            key_files: args.jwt_keys.clone(),
+        };
+        let tokens = AppTokens::load(&settings).map_err(anyhow::Error::msg)?;
+        tracing::info!(?tokens, "app tokens accepted");
+        config.app_tokens = Some(Arc::new(tokens));
+    }
     config.max_message_bytes = args.max_message_bytes;
     config.session_ttl = Duration::from_secs(args.session_ttl_hours * 3600);
     config.password_hashing = match args.password_hashing {
@@ -114,7 +125,7 @@ fn router_config(args: &RouterArgs, key: TokenKey) -> RouterConfig {
         window: Duration::from_secs(args.login_failure_window_secs),
     };
     config.hashing_threads = args.hashing_threads;
-    config
+    Ok(config)
 }
 
 fn token_key(args: &SecretArgs) -> anyhow::Result<TokenKey> {
@@ -321,7 +332,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "router", shutdown.clone()).await?;
     let reporter = start_health(role.health.health_listen, &shutdown).await;
-    let config = router_config(&role.router, token_key(&role.secret)?);
+    let config = router_config(&role.router, token_key(&role.secret)?)?;
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
     let history = Arc::new(history_store(url, role.router.history_pool_size, &shutdown).await?);
@@ -409,17 +420,11 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let bus: SharedBus = Arc::new(LocalBus::new());
     let key = standalone_key(&args.data_dir)?;
     let gateway_config = gateway_config(&args.gateway, key.clone())?;
+    let router_config = router_config(&args.router, key.clone())?;
     let store = EmbeddedStore::open(&args.data_dir.join("store.redb"))?;
     let presence = Arc::new(MemoryPresence::new());
     start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await?;
-    start_router(
-        router_config(&args.router, key.clone()),
-        store,
-        presence,
-        bus.clone(),
-        &shutdown,
-    )
-    .await?;
+    start_router(router_config, store, presence, bus.clone(), &shutdown).await?;
     let gateway = Gateway::start(gateway_config, bus.clone(), shutdown.clone()).await?;
     tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");
     serve_gateway(

@@ -7,7 +7,7 @@ use prost::Message as _;
 use switchboard_proto::bus::SessionRevoked;
 use switchboard_proto::pb;
 use switchboard_shared::clock::now_ms;
-use switchboard_shared::ids::{DeviceId, SessionId, UserId};
+use switchboard_shared::ids::{DeviceId, SessionId, UserId, quote};
 use switchboard_shared::subjects;
 use switchboard_shared::token::Claims;
 
@@ -156,7 +156,11 @@ impl Router {
         // An unknown user costs the same hash as a real check, so timing does
         // not tell which user ids exist.
         let cost = self.config.password_hashing;
-        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        // A user created from an app token has no password: nothing matches.
+        let stored = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .filter(|hash| !hash.is_empty());
         let password = req.password;
         let verified = self
             .hasher
@@ -177,6 +181,64 @@ impl Router {
         if failures.account > 0 {
             self.store.clear_login_failures(&user_id).await?;
         }
+        self.open_session(user_id, device, user.display_name).await
+    }
+
+    /// Opens a session for a user whose app vouches for them with a JWT its
+    /// backend signed; creates the user on first sight (with no password).
+    pub async fn login_with_token(
+        &self,
+        req: pb::LoginWithTokenRequest,
+    ) -> RouterResult<pb::LoginResponse> {
+        let Some(app) = &self.config.app_tokens else {
+            return Err(RouterError::FailedPrecondition(
+                "this deployment does not accept app tokens (no SB_JWT_ISSUER is configured)"
+                    .into(),
+            ));
+        };
+        let claims = app.verify(&req.token)?;
+        let user_id = UserId::parse(&claims.sub).map_err(|e| {
+            RouterError::InvalidArgument(format!(
+                "the app token's sub {} is not a user id here: {e}",
+                quote(&claims.sub)
+            ))
+        })?;
+        let device = if req.device_id.trim().is_empty() {
+            DeviceId::generate()
+        } else {
+            DeviceId::parse(&req.device_id)?
+        };
+        let name = claims.name.unwrap_or_default();
+        let name = display_name(&name, &user_id, self.config.max_name_chars)
+            .unwrap_or_else(|_| user_id.to_string());
+        let record = UserRecord {
+            id: user_id.clone(),
+            display_name: name,
+            password_hash: String::new(),
+            created_at_ms: now_ms(),
+        };
+        let display_name = if self.store.create_user(&record).await? {
+            tracing::info!(user = %user_id, "created from an app token");
+            record.display_name
+        } else {
+            self.store
+                .users(std::slice::from_ref(&user_id))
+                .await?
+                .into_iter()
+                .next()
+                .flatten()
+                .map_or(record.display_name, |user| user.display_name)
+        };
+        self.open_session(user_id, device, display_name).await
+    }
+
+    /// A new session for `user_id` on `device`, and its token.
+    async fn open_session(
+        &self,
+        user_id: UserId,
+        device: DeviceId,
+        display_name: String,
+    ) -> RouterResult<pb::LoginResponse> {
         let ttl_ms = i64::try_from(self.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
         let session = SessionRecord {
             id: SessionId::generate(),
@@ -199,7 +261,7 @@ impl Router {
             device_id: device.to_string(),
             user: Some(pb::User {
                 user_id: user_id.to_string(),
-                display_name: user.display_name,
+                display_name,
             }),
         })
     }

@@ -7,6 +7,8 @@ use switchboard_shared::token::TokenKey;
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     pub token_key: TokenKey,
+    /// The app issuer whose JWTs open sessions (`LoginWithToken`), if any.
+    pub app_tokens: Option<std::sync::Arc<crate::app_tokens::AppTokens>>,
     /// How long a login session lasts.
     pub session_ttl: Duration,
     /// Largest message text, in bytes.
@@ -90,6 +92,7 @@ impl RouterConfig {
     pub fn new(token_key: TokenKey) -> Self {
         Self {
             token_key,
+            app_tokens: None,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             max_message_bytes: 16 * 1024,
             max_name_chars: 80,

@@ -206,6 +206,7 @@ fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Register(_) => "register",
         Op::Login(_) => "login",
+        Op::LoginWithToken(_) => "login_with_token",
         Op::Logout(_) => "logout",
         Op::AddContact(_) => "add_contact",
         Op::RemoveContact(_) => "remove_contact",
@@ -270,6 +271,7 @@ async fn handle_once(router: &Router, request: RouterRequest) -> RouterResult<Re
     Ok(match op {
         Op::Register(r) => Reply::Register(router.register(r).await?),
         Op::Login(r) => Reply::Login(router.login(r, &request.client_address).await?),
+        Op::LoginWithToken(r) => Reply::LoginWithToken(router.login_with_token(r).await?),
         op => {
             let caller = caller(request.caller)?;
             router.check_session(&caller).await?;
@@ -280,7 +282,7 @@ async fn handle_once(router: &Router, request: RouterRequest) -> RouterResult<Re
 
 async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> RouterResult<Reply> {
     Ok(match op {
-        Op::Register(_) | Op::Login(_) => {
+        Op::Register(_) | Op::Login(_) | Op::LoginWithToken(_) => {
             return Err(RouterError::InvalidArgument("already logged in".into()));
         }
         Op::Logout(_) => Reply::Logout(router.logout(caller).await?),

@@ -76,4 +76,29 @@ impl AccountService for Api {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         forward!(self, request, Logout)
     }
+
+    async fn login_with_token(
+        &self,
+        request: Request<pb::LoginWithTokenRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let started = Instant::now();
+        let method = method_label(&request);
+        let result = async {
+            self.check_size(request.get_ref())?;
+            // Anonymous, like a login: held to its address's rate.
+            self.check_anonymous_rate(&request).await?;
+            let reply = self
+                .shared
+                .router
+                .request(RouterRequest {
+                    op: Some(Op::LoginWithToken(request.into_inner())),
+                    ..RouterRequest::default()
+                })
+                .await?;
+            Ok(Response::new(expect_reply!(reply, LoginWithToken)?))
+        }
+        .await;
+        observe(&method, started, &result);
+        result
+    }
 }

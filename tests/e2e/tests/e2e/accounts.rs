@@ -146,3 +146,150 @@ async fn a_token_secret_rotation_logs_no_one_out() {
         .await
         .unwrap();
 }
+
+/// An app with its own accounts signs a JWT for its user; the user logs in
+/// with it (created on first sight, no password) and chats like anyone.
+mod an_app_signed_token_opens_a_session {
+    use super::*;
+    use crate::harness::Mode;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nats_redis() {
+        app_login(Mode::distributed()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn standalone() {
+        app_login(Mode::Standalone).await;
+    }
+}
+
+const APP_ISSUER: &str = "https://app.example.com";
+
+/// The app's signing key (ES256) and its public half as a JWKS document.
+struct AppKey {
+    private_pem: String,
+    jwks: String,
+}
+
+fn app_key() -> AppKey {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let raw = key.public_key_raw();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    AppKey {
+        private_pem: key.serialize_pem(),
+        jwks: serde_json::json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": "app-2026", "alg": "ES256",
+            "x": b64(&raw[1..33]), "y": b64(&raw[33..65]),
+        }]})
+        .to_string(),
+    }
+}
+
+/// What the app's backend does: sign a short-lived token for its user.
+fn app_token(key: &AppKey, sub: &str, audience: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("app-2026".into());
+    let exp = switchboard_shared::clock::now_ms() / 1000 + 300;
+    let claims = serde_json::json!({
+        "iss": APP_ISSUER, "aud": audience, "sub": sub, "name": "Ada from the app", "exp": exp,
+    });
+    let signing = jsonwebtoken::EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &signing).unwrap()
+}
+
+async fn app_login(mode: crate::harness::Mode) {
+    use pb::account_service_client::AccountServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = app_key();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, &key.jwks).unwrap();
+    let options = crate::harness::Options {
+        router_args: [
+            "--jwt-issuer",
+            APP_ISSUER,
+            "--jwt-audience",
+            "switchboard",
+            "--jwt-keys",
+            jwks.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..crate::harness::Options::default()
+    };
+    let cluster = Cluster::start_with(mode, options).await;
+    let url = cluster.gateway_url(0);
+    let mut accounts = AccountServiceClient::new(crate::harness::client::channel(&url).await);
+    let login = |token: String| pb::LoginWithTokenRequest {
+        token,
+        device_id: "app-phone".into(),
+    };
+
+    let session = accounts
+        .login_with_token(login(app_token(&key, "app-ada", "switchboard")))
+        .await
+        .unwrap()
+        .into_inner();
+    let user = session.user.clone().unwrap();
+    assert_eq!(user.user_id, "app-ada");
+    assert_eq!(user.display_name, "Ada from the app");
+    assert_eq!(session.device_id, "app-phone");
+
+    // A user like any other: others can write to them, they read it live.
+    let ada = crate::harness::User::from_session(&url, "app-ada", session.token.clone()).await;
+    let mut stream = ada.subscribe().await;
+    let bob = cluster.user("bob", 1).await;
+    bob.dm(&ada, "hello, app user").await;
+    stream.messages_until("hello, app user").await;
+
+    // Again: the same user, a second session.
+    let again = accounts
+        .login_with_token(login(app_token(&key, "app-ada", "switchboard")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.user.unwrap().user_id, "app-ada");
+    assert_ne!(again.session_id, session.session_id);
+
+    // Refused: a token for another audience, a forged one, and a password
+    // login to the passwordless account.
+    let wrong = accounts
+        .login_with_token(login(app_token(&key, "app-ada", "another-service")))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated, "{wrong:?}");
+    let forged = accounts
+        .login_with_token(login(app_token(&app_key(), "app-ada", "switchboard")))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::Unauthenticated, "{forged:?}");
+    let password = accounts
+        .login(pb::LoginRequest {
+            user_id: "app-ada".into(),
+            password: crate::harness::client::PASSWORD.into(),
+            device_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(password.code(), Code::Unauthenticated, "{password:?}");
+}
+
+/// Where no app issuer is configured, app tokens are refused as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_tokens_are_refused_where_none_are_trusted() {
+    use pb::account_service_client::AccountServiceClient;
+    let cluster = Cluster::start(crate::harness::Mode::Standalone).await;
+    let mut accounts =
+        AccountServiceClient::new(crate::harness::client::channel(&cluster.gateway_url(0)).await);
+    let refused = accounts
+        .login_with_token(pb::LoginWithTokenRequest {
+            token: app_token(&app_key(), "app-ada", "switchboard"),
+            device_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("app tokens"), "{refused:?}");
+}

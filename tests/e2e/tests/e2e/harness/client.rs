@@ -75,6 +75,16 @@ impl User {
         }
     }
 
+    /// A user whose session was opened some other way (an app token).
+    pub async fn from_session(url: &str, id: &str, token: String) -> Self {
+        Self {
+            id: id.into(),
+            token,
+            url: url.into(),
+            channel: channel(url).await,
+        }
+    }
+
     /// The same user on another device, through another gateway.
     pub async fn another_device(&self, cluster: &Cluster, gateway: usize, device: &str) -> Self {
         Self::login(&cluster.gateway_url(gateway), &self.id, device).await

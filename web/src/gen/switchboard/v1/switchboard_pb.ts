@@ -41,7 +41,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/switchboard.proto.
  */
 export const file_switchboard_v1_switchboard: GenFile = /*@__PURE__*/
-  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciIPCg1Mb2dvdXRSZXF1ZXN0IhAKDkxvZ291dFJlc3BvbnNlImUKB0NvbnRhY3QSDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDgoGbXV0dWFsGAMgASgIEg4KBm9ubGluZRgEIAEoCBITCgthZGRlZF9hdF9tcxgFIAEoAyIkChFBZGRDb250YWN0UmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIlUKEkFkZENvbnRhY3RSZXNwb25zZRIoCgdjb250YWN0GAEgASgLMhcuc3dpdGNoYm9hcmQudjEuQ29udGFjdBIVCg1hbHJlYWR5X2FkZGVkGAIgASgIIicKFFJlbW92ZUNvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiFwoVUmVtb3ZlQ29udGFjdFJlc3BvbnNlIhUKE0xpc3RDb250YWN0c1JlcXVlc3QibAoUTGlzdENvbnRhY3RzUmVzcG9uc2USKQoIY29udGFjdHMYASADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EikKCHJlcXVlc3RzGAIgAygLMhcuc3dpdGNoYm9hcmQudjEuQ29udGFjdCIuCgZDdXJzb3ISFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCJKChBTdWJzY3JpYmVSZXF1ZXN0EicKB2N1cnNvcnMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5DdXJzb3ISDQoFZXBvY2gYAiABKAkiegoLU2VuZFJlcXVlc3QSEQoHdXNlcl9pZBgBIAEoCUgAEhIKCGdyb3VwX2lkGAIgASgJSAASGQoPY29udmVyc2F0aW9uX2lkGAMgASgJSAASFQoNY2xpZW50X21zZ19pZBgEIAEoCRIMCgR0ZXh0GAUgASgJQgQKAnRvIm8KDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEgoKc2VudF9hdF9tcxgEIAEoAxIRCglkdXBsaWNhdGUYBSABKAgiiwEKClNlbmRSZXN1bHQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIsCgRzZW50GAIgASgLMhwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlSAASLQoGZmFpbGVkGAMgASgLMhsuc3dpdGNoYm9hcmQudjEuU2VuZEZhaWx1cmVIAEIJCgdvdXRjb21lIkQKC1NlbmRGYWlsdXJlEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoBCJyCg5IaXN0b3J5UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBIWCglhZnRlcl9zZXEYAyABKARIAIgBARINCgVsaW1pdBgEIAEoDUIMCgpfYWZ0ZXJfc2VxImAKD0hpc3RvcnlSZXNwb25zZRIpCghtZXNzYWdlcxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgSEAoIaGVhZF9zZXEYAyABKAQiNwoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCIaChhMaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QiXwoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIzCg1jb252ZXJzYXRpb25zGAEgAygLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uEg0KBWVwb2NoGAIgASgJIjEKFkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkcKF0xpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlEiwKB2N1cnNvcnMYASADKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdCK0AgoMQ29udmVyc2F0aW9uEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIuCgRraW5kGAIgASgOMiAuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uS2luZBINCgV0aXRsZRgDIAEoCRIQCghoZWFkX3NlcRgEIAEoBBIQCghyZWFkX3NlcRgFIAEoBBIOCgZ1bnJlYWQYBiABKAQSLQoMbGFzdF9tZXNzYWdlGAcgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIPCgdwZWVyX2lkGAggASgJEhAKCGdyb3VwX2lkGAkgASgJEicKBXRvcGljGAogASgLMhguc3dpdGNoYm9hcmQudjEuVG9waWNUYWcSDQoFbXV0ZWQYCyABKAgSDgoGY2xvc2VkGAwgASgIIuIBCgdNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRIOCgZzZW5kZXIYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIMCgR0ZXh0GAYgASgJEhUKDWNsaWVudF9tc2dfaWQYByABKAkSKwoGc3lzdGVtGAggASgLMhsuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQSJwoFdG9waWMYCSABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZyLfAgoLU3lzdGVtRXZlbnQSLgoEa2luZBgBIAEoDjIgLnN3aXRjaGJvYXJkLnYxLlN5c3RlbUV2ZW50LktpbmQSDwoHdXNlcl9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCRIOCgZkZXRhaWwYBCABKAki7AEKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhYKEktJTkRfR1JPVVBfQ1JFQVRFRBABEhYKEktJTkRfTUVNQkVSX0pPSU5FRBACEhQKEEtJTkRfTUVNQkVSX0xFRlQQAxIXChNLSU5EX01FTUJFUl9SRU1PVkVEEAQSFQoRS0lORF9ST0xFX0NIQU5HRUQQBRIWChJLSU5EX1RPUElDX1JFTkFNRUQQBhIjCh9LSU5EX0NPTlRBQ1RfUkVNT1ZFRF9GUk9NX1RPUElDEAcSGwoXS0lORF9DT05UQUNUX0xFRlRfVE9QSUMQCCKEAQoIVG9waWNUYWcSEAoIdG9waWNfaWQYASABKAkSEgoKdG9waWNfbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRISCgpjb250YWN0X2lkGAQgASgJEhQKDGJyb2FkY2FzdF9pZBgFIAEoCRIWCg5mb3J3YXJkZWRfZnJvbRgGIAEoCSJJCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghyZWFkX3NlcRgDIAEoBCJSCg9EZWxpdmVyeVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNZGVsaXZlcmVkX3NlcRgDIAEoBCIxCg5QcmVzZW5jZVVwZGF0ZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCL1AQoTQ29udmVyc2F0aW9uQ2hhbmdlZBI6CgZjaGFuZ2UYASABKA4yKi5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkLkNoYW5nZRIyCgxjb252ZXJzYXRpb24YAiABKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24ibgoGQ2hhbmdlEhYKEkNIQU5HRV9VTlNQRUNJRklFRBAAEhAKDENIQU5HRV9BRERFRBABEhIKDkNIQU5HRV9SRU1PVkVEEAISEgoOQ0hBTkdFX0lOVklURUQQAxISCg5DSEFOR0VfVVBEQVRFRBAEIl0KBVJlYWR5EhIKCnNlc3Npb25faWQYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoCRINCgVlcG9jaBgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0iNQoMU3luY0NvbXBsZXRlEiUKBWhlYWRzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuQ3Vyc29yIoACCgNHYXASFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEEg4KBnRvX3NlcRgDIAEoBBIqCgZyZWFzb24YBCABKA4yGi5zd2l0Y2hib2FyZC52MS5HYXAuUmVhc29uEg4KBmRldGFpbBgFIAEoCSKBAQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFJFQVNPTl9FUE9DSF9DSEFOR0VEEAESFwoTUkVBU09OX0NVUlNPUl9BSEVBRBACEhQKEFJFQVNPTl9UUlVOQ0FURUQQAxIWChJSRUFTT05fVU5BVkFJTEFCTEUQBCIjCglIZWFydGJlYXQSFgoOc2VydmVyX3RpbWVfbXMYASABKAMiMwoJUmVjb25uZWN0Eg4KBnJlYXNvbhgBIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgCIAEoDSLuAwoFRXZlbnQSJgoFcmVhZHkYASABKAsyFS5zd2l0Y2hib2FyZC52MS5SZWFkeUgAEioKB21lc3NhZ2UYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlSAASLgoHcmVjZWlwdBgDIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0SAASMgoIcHJlc2VuY2UYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5QcmVzZW5jZVVwZGF0ZUgAEjsKDGNvbnZlcnNhdGlvbhgFIAEoCzIjLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWRIABIuCgZzeW5jZWQYBiABKAsyHC5zd2l0Y2hib2FyZC52MS5TeW5jQ29tcGxldGVIABIiCgNnYXAYByABKAsyEy5zd2l0Y2hib2FyZC52MS5HYXBIABIuCgloZWFydGJlYXQYCCABKAsyGS5zd2l0Y2hib2FyZC52MS5IZWFydGJlYXRIABIuCglyZWNvbm5lY3QYCSABKAsyGS5zd2l0Y2hib2FyZC52MS5SZWNvbm5lY3RIABI0CglkZWxpdmVyZWQYCiABKAsyHy5zd2l0Y2hib2FyZC52MS5EZWxpdmVyeVJlY2VpcHRIAEIGCgRraW5kIt8BCgVHcm91cBIQCghncm91cF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEioKBnBvbGljeRgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSFQoNY3JlYXRlZF9hdF9tcxgFIAEoAxIUCgxtZW1iZXJfY291bnQYBiABKA0SFwoPY29udmVyc2F0aW9uX2lkGAcgASgJEjIKB2hpc3RvcnkYCCABKA4yIS5zd2l0Y2hib2FyZC52MS5IaXN0b3J5VmlzaWJpbGl0eSJjCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSDgoGb25saW5lGAQgASgIIpIBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIqCgZwb2xpY3kYAiABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5Eg4KBmludml0ZRgDIAMoCRIyCgdoaXN0b3J5GAQgASgOMiEuc3dpdGNoYm9hcmQudjEuSGlzdG9yeVZpc2liaWxpdHkiOwoTQ3JlYXRlR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIjgKE0ludml0ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIuChRJbnZpdGVNZW1iZXJSZXNwb25zZRIWCg5hbHJlYWR5X21lbWJlchgBIAEoCCIkChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIlAKEUpvaW5Hcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASFQoNam9pbmVkX2F0X3NlcRgCIAEoBCIlChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiOAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl0KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIhUKE0xpc3RNeUdyb3Vwc1JlcXVlc3QiaQoUTGlzdE15R3JvdXBzUmVzcG9uc2USJQoGZ3JvdXBzGAEgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASKgoLaW52aXRhdGlvbnMYAiADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCImChJMaXN0TWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyKpQBChBDb252ZXJzYXRpb25LaW5kEiEKHUNPTlZFUlNBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OVkVSU0FUSU9OX0tJTkRfRElSRUNUEAESGwoXQ09OVkVSU0FUSU9OX0tJTkRfR1JPVVAQAhIiCh5DT05WRVJTQVRJT05fS0lORF9UT1BJQ19USFJFQUQQAypcCgpKb2luUG9saWN5EhsKF0pPSU5fUE9MSUNZX1VOU1BFQ0lGSUVEEAASFAoQSk9JTl9QT0xJQ1lfT1BFThABEhsKF0pPSU5fUE9MSUNZX0lOVklURV9PTkxZEAIqdQoRSGlzdG9yeVZpc2liaWxpdHkSIgoeSElTVE9SWV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWSElTVE9SWV9WSVNJQklMSVRZX0FMTBABEiAKHEhJU1RPUllfVklTSUJJTElUWV9GUk9NX0pPSU4QAipNCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAhIOCgpST0xFX09XTkVSEAMy7gEKDkFjY291bnRTZXJ2aWNlEk0KCFJlZ2lzdGVyEh8uc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXNwb25zZRJECgVMb2dpbhIcLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVxdWVzdBodLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVzcG9uc2USRwoGTG9nb3V0Eh0uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVxdWVzdBoeLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlc3BvbnNlMp4CCg5Db250YWN0U2VydmljZRJTCgpBZGRDb250YWN0EiEuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5BZGRDb250YWN0UmVzcG9uc2USXAoNUmVtb3ZlQ29udGFjdBIkLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuUmVtb3ZlQ29udGFjdFJlc3BvbnNlElkKDExpc3RDb250YWN0cxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RDb250YWN0c1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXNwb25zZTLMBAoLQ2hhdFNlcnZpY2USRgoJU3Vic2NyaWJlEiAuc3dpdGNoYm9hcmQudjEuU3Vic2NyaWJlUmVxdWVzdBoVLnN3aXRjaGJvYXJkLnYxLkV2ZW50MAESQQoEU2VuZBIbLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXF1ZXN0Ghwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlEkkKClNlbmRTdHJlYW0SGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBoaLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXN1bHQoATABEkoKB0hpc3RvcnkSHi5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVxdWVzdBofLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlSZXNwb25zZRJNCghNYXJrUmVhZBIfLnN3aXRjaGJvYXJkLnYxLk1hcmtSZWFkUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLk1hcmtSZWFkUmVzcG9uc2USaAoRTGlzdENvbnZlcnNhdGlvbnMSKC5zd2l0Y2hib2FyZC52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaKS5zd2l0Y2hib2FyZC52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEmIKD0xpc3RSZWFkQ3Vyc29ycxImLnN3aXRjaGJvYXJkLnYxLkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QaJy5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXNwb25zZTLUBQoMR3JvdXBTZXJ2aWNlElYKC0NyZWF0ZUdyb3VwEiIuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJZCgxJbnZpdGVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USUAoJSm9pbkdyb3VwEiAuc3dpdGNoYm9hcmQudjEuSm9pbkdyb3VwUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlc3BvbnNlElMKCkxlYXZlR3JvdXASIS5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkxlYXZlR3JvdXBSZXNwb25zZRJZCgxSZW1vdmVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USXAoNU2V0TWVtYmVyUm9sZRIkLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlElkKDExpc3RNeUdyb3VwcxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RNeUdyb3Vwc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXNwb25zZRJWCgtMaXN0TWVtYmVycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSJ6CgtTZW5kUmVxdWVzdBIRCgd1c2VyX2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAlIABIZCg9jb252ZXJzYXRpb25faWQYAyABKAlIABIVCg1jbGllbnRfbXNnX2lkGAQgASgJEgwKBHRleHQYBSABKAlCBAoCdG8ibwoMU2VuZFJlc3BvbnNlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRISCgpzZW50X2F0X21zGAQgASgDEhEKCWR1cGxpY2F0ZRgFIAEoCCKLAQoKU2VuZFJlc3VsdBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiwKBHNlbnQYAiABKAsyHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2VIABItCgZmYWlsZWQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5TZW5kRmFpbHVyZUgAQgkKB291dGNvbWUiRAoLU2VuZEZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgEInIKDkhpc3RvcnlSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEhYKCWFmdGVyX3NlcRgDIAEoBEgAiAEBEg0KBWxpbWl0GAQgASgNQgwKCl9hZnRlcl9zZXEiYAoPSGlzdG9yeVJlc3BvbnNlEikKCG1lc3NhZ2VzGAEgAygLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCBIQCghoZWFkX3NlcRgDIAEoBCI3Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCIkChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgEIhoKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdCJfChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjMKDWNvbnZlcnNhdGlvbnMYASADKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24SDQoFZXBvY2gYAiABKAkiMQoWTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiRwoXTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2USLAoHY3Vyc29ycxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0IrQCCgxDb252ZXJzYXRpb24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi4KBGtpbmQYAiABKA4yIC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhAKCGhlYWRfc2VxGAQgASgEEhAKCHJlYWRfc2VxGAUgASgEEg4KBnVucmVhZBgGIAEoBBItCgxsYXN0X21lc3NhZ2UYByABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlEg8KB3BlZXJfaWQYCCABKAkSEAoIZ3JvdXBfaWQYCSABKAkSJwoFdG9waWMYCiABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZxINCgVtdXRlZBgLIAEoCBIOCgZjbG9zZWQYDCABKAgi4gEKB01lc3NhZ2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBBISCgptZXNzYWdlX2lkGAMgASgJEg4KBnNlbmRlchgEIAEoCRISCgpzZW50X2F0X21zGAUgASgDEgwKBHRleHQYBiABKAkSFQoNY2xpZW50X21zZ19pZBgHIAEoCRIrCgZzeXN0ZW0YCCABKAsyGy5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudBInCgV0b3BpYxgJIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlRvcGljVGFnIt8CCgtTeXN0ZW1FdmVudBIuCgRraW5kGAEgASgOMiAuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQuS2luZBIPCgd1c2VyX2lkGAIgASgJEhAKCGFjdG9yX2lkGAMgASgJEg4KBmRldGFpbBgEIAEoCSLsAQoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASFgoSS0lORF9HUk9VUF9DUkVBVEVEEAESFgoSS0lORF9NRU1CRVJfSk9JTkVEEAISFAoQS0lORF9NRU1CRVJfTEVGVBADEhcKE0tJTkRfTUVNQkVSX1JFTU9WRUQQBBIVChFLSU5EX1JPTEVfQ0hBTkdFRBAFEhYKEktJTkRfVE9QSUNfUkVOQU1FRBAGEiMKH0tJTkRfQ09OVEFDVF9SRU1PVkVEX0ZST01fVE9QSUMQBxIbChdLSU5EX0NPTlRBQ1RfTEVGVF9UT1BJQxAIIoQBCghUb3BpY1RhZxIQCgh0b3BpY19pZBgBIAEoCRISCgp0b3BpY19uYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhIKCmNvbnRhY3RfaWQYBCABKAkSFAoMYnJvYWRjYXN0X2lkGAUgASgJEhYKDmZvcndhcmRlZF9mcm9tGAYgASgJIkkKC1JlYWRSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhAKCHJlYWRfc2VxGAMgASgEIlIKD0RlbGl2ZXJ5UmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIVCg1kZWxpdmVyZWRfc2VxGAMgASgEIjEKDlByZXNlbmNlVXBkYXRlEg8KB3VzZXJfaWQYASABKAkSDgoGb25saW5lGAIgASgIIvUBChNDb252ZXJzYXRpb25DaGFuZ2VkEjoKBmNoYW5nZRgBIAEoDjIqLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWQuQ2hhbmdlEjIKDGNvbnZlcnNhdGlvbhgCIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbiJuCgZDaGFuZ2USFgoSQ0hBTkdFX1VOU1BFQ0lGSUVEEAASEAoMQ0hBTkdFX0FEREVEEAESEgoOQ0hBTkdFX1JFTU9WRUQQAhISCg5DSEFOR0VfSU5WSVRFRBADEhIKDkNIQU5HRV9VUERBVEVEEAQiXQoFUmVhZHkSEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgJEg0KBWVwb2NoGAMgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgEIAEoDSI1CgxTeW5jQ29tcGxldGUSJQoFaGVhZHMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5DdXJzb3IigAIKA0dhcBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKAQSDgoGdG9fc2VxGAMgASgEEioKBnJlYXNvbhgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkdhcC5SZWFzb24SDgoGZGV0YWlsGAUgASgJIoEBCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUUkVBU09OX0VQT0NIX0NIQU5HRUQQARIXChNSRUFTT05fQ1VSU09SX0FIRUFEEAISFAoQUkVBU09OX1RSVU5DQVRFRBADEhYKElJFQVNPTl9VTkFWQUlMQUJMRRAEIiMKCUhlYXJ0YmVhdBIWCg5zZXJ2ZXJfdGltZV9tcxgBIAEoAyIzCglSZWNvbm5lY3QSDgoGcmVhc29uGAEgASgJEhYKDnJldHJ5X2FmdGVyX21zGAIgASgNIu4DCgVFdmVudBImCgVyZWFkeRgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLlJlYWR5SAASKgoHbWVzc2FnZRgCIAEoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2VIABIuCgdyZWNlaXB0GAMgASgLMhsuc3dpdGNoYm9hcmQudjEuUmVhZFJlY2VpcHRIABIyCghwcmVzZW5jZRgEIAEoCzIeLnN3aXRjaGJvYXJkLnYxLlByZXNlbmNlVXBkYXRlSAASOwoMY29udmVyc2F0aW9uGAUgASgLMiMuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uQ2hhbmdlZEgAEi4KBnN5bmNlZBgGIAEoCzIcLnN3aXRjaGJvYXJkLnYxLlN5bmNDb21wbGV0ZUgAEiIKA2dhcBgHIAEoCzITLnN3aXRjaGJvYXJkLnYxLkdhcEgAEi4KCWhlYXJ0YmVhdBgIIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEi4KCXJlY29ubmVjdBgJIAEoCzIZLnN3aXRjaGJvYXJkLnYxLlJlY29ubmVjdEgAEjQKCWRlbGl2ZXJlZBgKIAEoCzIfLnN3aXRjaGJvYXJkLnYxLkRlbGl2ZXJ5UmVjZWlwdEgAQgYKBGtpbmQi3wEKBUdyb3VwEhAKCGdyb3VwX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSKgoGcG9saWN5GAQgASgOMhouc3dpdGNoYm9hcmQudjEuSm9pblBvbGljeRIVCg1jcmVhdGVkX2F0X21zGAUgASgDEhQKDG1lbWJlcl9jb3VudBgGIAEoDRIXCg9jb252ZXJzYXRpb25faWQYByABKAkSMgoHaGlzdG9yeRgIIAEoDjIhLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlWaXNpYmlsaXR5ImMKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIiCgRyb2xlGAMgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZRIOCgZvbmxpbmUYBCABKAgikgEKEkNyZWF0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEioKBnBvbGljeRgCIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSDgoGaW52aXRlGAMgAygJEjIKB2hpc3RvcnkYBCABKA4yIS5zd2l0Y2hib2FyZC52MS5IaXN0b3J5VmlzaWJpbGl0eSI7ChNDcmVhdGVHcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXAiOAoTSW52aXRlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIi4KFEludml0ZU1lbWJlclJlc3BvbnNlEhYKDmFscmVhZHlfbWVtYmVyGAEgASgIIiQKEEpvaW5Hcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiUAoRSm9pbkdyb3VwUmVzcG9uc2USJAoFZ3JvdXAYASABKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cBIVCg1qb2luZWRfYXRfc2VxGAIgASgEIiUKEUxlYXZlR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIhQKEkxlYXZlR3JvdXBSZXNwb25zZSI4ChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiFgoUUmVtb3ZlTWVtYmVyUmVzcG9uc2UiXQoUU2V0TWVtYmVyUm9sZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIiCgRyb2xlGAMgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZSIXChVTZXRNZW1iZXJSb2xlUmVzcG9uc2UiFQoTTGlzdE15R3JvdXBzUmVxdWVzdCJpChRMaXN0TXlHcm91cHNSZXNwb25zZRIlCgZncm91cHMYASADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cBIqCgtpbnZpdGF0aW9ucxgCIAMoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIiYKEkxpc3RNZW1iZXJzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSI+ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEicKB21lbWJlcnMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5NZW1iZXIqlAEKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIbChdDT05WRVJTQVRJT05fS0lORF9HUk9VUBACEiIKHkNPTlZFUlNBVElPTl9LSU5EX1RPUElDX1RIUkVBRBADKlwKCkpvaW5Qb2xpY3kSGwoXSk9JTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIUChBKT0lOX1BPTElDWV9PUEVOEAESGwoXSk9JTl9QT0xJQ1lfSU5WSVRFX09OTFkQAip1ChFIaXN0b3J5VmlzaWJpbGl0eRIiCh5ISVNUT1JZX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZISVNUT1JZX1ZJU0lCSUxJVFlfQUxMEAESIAocSElTVE9SWV9WSVNJQklMSVRZX0ZST01fSk9JThACKk0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACEg4KClJPTEVfT1dORVIQAzLGAgoOQWNjb3VudFNlcnZpY2USTQoIUmVnaXN0ZXISHy5zd2l0Y2hib2FyZC52MS5SZWdpc3RlclJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5SZWdpc3RlclJlc3BvbnNlEkQKBUxvZ2luEhwuc3dpdGNoYm9hcmQudjEuTG9naW5SZXF1ZXN0Gh0uc3dpdGNoYm9hcmQudjEuTG9naW5SZXNwb25zZRJHCgZMb2dvdXQSHS5zd2l0Y2hib2FyZC52MS5Mb2dvdXRSZXF1ZXN0Gh4uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVzcG9uc2USVgoOTG9naW5XaXRoVG9rZW4SJS5zd2l0Y2hib2FyZC52MS5Mb2dpbldpdGhUb2tlblJlcXVlc3QaHS5zd2l0Y2hib2FyZC52MS5Mb2dpblJlc3BvbnNlMp4CCg5Db250YWN0U2VydmljZRJTCgpBZGRDb250YWN0EiEuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5BZGRDb250YWN0UmVzcG9uc2USXAoNUmVtb3ZlQ29udGFjdBIkLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuUmVtb3ZlQ29udGFjdFJlc3BvbnNlElkKDExpc3RDb250YWN0cxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RDb250YWN0c1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXNwb25zZTLMBAoLQ2hhdFNlcnZpY2USRgoJU3Vic2NyaWJlEiAuc3dpdGNoYm9hcmQudjEuU3Vic2NyaWJlUmVxdWVzdBoVLnN3aXRjaGJvYXJkLnYxLkV2ZW50MAESQQoEU2VuZBIbLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXF1ZXN0Ghwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlEkkKClNlbmRTdHJlYW0SGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBoaLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXN1bHQoATABEkoKB0hpc3RvcnkSHi5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVxdWVzdBofLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlSZXNwb25zZRJNCghNYXJrUmVhZBIfLnN3aXRjaGJvYXJkLnYxLk1hcmtSZWFkUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLk1hcmtSZWFkUmVzcG9uc2USaAoRTGlzdENvbnZlcnNhdGlvbnMSKC5zd2l0Y2hib2FyZC52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaKS5zd2l0Y2hib2FyZC52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEmIKD0xpc3RSZWFkQ3Vyc29ycxImLnN3aXRjaGJvYXJkLnYxLkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QaJy5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXNwb25zZTLUBQoMR3JvdXBTZXJ2aWNlElYKC0NyZWF0ZUdyb3VwEiIuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJZCgxJbnZpdGVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USUAoJSm9pbkdyb3VwEiAuc3dpdGNoYm9hcmQudjEuSm9pbkdyb3VwUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlc3BvbnNlElMKCkxlYXZlR3JvdXASIS5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkxlYXZlR3JvdXBSZXNwb25zZRJZCgxSZW1vdmVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USXAoNU2V0TWVtYmVyUm9sZRIkLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlElkKDExpc3RNeUdyb3VwcxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RNeUdyb3Vwc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXNwb25zZRJWCgtMaXN0TWVtYmVycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message switchboard.v1.User
@@ -185,6 +185,32 @@ export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_switchboard, 4);
 
 /**
+ * @generated from message switchboard.v1.LoginWithTokenRequest
+ */
+export type LoginWithTokenRequest = Message$1<"switchboard.v1.LoginWithTokenRequest"> & {
+  /**
+   * The app's JWT (compact form).
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * As in LoginRequest: the device this session is for; empty for a new one.
+   *
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.LoginWithTokenRequest.
+ * Use `create(LoginWithTokenRequestSchema)` to create a new message.
+ */
+export const LoginWithTokenRequestSchema: GenMessage<LoginWithTokenRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 5);
+
+/**
  * @generated from message switchboard.v1.LogoutRequest
  */
 export type LogoutRequest = Message$1<"switchboard.v1.LogoutRequest"> & {
@@ -195,7 +221,7 @@ export type LogoutRequest = Message$1<"switchboard.v1.LogoutRequest"> & {
  * Use `create(LogoutRequestSchema)` to create a new message.
  */
 export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 5);
+  messageDesc(file_switchboard_v1_switchboard, 6);
 
 /**
  * @generated from message switchboard.v1.LogoutResponse
@@ -208,7 +234,7 @@ export type LogoutResponse = Message$1<"switchboard.v1.LogoutResponse"> & {
  * Use `create(LogoutResponseSchema)` to create a new message.
  */
 export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 6);
+  messageDesc(file_switchboard_v1_switchboard, 7);
 
 /**
  * @generated from message switchboard.v1.Contact
@@ -249,7 +275,7 @@ export type Contact = Message$1<"switchboard.v1.Contact"> & {
  * Use `create(ContactSchema)` to create a new message.
  */
 export const ContactSchema: GenMessage<Contact> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 7);
+  messageDesc(file_switchboard_v1_switchboard, 8);
 
 /**
  * @generated from message switchboard.v1.AddContactRequest
@@ -266,7 +292,7 @@ export type AddContactRequest = Message$1<"switchboard.v1.AddContactRequest"> & 
  * Use `create(AddContactRequestSchema)` to create a new message.
  */
 export const AddContactRequestSchema: GenMessage<AddContactRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 8);
+  messageDesc(file_switchboard_v1_switchboard, 9);
 
 /**
  * @generated from message switchboard.v1.AddContactResponse
@@ -290,7 +316,7 @@ export type AddContactResponse = Message$1<"switchboard.v1.AddContactResponse"> 
  * Use `create(AddContactResponseSchema)` to create a new message.
  */
 export const AddContactResponseSchema: GenMessage<AddContactResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 9);
+  messageDesc(file_switchboard_v1_switchboard, 10);
 
 /**
  * @generated from message switchboard.v1.RemoveContactRequest
@@ -307,7 +333,7 @@ export type RemoveContactRequest = Message$1<"switchboard.v1.RemoveContactReques
  * Use `create(RemoveContactRequestSchema)` to create a new message.
  */
 export const RemoveContactRequestSchema: GenMessage<RemoveContactRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 10);
+  messageDesc(file_switchboard_v1_switchboard, 11);
 
 /**
  * @generated from message switchboard.v1.RemoveContactResponse
@@ -320,7 +346,7 @@ export type RemoveContactResponse = Message$1<"switchboard.v1.RemoveContactRespo
  * Use `create(RemoveContactResponseSchema)` to create a new message.
  */
 export const RemoveContactResponseSchema: GenMessage<RemoveContactResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 11);
+  messageDesc(file_switchboard_v1_switchboard, 12);
 
 /**
  * @generated from message switchboard.v1.ListContactsRequest
@@ -333,7 +359,7 @@ export type ListContactsRequest = Message$1<"switchboard.v1.ListContactsRequest"
  * Use `create(ListContactsRequestSchema)` to create a new message.
  */
 export const ListContactsRequestSchema: GenMessage<ListContactsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 12);
+  messageDesc(file_switchboard_v1_switchboard, 13);
 
 /**
  * @generated from message switchboard.v1.ListContactsResponse
@@ -357,7 +383,7 @@ export type ListContactsResponse = Message$1<"switchboard.v1.ListContactsRespons
  * Use `create(ListContactsResponseSchema)` to create a new message.
  */
 export const ListContactsResponseSchema: GenMessage<ListContactsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 13);
+  messageDesc(file_switchboard_v1_switchboard, 14);
 
 /**
  * @generated from message switchboard.v1.Cursor
@@ -381,7 +407,7 @@ export type Cursor = Message$1<"switchboard.v1.Cursor"> & {
  * Use `create(CursorSchema)` to create a new message.
  */
 export const CursorSchema: GenMessage<Cursor> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 14);
+  messageDesc(file_switchboard_v1_switchboard, 15);
 
 /**
  * @generated from message switchboard.v1.SubscribeRequest
@@ -417,7 +443,7 @@ export type SubscribeRequest = Message$1<"switchboard.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 15);
+  messageDesc(file_switchboard_v1_switchboard, 16);
 
 /**
  * @generated from message switchboard.v1.SendRequest
@@ -472,7 +498,7 @@ export type SendRequest = Message$1<"switchboard.v1.SendRequest"> & {
  * Use `create(SendRequestSchema)` to create a new message.
  */
 export const SendRequestSchema: GenMessage<SendRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 16);
+  messageDesc(file_switchboard_v1_switchboard, 17);
 
 /**
  * @generated from message switchboard.v1.SendResponse
@@ -511,7 +537,7 @@ export type SendResponse = Message$1<"switchboard.v1.SendResponse"> & {
  * Use `create(SendResponseSchema)` to create a new message.
  */
 export const SendResponseSchema: GenMessage<SendResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 17);
+  messageDesc(file_switchboard_v1_switchboard, 18);
 
 /**
  * @generated from message switchboard.v1.SendResult
@@ -547,7 +573,7 @@ export type SendResult = Message$1<"switchboard.v1.SendResult"> & {
  * Use `create(SendResultSchema)` to create a new message.
  */
 export const SendResultSchema: GenMessage<SendResult> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 18);
+  messageDesc(file_switchboard_v1_switchboard, 19);
 
 /**
  * What a unary Send would have answered with a gRPC status.
@@ -582,7 +608,7 @@ export type SendFailure = Message$1<"switchboard.v1.SendFailure"> & {
  * Use `create(SendFailureSchema)` to create a new message.
  */
 export const SendFailureSchema: GenMessage<SendFailure> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 19);
+  messageDesc(file_switchboard_v1_switchboard, 20);
 
 /**
  * @generated from message switchboard.v1.HistoryRequest
@@ -621,7 +647,7 @@ export type HistoryRequest = Message$1<"switchboard.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 20);
+  messageDesc(file_switchboard_v1_switchboard, 21);
 
 /**
  * @generated from message switchboard.v1.HistoryResponse
@@ -655,7 +681,7 @@ export type HistoryResponse = Message$1<"switchboard.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 21);
+  messageDesc(file_switchboard_v1_switchboard, 22);
 
 /**
  * @generated from message switchboard.v1.MarkReadRequest
@@ -677,7 +703,7 @@ export type MarkReadRequest = Message$1<"switchboard.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 22);
+  messageDesc(file_switchboard_v1_switchboard, 23);
 
 /**
  * @generated from message switchboard.v1.MarkReadResponse
@@ -694,7 +720,7 @@ export type MarkReadResponse = Message$1<"switchboard.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 23);
+  messageDesc(file_switchboard_v1_switchboard, 24);
 
 /**
  * @generated from message switchboard.v1.ListConversationsRequest
@@ -707,7 +733,7 @@ export type ListConversationsRequest = Message$1<"switchboard.v1.ListConversatio
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 24);
+  messageDesc(file_switchboard_v1_switchboard, 25);
 
 /**
  * @generated from message switchboard.v1.ListConversationsResponse
@@ -731,7 +757,7 @@ export type ListConversationsResponse = Message$1<"switchboard.v1.ListConversati
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 25);
+  messageDesc(file_switchboard_v1_switchboard, 26);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsRequest
@@ -748,7 +774,7 @@ export type ListReadCursorsRequest = Message$1<"switchboard.v1.ListReadCursorsRe
  * Use `create(ListReadCursorsRequestSchema)` to create a new message.
  */
 export const ListReadCursorsRequestSchema: GenMessage<ListReadCursorsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 26);
+  messageDesc(file_switchboard_v1_switchboard, 27);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsResponse
@@ -765,7 +791,7 @@ export type ListReadCursorsResponse = Message$1<"switchboard.v1.ListReadCursorsR
  * Use `create(ListReadCursorsResponseSchema)` to create a new message.
  */
 export const ListReadCursorsResponseSchema: GenMessage<ListReadCursorsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 27);
+  messageDesc(file_switchboard_v1_switchboard, 28);
 
 /**
  * @generated from message switchboard.v1.Conversation
@@ -855,7 +881,7 @@ export type Conversation = Message$1<"switchboard.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 28);
+  messageDesc(file_switchboard_v1_switchboard, 29);
 
 /**
  * @generated from message switchboard.v1.Message
@@ -918,7 +944,7 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 29);
+  messageDesc(file_switchboard_v1_switchboard, 30);
 
 /**
  * @generated from message switchboard.v1.SystemEvent
@@ -954,7 +980,7 @@ export type SystemEvent = Message$1<"switchboard.v1.SystemEvent"> & {
  * Use `create(SystemEventSchema)` to create a new message.
  */
 export const SystemEventSchema: GenMessage<SystemEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 30);
+  messageDesc(file_switchboard_v1_switchboard, 31);
 
 /**
  * @generated from enum switchboard.v1.SystemEvent.Kind
@@ -1010,7 +1036,7 @@ export enum SystemEvent_Kind {
  * Describes the enum switchboard.v1.SystemEvent.Kind.
  */
 export const SystemEvent_KindSchema: GenEnum<SystemEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 30, 0);
+  enumDesc(file_switchboard_v1_switchboard, 31, 0);
 
 /**
  * Identifies a topic thread from either side.
@@ -1060,7 +1086,7 @@ export type TopicTag = Message$1<"switchboard.v1.TopicTag"> & {
  * Use `create(TopicTagSchema)` to create a new message.
  */
 export const TopicTagSchema: GenMessage<TopicTag> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 31);
+  messageDesc(file_switchboard_v1_switchboard, 32);
 
 /**
  * @generated from message switchboard.v1.ReadReceipt
@@ -1087,7 +1113,7 @@ export type ReadReceipt = Message$1<"switchboard.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 32);
+  messageDesc(file_switchboard_v1_switchboard, 33);
 
 /**
  * A message reached one of the user's devices (reported for topic threads,
@@ -1117,7 +1143,7 @@ export type DeliveryReceipt = Message$1<"switchboard.v1.DeliveryReceipt"> & {
  * Use `create(DeliveryReceiptSchema)` to create a new message.
  */
 export const DeliveryReceiptSchema: GenMessage<DeliveryReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 33);
+  messageDesc(file_switchboard_v1_switchboard, 34);
 
 /**
  * @generated from message switchboard.v1.PresenceUpdate
@@ -1139,7 +1165,7 @@ export type PresenceUpdate = Message$1<"switchboard.v1.PresenceUpdate"> & {
  * Use `create(PresenceUpdateSchema)` to create a new message.
  */
 export const PresenceUpdateSchema: GenMessage<PresenceUpdate> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 34);
+  messageDesc(file_switchboard_v1_switchboard, 35);
 
 /**
  * A conversation appeared in (added) or disappeared from (removed) the
@@ -1164,7 +1190,7 @@ export type ConversationChanged = Message$1<"switchboard.v1.ConversationChanged"
  * Use `create(ConversationChangedSchema)` to create a new message.
  */
 export const ConversationChangedSchema: GenMessage<ConversationChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 35);
+  messageDesc(file_switchboard_v1_switchboard, 36);
 
 /**
  * @generated from enum switchboard.v1.ConversationChanged.Change
@@ -1200,7 +1226,7 @@ export enum ConversationChanged_Change {
  * Describes the enum switchboard.v1.ConversationChanged.Change.
  */
 export const ConversationChanged_ChangeSchema: GenEnum<ConversationChanged_Change> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 35, 0);
+  enumDesc(file_switchboard_v1_switchboard, 36, 0);
 
 /**
  * @generated from message switchboard.v1.Ready
@@ -1235,7 +1261,7 @@ export type Ready = Message$1<"switchboard.v1.Ready"> & {
  * Use `create(ReadySchema)` to create a new message.
  */
 export const ReadySchema: GenMessage<Ready> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 36);
+  messageDesc(file_switchboard_v1_switchboard, 37);
 
 /**
  * @generated from message switchboard.v1.SyncComplete
@@ -1254,7 +1280,7 @@ export type SyncComplete = Message$1<"switchboard.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 37);
+  messageDesc(file_switchboard_v1_switchboard, 38);
 
 /**
  * The server cannot prove the client has everything: a hole the client must
@@ -1296,7 +1322,7 @@ export type Gap = Message$1<"switchboard.v1.Gap"> & {
  * Use `create(GapSchema)` to create a new message.
  */
 export const GapSchema: GenMessage<Gap> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 38);
+  messageDesc(file_switchboard_v1_switchboard, 39);
 
 /**
  * @generated from enum switchboard.v1.Gap.Reason
@@ -1340,7 +1366,7 @@ export enum Gap_Reason {
  * Describes the enum switchboard.v1.Gap.Reason.
  */
 export const Gap_ReasonSchema: GenEnum<Gap_Reason> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 38, 0);
+  enumDesc(file_switchboard_v1_switchboard, 39, 0);
 
 /**
  * @generated from message switchboard.v1.Heartbeat
@@ -1357,7 +1383,7 @@ export type Heartbeat = Message$1<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 39);
+  messageDesc(file_switchboard_v1_switchboard, 40);
 
 /**
  * The gateway is going away: reconnect (to any gateway) with your cursors.
@@ -1381,7 +1407,7 @@ export type Reconnect = Message$1<"switchboard.v1.Reconnect"> & {
  * Use `create(ReconnectSchema)` to create a new message.
  */
 export const ReconnectSchema: GenMessage<Reconnect> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 40);
+  messageDesc(file_switchboard_v1_switchboard, 41);
 
 /**
  * @generated from message switchboard.v1.Event
@@ -1458,7 +1484,7 @@ export type Event = Message$1<"switchboard.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 41);
+  messageDesc(file_switchboard_v1_switchboard, 42);
 
 /**
  * @generated from message switchboard.v1.Group
@@ -1510,7 +1536,7 @@ export type Group = Message$1<"switchboard.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 42);
+  messageDesc(file_switchboard_v1_switchboard, 43);
 
 /**
  * @generated from message switchboard.v1.Member
@@ -1542,7 +1568,7 @@ export type Member = Message$1<"switchboard.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 43);
+  messageDesc(file_switchboard_v1_switchboard, 44);
 
 /**
  * @generated from message switchboard.v1.CreateGroupRequest
@@ -1579,7 +1605,7 @@ export type CreateGroupRequest = Message$1<"switchboard.v1.CreateGroupRequest"> 
  * Use `create(CreateGroupRequestSchema)` to create a new message.
  */
 export const CreateGroupRequestSchema: GenMessage<CreateGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 44);
+  messageDesc(file_switchboard_v1_switchboard, 45);
 
 /**
  * @generated from message switchboard.v1.CreateGroupResponse
@@ -1596,7 +1622,7 @@ export type CreateGroupResponse = Message$1<"switchboard.v1.CreateGroupResponse"
  * Use `create(CreateGroupResponseSchema)` to create a new message.
  */
 export const CreateGroupResponseSchema: GenMessage<CreateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 45);
+  messageDesc(file_switchboard_v1_switchboard, 46);
 
 /**
  * @generated from message switchboard.v1.InviteMemberRequest
@@ -1618,7 +1644,7 @@ export type InviteMemberRequest = Message$1<"switchboard.v1.InviteMemberRequest"
  * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
 export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 46);
+  messageDesc(file_switchboard_v1_switchboard, 47);
 
 /**
  * @generated from message switchboard.v1.InviteMemberResponse
@@ -1635,7 +1661,7 @@ export type InviteMemberResponse = Message$1<"switchboard.v1.InviteMemberRespons
  * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
 export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 47);
+  messageDesc(file_switchboard_v1_switchboard, 48);
 
 /**
  * @generated from message switchboard.v1.JoinGroupRequest
@@ -1652,7 +1678,7 @@ export type JoinGroupRequest = Message$1<"switchboard.v1.JoinGroupRequest"> & {
  * Use `create(JoinGroupRequestSchema)` to create a new message.
  */
 export const JoinGroupRequestSchema: GenMessage<JoinGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 48);
+  messageDesc(file_switchboard_v1_switchboard, 49);
 
 /**
  * @generated from message switchboard.v1.JoinGroupResponse
@@ -1678,7 +1704,7 @@ export type JoinGroupResponse = Message$1<"switchboard.v1.JoinGroupResponse"> & 
  * Use `create(JoinGroupResponseSchema)` to create a new message.
  */
 export const JoinGroupResponseSchema: GenMessage<JoinGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 49);
+  messageDesc(file_switchboard_v1_switchboard, 50);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupRequest
@@ -1695,7 +1721,7 @@ export type LeaveGroupRequest = Message$1<"switchboard.v1.LeaveGroupRequest"> & 
  * Use `create(LeaveGroupRequestSchema)` to create a new message.
  */
 export const LeaveGroupRequestSchema: GenMessage<LeaveGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 50);
+  messageDesc(file_switchboard_v1_switchboard, 51);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupResponse
@@ -1708,7 +1734,7 @@ export type LeaveGroupResponse = Message$1<"switchboard.v1.LeaveGroupResponse"> 
  * Use `create(LeaveGroupResponseSchema)` to create a new message.
  */
 export const LeaveGroupResponseSchema: GenMessage<LeaveGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 51);
+  messageDesc(file_switchboard_v1_switchboard, 52);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberRequest
@@ -1730,7 +1756,7 @@ export type RemoveMemberRequest = Message$1<"switchboard.v1.RemoveMemberRequest"
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 52);
+  messageDesc(file_switchboard_v1_switchboard, 53);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberResponse
@@ -1743,7 +1769,7 @@ export type RemoveMemberResponse = Message$1<"switchboard.v1.RemoveMemberRespons
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 53);
+  messageDesc(file_switchboard_v1_switchboard, 54);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleRequest
@@ -1770,7 +1796,7 @@ export type SetMemberRoleRequest = Message$1<"switchboard.v1.SetMemberRoleReques
  * Use `create(SetMemberRoleRequestSchema)` to create a new message.
  */
 export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 54);
+  messageDesc(file_switchboard_v1_switchboard, 55);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleResponse
@@ -1783,7 +1809,7 @@ export type SetMemberRoleResponse = Message$1<"switchboard.v1.SetMemberRoleRespo
  * Use `create(SetMemberRoleResponseSchema)` to create a new message.
  */
 export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 55);
+  messageDesc(file_switchboard_v1_switchboard, 56);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsRequest
@@ -1796,7 +1822,7 @@ export type ListMyGroupsRequest = Message$1<"switchboard.v1.ListMyGroupsRequest"
  * Use `create(ListMyGroupsRequestSchema)` to create a new message.
  */
 export const ListMyGroupsRequestSchema: GenMessage<ListMyGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 56);
+  messageDesc(file_switchboard_v1_switchboard, 57);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsResponse
@@ -1820,7 +1846,7 @@ export type ListMyGroupsResponse = Message$1<"switchboard.v1.ListMyGroupsRespons
  * Use `create(ListMyGroupsResponseSchema)` to create a new message.
  */
 export const ListMyGroupsResponseSchema: GenMessage<ListMyGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 57);
+  messageDesc(file_switchboard_v1_switchboard, 58);
 
 /**
  * @generated from message switchboard.v1.ListMembersRequest
@@ -1837,7 +1863,7 @@ export type ListMembersRequest = Message$1<"switchboard.v1.ListMembersRequest"> 
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 58);
+  messageDesc(file_switchboard_v1_switchboard, 59);
 
 /**
  * @generated from message switchboard.v1.ListMembersResponse
@@ -1854,7 +1880,7 @@ export type ListMembersResponse = Message$1<"switchboard.v1.ListMembersResponse"
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 59);
+  messageDesc(file_switchboard_v1_switchboard, 60);
 
 /**
  * @generated from enum switchboard.v1.ConversationKind
@@ -2018,6 +2044,22 @@ export const AccountService: GenService<{
     methodKind: "unary";
     input: typeof LogoutRequestSchema;
     output: typeof LogoutResponseSchema;
+  },
+  /**
+   * Opens a session for a user of an app that vouches for them with a JWT
+   * its own backend signed (RS256 or ES256, checked against the issuer,
+   * audience and keys the deployment trusts: SB_JWT_*). The token's `sub` is
+   * the user id, its `name` (if any) the display name; a user seen for the
+   * first time is created, with no password (only such tokens log them in).
+   * UNAUTHENTICATED for a token that does not verify; FAILED_PRECONDITION
+   * where no app issuer is configured.
+   *
+   * @generated from rpc switchboard.v1.AccountService.LoginWithToken
+   */
+  loginWithToken: {
+    methodKind: "unary";
+    input: typeof LoginWithTokenRequestSchema;
+    output: typeof LoginResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_switchboard, 0);

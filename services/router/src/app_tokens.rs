@@ -1,0 +1,345 @@
+//! JWTs signed by an app's own backend, for apps that bring their own users
+//! (`AccountService.LoginWithToken`). The deployment names the issuer and
+//! audience it trusts and the app's public keys; a token that verifies names
+//! its user in `sub`, and is exchanged for a Switchboard session.
+//!
+//! - Keys: PEM public keys (RSA → RS256, EC P-256 → ES256) or JWKS documents
+//!   (`{"keys": [...]}`), from files. A key with a `kid` only checks tokens
+//!   whose header names it; a token without a `kid` is tried on every key of
+//!   its algorithm.
+//! - Only RS256 and ES256: a token saying `none` or an HMAC algorithm is
+//!   refused whatever it claims (no key confusion).
+//! - `iss`, `aud` and `exp` are required and checked (60 s of clock leeway);
+//!   `nbf` when present.
+
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::error::{RouterError, RouterResult};
+
+/// What the deployment trusts.
+#[derive(Debug, Clone)]
+pub struct AppTokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// PEM public keys and JWKS documents.
+    pub key_files: Vec<PathBuf>,
+}
+
+struct AppKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// The app issuer's keys, ready to verify.
+pub struct AppTokens {
+    issuer: String,
+    audience: String,
+    keys: Vec<AppKey>,
+}
+
+impl std::fmt::Debug for AppTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppTokens")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// What a verified app token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppClaims {
+    pub sub: String,
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    sub: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    match (jwk.common.key_algorithm, &jwk.algorithm) {
+        (Some(KeyAlgorithm::RS256), _) => Some(Algorithm::RS256),
+        (Some(KeyAlgorithm::ES256), _) => Some(Algorithm::ES256),
+        (Some(_), _) => None,
+        (None, AlgorithmParameters::RSA(_)) => Some(Algorithm::RS256),
+        (None, AlgorithmParameters::EllipticCurve(ec)) if ec.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        (None, _) => None,
+    }
+}
+
+fn load_file(path: &Path) -> Result<Vec<AppKey>, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read the app key file {}: {e}", path.display()))?;
+    let shown = path.display();
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        let set: JwkSet = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{shown} is not a JWKS document: {e}"))?;
+        let keys: Vec<AppKey> = set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let algorithm = jwk_algorithm(jwk)?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some(AppKey {
+                    kid: jwk.common.key_id.clone(),
+                    algorithm,
+                    key,
+                })
+            })
+            .collect();
+        if keys.is_empty() {
+            return Err(format!("{shown} holds no RS256 or ES256 (P-256) key"));
+        }
+        return Ok(keys);
+    }
+    if let Ok(key) = DecodingKey::from_rsa_pem(&bytes) {
+        return Ok(vec![AppKey {
+            kid: None,
+            algorithm: Algorithm::RS256,
+            key,
+        }]);
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(&bytes) {
+        return Ok(vec![AppKey {
+            kid: None,
+            algorithm: Algorithm::ES256,
+            key,
+        }]);
+    }
+    Err(format!(
+        "{shown} is neither a PEM public key (RSA or EC P-256) nor a JWKS document"
+    ))
+}
+
+impl AppTokens {
+    /// Loads the keys; an error names the file and what is wrong with it.
+    pub fn load(settings: &AppTokenSettings) -> Result<Self, String> {
+        if settings.issuer.trim().is_empty() || settings.audience.trim().is_empty() {
+            return Err("app tokens need both an issuer and an audience".into());
+        }
+        if settings.key_files.is_empty() {
+            return Err("app tokens need at least one key file (PEM or JWKS)".into());
+        }
+        let mut keys = Vec::new();
+        for path in &settings.key_files {
+            keys.extend(load_file(path)?);
+        }
+        Ok(Self {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            keys,
+        })
+    }
+
+    /// The token's claims if one of the keys signed it and it is for this
+    /// deployment, now; UNAUTHENTICATED (one message, whatever the reason,
+    /// so it teaches a forger nothing) otherwise.
+    pub fn verify(&self, token: &str) -> RouterResult<AppClaims> {
+        let refused = || RouterError::Unauthenticated("the app token is not valid here".into());
+        let header = jsonwebtoken::decode_header(token).map_err(|_| refused())?;
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(refused());
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = 60;
+        let candidates = self.keys.iter().filter(|k| {
+            k.algorithm == header.alg
+                && match (&header.kid, &k.kid) {
+                    (Some(wanted), Some(kid)) => wanted == kid,
+                    (Some(_), None) | (None, _) => true,
+                }
+        });
+        for candidate in candidates {
+            if let Ok(data) = jsonwebtoken::decode::<Wire>(token, &candidate.key, &validation) {
+                return Ok(AppClaims {
+                    sub: data.claims.sub,
+                    name: data.claims.name,
+                });
+            }
+        }
+        Err(refused())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+
+    const RSA_PRIVATE: &str = include_str!("testdata/app-rsa-test-only.key");
+    const RSA_PUBLIC: &str = include_str!("testdata/app-rsa-test-only.pub");
+
+    fn now() -> i64 {
+        switchboard_shared::clock::now_ms() / 1000
+    }
+
+    fn claims() -> serde_json::Value {
+        json!({"sub": "app-user-1", "name": "Ada", "iss": "https://app.example.com",
+               "aud": "switchboard", "exp": now() + 300})
+    }
+
+    fn settings(dir: &tempfile::TempDir, files: &[(&str, &str)]) -> AppTokenSettings {
+        AppTokenSettings {
+            issuer: "https://app.example.com".into(),
+            audience: "switchboard".into(),
+            key_files: files
+                .iter()
+                .map(|(name, text)| {
+                    let path = dir.path().join(name);
+                    std::fs::write(&path, text).unwrap();
+                    path
+                })
+                .collect(),
+        }
+    }
+
+    struct Ec {
+        private_pem: String,
+        public_pem: String,
+        jwk: serde_json::Value,
+    }
+
+    fn ec(kid: &str) -> Ec {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let raw = key.public_key_raw();
+        Ec {
+            private_pem: key.serialize_pem(),
+            public_pem: key.public_key_pem(),
+            jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+                        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+                        "y": URL_SAFE_NO_PAD.encode(&raw[33..65])}),
+        }
+    }
+
+    fn sign_es(key: &Ec, kid: Option<&str>, body: &serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = kid.map(str::to_owned);
+        let encoding = EncodingKey::from_ec_pem(key.private_pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, body, &encoding).unwrap()
+    }
+
+    #[test]
+    fn rs256_from_a_pem_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = AppTokens::load(&settings(&dir, &[("app.pub", RSA_PUBLIC)])).unwrap();
+        let encoding = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(), &encoding).unwrap();
+        assert_eq!(
+            tokens.verify(&token).unwrap(),
+            AppClaims {
+                sub: "app-user-1".into(),
+                name: Some("Ada".into())
+            }
+        );
+    }
+
+    #[test]
+    fn es256_from_a_jwks_by_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (ec("one"), ec("two"));
+        let jwks = json!({"keys": [one.jwk, two.jwk]}).to_string();
+        let tokens = AppTokens::load(&settings(&dir, &[("jwks.json", &jwks)])).unwrap();
+        assert!(
+            tokens
+                .verify(&sign_es(&two, Some("two"), &claims()))
+                .is_ok()
+        );
+        assert!(tokens.verify(&sign_es(&one, None, &claims())).is_ok());
+        // Signed by one, claiming to be two: refused.
+        assert!(
+            tokens
+                .verify(&sign_es(&one, Some("two"), &claims()))
+                .is_err()
+        );
+        // A PEM EC key works too.
+        let pem = AppTokens::load(&settings(&dir, &[("one.pem", &one.public_pem)])).unwrap();
+        assert!(pem.verify(&sign_es(&one, None, &claims())).is_ok());
+    }
+
+    #[test]
+    fn tokens_for_someone_else_or_out_of_time_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ec("k");
+        let jwks = json!({"keys": [key.jwk]}).to_string();
+        let tokens = AppTokens::load(&settings(&dir, &[("jwks.json", &jwks)])).unwrap();
+        let with = |field: &str, value: serde_json::Value| {
+            let mut body = claims();
+            body[field] = value;
+            sign_es(&key, Some("k"), &body)
+        };
+        for (why, token) in [
+            (
+                "another issuer",
+                with("iss", json!("https://evil.example.com")),
+            ),
+            ("another audience", with("aud", json!("someone-else"))),
+            ("expired", with("exp", json!(now() - 3_600))),
+            ("not yet valid", with("nbf", json!(now() + 3_600))),
+            ("another key", sign_es(&ec("k"), Some("k"), &claims())),
+        ] {
+            let err = tokens.verify(&token).unwrap_err();
+            assert!(
+                matches!(err, RouterError::Unauthenticated(_)),
+                "{why}: {err:?}"
+            );
+        }
+        let mut body = claims();
+        body.as_object_mut().unwrap().remove("exp");
+        assert!(
+            tokens.verify(&sign_es(&key, Some("k"), &body)).is_err(),
+            "no exp"
+        );
+    }
+
+    #[test]
+    fn none_and_hmac_are_refused_whatever_they_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = AppTokens::load(&settings(&dir, &[("app.pub", RSA_PUBLIC)])).unwrap();
+        let body = URL_SAFE_NO_PAD.encode(claims().to_string());
+        let none = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        assert!(tokens.verify(&format!("{none}.{body}.")).is_err());
+        // HS256 keyed with the public key's bytes (the classic confusion).
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims(),
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(tokens.verify(&hs).is_err());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = AppTokens::load(&settings(&dir, &[("junk.pem", "not a key")])).unwrap_err();
+        assert!(err.contains("junk.pem") && err.contains("neither"), "{err}");
+        let mut no_audience = settings(&dir, &[("app.pub", RSA_PUBLIC)]);
+        no_audience.audience.clear();
+        assert!(
+            AppTokens::load(&no_audience)
+                .unwrap_err()
+                .contains("audience")
+        );
+    }
+}
