@@ -80,6 +80,16 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Log in with a JWT your app's backend signed for its user (the
+    /// deployment trusts the app: SB_JWT_*); the user is created on first use.
+    LoginApp {
+        /// Or SB_APP_TOKEN; without either, read from standard input's first line.
+        #[arg(long, env = "SB_APP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Device name (default: cli-<random>).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// End the saved session.
     Logout,
     /// Who the saved session belongs to.

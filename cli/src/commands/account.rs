@@ -94,8 +94,6 @@ pub async fn login(
     out: &Output,
 ) -> anyhow::Result<()> {
     let password = password(given)?;
-    let device_id =
-        device.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(6)));
     let mut accounts = AccountServiceClient::new(
         client::connect(&args.server_or(None), args.ca.as_deref()).await?,
     );
@@ -103,10 +101,53 @@ pub async fn login(
         .login(pb::LoginRequest {
             user_id: user.to_owned(),
             password,
-            device_id,
+            device_id: device_or_new(device),
         })
         .await?
         .into_inner();
+    save_login(args, response, out)
+}
+
+fn device_or_new(device: Option<String>) -> String {
+    device.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(6)))
+}
+
+/// Logs in with an app's JWT (`AccountService.LoginWithToken`).
+pub async fn login_app(
+    args: &Args,
+    given: Option<String>,
+    device: Option<String>,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let token = match given {
+        Some(token) => token,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the app token from standard input")?;
+            line.trim().to_owned()
+        }
+    };
+    if token.is_empty() {
+        anyhow::bail!("no app token: pass --token, set SB_APP_TOKEN, or pipe it in");
+    }
+    let mut accounts = AccountServiceClient::new(
+        client::connect(&args.server_or(None), args.ca.as_deref()).await?,
+    );
+    let response = accounts
+        .login_with_token(pb::LoginWithTokenRequest {
+            token,
+            device_id: device_or_new(device),
+        })
+        .await?
+        .into_inner();
+    save_login(args, response, out)
+}
+
+/// Saves a new session as the profile's login and says so.
+fn save_login(args: &Args, response: pb::LoginResponse, out: &Output) -> anyhow::Result<()> {
     let user_id = response.user.map(|u| u.user_id).unwrap_or_default();
     let saved = Profile {
         server: args.server_or(None),

@@ -73,6 +73,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             password,
             device,
         } => account::login(&args, user, password.clone(), device.clone(), out).await,
+        Command::LoginApp { token, device } => {
+            account::login_app(&args, token.clone(), device.clone(), out).await
+        }
         Command::Logout => account::logout(Session::open(&args).await?, out).await,
         Command::Whoami => account::whoami(&args, out),
         Command::Send {

@@ -60,7 +60,8 @@ mod tests {
             user: UserId::parse("alice").unwrap(),
             session: SessionId::generate(),
             device: DeviceId::parse("laptop").unwrap(),
-            expires_at_ms: now_ms() + 60_000,
+            // A whole second: JWT `exp` has no finer grain.
+            expires_at_ms: (now_ms() / 1000 + 60) * 1000,
         };
         let token = key.sign(&claims);
         assert_eq!(

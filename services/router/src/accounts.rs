@@ -244,7 +244,8 @@ impl Router {
             id: SessionId::generate(),
             user: user_id.clone(),
             device: device.clone(),
-            expires_at_ms: now_ms().saturating_add(ttl_ms),
+            // A whole second, as the token's `exp` says it.
+            expires_at_ms: now_ms().saturating_add(ttl_ms) / 1000 * 1000,
         };
         self.store.put_session(&session).await?;
         let token = self.config.token_key.sign(&Claims {

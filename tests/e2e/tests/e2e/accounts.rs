@@ -253,6 +253,22 @@ async fn app_login(mode: crate::harness::Mode) {
     assert_eq!(again.user.unwrap().user_id, "app-ada");
     assert_ne!(again.session_id, session.session_id);
 
+    // From a terminal: `sb login-app` with a token piped in, then commands
+    // as that user.
+    let sb = crate::cli::Sb {
+        server: url.clone(),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let token = app_token(&key, "app-eve", "switchboard");
+    let (logged_in, whoami) = tokio::task::spawn_blocking(move || {
+        let logged_in = sb.json("eve", &["login-app", "--token", &token]);
+        (logged_in, sb.json("eve", &["whoami"]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(logged_in[0]["logged_in"], "app-eve", "{logged_in:?}");
+    assert_eq!(whoami[0]["user_id"], "app-eve", "{whoami:?}");
+
     // Refused: a token for another audience, a forged one, and a password
     // login to the passwordless account.
     let wrong = accounts
