@@ -1,14 +1,14 @@
 //! Connections to a gateway, with the saved token on every call.
 
-use anyhow::Context as _;
 use std::path::Path;
+
+use anyhow::Context as _;
 use switchboard_proto::client::{Authed, Bearer};
 use switchboard_proto::pb::{
     account_service_client::AccountServiceClient, chat_service_client::ChatServiceClient,
     contact_service_client::ContactServiceClient, group_service_client::GroupServiceClient,
     topic_service_client::TopicServiceClient,
 };
-
 use tonic::transport::Channel;
 
 /// A channel to `server`: over TLS for `https://` (trusting `ca` besides

@@ -8,27 +8,37 @@ use super::{Api, forward, method_label, observe};
 use crate::error::GatewayError;
 use crate::expect_reply;
 
+/// A call made before there is a session (no token): checked for size and
+/// its address's rate, answered by a router with the same-named reply, and
+/// counted like any call.
+macro_rules! anonymous {
+    ($api:expr, $request:expr, $variant:ident) => {{
+        let started = Instant::now();
+        let request = $request;
+        let method = method_label(&request);
+        let result = async {
+            $api.check_size(request.get_ref())?;
+            $api.check_anonymous_rate(&request).await?;
+            let reply = $api
+                .shared
+                .router
+                .call(None, Op::$variant(request.into_inner()))
+                .await?;
+            Ok(Response::new(expect_reply!(reply, $variant)?))
+        }
+        .await;
+        observe(&method, started, &result);
+        result
+    }};
+}
+
 #[tonic::async_trait]
 impl AccountService for Api {
     async fn register(
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        let started = Instant::now();
-        let method = method_label(&request);
-        let result = async {
-            self.check_size(request.get_ref())?;
-            self.check_anonymous_rate(&request).await?;
-            let reply = self
-                .shared
-                .router
-                .call(None, Op::Register(request.into_inner()))
-                .await?;
-            Ok(Response::new(expect_reply!(reply, Register)?))
-        }
-        .await;
-        observe(&method, started, &result);
-        result
+        anonymous!(self, request, Register)
     }
 
     async fn login(
@@ -81,24 +91,6 @@ impl AccountService for Api {
         &self,
         request: Request<pb::LoginWithTokenRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let started = Instant::now();
-        let method = method_label(&request);
-        let result = async {
-            self.check_size(request.get_ref())?;
-            // Anonymous, like a login: held to its address's rate.
-            self.check_anonymous_rate(&request).await?;
-            let reply = self
-                .shared
-                .router
-                .request(RouterRequest {
-                    op: Some(Op::LoginWithToken(request.into_inner())),
-                    ..RouterRequest::default()
-                })
-                .await?;
-            Ok(Response::new(expect_reply!(reply, LoginWithToken)?))
-        }
-        .await;
-        observe(&method, started, &result);
-        result
+        anonymous!(self, request, LoginWithToken)
     }
 }
