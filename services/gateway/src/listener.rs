@@ -551,7 +551,10 @@ impl tonic::transport::server::Connected for ClientStream {
 
 /// The client connections accepted on `listener`, each within the caps and
 /// ready to serve: over TLS if `tls` is given (handshakes on tasks of
-/// `tracker`, so a slow one holds up no other).
+/// `tracker`, so a slow one holds up no other). With TLS the accept loop
+/// ends when the server drops this stream, not on the shutdown token: a
+/// stream that ended first would make tonic skip its shutdown signal, and
+/// with it the drain of the client streams.
 pub fn incoming(
     listener: TcpListener,
     connections: Connections,
