@@ -180,9 +180,7 @@ async fn login_refusal(channel: tonic::transport::Channel) -> tonic::Status {
 
 async fn client_connections(port: u16) -> Option<f64> {
     let text = crate::harness::raw::http_get(port, "/metrics").await;
-    text.lines()
-        .find(|line| line.starts_with("switchboard_gateway_client_connections "))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    crate::harness::raw::sample(&text, "switchboard_gateway_client_connections ")
 }
 
 /// Past the connection cap (or an address's share) a few connections serve

@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::cli::Sb;
+use crate::harness::raw::sample;
 use crate::harness::{Cluster, Mode, Options, WAIT, test_ca};
 
 fn tls_options() -> Options {
@@ -129,15 +130,6 @@ async fn grpc_grpc_web_and_the_page_share_one_tls_port() {
     assert!(refused.is_err(), "plaintext was served on the TLS port");
 }
 
-/// A counter from the process's metrics.
-async fn counter(port: u16, name: &str) -> Option<f64> {
-    let text = crate::harness::raw::http_get(port, "/metrics").await;
-    let prefix = format!("{name}_total ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_certificate_serves_new_connections_and_drops_no_one() {
     let options = Options {
@@ -157,13 +149,12 @@ async fn a_renewed_certificate_serves_new_connections_and_drops_no_one() {
     let renewed = test_ca().issue("renewed");
     std::fs::write(&cert, &renewed.cert).unwrap();
     eventually(WAIT, "the mismatched pair to be looked at", || async {
-        (counter(
-            metrics,
-            "switchboard_gateway_tls_certificate_reload_failures",
-        )
-        .await?
-            >= 1.0)
-            .then_some(())
+        let text = crate::harness::raw::http_get(metrics, "/metrics").await;
+        let failures = sample(
+            &text,
+            "switchboard_gateway_tls_certificate_reload_failures_total ",
+        )?;
+        (failures >= 1.0).then_some(())
     })
     .await;
     assert_eq!(served_certificate(port).await, before, "the old pair stays");
