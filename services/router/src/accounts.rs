@@ -66,6 +66,15 @@ pub fn login_refusal(failures: &LoginFailures, limits: &LoginLimits) -> Option<R
     None
 }
 
+/// The device a login names, or a new one when it names none.
+fn device_or_new(raw: &str) -> RouterResult<DeviceId> {
+    if raw.trim().is_empty() {
+        Ok(DeviceId::generate())
+    } else {
+        Ok(DeviceId::parse(raw)?)
+    }
+}
+
 fn check_password(password: &str) -> RouterResult<()> {
     let chars = password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
@@ -134,11 +143,7 @@ impl Router {
     ) -> RouterResult<pb::LoginResponse> {
         let user_id = UserId::parse(&req.user_id)
             .map_err(|_| RouterError::Unauthenticated(WRONG_LOGIN.into()))?;
-        let device = if req.device_id.trim().is_empty() {
-            DeviceId::generate()
-        } else {
-            DeviceId::parse(&req.device_id)?
-        };
+        let device = device_or_new(&req.device_id)?;
         let address = if address.is_empty() {
             "unknown"
         } else {
@@ -203,11 +208,7 @@ impl Router {
                 quote(&claims.sub)
             ))
         })?;
-        let device = if req.device_id.trim().is_empty() {
-            DeviceId::generate()
-        } else {
-            DeviceId::parse(&req.device_id)?
-        };
+        let device = device_or_new(&req.device_id)?;
         let name = claims.name.unwrap_or_default();
         let name = display_name(&name, &user_id, self.config.max_name_chars)
             .unwrap_or_else(|_| user_id.to_string());
