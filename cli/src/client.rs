@@ -14,12 +14,7 @@ use tonic::transport::Channel;
 /// A channel to `server`: over TLS for `https://` (trusting `ca` besides
 /// the system's authorities), in plaintext for `http://`.
 pub async fn connect(server: &str, ca: Option<&Path>) -> anyhow::Result<Channel> {
-    let ca = ca
-        .map(|path| {
-            std::fs::read(path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))
-        })
-        .transpose()?;
+    let ca = switchboard_proto::client::read_ca(ca).map_err(anyhow::Error::msg)?;
     switchboard_proto::client::endpoint(server, ca.as_deref())?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()

@@ -13,7 +13,6 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use client::Origin;
@@ -180,14 +179,7 @@ pub fn main() -> ExitCode {
 
 /// Runs the scenario; Ok(false) when it saw a correctness problem.
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let ca = cli
-        .ca
-        .as_deref()
-        .map(|path| {
-            std::fs::read(path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))
-        })
-        .transpose()?;
+    let ca = switchboard_proto::client::read_ca(cli.ca.as_deref()).map_err(anyhow::Error::msg)?;
     let origin = Origin {
         gateways: cli.gateways.clone(),
         ca,

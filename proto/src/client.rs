@@ -23,6 +23,16 @@ impl fmt::Display for BadAddress {
 
 impl std::error::Error for BadAddress {}
 
+/// The CA certificate (PEM) in `path`, if one is named; the error says
+/// which file could not be read and why.
+pub fn read_ca(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, String> {
+    path.map(|path| {
+        std::fs::read(path)
+            .map_err(|err| format!("cannot read the CA file {}: {err}", path.display()))
+    })
+    .transpose()
+}
+
 /// TLS that trusts the system's certificate authorities (and the bundled
 /// web roots where the system has none), plus `ca` (PEM) if given: a
 /// private CA or a self-signed gateway.

@@ -78,16 +78,9 @@ fn exporter() -> Result<opentelemetry_otlp::SpanExporter, String> {
         .unwrap_or_default();
     let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
     let builder = if endpoint.starts_with("https://") {
-        let ca = std::env::var_os("OTEL_EXPORTER_OTLP_CERTIFICATE")
-            .map(|path| {
-                std::fs::read(&path).map_err(|err| {
-                    format!(
-                        "cannot read OTEL_EXPORTER_OTLP_CERTIFICATE {}: {err}",
-                        std::path::Path::new(&path).display()
-                    )
-                })
-            })
-            .transpose()?;
+        let path = std::env::var_os("OTEL_EXPORTER_OTLP_CERTIFICATE");
+        let ca = switchboard_proto::client::read_ca(path.as_deref().map(std::path::Path::new))
+            .map_err(|err| format!("OTEL_EXPORTER_OTLP_CERTIFICATE: {err}"))?;
         builder.with_tls_config(switchboard_proto::client::client_tls(ca.as_deref()))
     } else {
         builder
