@@ -1,10 +1,17 @@
-//! Command-line flags. Every flag has an environment twin, shown in `--help`.
+//! The command line. Each service's settings are declared once, on its
+//! config struct (flag, environment twin, default, help); this file only
+//! says which role takes which. Values come from flags, then the
+//! environment, then the config file (`--config`), then the defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use switchboard_gateway::GatewayConfig;
+use switchboard_presence::PresenceConfig;
+use switchboard_router::RouterConfig;
+use switchboard_shared::bus::nats::NatsConfig;
+use switchboard_shared::redis_pool::RedisConfig;
 use switchboard_shared::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -15,24 +22,31 @@ use switchboard_shared::telemetry::LogFormat;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub role: Option<Role>,
+    pub mode: Option<Mode>,
     #[command(flatten)]
     pub log: LogArgs,
+    /// Config file (TOML): `setting = value` with the flags' names, e.g. `nats-url = "nats://nats:4222"`; a `[gateway]`, `[router]`, `[presence]` or `[standalone]` table applies to that role alone. Flags and the environment override it. `switchboard genconfig` writes one with every setting.
+    #[arg(long, env = "SB_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// Standalone settings (used when no role is given).
     #[command(flatten)]
     pub standalone: StandaloneArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Role {
+pub enum Mode {
     /// Hold client connections (gRPC, gRPC-Web) and forward to routers over NATS.
     Gateway(GatewayRole),
-    /// Authorize, sequence, store and route messages (NATS + Redis).
+    /// Authorize, sequence, store and route messages (NATS + Redis + PostgreSQL).
     Router(RouterRole),
     /// Track which gateway holds each connection (NATS + Redis).
     Presence(PresenceRole),
     /// Everything in one process on an embedded store (the default).
     Standalone(StandaloneArgs),
+    /// Print a config file with every setting of a role, its help and its default (commented out).
+    Genconfig(GenconfigArgs),
+    /// Print a JWT for a user, signed with an app's private key, for LoginWithToken (to try app tokens before the app's backend issues them).
+    Gentoken(GentokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,34 +54,6 @@ pub struct LogArgs {
     /// Log lines as JSON (one object per line), text, or auto (text on a terminal).
     #[arg(long, env = "SB_LOG_FORMAT", default_value = "auto", global = true)]
     pub log_format: LogFormat,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated; tls:// for TLS.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
-    /// NATS user (with --nats-password).
-    #[arg(long, env = "NATS_USER")]
-    pub nats_user: Option<String>,
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
-    pub nats_password: Option<String>,
-    /// NATS credentials file (JWT + nkey).
-    #[arg(long, env = "NATS_CREDS")]
-    pub nats_creds: Option<PathBuf>,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct RedisArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
-    /// Multiplexed Redis connections (each pipelines concurrent requests).
-    #[arg(long, env = "SB_REDIS_POOL_SIZE", default_value_t = 4)]
-    pub redis_pool_size: usize,
-    /// Bound on connecting to Redis and on each command, in milliseconds: past it the call fails UNAVAILABLE.
-    #[arg(long, env = "SB_REDIS_TIMEOUT_MS", default_value_t = 1_000)]
-    pub redis_timeout_ms: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -85,132 +71,9 @@ pub struct SecretArgs {
     pub token_secrets_previous: Vec<String>,
 }
 
+/// Where a router keeps history.
 #[derive(Debug, Args, Clone)]
-pub struct GatewayArgs {
-    /// Name of this gateway (the pod name in Kubernetes).
-    #[arg(long, env = "SB_GATEWAY_ID", default_value = "gateway")]
-    pub gateway_id: String,
-    /// Client heartbeat interval on each stream, in milliseconds.
-    #[arg(long, env = "SB_CLIENT_HEARTBEAT_MS", default_value_t = 15_000)]
-    pub client_heartbeat_ms: u64,
-    /// How often the gateway heartbeats to presence, in milliseconds.
-    #[arg(long, env = "SB_PRESENCE_HEARTBEAT_MS", default_value_t = 2_000)]
-    pub presence_heartbeat_ms: u64,
-    /// How long presence keeps a silent gateway's connections, in milliseconds.
-    #[arg(long, env = "SB_PRESENCE_TTL_MS", default_value_t = 8_000)]
-    pub presence_ttl_ms: u64,
-    /// Deliveries queued per connection before it is cut off as a slow consumer.
-    #[arg(long, env = "SB_CONNECTION_QUEUE", default_value_t = 1024)]
-    pub connection_queue: usize,
-    /// How long a delivery that overtook an earlier message of its conversation waits for it, in milliseconds (0: none).
-    #[arg(long, env = "SB_REORDER_HOLD_MS", default_value_t = 20)]
-    pub reorder_hold_ms: u64,
-    /// Largest request a client may send, in bytes.
-    #[arg(long, env = "SB_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
-    pub max_request_bytes: usize,
-    /// PEM certificate chain (leaf first): with --tls-key, clients connect over TLS (gRPC, gRPC-Web and the page, on the same port).
-    #[arg(long, env = "SB_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of the certificate (with --tls-cert).
-    #[arg(long, env = "SB_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// How often the certificate and key files are read again; a changed pair serves new connections, open ones keep theirs. In milliseconds.
-    #[arg(long, env = "SB_TLS_RELOAD_MS", default_value_t = 10_000)]
-    pub tls_reload_ms: u64,
-    /// Origins whose web pages may call this gateway over gRPC-Web (CORS), comma-separated, e.g. https://app.example.com; "*" for any; empty: only the page the gateway serves.
-    #[arg(long, env = "SB_ALLOWED_ORIGINS", default_value = "")]
-    pub allowed_origins: String,
-    /// Deadline of a call to a router, every attempt included, in milliseconds: clients hear back within it.
-    #[arg(long, env = "SB_ROUTER_TIMEOUT_MS", default_value_t = 2_000)]
-    pub router_timeout_ms: u64,
-    /// Longest time SIGTERM waits for streams to end, in milliseconds.
-    #[arg(long, env = "SB_DRAIN_GRACE_MS", default_value_t = 10_000)]
-    pub drain_grace_ms: u64,
-    /// HTTP/2 streams one client connection may have open at once.
-    #[arg(long, env = "SB_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
-    pub max_concurrent_streams: u32,
-    /// HTTP/2 keepalive PING interval, in milliseconds.
-    #[arg(long, env = "SB_KEEPALIVE_INTERVAL_MS", default_value_t = 20_000)]
-    pub keepalive_interval_ms: u64,
-    /// How long a PING may go unanswered before the connection is dropped, in milliseconds.
-    #[arg(long, env = "SB_KEEPALIVE_TIMEOUT_MS", default_value_t = 20_000)]
-    pub keepalive_timeout_ms: u64,
-    /// Largest header block a client may send, in bytes.
-    #[arg(long, env = "SB_MAX_HEADER_LIST_BYTES", default_value_t = 16 * 1024)]
-    pub max_header_list_bytes: u32,
-    /// Streams a client may open and reset before they are accepted ("rapid reset" cap).
-    #[arg(long, env = "SB_MAX_PENDING_RESET_STREAMS", default_value_t = 64)]
-    pub max_pending_reset_streams: usize,
-    /// Streams the server may reset for protocol errors before it drops the connection.
-    #[arg(long, env = "SB_MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = 256)]
-    pub max_local_error_reset_streams: usize,
-    /// Client connections (TCP) this gateway holds at most; lowered to what the file-descriptor limit allows.
-    #[arg(long, env = "SB_MAX_CLIENT_CONNECTIONS", default_value_t = 20_000)]
-    pub max_client_connections: usize,
-    /// Client connections from one source address (0: no cap, e.g. behind a proxy).
-    #[arg(long, env = "SB_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 2_048)]
-    pub max_connections_per_address: usize,
-    /// A connection with no authenticated call for this long is closed, in milliseconds.
-    #[arg(long, env = "SB_IDLE_CONNECTION_TIMEOUT_MS", default_value_t = 60_000)]
-    pub idle_connection_timeout_ms: u64,
-    /// How long a request's body may take to arrive (a SendStream's excepted), in milliseconds.
-    #[arg(long, env = "SB_REQUEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_body_timeout_ms: u64,
-    /// SendStream calls one user may have open on this gateway.
-    #[arg(long, env = "SB_MAX_SEND_STREAMS_PER_USER", default_value_t = 4)]
-    pub max_send_streams_per_user: usize,
-    /// Client streams this gateway holds at most.
-    #[arg(long, env = "SB_MAX_CONNECTIONS", default_value_t = 18_000)]
-    pub max_connections: usize,
-    /// Client streams one user may have on this gateway.
-    #[arg(long, env = "SB_MAX_CONNECTIONS_PER_USER", default_value_t = 16)]
-    pub max_connections_per_user: usize,
-    /// Sends per second one user may make through this gateway, on average.
-    #[arg(long, env = "SB_SEND_RATE", default_value_t = 20.0)]
-    pub send_rate: f64,
-    /// Sends one user may make at once before the rate applies.
-    #[arg(long, env = "SB_SEND_BURST", default_value_t = 60)]
-    pub send_burst: u32,
-    /// Call units per second one user may spend on this gateway, on average (a call costs 1; a history page 1 per 50 messages more; listing conversations 5).
-    #[arg(long, env = "SB_CALL_RATE", default_value_t = 50.0)]
-    pub call_rate: f64,
-    /// Call units one user may spend at once before the rate applies.
-    #[arg(long, env = "SB_CALL_BURST", default_value_t = 300)]
-    pub call_burst: u32,
-    /// Registrations and logins per second from one client address, on average.
-    #[arg(long, env = "SB_ANONYMOUS_RATE", default_value_t = 5.0)]
-    pub anonymous_rate: f64,
-    /// Registrations and logins from one client address at once before the rate applies.
-    #[arg(long, env = "SB_ANONYMOUS_BURST", default_value_t = 30)]
-    pub anonymous_burst: u32,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct RouterArgs {
-    /// Largest message text, in bytes.
-    #[arg(long, env = "SB_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
-    pub max_message_bytes: usize,
-    /// Session lifetime, in hours.
-    #[arg(long, env = "SB_SESSION_TTL_HOURS", default_value_t = 720)]
-    pub session_ttl_hours: u64,
-    /// Password hashing cost: owasp (argon2id m=19MiB t=2), or fast-insecure for tests only.
-    #[arg(long, env = "SB_PASSWORD_HASHING", default_value = "owasp")]
-    pub password_hashing: PasswordHashingArg,
-    /// Redeliver outbox entries older than this, in milliseconds.
-    #[arg(long, env = "SB_OUTBOX_REDELIVER_MS", default_value_t = 3_000)]
-    pub outbox_redeliver_ms: u64,
-    /// Failed logins for one account before further attempts are refused until the window ends.
-    #[arg(long, env = "SB_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 10)]
-    pub login_failures_per_account: u32,
-    /// Failed logins from one client address (any account) before further attempts are refused.
-    #[arg(long, env = "SB_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
-    pub login_failures_per_address: u32,
-    /// How long failed logins are counted, in seconds (from the first one).
-    #[arg(long, env = "SB_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 900)]
-    pub login_failure_window_secs: u64,
-    /// Threads hashing passwords, at idle priority so they never take CPU from messages.
-    #[arg(long, env = "SB_HASHING_THREADS", default_value_t = 1)]
-    pub hashing_threads: usize,
+pub struct HistoryArgs {
     /// History store (PostgreSQL), where messages are kept: postgres://user:password@host:port/db. Required by a router.
     #[arg(long, env = "SB_HISTORY_URL", hide_env_values = true)]
     pub history_url: Option<String>,
@@ -218,35 +81,14 @@ pub struct RouterArgs {
     #[arg(long, env = "SB_HISTORY_POOL_SIZE", default_value_t = 8)]
     pub history_pool_size: usize,
     /// How long the history writer waits for more messages to share a transaction with, in microseconds (0 = none).
-    #[arg(long, env = "SB_HISTORY_GATHER_US", default_value_t = 500)]
-    pub history_gather_us: u64,
-    /// An app whose backend signs JWTs for its users (LoginWithToken): the `iss` its tokens carry. With --jwt-audience and --jwt-keys; unset: no app tokens.
-    #[arg(long, env = "SB_JWT_ISSUER", requires_all = ["jwt_audience", "jwt_keys"])]
-    pub jwt_issuer: Option<String>,
-    /// The `aud` an app token must carry to be accepted here.
-    #[arg(long, env = "SB_JWT_AUDIENCE", requires = "jwt_issuer")]
-    pub jwt_audience: Option<String>,
-    /// The app's public keys, comma-separated files: PEM (RSA for RS256, EC P-256 for ES256) or JWKS documents.
     #[arg(
-        long,
-        env = "SB_JWT_KEYS",
-        value_delimiter = ',',
-        requires = "jwt_issuer"
+        id = "history_gather_us",
+        long = "history-gather-us",
+        env = "SB_HISTORY_GATHER_US",
+        default_value = "500",
+        value_parser = switchboard_shared::settings::micros
     )]
-    pub jwt_keys: Vec<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PasswordHashingArg {
-    Owasp,
-    FastInsecure,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct PresenceArgs {
-    /// How often dead gateways are looked for, in milliseconds.
-    #[arg(long, env = "SB_REAP_EVERY_MS", default_value_t = 1_000)]
-    pub reap_every_ms: u64,
+    pub history_gather: std::time::Duration,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -269,11 +111,11 @@ pub struct GatewayRole {
     #[arg(long, env = "SB_LISTEN", default_value = "0.0.0.0:7300")]
     pub listen: SocketAddr,
     #[command(flatten)]
-    pub nats: NatsArgs,
+    pub nats: NatsConfig,
     #[command(flatten)]
     pub secret: SecretArgs,
     #[command(flatten)]
-    pub gateway: GatewayArgs,
+    pub gateway: GatewayConfig,
     #[command(flatten)]
     pub metrics: MetricsArgs,
 }
@@ -281,13 +123,15 @@ pub struct GatewayRole {
 #[derive(Debug, Args)]
 pub struct RouterRole {
     #[command(flatten)]
-    pub nats: NatsArgs,
+    pub nats: NatsConfig,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub redis: RedisConfig,
     #[command(flatten)]
     pub secret: SecretArgs,
     #[command(flatten)]
-    pub router: RouterArgs,
+    pub router: RouterConfig,
+    #[command(flatten)]
+    pub history: HistoryArgs,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]
@@ -297,11 +141,11 @@ pub struct RouterRole {
 #[derive(Debug, Args)]
 pub struct PresenceRole {
     #[command(flatten)]
-    pub nats: NatsArgs,
+    pub nats: NatsConfig,
     #[command(flatten)]
-    pub redis: RedisArgs,
+    pub redis: RedisConfig,
     #[command(flatten)]
-    pub presence: PresenceArgs,
+    pub presence: PresenceConfig,
     #[command(flatten)]
     pub health: HealthArgs,
     #[command(flatten)]
@@ -324,13 +168,77 @@ pub struct StandaloneArgs {
     )]
     pub standalone_metrics_listen: String,
     #[command(flatten)]
-    pub gateway: GatewayArgs,
+    pub gateway: GatewayConfig,
     #[command(flatten)]
-    pub router: RouterArgs,
+    pub router: RouterConfig,
     #[command(flatten)]
-    pub presence: PresenceArgs,
+    pub presence: PresenceConfig,
 }
 
-pub fn millis(ms: u64) -> Duration {
-    Duration::from_millis(ms)
+/// The roles a config file can be written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleName {
+    Standalone,
+    Gateway,
+    Router,
+    Presence,
+}
+
+impl RoleName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Gateway => "gateway",
+            Self::Router => "router",
+            Self::Presence => "presence",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GenconfigArgs {
+    /// The role whose settings to write.
+    #[arg(value_enum, default_value = "standalone")]
+    pub role: RoleName,
+}
+
+#[derive(Debug, Args)]
+pub struct GentokenArgs {
+    /// The user the token names (`sub`): the app's own id for them.
+    pub user: String,
+    /// The app's private key (PEM): RSA signs RS256, EC P-256 signs ES256.
+    #[arg(long)]
+    pub jwt_private_key: PathBuf,
+    /// The `iss` to put in the token (what the routers' --jwt-issuer names).
+    #[arg(long, env = "SB_JWT_ISSUER")]
+    pub jwt_issuer: String,
+    /// The `aud` to put in the token (what the routers' --jwt-audience names).
+    #[arg(long, env = "SB_JWT_AUDIENCE")]
+    pub jwt_audience: String,
+    /// A display name for a user seen for the first time (`name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long the token is valid, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl_secs: u64,
+}
+
+/// Names a setting's value in `--help` after its flag (`--router-timeout-ms
+/// <ROUTER_TIMEOUT_MS>`), whatever its field is called.
+fn value_named_after_flag(arg: clap::Arg) -> clap::Arg {
+    match arg
+        .get_long()
+        .map(|long| long.replace('-', "_").to_uppercase())
+    {
+        Some(name) if arg.get_action().takes_values() => arg.value_name(name),
+        _ => arg,
+    }
+}
+
+/// The command line: [`Cli`]'s, as `--help` shows it.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory as _;
+    Cli::command()
+        .mut_args(value_named_after_flag)
+        .mut_subcommands(|sub| sub.mut_args(value_named_after_flag))
 }

@@ -6,17 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_gateway::config::Limits;
-use switchboard_gateway::cors::AllowedOrigins;
-use switchboard_gateway::tls::TlsFiles;
-use switchboard_gateway::{Gateway, GatewayConfig};
+use switchboard_gateway::Gateway;
 use switchboard_presence::memory::MemoryPresence;
 use switchboard_presence::reaper::Reaper;
 use switchboard_presence::redis::RedisPresence;
 use switchboard_presence::service::PresenceService;
-use switchboard_presence::{Directory, Registry};
-use switchboard_router::app_tokens::{AppTokenSettings, AppTokens};
-use switchboard_router::config::PasswordHashing;
+use switchboard_presence::{Directory, PresenceConfig, Registry};
+use switchboard_router::config::RouterKeys;
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryWriter, PgHistory};
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
@@ -31,101 +27,30 @@ use switchboard_shared::token::TokenKey;
 use tokio::net::TcpListener;
 use tonic_health::server::HealthReporter;
 
-use crate::cli::{
-    GatewayArgs, GatewayRole, NatsArgs, PasswordHashingArg, PresenceArgs, PresenceRole, RedisArgs,
-    RouterArgs, RouterRole, SecretArgs, StandaloneArgs, millis,
-};
+use crate::cli::{GatewayRole, PresenceRole, RouterRole, SecretArgs, StandaloneArgs};
 use crate::{health, metrics};
 
-async fn nats(args: &NatsArgs, role: &str) -> anyhow::Result<SharedBus> {
+async fn nats(config: &NatsConfig, role: &str) -> anyhow::Result<SharedBus> {
     let config = NatsConfig {
-        url: args.nats_url.clone(),
-        user: args.nats_user.clone(),
-        password: args.nats_password.clone(),
-        creds_file: args.nats_creds.clone(),
         client_name: format!("switchboard-{role}"),
+        ..config.clone()
     };
     Ok(Arc::new(NatsBus::connect(&config).await?))
 }
 
-async fn redis(args: &RedisArgs, shutdown: &Shutdown) -> anyhow::Result<Pool> {
-    let mut config = RedisConfig::new(&args.redis_url);
-    config.pool_size = args.redis_pool_size;
-    config.timeout = millis(args.redis_timeout_ms);
-    redis_pool::connect_patiently(&config, &shutdown.token).await
+async fn redis(config: &RedisConfig, shutdown: &Shutdown) -> anyhow::Result<Pool> {
+    redis_pool::connect_patiently(config, &shutdown.token).await
 }
 
-fn gateway_config(args: &GatewayArgs, key: TokenKey) -> anyhow::Result<GatewayConfig> {
-    let mut config = GatewayConfig::new(&args.gateway_id, key);
-    config.allowed_origins =
-        AllowedOrigins::parse(&args.allowed_origins).map_err(anyhow::Error::msg)?;
-    config.tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            reload_every: millis(args.tls_reload_ms),
-        }),
-        _ => None,
-    };
-    config.client_heartbeat = millis(args.client_heartbeat_ms);
-    config.presence_heartbeat = millis(args.presence_heartbeat_ms);
-    config.presence_ttl = millis(args.presence_ttl_ms);
-    config.connection_queue = args.connection_queue;
-    config.reorder_hold = millis(args.reorder_hold_ms);
-    config.max_request_bytes = args.max_request_bytes;
-    config.router_timeout = millis(args.router_timeout_ms);
-    config.limits = Limits {
-        max_concurrent_streams: args.max_concurrent_streams,
-        keepalive_interval: millis(args.keepalive_interval_ms),
-        keepalive_timeout: millis(args.keepalive_timeout_ms),
-        max_header_list_bytes: args.max_header_list_bytes,
-        max_pending_reset_streams: args.max_pending_reset_streams,
-        max_local_error_reset_streams: args.max_local_error_reset_streams,
-        connections: switchboard_gateway::listener::ConnectionLimits {
-            max_connections: args.max_client_connections,
-            max_per_address: args.max_connections_per_address,
-            idle_timeout: millis(args.idle_connection_timeout_ms),
-        },
-        request_body_timeout: millis(args.request_body_timeout_ms),
-        max_send_streams_per_user: args.max_send_streams_per_user,
-        max_connections: args.max_connections,
-        max_connections_per_user: args.max_connections_per_user,
-        send_rate_per_second: args.send_rate,
-        send_burst: args.send_burst,
-        call_rate_per_second: args.call_rate,
-        call_burst: args.call_burst,
-        anonymous_rate_per_second: args.anonymous_rate,
-        anonymous_burst: args.anonymous_burst,
-    };
-    Ok(config)
-}
-
-fn router_config(args: &RouterArgs, key: TokenKey) -> anyhow::Result<RouterConfig> {
-    let mut config = RouterConfig::new(key);
-    if let Some(issuer) = &args.jwt_issuer {
-        let settings = AppTokenSettings {
-            issuer: issuer.clone(),
-            audience: args.jwt_audience.clone().unwrap_or_default(),
-            key_files: args.jwt_keys.clone(),
-        };
-        let tokens = AppTokens::load(&settings).map_err(anyhow::Error::msg)?;
+fn router_keys(config: &RouterConfig, session: TokenKey) -> anyhow::Result<RouterKeys> {
+    let app = config.app_tokens.load().map_err(anyhow::Error::msg)?;
+    if let Some(tokens) = &app {
         tracing::info!(?tokens, "app tokens accepted");
-        config.app_tokens = Some(Arc::new(tokens));
     }
-    config.max_message_bytes = args.max_message_bytes;
-    config.session_ttl = Duration::from_secs(args.session_ttl_hours * 3600);
-    config.password_hashing = match args.password_hashing {
-        PasswordHashingArg::Owasp => PasswordHashing::OWASP,
-        PasswordHashingArg::FastInsecure => PasswordHashing::FAST_INSECURE,
-    };
-    config.outbox_redeliver_after = millis(args.outbox_redeliver_ms);
-    config.login_limits = switchboard_router::config::LoginLimits {
-        per_account: args.login_failures_per_account,
-        per_address: args.login_failures_per_address,
-        window: Duration::from_secs(args.login_failure_window_secs),
-    };
-    config.hashing_threads = args.hashing_threads;
-    Ok(config)
+    Ok(RouterKeys {
+        session,
+        app: app.map(Arc::new),
+    })
 }
 
 fn token_key(args: &SecretArgs) -> anyhow::Result<TokenKey> {
@@ -159,23 +84,24 @@ async fn stop_on_signal(
 async fn start_presence(
     registry: Arc<dyn Registry>,
     bus: SharedBus,
-    args: &PresenceArgs,
+    config: &PresenceConfig,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let service = PresenceService::new(registry.clone(), bus);
-    let reaper = Reaper::new(registry, service.clone(), millis(args.reap_every_ms));
+    let reaper = Reaper::new(registry, service.clone(), config.reap_every);
     shutdown.tracker.spawn(reaper.run(shutdown.clone()));
     service.start(shutdown.clone()).await
 }
 
 async fn start_router(
     config: RouterConfig,
+    keys: RouterKeys,
     store: impl Store,
     directory: Arc<dyn Directory>,
     bus: SharedBus,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
-    let router = Router::new(config, store, directory, bus, shutdown.clone());
+    let router = Router::new(config, keys, store, directory, bus, shutdown.clone());
     switchboard_router::service::start(router, shutdown.clone()).await
 }
 
@@ -305,26 +231,19 @@ async fn serve_gateway(
 }
 
 pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
-    let config = gateway_config(&role.gateway, token_key(&role.secret)?)?;
+    let key = token_key(&role.secret)?;
+    let grace = role.gateway.drain_grace;
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "gateway", shutdown.clone()).await?;
     let bus = nats(&role.nats, "gateway").await?;
-    let gateway = Gateway::start(config, bus.clone(), shutdown.clone()).await?;
-    serve_gateway(
-        gateway,
-        role.listen,
-        bus,
-        millis(role.gateway.drain_grace_ms),
-        shutdown,
-        false,
-    )
-    .await
+    let gateway = Gateway::start(role.gateway, key, bus.clone(), shutdown.clone()).await?;
+    serve_gateway(gateway, role.listen, bus, grace, shutdown, false).await
 }
 
 /// A router waits for its dependencies rather than exit: health answers at
 /// once (not ready), NATS and Redis are tried until they answer.
 pub async fn router(role: RouterRole) -> anyhow::Result<()> {
-    let Some(url) = &role.router.history_url else {
+    let Some(url) = &role.history.history_url else {
         anyhow::bail!(
             "a router needs its history store: set SB_HISTORY_URL (or --history-url) to a PostgreSQL URL (docs/DEPLOY.md)"
         );
@@ -332,11 +251,12 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "router", shutdown.clone()).await?;
     let reporter = start_health(role.health.health_listen, &shutdown).await;
-    let config = router_config(&role.router, token_key(&role.secret)?)?;
+    let config = role.router;
+    let keys = router_keys(&config, token_key(&role.secret)?)?;
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
-    let history = Arc::new(history_store(url, role.router.history_pool_size, &shutdown).await?);
-    let gather = Duration::from_micros(role.router.history_gather_us);
+    let history = Arc::new(history_store(url, role.history.history_pool_size, &shutdown).await?);
+    let gather = role.history.history_gather;
     let store = redis_store(
         &pool,
         RecordTtls {
@@ -349,7 +269,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     )
     .await?;
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
-    start_router(config, store, directory, bus.clone(), &shutdown).await?;
+    start_router(config, keys, store, directory, bus.clone(), &shutdown).await?;
     run_backend(reporter, bus, pool, shutdown).await
 }
 
@@ -419,23 +339,15 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     .await?;
     let bus: SharedBus = Arc::new(LocalBus::new());
     let key = standalone_key(&args.data_dir)?;
-    let gateway_config = gateway_config(&args.gateway, key.clone())?;
-    let router_config = router_config(&args.router, key.clone())?;
+    let keys = router_keys(&args.router, key.clone())?;
+    let grace = args.gateway.drain_grace;
     let store = EmbeddedStore::open(&args.data_dir.join("store.redb"))?;
     let presence = Arc::new(MemoryPresence::new());
     start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await?;
-    start_router(router_config, store, presence, bus.clone(), &shutdown).await?;
-    let gateway = Gateway::start(gateway_config, bus.clone(), shutdown.clone()).await?;
+    start_router(args.router, keys, store, presence, bus.clone(), &shutdown).await?;
+    let gateway = Gateway::start(args.gateway, key, bus.clone(), shutdown.clone()).await?;
     tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");
-    serve_gateway(
-        gateway,
-        args.standalone_listen,
-        bus,
-        millis(args.gateway.drain_grace_ms),
-        shutdown,
-        true,
-    )
-    .await
+    serve_gateway(gateway, args.standalone_listen, bus, grace, shutdown, true).await
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod redis_pool;
+pub mod settings;
 pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;

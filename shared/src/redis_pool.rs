@@ -57,24 +57,41 @@ impl ConnectionLike for Connection {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS; for
-    /// a cluster, one or more of its nodes, comma-separated (the rest are
-    /// discovered).
+    /// Redis URL: redis://[user:password@]host:port[/db], rediss:// for TLS; for a cluster, one or more of its nodes, comma-separated (the rest are discovered).
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub url: String,
-    /// Multiplexed connections to keep.
+    /// Multiplexed Redis connections (each pipelines concurrent requests).
+    #[arg(
+        id = "redis_pool_size",
+        long = "redis-pool-size",
+        env = "SB_REDIS_POOL_SIZE",
+        default_value_t = 4
+    )]
     pub pool_size: usize,
-    /// Bound on connecting and on each command round trip.
+    /// Bound on connecting to Redis and on each command, in milliseconds: past it the call fails UNAVAILABLE.
+    #[arg(
+        id = "redis_timeout_ms",
+        long = "redis-timeout-ms",
+        env = "SB_REDIS_TIMEOUT_MS",
+        default_value = "1000",
+        value_parser = crate::settings::millis
+    )]
     pub timeout: Duration,
 }
 
 impl RedisConfig {
+    /// The defaults, at `url`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 4,
-            timeout: Duration::from_secs(1),
+            ..crate::settings::defaults()
         }
     }
 }

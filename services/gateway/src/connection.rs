@@ -28,10 +28,6 @@ use crate::registry::{Entry, Inbound};
 
 /// Messages fetched per history page while replaying.
 const REPLAY_PAGE: u32 = 500;
-/// How many router calls a replay or a gap fill makes for one page before it
-/// gives up and tells the client to page it (a router killed while holding
-/// the first call costs that call's whole budget).
-const STREAM_READ_CALLS: u32 = 3;
 
 fn event(kind: Kind) -> pb::Event {
     pb::Event { kind: Some(kind) }
@@ -332,7 +328,7 @@ impl Connection {
                     after_seq: Some(after),
                     limit,
                 }),
-                STREAM_READ_CALLS,
+                self.shared.config.stream_read_calls,
             )
             .await
             .map_err(Status::from)?;

@@ -42,6 +42,8 @@ use upstream::RouterClient;
 /// What every handler and connection of one gateway shares.
 pub struct Shared {
     pub config: GatewayConfig,
+    /// Verifies the session tokens clients call with.
+    pub token_key: switchboard_shared::token::TokenKey,
     pub id: GatewayId,
     pub bus: SharedBus,
     pub router: RouterClient,
@@ -93,12 +95,13 @@ impl Gateway {
     /// Registers with presence and starts receiving deliveries.
     pub async fn start(
         config: GatewayConfig,
+        token_key: switchboard_shared::token::TokenKey,
         bus: SharedBus,
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let tls = config
             .tls
-            .clone()
+            .files()?
             .map(tls::Certificates::load)
             .transpose()?;
         let id = GatewayId::for_boot(&config.name)?;
@@ -123,6 +126,7 @@ impl Gateway {
             send_streams: limits::PerUserCap::new(config.limits.max_send_streams_per_user),
             presence,
             config,
+            token_key,
             id,
             bus,
         });
@@ -241,7 +245,7 @@ impl Gateway {
             ))
             .layer(limits::OversizeLayer)
             .layer(admission::AdmissionLayer::new(
-                self.shared.config.token_key.clone(),
+                self.shared.token_key.clone(),
                 limits.request_body_timeout,
             ))
             .add_routes(routes)

@@ -50,24 +50,38 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What one gateway accepts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ConnectionLimits {
-    /// Client connections held at once (TCP, whatever they carry).
+    /// Client connections (TCP) this gateway holds at most; lowered to what the file-descriptor limit allows.
+    #[arg(
+        id = "max_client_connections",
+        long = "max-client-connections",
+        env = "SB_MAX_CLIENT_CONNECTIONS",
+        default_value_t = 20_000
+    )]
     pub max_connections: usize,
-    /// Client connections from one source address; 0 for no cap (behind a
-    /// proxy every client has the proxy's address).
+    /// Client connections from one source address (0: no cap, e.g. behind a proxy, where every client has the proxy's address).
+    #[arg(
+        id = "max_connections_per_address",
+        long = "max-connections-per-address",
+        env = "SB_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 2_048
+    )]
     pub max_per_address: usize,
-    /// A connection with no authenticated call for this long is closed.
+    /// A connection with no authenticated call for this long is closed, in milliseconds.
+    #[arg(
+        id = "idle_connection_timeout_ms",
+        long = "idle-connection-timeout-ms",
+        env = "SB_IDLE_CONNECTION_TIMEOUT_MS",
+        default_value = "60000",
+        value_parser = switchboard_shared::settings::millis
+    )]
     pub idle_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self {
-            max_connections: 20_000,
-            max_per_address: 2_048,
-            idle_timeout: Duration::from_secs(60),
-        }
+        switchboard_shared::settings::defaults()
     }
 }
 

@@ -39,6 +39,57 @@ pub struct TlsFiles {
     pub reload_every: Duration,
 }
 
+/// The TLS settings: both files, or neither (plaintext).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsSettings {
+    /// PEM certificate chain (leaf first): with --tls-key, clients connect over TLS (gRPC, gRPC-Web and the page, on the same port).
+    #[arg(
+        id = "tls_cert",
+        long = "tls-cert",
+        env = "SB_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the certificate (with --tls-cert).
+    #[arg(
+        id = "tls_key",
+        long = "tls-key",
+        env = "SB_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+    /// How often the certificate and key files are read again; a changed pair serves new connections, open ones keep theirs. In milliseconds.
+    #[arg(
+        id = "tls_reload_ms",
+        long = "tls-reload-ms",
+        env = "SB_TLS_RELOAD_MS",
+        default_value = "10000",
+        value_parser = switchboard_shared::settings::millis
+    )]
+    pub reload_every: Duration,
+}
+
+impl TlsSettings {
+    /// The files to serve TLS with; none for plaintext. One without the
+    /// other (possible from a config file) is a mistake, not plaintext.
+    pub fn files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_every: self.reload_every,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                anyhow::bail!("tls-cert is set without tls-key: set both, or neither")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("tls-key is set without tls-cert: set both, or neither")
+            }
+        }
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -17,6 +17,20 @@ pub mod service;
 pub use directory::Directory;
 pub use registry::Registry;
 
+/// The presence service's settings (flag, environment twin, default, help).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PresenceConfig {
+    /// How often dead gateways are looked for, in milliseconds.
+    #[arg(
+        id = "reap_every_ms",
+        long = "reap-every-ms",
+        env = "SB_REAP_EVERY_MS",
+        default_value = "1000",
+        value_parser = switchboard_shared::settings::millis
+    )]
+    pub reap_every: std::time::Duration,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceError {
     #[error("presence state is unavailable: {0}")]

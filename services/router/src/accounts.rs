@@ -21,7 +21,7 @@ const MAX_PASSWORD: usize = 128;
 const WRONG_LOGIN: &str = "wrong user id or password";
 
 fn argon2(cost: PasswordHashing) -> RouterResult<Argon2<'static>> {
-    let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
+    let params = Params::new(cost.memory_kib(), cost.iterations(), 1, None)
         .map_err(|e| RouterError::Internal(format!("argon2 params: {e}")))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
@@ -195,7 +195,7 @@ impl Router {
         &self,
         req: pb::LoginWithTokenRequest,
     ) -> RouterResult<pb::LoginResponse> {
-        let Some(app) = &self.config.app_tokens else {
+        let Some(app) = &self.keys.app else {
             return Err(RouterError::FailedPrecondition(
                 "this deployment does not accept app tokens (no SB_JWT_ISSUER is configured)"
                     .into(),
@@ -249,7 +249,7 @@ impl Router {
             expires_at_ms: now_ms().saturating_add(ttl_ms) / 1000 * 1000,
         };
         self.store.put_session(&session).await?;
-        let token = self.config.token_key.sign(&Claims {
+        let token = self.keys.session.sign(&Claims {
             user: user_id.clone(),
             session: session.id.clone(),
             device: device.clone(),
@@ -320,7 +320,7 @@ mod tests {
 
     #[test]
     fn passwords_hash_and_verify() {
-        let hash = hash_password("correct horse", PasswordHashing::FAST_INSECURE).unwrap();
+        let hash = hash_password("correct horse", PasswordHashing::FastInsecure).unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify_password("correct horse", &hash).unwrap());
         assert!(!verify_password("wrong horse", &hash).unwrap());

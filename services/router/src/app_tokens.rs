@@ -20,13 +20,47 @@ use serde::Deserialize;
 
 use crate::error::{RouterError, RouterResult};
 
-/// What the deployment trusts.
-#[derive(Debug, Clone)]
+/// What the deployment trusts: unset issuer, no app tokens.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AppTokenSettings {
-    pub issuer: String,
-    pub audience: String,
-    /// PEM public keys and JWKS documents.
+    /// An app whose backend signs JWTs for its users (LoginWithToken): the `iss` its tokens carry. With --jwt-audience and --jwt-keys; unset: no app tokens.
+    #[arg(
+        id = "jwt_issuer",
+        long = "jwt-issuer",
+        env = "SB_JWT_ISSUER",
+        requires_all = ["jwt_audience", "jwt_keys"]
+    )]
+    pub issuer: Option<String>,
+    /// The `aud` an app token must carry to be accepted here.
+    #[arg(
+        id = "jwt_audience",
+        long = "jwt-audience",
+        env = "SB_JWT_AUDIENCE",
+        requires = "jwt_issuer"
+    )]
+    pub audience: Option<String>,
+    /// The app's public keys, comma-separated files: PEM (RSA for RS256, EC P-256 for ES256) or JWKS documents.
+    #[arg(
+        id = "jwt_keys",
+        long = "jwt-keys",
+        env = "SB_JWT_KEYS",
+        value_delimiter = ',',
+        requires = "jwt_issuer"
+    )]
     pub key_files: Vec<PathBuf>,
+}
+
+impl AppTokenSettings {
+    /// The keys, if an issuer is set.
+    pub fn load(&self) -> Result<Option<AppTokens>, String> {
+        match &self.issuer {
+            None if self.audience.is_none() && self.key_files.is_empty() => Ok(None),
+            None => Err(
+                "app tokens need an issuer (jwt-issuer) to go with their audience and keys".into(),
+            ),
+            Some(_) => AppTokens::load(self).map(Some),
+        }
+    }
 }
 
 struct AppKey {
@@ -126,9 +160,17 @@ fn load_file(path: &Path) -> Result<Vec<AppKey>, String> {
 impl AppTokens {
     /// Loads the keys; an error names the file and what is wrong with it.
     pub fn load(settings: &AppTokenSettings) -> Result<Self, String> {
-        if settings.issuer.trim().is_empty() || settings.audience.trim().is_empty() {
+        let named = |value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let (Some(issuer), Some(audience)) = (named(&settings.issuer), named(&settings.audience))
+        else {
             return Err("app tokens need both an issuer and an audience".into());
-        }
+        };
         if settings.key_files.is_empty() {
             return Err("app tokens need at least one key file (PEM or JWKS)".into());
         }
@@ -137,8 +179,8 @@ impl AppTokens {
             keys.extend(load_file(path)?);
         }
         Ok(Self {
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
+            issuer,
+            audience,
             keys,
         })
     }
@@ -177,6 +219,50 @@ impl AppTokens {
     }
 }
 
+/// What an app token to sign says (`switchboard gentoken`: the app's
+/// backend does this in production).
+#[derive(Debug, Clone)]
+pub struct AppTokenRequest<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    pub sub: &'a str,
+    pub name: Option<&'a str>,
+    pub expires_at_secs: i64,
+}
+
+#[derive(serde::Serialize)]
+struct Outgoing<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+/// Signs an app token with the app's private key (PEM): RS256 with an RSA
+/// key, ES256 with an EC P-256 one.
+pub fn sign(private_pem: &[u8], request: &AppTokenRequest<'_>) -> Result<String, String> {
+    let (algorithm, key) = if let Ok(key) = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem) {
+        (Algorithm::RS256, key)
+    } else if let Ok(key) = jsonwebtoken::EncodingKey::from_ec_pem(private_pem) {
+        (Algorithm::ES256, key)
+    } else {
+        return Err("the key is neither an RSA nor an EC P-256 private key in PEM".into());
+    };
+    let claims = Outgoing {
+        sub: request.sub,
+        iss: request.issuer,
+        aud: request.audience,
+        exp: request.expires_at_secs,
+        iat: switchboard_shared::clock::now_ms() / 1000,
+        name: request.name,
+    };
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, &key)
+        .map_err(|e| format!("cannot sign: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
@@ -200,8 +286,8 @@ mod tests {
 
     fn settings(dir: &tempfile::TempDir, files: &[(&str, &str)]) -> AppTokenSettings {
         AppTokenSettings {
-            issuer: "https://app.example.com".into(),
-            audience: "switchboard".into(),
+            issuer: Some("https://app.example.com".into()),
+            audience: Some("switchboard".into()),
             key_files: files
                 .iter()
                 .map(|(name, text)| {
@@ -335,11 +421,45 @@ mod tests {
         let err = AppTokens::load(&settings(&dir, &[("junk.pem", "not a key")])).unwrap_err();
         assert!(err.contains("junk.pem") && err.contains("neither"), "{err}");
         let mut no_audience = settings(&dir, &[("app.pub", RSA_PUBLIC)]);
-        no_audience.audience.clear();
+        no_audience.audience = None;
         assert!(
             AppTokens::load(&no_audience)
                 .unwrap_err()
                 .contains("audience")
         );
+    }
+
+    #[test]
+    fn a_token_signed_with_the_private_key_verifies_with_the_public_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = AppTokens::load(&settings(&dir, &[("app.pub", RSA_PUBLIC)])).unwrap();
+        let request = AppTokenRequest {
+            issuer: "https://app.example.com",
+            audience: "switchboard",
+            sub: "app-user-9",
+            name: Some("Nine"),
+            expires_at_secs: now() + 60,
+        };
+        let token = sign(RSA_PRIVATE.as_bytes(), &request).unwrap();
+        assert_eq!(
+            tokens.verify(&token).unwrap(),
+            AppClaims {
+                sub: "app-user-9".into(),
+                name: Some("Nine".into())
+            }
+        );
+        let other_audience = AppTokenRequest {
+            audience: "elsewhere",
+            ..request.clone()
+        };
+        let token = sign(RSA_PRIVATE.as_bytes(), &other_audience).unwrap();
+        assert!(tokens.verify(&token).is_err());
+        let es = ec("k1");
+        let token = sign(es.private_pem.as_bytes(), &request).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().alg,
+            Algorithm::ES256
+        );
+        assert!(sign(RSA_PUBLIC.as_bytes(), &request).is_err());
     }
 }

@@ -61,6 +61,7 @@ pub struct Caller {
 /// Everything one router instance needs; cheap to share.
 pub struct Router {
     config: RouterConfig,
+    keys: config::RouterKeys,
     store: Arc<dyn Store>,
     directory: Arc<dyn Directory>,
     bus: SharedBus,
@@ -79,6 +80,7 @@ impl Router {
     /// `store` is wrapped so every operation is timed and traced.
     pub fn new(
         config: RouterConfig,
+        keys: config::RouterKeys,
         store: impl Store,
         directory: Arc<dyn Directory>,
         bus: SharedBus,
@@ -94,6 +96,7 @@ impl Router {
         Arc::new_cyclic(|me| Self {
             sessions: SessionCache::new(config.session_cache_ttl),
             config,
+            keys,
             store,
             directory,
             bus,

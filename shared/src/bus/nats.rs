@@ -12,14 +12,32 @@ use super::{Bus, BusError, Headers, Incoming, Subscription};
 use crate::subjects::Subject;
 
 /// How to reach NATS.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct NatsConfig {
-    /// e.g. `nats://127.0.0.1:4222` (`tls://` for TLS); several comma-separated.
+    /// NATS server URL(s), comma-separated; tls:// for TLS.
+    #[arg(
+        id = "nats_url",
+        long = "nats-url",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub url: String,
+    /// NATS user (with --nats-password).
+    #[arg(id = "nats_user", long = "nats-user", env = "NATS_USER")]
     pub user: Option<String>,
+    /// NATS password (with --nats-user).
+    #[arg(
+        id = "nats_password",
+        long = "nats-password",
+        env = "NATS_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
+    /// NATS credentials file (JWT + nkey).
+    #[arg(id = "nats_creds", long = "nats-creds", env = "NATS_CREDS")]
     pub creds_file: Option<PathBuf>,
-    /// Shown in the server's connection list.
+    /// Shown in the server's connection list (set by the binary per role).
+    #[arg(skip)]
     pub client_name: String,
 }
 

@@ -40,7 +40,7 @@ impl Api {
             Some(Authentication(outcome)) => outcome.clone(),
             // Served without the admission layer: check the token here.
             None => auth::authenticate(
-                &self.shared.config.token_key,
+                &self.shared.token_key,
                 &request.metadata().clone().into_headers(),
             ),
         }

@@ -253,13 +253,43 @@ async fn app_login(mode: crate::harness::Mode) {
     assert_eq!(again.user.unwrap().user_id, "app-ada");
     assert_ne!(again.session_id, session.session_id);
 
-    // From a terminal: `sb login-app` with a token piped in, then commands
-    // as that user.
+    // From a terminal: a token from `switchboard gentoken` (issuer and
+    // audience from a config file, as a deployment's would be), `sb
+    // login-app` with it, then commands as that user.
+    let private_key = dir.path().join("app.key");
+    std::fs::write(&private_key, &key.private_pem).unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!("jwt-issuer = \"{APP_ISSUER}\"\njwt-audience = \"switchboard\"\n"),
+    )
+    .unwrap();
+    let gentoken = |audience_env: Option<&str>| {
+        let mut command = std::process::Command::new(crate::harness::cluster::NODE);
+        command.args(["--config", config.to_str().unwrap(), "gentoken", "app-eve"]);
+        command.args(["--jwt-private-key", private_key.to_str().unwrap()]);
+        command
+            .env_remove("SB_JWT_AUDIENCE")
+            .env_remove("SB_JWT_ISSUER");
+        if let Some(audience) = audience_env {
+            command.env("SB_JWT_AUDIENCE", audience);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let token = gentoken(None);
+    // The environment wins over the file: this one is for another audience.
+    let elsewhere = gentoken(Some("another-service"));
+    let refused = accounts
+        .login_with_token(login(elsewhere))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     let sb = crate::cli::Sb {
         server: url.clone(),
         home: tempfile::tempdir().unwrap(),
     };
-    let token = app_token(&key, "app-eve", "switchboard");
     let (logged_in, whoami) = tokio::task::spawn_blocking(move || {
         let logged_in = sb.json("eve", &["login-app", "--token", &token]);
         (logged_in, sb.json("eve", &["whoami"]))

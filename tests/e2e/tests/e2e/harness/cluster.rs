@@ -17,7 +17,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use super::WAIT;
 use super::client::User;
 
-const NODE: &str = env!("CARGO_BIN_EXE_switchboard-node");
+pub const NODE: &str = env!("CARGO_BIN_EXE_switchboard-node");
 pub const CLI: &str = env!("CARGO_BIN_EXE_sb-node");
 pub const SECRET: &str = "e2e-test-secret-that-is-long-enough-0123456789";
 
