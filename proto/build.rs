@@ -8,6 +8,7 @@ use prost::Message as _;
 const PROTOS: &[&str] = &[
     "switchboard/v1/switchboard.proto",
     "switchboard/v1/topics.proto",
+    "switchboard/v1/admin.proto",
     "switchboard/internal/v1/bus.proto",
 ];
 

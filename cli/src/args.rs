@@ -162,6 +162,86 @@ pub enum Command {
     /// One-to-many topics: send once, each contact privately.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Administer users and groups (AdminService): with an admin credential,
+    /// against a router's internal port (or a standalone server).
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin secret (one of the routers' SB_ADMIN_TOKENS, without its name).
+    #[arg(long, env = "SB_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Users whose id starts with a prefix (all, without one), a page at a time.
+    Find {
+        /// The start of the user ids to list.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// The last user id of the previous page.
+        #[arg(long, default_value = "")]
+        after: String,
+        /// Users per page (1-500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Ban a user: no login, every session ends, open streams close at once.
+    Ban {
+        /// The user id.
+        user: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The user id.
+        user: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Set a new password (or have one made up and printed); every session ends.
+    ResetPassword {
+        /// The user id.
+        user: String,
+        /// The new password (or SB_NEW_PASSWORD); without either, one is made up.
+        #[arg(long, env = "SB_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// A user's live sessions: id, device, expiry.
+    Sessions {
+        /// The user id.
+        user: String,
+    },
+    /// End some of a user's sessions (all, if none are named).
+    Revoke {
+        /// The user id.
+        user: String,
+        /// Session ids (from `sb admin sessions`); none: every one.
+        sessions: Vec<String>,
+    },
+    /// Make a member the owner of a group (the owner before becomes an admin).
+    TransferGroup {
+        /// The group id.
+        group: String,
+        /// The member who becomes the owner.
+        new_owner: String,
+    },
+    /// The audit log, newest first.
+    Audit {
+        /// Entries before this id (the last one of the previous page).
+        #[arg(long, default_value = "")]
+        before: String,
+        /// Entries per page (1-500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,6 +4,24 @@
 
 use tonic::Code;
 
+use crate::bus::ErrorCode;
+
+/// The gRPC code of an error a service answered on the bus: the one
+/// translation from the bus's closed set of codes to gRPC's.
+pub fn code_of(code: ErrorCode) -> Code {
+    match code {
+        ErrorCode::InvalidArgument => Code::InvalidArgument,
+        ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::AlreadyExists => Code::AlreadyExists,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+        ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+        ErrorCode::Unavailable => Code::Unavailable,
+        ErrorCode::Internal | ErrorCode::Unspecified => Code::Internal,
+    }
+}
+
 /// The canonical name of a gRPC status code.
 pub fn code_name(code: Code) -> &'static str {
     match code {

@@ -93,7 +93,7 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct HealthArgs {
-    /// Where gRPC health and reflection are served.
+    /// Where gRPC health and reflection are served (and on a router the admin API, when SB_ADMIN_TOKENS is set).
     #[arg(long, env = "SB_HEALTH_LISTEN", default_value = "0.0.0.0:7310")]
     pub health_listen: SocketAddr,
 }

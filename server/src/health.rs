@@ -3,12 +3,15 @@
 
 use std::net::SocketAddr;
 
+use switchboard_proto::pb::admin_service_server::AdminServiceServer;
 use switchboard_shared::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
+
+use crate::admin::AdminApi;
 
 pub const READINESS: &str = "";
 pub const LIVENESS: &str = "liveness";
@@ -119,19 +122,23 @@ pub fn with_gateway_reflection(
     )
 }
 
-/// Serves health alone on its own port (routers and presence have no other).
+/// Serves health on its own port (routers and presence have no other),
+/// with the admin API beside it on a router.
 pub async fn serve_alone(
     health: Health,
     addr: SocketAddr,
+    admin: Option<AdminServiceServer<AdminApi>>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "health listening");
-    // Health is the one service here, and all reflection describes.
-    let routes = with_reflection(
-        tonic::service::Routes::new(health.service),
-        &[tonic_health::pb::FILE_DESCRIPTOR_SET],
-    )?;
+    tracing::info!(addr = %listener.local_addr()?, admin = admin.is_some(), "health listening");
+    let mut routes = tonic::service::Routes::new(health.service);
+    let mut described = vec![tonic_health::pb::FILE_DESCRIPTOR_SET];
+    if let Some(admin) = admin {
+        routes = routes.add_service(admin);
+        described.push(switchboard_proto::FILE_DESCRIPTOR_SET);
+    }
+    let routes = with_reflection(routes, &described)?;
     tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(

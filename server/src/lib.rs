@@ -7,6 +7,7 @@
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+pub mod admin;
 pub mod cli;
 pub mod config_file;
 pub mod health;

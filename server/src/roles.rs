@@ -12,6 +12,8 @@ use switchboard_presence::reaper::Reaper;
 use switchboard_presence::redis::RedisPresence;
 use switchboard_presence::service::PresenceService;
 use switchboard_presence::{Directory, PresenceConfig, Registry};
+use switchboard_proto::pb::admin_service_server::AdminServiceServer;
+use switchboard_router::admin::AdminTokens;
 use switchboard_router::config::RouterKeys;
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryWriter, PgHistory};
@@ -27,6 +29,7 @@ use switchboard_shared::token::TokenKey;
 use tokio::net::TcpListener;
 use tonic_health::server::HealthReporter;
 
+use crate::admin::{self, AdminApi};
 use crate::cli::{GatewayRole, PresenceRole, RouterRole, SecretArgs, StandaloneArgs};
 use crate::{health, metrics};
 
@@ -100,19 +103,36 @@ async fn start_router(
     directory: Arc<dyn Directory>,
     bus: SharedBus,
     shutdown: &Shutdown,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Arc<Router>> {
     let router = Router::new(config, keys, store, directory, bus, shutdown.clone());
-    switchboard_router::service::start(router, shutdown.clone()).await
+    switchboard_router::service::start(router.clone(), shutdown.clone()).await?;
+    Ok(router)
 }
 
-/// Serves health and reflection on their own port at once, not ready until
-/// the dependencies answer ([`run_backend`] watches them).
-async fn start_health(listen: SocketAddr, shutdown: &Shutdown) -> HealthReporter {
+/// The admin API for `config`'s credentials, if it has any.
+fn admin_api(config: &RouterConfig) -> Option<(AdminServiceServer<AdminApi>, RouterSlot)> {
+    (!config.admin_tokens.is_empty())
+        .then(|| admin::service(AdminTokens::new(config.admin_tokens.clone())))
+}
+
+type RouterSlot = Arc<std::sync::OnceLock<Arc<Router>>>;
+
+/// Serves health and reflection (and on a router, the admin API) on their
+/// own port at once, not ready until the dependencies answer
+/// ([`run_backend`] watches them).
+async fn start_health(
+    listen: SocketAddr,
+    admin: Option<AdminServiceServer<AdminApi>>,
+    shutdown: &Shutdown,
+) -> HealthReporter {
     let serving = health::new().await;
     let reporter = serving.reporter.clone();
-    shutdown
-        .tracker
-        .spawn(health::serve_alone(serving, listen, shutdown.clone()));
+    shutdown.tracker.spawn(health::serve_alone(
+        serving,
+        listen,
+        admin,
+        shutdown.clone(),
+    ));
     reporter
 }
 
@@ -194,6 +214,7 @@ async fn serve_gateway(
     grace: Duration,
     shutdown: Shutdown,
     announce: bool,
+    admin: Option<AdminServiceServer<AdminApi>>,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -210,7 +231,11 @@ async fn serve_gateway(
     }
     let health = health::new().await;
     let reporter = health.reporter.clone();
-    let routes = health::with_gateway_reflection(gateway.routes().add_service(health.service))?;
+    let mut routes = gateway.routes().add_service(health.service);
+    if let Some(admin) = admin {
+        routes = routes.add_service(admin);
+    }
+    let routes = health::with_gateway_reflection(routes)?;
     shutdown.tracker.spawn(health::watch_readiness(
         reporter.clone(),
         bus,
@@ -237,7 +262,7 @@ pub async fn gateway(role: GatewayRole) -> anyhow::Result<()> {
     metrics::serve(&role.metrics.metrics_listen, "gateway", shutdown.clone()).await?;
     let bus = nats(&role.nats, "gateway").await?;
     let gateway = Gateway::start(role.gateway, key, bus.clone(), shutdown.clone()).await?;
-    serve_gateway(gateway, role.listen, bus, grace, shutdown, false).await
+    serve_gateway(gateway, role.listen, bus, grace, shutdown, false, None).await
 }
 
 /// A router waits for its dependencies rather than exit: health answers at
@@ -250,8 +275,9 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     };
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "router", shutdown.clone()).await?;
-    let reporter = start_health(role.health.health_listen, &shutdown).await;
     let config = role.router;
+    let (admin, admin_router) = admin_api(&config).unzip();
+    let reporter = start_health(role.health.health_listen, admin, &shutdown).await;
     let keys = router_keys(&config, token_key(&role.secret)?)?;
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
@@ -269,7 +295,10 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     )
     .await?;
     let directory: Arc<dyn Directory> = Arc::new(RedisPresence::new(pool.clone()));
-    start_router(config, keys, store, directory, bus.clone(), &shutdown).await?;
+    let router = start_router(config, keys, store, directory, bus.clone(), &shutdown).await?;
+    if let Some(slot) = admin_router {
+        let _ = slot.set(router);
+    }
     run_backend(reporter, bus, pool, shutdown).await
 }
 
@@ -277,7 +306,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
 pub async fn presence(role: PresenceRole) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     metrics::serve(&role.metrics.metrics_listen, "presence", shutdown.clone()).await?;
-    let reporter = start_health(role.health.health_listen, &shutdown).await;
+    let reporter = start_health(role.health.health_listen, None, &shutdown).await;
     let bus = nats(&role.nats, "presence").await?;
     let pool = redis(&role.redis, &shutdown).await?;
     let registry: Arc<dyn Registry> = Arc::new(RedisPresence::new(pool.clone()));
@@ -344,10 +373,23 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&args.data_dir.join("store.redb"))?;
     let presence = Arc::new(MemoryPresence::new());
     start_presence(presence.clone(), bus.clone(), &args.presence, &shutdown).await?;
-    start_router(args.router, keys, store, presence, bus.clone(), &shutdown).await?;
+    let (admin, admin_router) = admin_api(&args.router).unzip();
+    let router = start_router(args.router, keys, store, presence, bus.clone(), &shutdown).await?;
+    if let Some(slot) = admin_router {
+        let _ = slot.set(router);
+    }
     let gateway = Gateway::start(args.gateway, key, bus.clone(), shutdown.clone()).await?;
     tracing::info!(data_dir = %args.data_dir.display(), "standalone: embedded bus, store and presence");
-    serve_gateway(gateway, args.standalone_listen, bus, grace, shutdown, true).await
+    serve_gateway(
+        gateway,
+        args.standalone_listen,
+        bus,
+        grace,
+        shutdown,
+        true,
+        admin,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -19,15 +19,39 @@ pub fn epoch() -> String {
     "sb:epoch".into()
 }
 
-/// Hash: `pw` (argon2id PHC string), `name`, `created`.
+/// Hash: `pw` (argon2id PHC string), `name`, `created`, `banned` (`1`
+/// while banned).
 pub fn user(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}")
+}
+
+/// Sorted set, every score 0: every user id, for finding users by prefix
+/// (`ZRANGEBYLEX`). Written after the account; one that is missing (a crash
+/// in between) is written again when the user next logs in.
+pub fn users() -> String {
+    "sb:users".into()
 }
 
 /// Hash: `user`, `device`, `exp`; expires with the token.
 pub fn session(session: &SessionId) -> String {
     format!("sb:session:{session}")
 }
+
+/// Sorted set: the user's session ids scored by expiry (ms), so they can
+/// all be listed and ended. Written before the session; entries whose
+/// session is gone are skipped and pruned when read.
+pub fn user_sessions(user: &UserId) -> String {
+    format!("sb:user:{{u:{user}}}:sessions")
+}
+
+/// Stream: the admin audit log (`at`, `admin`, `action`, `target`,
+/// `detail`), capped at about [`AUDIT_KEPT`] entries.
+pub fn audit() -> String {
+    "sb:audit".into()
+}
+
+/// Audit entries kept, about.
+pub const AUDIT_KEPT: usize = 100_000;
 
 /// String with expiry: failed logins for this account in the current window.
 pub fn login_failures_of_user(user: &UserId) -> String {
@@ -276,6 +300,9 @@ mod tests {
         assert_eq!(epoch(), "sb:epoch");
         assert_eq!(user(&alice), "sb:user:{u:alice}");
         assert_eq!(session(&s), "sb:session:sabcdefgh");
+        assert_eq!(user_sessions(&alice), "sb:user:{u:alice}:sessions");
+        assert_eq!(users(), "sb:users");
+        assert_eq!(audit(), "sb:audit");
         assert_eq!(contacts(&alice), "sb:contacts:{u:alice}");
         assert_eq!(
             login_failures_of_user(&alice),

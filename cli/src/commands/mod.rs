@@ -1,6 +1,7 @@
 //! One file per group of commands; this one picks the command.
 
 mod account;
+mod admin;
 mod chat;
 mod contacts;
 mod groups;
@@ -138,5 +139,6 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         Command::Groups(command) => groups::run(Session::open(&args).await?, command, out).await,
         Command::Topics(command) => topics::run(Session::open(&args).await?, command, out).await,
+        Command::Admin(admin) => admin::run(&args, admin, out).await,
     }
 }

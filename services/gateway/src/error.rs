@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use switchboard_proto::bus::{ErrorCode, RpcError};
+use switchboard_proto::bus::RpcError;
+use switchboard_proto::status::code_of;
 use switchboard_shared::bus::BusError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
@@ -37,20 +38,6 @@ pub enum GatewayError {
 }
 
 pub type GatewayResult<T> = Result<T, GatewayError>;
-
-fn code_of(code: ErrorCode) -> Code {
-    match code {
-        ErrorCode::InvalidArgument => Code::InvalidArgument,
-        ErrorCode::NotFound => Code::NotFound,
-        ErrorCode::AlreadyExists => Code::AlreadyExists,
-        ErrorCode::PermissionDenied => Code::PermissionDenied,
-        ErrorCode::Unauthenticated => Code::Unauthenticated,
-        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
-        ErrorCode::FailedPrecondition => Code::FailedPrecondition,
-        ErrorCode::Unavailable => Code::Unavailable,
-        ErrorCode::Internal | ErrorCode::Unspecified => Code::Internal,
-    }
-}
 
 /// How long clients are told to wait before trying an unavailable
 /// dependency again.
@@ -138,6 +125,8 @@ impl From<switchboard_shared::ids::InvalidId> for GatewayError {
 
 #[cfg(test)]
 mod tests {
+    use switchboard_proto::bus::ErrorCode;
+
     use super::*;
 
     #[test]

@@ -19,6 +19,7 @@ use crate::{Caller, Router};
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 128;
 const WRONG_LOGIN: &str = "wrong user id or password";
+const BANNED: &str = "this account is banned; ask the operator of this service";
 
 fn argon2(cost: PasswordHashing) -> RouterResult<Argon2<'static>> {
     let params = Params::new(cost.memory_kib(), cost.iterations(), 1, None)
@@ -28,7 +29,7 @@ fn argon2(cost: PasswordHashing) -> RouterResult<Argon2<'static>> {
 
 /// Hashes a new password (argon2id, deliberately slow: run it on the
 /// [`crate::hashing::Hasher`]).
-fn hash_password(password: &str, cost: PasswordHashing) -> RouterResult<String> {
+pub(crate) fn hash_password(password: &str, cost: PasswordHashing) -> RouterResult<String> {
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
     argon2(cost)?
         .hash_password(password.as_bytes(), &salt)
@@ -75,7 +76,7 @@ fn device_or_new(raw: &str) -> RouterResult<DeviceId> {
     }
 }
 
-fn check_password(password: &str) -> RouterResult<()> {
+pub(crate) fn check_password(password: &str) -> RouterResult<()> {
     let chars = password.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
         return Err(RouterError::InvalidArgument(format!(
@@ -120,6 +121,7 @@ impl Router {
             display_name: display_name.clone(),
             password_hash,
             created_at_ms: now_ms(),
+            banned: false,
         };
         if !self.store.create_user(&record).await? {
             return Err(RouterError::AlreadyExists(format!(
@@ -217,6 +219,7 @@ impl Router {
             display_name: name,
             password_hash: String::new(),
             created_at_ms: now_ms(),
+            banned: false,
         };
         let display_name = if self.store.create_user(&record).await? {
             tracing::info!(user = %user_id, "created from an app token");
@@ -249,6 +252,21 @@ impl Router {
             expires_at_ms: now_ms().saturating_add(ttl_ms) / 1000 * 1000,
         };
         self.store.put_session(&session).await?;
+        // Read after the session exists: a ban that came first is seen here,
+        // one that comes after ends the session with the others.
+        let banned = self
+            .store
+            .users(std::slice::from_ref(&user_id))
+            .await?
+            .into_iter()
+            .next()
+            .flatten()
+            .is_some_and(|user| user.banned);
+        if banned {
+            self.store.delete_session(&session.id).await?;
+            tracing::info!(user = %user_id, "login refused: banned");
+            return Err(RouterError::PermissionDenied(BANNED.into()));
+        }
         let token = self.keys.session.sign(&Claims {
             user: user_id.clone(),
             session: session.id.clone(),
@@ -269,13 +287,19 @@ impl Router {
     }
 
     pub async fn logout(&self, caller: &Caller) -> RouterResult<pb::LogoutResponse> {
-        self.store.delete_session(&caller.session).await?;
-        self.sessions.revoke(&caller.session);
+        self.end_session(&caller.session, &caller.user).await?;
+        Ok(pb::LogoutResponse {})
+    }
+
+    /// Ends a session: its record goes, this router forgets it, and the
+    /// others hear of it (gateways close its streams, routers forget it).
+    pub(crate) async fn end_session(&self, session: &SessionId, user: &UserId) -> RouterResult<()> {
+        self.store.delete_session(session).await?;
+        self.sessions.revoke(session);
         let notice = SessionRevoked {
-            session_id: caller.session.to_string(),
-            user_id: caller.user.to_string(),
+            session_id: session.to_string(),
+            user_id: user.to_string(),
         };
-        // Gateways close the session's streams; other routers forget it.
         if let Err(err) = self
             .bus
             .publish(
@@ -285,9 +309,9 @@ impl Router {
             )
             .await
         {
-            tracing::warn!(%err, "cannot broadcast a logout; other routers trust the session until their cache expires");
+            tracing::warn!(%err, "cannot broadcast a revocation; other routers trust the session until their cache expires");
         }
-        Ok(pb::LogoutResponse {})
+        Ok(())
     }
 
     /// A session ended elsewhere.

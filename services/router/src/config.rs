@@ -129,6 +129,15 @@ pub struct RouterConfig {
     pub max_in_flight: usize,
     #[command(flatten)]
     pub app_tokens: crate::app_tokens::AppTokenSettings,
+    /// Admin credentials, comma-separated `name:secret` pairs (secrets of at least 32 bytes; the name goes in the audit log). Unset: the admin API is off.
+    #[arg(
+        long = "admin-tokens",
+        env = "SB_ADMIN_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_parser = crate::admin::AdminToken::parse
+    )]
+    pub admin_tokens: Vec<crate::admin::AdminToken>,
 }
 
 impl Default for RouterConfig {

@@ -107,6 +107,39 @@ impl Router {
         }
     }
 
+    /// Makes `new_owner`, a member, the group's owner (an administrator's
+    /// act, see [`crate::admin`]); the owner before stays, as an admin.
+    /// Returns the owner before.
+    pub(crate) async fn transfer_ownership(
+        &self,
+        group: &GroupId,
+        new_owner: &UserId,
+    ) -> RouterResult<UserId> {
+        let record = self.group(group).await?;
+        if &record.owner == new_owner {
+            return Err(RouterError::FailedPrecondition(format!(
+                "{new_owner} already owns this group"
+            )));
+        }
+        if self.store.member_role(group, new_owner).await?.is_none() {
+            return Err(RouterError::FailedPrecondition(format!(
+                "{new_owner} is not a member of this group: only a member can own it"
+            )));
+        }
+        let message = system_message(
+            Kind::OwnershipTransferred,
+            new_owner,
+            &record.owner,
+            format!(
+                "{new_owner} now owns the group; {} is an admin",
+                record.owner
+            ),
+        );
+        self.change(group, new_owner, MembershipChange::TakeOwnership, message)
+            .await?;
+        Ok(record.owner)
+    }
+
     async fn notify_invited(&self, user: &UserId, group: &GroupRecord) {
         let invitation = Outgoing {
             audience: Audience::Users(vec![user.clone()]),

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod admin;
 pub mod app_tokens;
 pub mod config;
 pub mod contacts;

@@ -13,8 +13,8 @@ use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
-    Admission, AppendBatch, GroupMembership, GroupRecord, MembershipChange, NewMessage,
-    SessionRecord, Store, StoreError, UserRecord,
+    Admission, AppendBatch, AuditRecord, GroupMembership, GroupRecord, MembershipChange,
+    NewMessage, SessionRecord, Store, StoreError, UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
@@ -163,6 +163,7 @@ async fn users_are_created_once() {
             display_name: "Alice".into(),
             password_hash: "$argon2id$x".into(),
             created_at_ms: 5,
+            banned: false,
         };
         assert!(store.create_user(&record).await.unwrap());
         let mut second = record.clone();
@@ -198,6 +199,220 @@ async fn sessions_name_their_user_and_end_when_deleted_or_expired() {
         );
         store.delete_session(&session.id).await.unwrap();
         assert_eq!(store.session(&session.id, 0).await.unwrap(), None);
+    })
+    .await;
+}
+
+fn account(id: &str) -> UserRecord {
+    UserRecord {
+        id: user(id),
+        display_name: id.to_uppercase(),
+        password_hash: "$argon2id$x".into(),
+        created_at_ms: 5,
+        banned: false,
+    }
+}
+
+#[tokio::test]
+async fn users_are_found_by_prefix_a_page_at_a_time() {
+    on_each_store(|store| async move {
+        for id in ["ann", "anna", "annika", "bob", "amy"] {
+            assert!(store.create_user(&account(id)).await.unwrap());
+        }
+        let ids = |found: Vec<UserId>| found.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.user_ids("ann", "", 10).await.unwrap()),
+            ["ann", "anna", "annika"]
+        );
+        assert_eq!(
+            ids(store.user_ids("ann", "", 2).await.unwrap()),
+            ["ann", "anna"]
+        );
+        assert_eq!(
+            ids(store.user_ids("ann", "anna", 2).await.unwrap()),
+            ["annika"]
+        );
+        assert_eq!(
+            ids(store.user_ids("", "", 10).await.unwrap()),
+            ["amy", "ann", "anna", "annika", "bob"]
+        );
+        assert!(store.user_ids("carl", "", 10).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_users_sessions_are_listed_until_they_end() {
+    on_each_store(|store| async move {
+        let now = switchboard_shared::clock::now_ms();
+        let session = |device: &str, expires_at_ms: i64| SessionRecord {
+            id: SessionId::generate(),
+            user: user("alice"),
+            device: DeviceId::parse(device).unwrap(),
+            expires_at_ms,
+        };
+        let (laptop, phone, old) = (
+            session("laptop", now + 3_600_000),
+            session("phone", now + 7_200_000),
+            session("old", now - 1),
+        );
+        for s in [&laptop, &phone, &old] {
+            store.put_session(s).await.unwrap();
+        }
+        let mut listed = store.user_sessions(&user("alice"), now).await.unwrap();
+        listed.sort_by_key(|s| s.expires_at_ms);
+        assert_eq!(
+            listed,
+            vec![laptop.clone(), phone.clone()],
+            "expired ones are not listed"
+        );
+        store.delete_session(&laptop.id).await.unwrap();
+        assert_eq!(
+            store.user_sessions(&user("alice"), now).await.unwrap(),
+            vec![phone]
+        );
+        assert!(
+            store
+                .user_sessions(&user("bob"), now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A session makes its user findable even if nothing else indexed them.
+        assert_eq!(
+            store.user_ids("ali", "", 5).await.unwrap(),
+            vec![user("alice")]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bans_and_passwords_change_existing_accounts_only() {
+    on_each_store(|store| async move {
+        assert!(store.create_user(&account("eve")).await.unwrap());
+        assert!(store.set_banned(&user("eve"), true).await.unwrap());
+        let eve = || async {
+            store
+                .users(&[user("eve")])
+                .await
+                .unwrap()
+                .remove(0)
+                .unwrap()
+        };
+        assert!(eve().await.banned);
+        assert!(store.set_banned(&user("eve"), false).await.unwrap());
+        assert!(!eve().await.banned);
+        assert!(
+            store
+                .set_password(&user("eve"), "$argon2id$new")
+                .await
+                .unwrap()
+        );
+        assert_eq!(eve().await.password_hash, "$argon2id$new");
+        // Nobody is created by either.
+        assert!(!store.set_banned(&user("ghost"), true).await.unwrap());
+        assert!(
+            !store
+                .set_password(&user("ghost"), "$argon2id$x")
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.users(&[user("ghost")]).await.unwrap(), vec![None]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_audit_log_reads_newest_first_a_page_at_a_time() {
+    on_each_store(|store| async move {
+        for n in 0..5 {
+            store
+                .append_audit(&AuditRecord {
+                    id: String::new(),
+                    at_ms: 1_000 + n,
+                    admin: "ops".into(),
+                    action: "BanUser".into(),
+                    target: format!("user{n}"),
+                    detail: "reason: spam".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let first = store.audit(None, 2).await.unwrap();
+        let targets =
+            |page: &[AuditRecord]| page.iter().map(|e| e.target.clone()).collect::<Vec<_>>();
+        assert_eq!(targets(&first), ["user4", "user3"]);
+        assert_eq!(first[0].admin, "ops");
+        assert_eq!(first[0].at_ms, 1_004);
+        assert_eq!(first[0].detail, "reason: spam");
+        let next = store.audit(Some(&first[1].id), 10).await.unwrap();
+        assert_eq!(targets(&next), ["user2", "user1", "user0"]);
+        assert!(store.audit(Some(&next[2].id), 10).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ownership_moves_to_a_member_and_the_owner_before_stays_an_admin() {
+    on_each_store(|store| async move {
+        let (owner, bob) = (user("owner"), user("bob"));
+        let (group, conv) = open_group(&*store, &owner, "Climbing").await;
+        let joined = change_message(&conv, &bob, &bob, Kind::MemberJoined, "bob joined", 2_000);
+        store
+            .change_membership(
+                &group.id,
+                &bob,
+                MembershipChange::Join {
+                    role: pb::Role::Member,
+                },
+                joined,
+            )
+            .await
+            .unwrap();
+        let moved = change_message(
+            &conv,
+            &owner,
+            &bob,
+            Kind::OwnershipTransferred,
+            "bob owns it",
+            3_000,
+        );
+        store
+            .change_membership(&group.id, &bob, MembershipChange::TakeOwnership, moved)
+            .await
+            .unwrap();
+        let record = store
+            .groups(std::slice::from_ref(&group.id))
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert_eq!(record.owner, bob);
+        assert_eq!(
+            store.member_role(&group.id, &bob).await.unwrap(),
+            Some(pb::Role::Owner)
+        );
+        assert_eq!(
+            store.member_role(&group.id, &owner).await.unwrap(),
+            Some(pb::Role::Admin)
+        );
+        // Only a member can take it.
+        let carol = user("carol");
+        let taken = change_message(
+            &conv,
+            &owner,
+            &carol,
+            Kind::OwnershipTransferred,
+            "carol owns it",
+            4_000,
+        );
+        assert!(matches!(
+            store
+                .change_membership(&group.id, &carol, MembershipChange::TakeOwnership, taken)
+                .await,
+            Err(StoreError::Precondition)
+        ));
     })
     .await;
 }

@@ -56,6 +56,7 @@ const systemKinds: Record<SystemEvent_Kind, string> = {
   [SystemEvent_Kind.TOPIC_RENAMED]: "topic-renamed",
   [SystemEvent_Kind.CONTACT_REMOVED_FROM_TOPIC]: "contact-removed",
   [SystemEvent_Kind.CONTACT_LEFT_TOPIC]: "contact-left",
+  [SystemEvent_Kind.OWNERSHIP_TRANSFERRED]: "ownership-transferred",
 };
 
 export function chatMessage(message: Message): ChatMessage {

@@ -21,10 +21,10 @@ use switchboard_shared::ids::{
 use switchboard_shared::keys;
 
 use super::{
-    Admission, AppendBatch, AppendOutcome, Appended, BindOutcome, Binding, ContactEntry,
-    GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord,
-    Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
-    decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry,
+    Admission, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
+    ContactEntry, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
+    SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord,
+    UserRecord, decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry,
     encode_idempotency, encode_message, encode_message_ids, encode_timeline_entry, history_name,
     parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
@@ -414,6 +414,9 @@ impl Store for EmbeddedStore {
             w.hset(&key, "pw", user.password_hash.as_bytes())?;
             w.hset(&key, "name", user.display_name.as_bytes())?;
             w.hset(&key, "created", user.created_at_ms.to_string().as_bytes())?;
+            w.zsets
+                .insert((keys::users().as_str(), user.id.as_str()), 0)
+                .map_err(failed)?;
             Ok(true)
         })
         .await
@@ -439,6 +442,7 @@ impl Store for EmbeddedStore {
                             .map(|c| number(&c))
                             .transpose()?
                             .unwrap_or(0),
+                        banned: hget(&hashes, &key, "banned")?.is_some_and(|b| b == b"1"),
                         id,
                     }))
                 })
@@ -453,7 +457,18 @@ impl Store for EmbeddedStore {
             let key = keys::session(&session.id);
             w.hset(&key, "user", session.user.as_str().as_bytes())?;
             w.hset(&key, "device", session.device.as_str().as_bytes())?;
-            w.hset(&key, "exp", session.expires_at_ms.to_string().as_bytes())
+            w.hset(&key, "exp", session.expires_at_ms.to_string().as_bytes())?;
+            let listed = keys::user_sessions(&session.user);
+            w.zsets
+                .insert(
+                    (listed.as_str(), session.id.as_str()),
+                    session.expires_at_ms,
+                )
+                .map_err(failed)?;
+            w.zsets
+                .insert((keys::users().as_str(), session.user.as_str()), 0)
+                .map_err(failed)?;
+            Ok(())
         })
         .await
     }
@@ -485,7 +500,15 @@ impl Store for EmbeddedStore {
 
     async fn delete_session(&self, id: &SessionId) -> StoreResult<()> {
         let key = keys::session(id);
+        let id = id.clone();
         self.write(move |w| {
+            if let Some(user) = hget(&w.hashes, &key, "user")? {
+                let user = parse_user(&text(&user)?)?;
+                let listed = keys::user_sessions(&user);
+                w.zsets
+                    .remove((listed.as_str(), id.as_str()))
+                    .map_err(failed)?;
+            }
             for field in ["user", "device", "exp"] {
                 w.hdel(&key, field)?;
             }
@@ -543,6 +566,147 @@ impl Store for EmbeddedStore {
             .lock()
             .remove(&keys::login_failures_of_user(user));
         Ok(())
+    }
+
+    async fn user_ids(&self, prefix: &str, after: &str, limit: usize) -> StoreResult<Vec<UserId>> {
+        let (prefix, after) = (prefix.to_owned(), after.to_owned());
+        self.read(move |txn| {
+            let zsets = txn.open_table(ZSETS).map_err(failed)?;
+            let index = keys::users();
+            let start = if after.as_str() > prefix.as_str() {
+                after.as_str()
+            } else {
+                prefix.as_str()
+            };
+            let mut ids = Vec::new();
+            for entry in zsets.range((index.as_str(), start)..).map_err(failed)? {
+                let (k, _) = entry.map_err(failed)?;
+                let (key, member) = k.value();
+                if key != index || !member.starts_with(prefix.as_str()) || ids.len() == limit {
+                    break;
+                }
+                if member != after {
+                    ids.push(parse_user(member)?);
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn user_sessions(&self, user: &UserId, now_ms: i64) -> StoreResult<Vec<SessionRecord>> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let zsets = txn.open_table(ZSETS).map_err(failed)?;
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            let listed = keys::user_sessions(&user);
+            let mut sessions = Vec::new();
+            for entry in zsets.range((listed.as_str(), "")..).map_err(failed)? {
+                let (k, exp) = entry.map_err(failed)?;
+                let (key, id) = k.value();
+                if key != listed {
+                    break;
+                }
+                let key = keys::session(&SessionId::parse(id).map_err(|e| corrupt(e.0))?);
+                let device = hget(&hashes, &key, "device")?;
+                if let Some(device) = device
+                    && exp.value() > now_ms
+                {
+                    sessions.push(SessionRecord {
+                        id: SessionId::parse(id).map_err(|e| corrupt(e.0))?,
+                        user: user.clone(),
+                        device: DeviceId::parse(&text(&device)?).map_err(|e| corrupt(e.0))?,
+                        expires_at_ms: exp.value(),
+                    });
+                }
+            }
+            Ok(sessions)
+        })
+        .await
+    }
+
+    async fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool> {
+        let key = keys::user(user);
+        self.write(move |w| {
+            if !w.hexists(&key, "pw")? {
+                return Ok(false);
+            }
+            if banned {
+                w.hset(&key, "banned", b"1")?;
+            } else {
+                w.hdel(&key, "banned")?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool> {
+        let (key, hash) = (keys::user(user), password_hash.to_owned());
+        self.write(move |w| {
+            if !w.hexists(&key, "pw")? {
+                return Ok(false);
+            }
+            w.hset(&key, "pw", hash.as_bytes())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {
+        let entry = entry.clone();
+        self.write(move |w| {
+            let log = keys::audit();
+            let seq = w.incr(&log)?;
+            let row = serde_json::json!({
+                "at": entry.at_ms, "admin": entry.admin, "action": entry.action,
+                "target": entry.target, "detail": entry.detail,
+            })
+            .to_string();
+            w.logs
+                .insert((log.as_str(), seq), row.as_bytes())
+                .map_err(failed)?;
+            if let Some(old) = seq.checked_sub(keys::AUDIT_KEPT as u64) {
+                w.logs.remove((log.as_str(), old)).map_err(failed)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        // Ids are `<ms>-<seq>`; the seq orders the log.
+        let before = before
+            .and_then(|id| id.split_once('-'))
+            .and_then(|(_, seq)| seq.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        self.read(move |txn| {
+            let logs = txn.open_table(LOGS).map_err(failed)?;
+            let log = keys::audit();
+            let mut entries = Vec::new();
+            for row in logs
+                .range((log.as_str(), 0)..(log.as_str(), before))
+                .map_err(failed)?
+                .rev()
+                .take(limit)
+            {
+                let (k, v) = row.map_err(failed)?;
+                let fields: serde_json::Value =
+                    serde_json::from_slice(v.value()).map_err(corrupt)?;
+                let field = |name: &str| fields[name].as_str().unwrap_or_default().to_owned();
+                let at_ms = fields["at"].as_i64().unwrap_or(0);
+                entries.push(AuditRecord {
+                    id: format!("{at_ms}-{}", k.value().1),
+                    at_ms,
+                    admin: field("admin"),
+                    action: field("action"),
+                    target: field("target"),
+                    detail: field("detail"),
+                });
+            }
+            Ok(entries)
+        })
+        .await
     }
 
     async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool> {
@@ -779,6 +943,24 @@ impl Store for EmbeddedStore {
                 MembershipChange::SetRole { role } => {
                     w.hset(&members, user.as_str(), role_name(role).as_bytes())?;
                 }
+                MembershipChange::TakeOwnership => {
+                    // As 'owner' in `scripts/membership.lua`.
+                    let group_key = keys::group(&group);
+                    let before = hget(&w.hashes, &group_key, "owner")?
+                        .map(|v| text(&v))
+                        .transpose()?;
+                    if let Some(before) = before.filter(|b| b.as_str() != user.as_str())
+                        && w.hexists(&members, &before)?
+                    {
+                        w.hset(&members, &before, role_name(pb::Role::Admin).as_bytes())?;
+                    }
+                    w.hset(
+                        &members,
+                        user.as_str(),
+                        role_name(pb::Role::Owner).as_bytes(),
+                    )?;
+                    w.hset(&group_key, "owner", user.as_str().as_bytes())?;
+                }
             }
             let appended = w.write_item(&message, message.message.sent_at_ms)?;
             let seq = appended.seq.to_string();
@@ -790,7 +972,7 @@ impl Store for EmbeddedStore {
                 MembershipChange::Leave => {
                     w.hset(&keys::group_left(&group), user.as_str(), seq.as_bytes())?;
                 }
-                MembershipChange::SetRole { .. } => {}
+                MembershipChange::SetRole { .. } | MembershipChange::TakeOwnership => {}
             }
             Ok(AppendOutcome {
                 duplicate: false,

@@ -53,6 +53,21 @@ pub struct UserRecord {
     /// Argon2id PHC string.
     pub password_hash: String,
     pub created_at_ms: i64,
+    /// Banned by an admin: no login until unbanned. Ignored on create.
+    pub banned: bool,
+}
+
+/// One line of the admin audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Orders the log (the store's own id; empty on append).
+    pub id: String,
+    pub at_ms: i64,
+    /// The admin credential's name.
+    pub admin: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +223,9 @@ pub enum MembershipChange {
     Leave,
     /// Requires: a member.
     SetRole { role: pb::Role },
+    /// Requires: a member. They become the owner; the owner before them,
+    /// if still a member, an admin.
+    TakeOwnership,
 }
 
 /// A contact's place in a topic.
@@ -499,6 +517,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// A successful login forgets the account's failures.
     async fn clear_login_failures(&self, user: &UserId) -> StoreResult<()>;
+
+    // ---- administration
+    /// Ids of users starting with `prefix`, past `after`, in id order.
+    async fn user_ids(&self, prefix: &str, after: &str, limit: usize) -> StoreResult<Vec<UserId>>;
+    /// The user's sessions still valid at `now_ms`.
+    async fn user_sessions(&self, user: &UserId, now_ms: i64) -> StoreResult<Vec<SessionRecord>>;
+    /// Bans or unbans; false if there is no such user.
+    async fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool>;
+    /// Replaces the password hash; false if there is no such user.
+    async fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool>;
+    /// Appends to the audit log (about the last `switchboard_shared::keys::AUDIT_KEPT` kept).
+    async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
+    /// The audit log, newest first, before the entry `before` (if any).
+    async fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
 
     // ---- contacts
     /// False if already a contact.

@@ -23,11 +23,11 @@ mod logged;
 
 use super::history::{HistoryWriter, PgHistory};
 use super::{
-    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
-    LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreError, StoreResult,
-    ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency, decode_message_ids,
-    decode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
-    role_name, same_targets,
+    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupMembership,
+    GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreError,
+    StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency,
+    decode_message_ids, decode_timeline_entry, history_name, parse_history, parse_policy,
+    parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
 
@@ -547,6 +547,7 @@ impl RedisStore {
             MembershipChange::Join { role } => ("join", role_name(*role)),
             MembershipChange::Leave => ("leave", ""),
             MembershipChange::SetRole { role } => ("role", role_name(*role)),
+            MembershipChange::TakeOwnership => ("owner", ""),
         };
         self.record_items(&[(message, seq)], message.message.sent_at_ms, None)
             .await?;
@@ -659,6 +660,11 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
+        if created == 1 {
+            let mut indexed = cmd("ZADD");
+            indexed.arg(keys::users()).arg(0).arg(user.id.as_str());
+            self.query_all(vec![indexed]).await?;
+        }
         Ok(created == 1)
     }
 
@@ -691,12 +697,25 @@ impl Store for RedisStore {
                     display_name: row.remove("name").unwrap_or_default(),
                     password_hash,
                     created_at_ms: row.get("created").and_then(|c| c.parse().ok()).unwrap_or(0),
+                    banned: row.get("banned").is_some_and(|b| b == "1"),
                 })
             })
             .collect())
     }
 
     async fn put_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        // The indexes first (other slots, each idempotent): an entry whose
+        // session never got written is skipped and pruned when read. The
+        // users index is written here too, so a user a crash left out of it
+        // is back in at their next login.
+        let mut listed = cmd("ZADD");
+        listed
+            .arg(keys::user_sessions(&session.user))
+            .arg(session.expires_at_ms)
+            .arg(session.id.as_str());
+        let mut indexed = cmd("ZADD");
+        indexed.arg(keys::users()).arg(0).arg(session.user.as_str());
+        self.query_all(vec![listed, indexed]).await?;
         let mut conn = self.conn().await?;
         let key = keys::session(&session.id);
         let _: () = redis::pipe()
@@ -810,6 +829,145 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.unavailable(e))?;
         Ok(())
+    }
+
+    async fn user_ids(&self, prefix: &str, after: &str, limit: usize) -> StoreResult<Vec<UserId>> {
+        // Ids are a-z0-9_-. only, so a prefix needs no escaping in a lex range.
+        let start = if after.is_empty() || after < prefix {
+            format!("[{prefix}")
+        } else {
+            format!("({after}")
+        };
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(keys::users())
+            .arg(start)
+            .arg(format!("[{prefix}\u{7f}"))
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        ids.iter()
+            .map(|id| UserId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
+    }
+
+    async fn user_sessions(&self, user: &UserId, now_ms: i64) -> StoreResult<Vec<SessionRecord>> {
+        let index = keys::user_sessions(user);
+        let mut prune = cmd("ZREMRANGEBYSCORE");
+        prune.arg(&index).arg("-inf").arg(now_ms);
+        let mut list = cmd("ZRANGE");
+        list.arg(&index).arg(0).arg(-1);
+        let replies = self.query_all(vec![prune, list]).await?;
+        let ids: Vec<String> = replies
+            .get(1)
+            .map(redis::from_redis_value_ref)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .unwrap_or_default();
+        let mut sessions = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for id in ids {
+            let id = SessionId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?;
+            match self.session(&id, now_ms).await? {
+                Some(session) if &session.user == user => sessions.push(session),
+                _ => gone.push(id),
+            }
+        }
+        if !gone.is_empty() {
+            let mut forget = cmd("ZREM");
+            forget.arg(&index);
+            for id in &gone {
+                forget.arg(id.as_str());
+            }
+            self.query_all(vec![forget]).await?;
+        }
+        Ok(sessions)
+    }
+
+    async fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        // Only an existing account: HSET would create a hash for a stranger.
+        let found: i64 = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+             if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'banned', '1') \
+             else redis.call('HDEL', KEYS[1], 'banned') end return 1",
+        )
+        .key(keys::user(user))
+        .arg(if banned { "1" } else { "0" })
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| self.unavailable(e))?;
+        Ok(found == 1)
+    }
+
+    async fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let found: i64 = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+             redis.call('HSET', KEYS[1], 'pw', ARGV[1]) return 1",
+        )
+        .key(keys::user(user))
+        .arg(password_hash)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| self.unavailable(e))?;
+        Ok(found == 1)
+    }
+
+    async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("XADD")
+            .arg(keys::audit())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(keys::AUDIT_KEPT)
+            .arg("*")
+            .arg("at")
+            .arg(entry.at_ms)
+            .arg("admin")
+            .arg(&entry.admin)
+            .arg("action")
+            .arg(&entry.action)
+            .arg("target")
+            .arg(&entry.target)
+            .arg("detail")
+            .arg(&entry.detail)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
+    async fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        let end = match before {
+            Some(id) => format!("({id}"),
+            None => "+".to_owned(),
+        };
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(keys::audit())
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, mut fields)| AuditRecord {
+                id,
+                at_ms: fields.get("at").and_then(|a| a.parse().ok()).unwrap_or(0),
+                admin: fields.remove("admin").unwrap_or_default(),
+                action: fields.remove("action").unwrap_or_default(),
+                target: fields.remove("target").unwrap_or_default(),
+                detail: fields.remove("detail").unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool> {

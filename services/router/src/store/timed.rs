@@ -8,9 +8,9 @@ use switchboard_shared::metrics::timed;
 use tracing::Instrument as _;
 
 use super::{
-    AppendBatch, AppendOutcome, BindOutcome, Binding, ContactEntry, GroupMembership, GroupRecord,
-    LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreResult, ThreadState,
-    TimelineRecord, TopicRecord, UserRecord,
+    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupMembership,
+    GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreResult,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -41,6 +41,12 @@ timed! {
     fn login_failures(&self, user: &UserId, address: &str) -> StoreResult<LoginFailures>;
     fn record_login_failure(&self, user: &UserId, address: &str, window: std::time::Duration) -> StoreResult<()>;
     fn clear_login_failures(&self, user: &UserId) -> StoreResult<()>;
+    fn user_ids(&self, prefix: &str, after: &str, limit: usize) -> StoreResult<Vec<UserId>>;
+    fn user_sessions(&self, user: &UserId, now_ms: i64) -> StoreResult<Vec<SessionRecord>>;
+    fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool>;
+    fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool>;
+    fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
+    fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;
     fn remove_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<bool>;
     fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;

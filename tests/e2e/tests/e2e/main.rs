@@ -9,6 +9,7 @@
 mod harness;
 
 mod accounts;
+mod admin;
 mod bad_input;
 mod cli;
 mod groups;

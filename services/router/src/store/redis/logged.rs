@@ -113,6 +113,7 @@ fn group_change_of(message: &pb::Message) -> StoreResult<(UserId, MembershipChan
         Kind::MemberJoined => MembershipChange::Join { role: role()? },
         Kind::MemberLeft | Kind::MemberRemoved => MembershipChange::Leave,
         Kind::RoleChanged => MembershipChange::SetRole { role: role()? },
+        Kind::OwnershipTransferred => MembershipChange::TakeOwnership,
         _ => return Err(corrupt()),
     };
     Ok((user, change))

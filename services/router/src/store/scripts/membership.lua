@@ -3,7 +3,7 @@
 -- before it. Only the group's keys (one slot); the member's own set of
 -- groups and invites is brought in line by the router afterwards.
 -- KEYS: group members, group invites, group joined, group left, group
--- ARGV: op ('join'|'leave'|'role'), user, role name,
+-- ARGV: op ('join'|'leave'|'role'|'owner'), user, role name,
 --       membership version the change expects (the one before it), seq
 -- Returns {'OK', ''} | {'PRECONDITION', ''} | {'STALE', version}
 -- The seq of a join is kept (history from the join reads from there), and of
@@ -27,6 +27,14 @@ if op == 'join' then
 elseif op == 'leave' then
   redis.call('HDEL', KEYS[1], user)
   redis.call('HSET', KEYS[4], user, seq)
+elseif op == 'owner' then
+  -- The owner before, if still a member, stays as an admin.
+  local before = redis.call('HGET', KEYS[5], 'owner')
+  if before and before ~= user and redis.call('HEXISTS', KEYS[1], before) == 1 then
+    redis.call('HSET', KEYS[1], before, 'admin')
+  end
+  redis.call('HSET', KEYS[1], user, 'owner')
+  redis.call('HSET', KEYS[5], 'owner', user)
 else
   redis.call('HSET', KEYS[1], user, role)
 end

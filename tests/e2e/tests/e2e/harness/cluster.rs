@@ -20,6 +20,8 @@ use super::client::User;
 pub const NODE: &str = env!("CARGO_BIN_EXE_switchboard-node");
 pub const CLI: &str = env!("CARGO_BIN_EXE_sb-node");
 pub const SECRET: &str = "e2e-test-secret-that-is-long-enough-0123456789";
+/// The admin credential every router (and standalone process) accepts: name `e2e`.
+pub const ADMIN_SECRET: &str = "e2e-admin-secret-that-is-long-enough-0123456789";
 
 #[derive(Debug, Clone, Copy)]
 pub enum Mode {
@@ -437,6 +439,7 @@ impl Cluster {
             ]);
         }
         if role == "router" || role == "standalone" {
+            args.extend(["--admin-tokens".into(), format!("e2e:{ADMIN_SECRET}")]);
             args.extend(options.router_args.iter().cloned());
         }
         let tls = (options.tls && serves_clients).then(|| {
@@ -483,6 +486,15 @@ impl Cluster {
     }
 
     /// Registers and logs in `name` through gateway `gateway`.
+    /// Where the admin API is: a router's internal port, or the
+    /// standalone process's client port.
+    pub fn admin_url(&self) -> String {
+        match self.mode {
+            Mode::Standalone => self.gateway_url(0),
+            _ => self.routers[0].url(),
+        }
+    }
+
     pub async fn user(&self, name: &str, gateway: usize) -> User {
         User::register(self, name, gateway, "laptop").await
     }
