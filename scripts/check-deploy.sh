@@ -103,6 +103,21 @@ done
 
 schema_check deploy/secret.example.yaml "secret template" || true
 
+# The Gateway API example: no CRD schemas offline, so its own checks against
+# what it routes to (the rendered prod overlay), and one deliberately broken
+# copy that they must refuse.
+if "$python" deploy/checks/gateway_api.py deploy/examples/gateway-api.yaml "$work/prod.yaml"; then
+    broken="$work/gateway-api-broken.yaml"
+    sed 's/port: 7300/port: 9090/' deploy/examples/gateway-api.yaml >"$broken"
+    if "$python" deploy/checks/gateway_api.py "$broken" "$work/prod.yaml" >/dev/null; then
+        fail "gateway-api example: the checks passed a route to the metrics port"
+    else
+        pass "gateway-api example: routes to the gateways' h2c port, TLS on the listener, no stream timeouts"
+    fi
+else
+    fail "gateway-api example"
+fi
+
 # Chart values are not rendered here (no charts offline); at least they must parse.
 helm_values=(deploy/helm/*.yaml)
 if "$python" -c 'import sys, yaml
