@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 
+use switchboard_proto::pb;
 use switchboard_proto::pb::admin_service_server::AdminServiceServer;
 use switchboard_shared::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -91,34 +93,60 @@ pub async fn watch_readiness(
 
 /// Adds gRPC reflection to `routes`, in both protocol versions clients use
 /// (`grpc.reflection.v1` and the older `v1alpha`, which grpcurl and many
-/// others still ask for), describing `descriptor_sets`.
+/// others still ask for), describing exactly `services` (the descriptor sets
+/// hold more than a given port serves).
 fn with_reflection(
     routes: tonic::service::Routes,
     descriptor_sets: &[&'static [u8]],
+    services: &[&str],
 ) -> anyhow::Result<tonic::service::Routes> {
-    let builder = || {
-        descriptor_sets
+    // Each version lists itself too (naming services replaces the default
+    // of listing everything, reflection included).
+    let builder = |reflection: &str| {
+        let described = descriptor_sets
             .iter()
             .fold(tonic_reflection::server::Builder::configure(), |b, set| {
                 b.register_encoded_file_descriptor_set(set)
-            })
+            });
+        services
+            .iter()
+            .chain([&reflection])
+            .fold(described, |b, name| b.with_service_name(*name))
     };
+    use tonic_reflection::pb::{v1, v1alpha};
     Ok(routes
-        .add_service(builder().build_v1()?)
-        .add_service(builder().build_v1alpha()?))
+        .add_service(builder(v1::server_reflection_server::SERVICE_NAME).build_v1()?)
+        .add_service(builder(v1alpha::server_reflection_server::SERVICE_NAME).build_v1alpha()?))
 }
 
-/// Reflection on a gateway: every Switchboard client service and health, so
-/// grpcurl or `buf curl` can list and call them.
+const HEALTH: &str = <HealthServer<HealthService> as NamedService>::NAME;
+const ADMIN: &str = pb::admin_service_server::SERVICE_NAME;
+
+/// Reflection on a gateway: every Switchboard client service and health
+/// (and the admin API where the standalone mode serves it), so grpcurl or
+/// `buf curl` can list and call them.
 pub fn with_gateway_reflection(
     routes: tonic::service::Routes,
+    admin: bool,
 ) -> anyhow::Result<tonic::service::Routes> {
+    let mut services = vec![
+        pb::account_service_server::SERVICE_NAME,
+        pb::chat_service_server::SERVICE_NAME,
+        pb::contact_service_server::SERVICE_NAME,
+        pb::group_service_server::SERVICE_NAME,
+        pb::topic_service_server::SERVICE_NAME,
+        HEALTH,
+    ];
+    if admin {
+        services.push(ADMIN);
+    }
     with_reflection(
         routes,
         &[
             switchboard_proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ],
+        &services,
     )
 }
 
@@ -134,11 +162,13 @@ pub async fn serve_alone(
     tracing::info!(addr = %listener.local_addr()?, admin = admin.is_some(), "health listening");
     let mut routes = tonic::service::Routes::new(health.service);
     let mut described = vec![tonic_health::pb::FILE_DESCRIPTOR_SET];
+    let mut services = vec![HEALTH];
     if let Some(admin) = admin {
         routes = routes.add_service(admin);
         described.push(switchboard_proto::FILE_DESCRIPTOR_SET);
+        services.push(ADMIN);
     }
-    let routes = with_reflection(routes, &described)?;
+    let routes = with_reflection(routes, &described, &services)?;
     tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(

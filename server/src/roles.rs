@@ -232,10 +232,11 @@ async fn serve_gateway(
     let health = health::new().await;
     let reporter = health.reporter.clone();
     let mut routes = gateway.routes().add_service(health.service);
+    let serves_admin = admin.is_some();
     if let Some(admin) = admin {
         routes = routes.add_service(admin);
     }
-    let routes = health::with_gateway_reflection(routes)?;
+    let routes = health::with_gateway_reflection(routes, serves_admin)?;
     shutdown.tracker.spawn(health::watch_readiness(
         reporter.clone(),
         bus,

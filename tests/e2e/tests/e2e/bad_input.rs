@@ -405,12 +405,21 @@ async fn reflection_answers_in_both_versions_and_only_for_what_is_served() {
         !gateway.iter().any(|s| s.contains("internal")),
         "bus messages are not an API: {gateway:?}"
     );
-    // The router's and presence's health ports describe health only.
+    assert!(
+        !gateway.iter().any(|s| s.contains("AdminService")),
+        "a gateway does not serve the admin API: {gateway:?}"
+    );
+    // Presence's health port describes health only; a router's health and,
+    // with admin credentials configured (the harness sets some), the admin API.
     let presence = cluster.presence.as_ref().unwrap().port;
-    for port in [cluster.routers[0].port, presence] {
-        let listed = listed_services(&format!("http://127.0.0.1:{port}")).await;
-        assert_eq!(listed, ["grpc.health.v1.Health"]);
-    }
+    let listed = listed_services(&format!("http://127.0.0.1:{presence}")).await;
+    assert_eq!(listed, ["grpc.health.v1.Health"]);
+    let router = cluster.routers[0].port;
+    let listed = listed_services(&format!("http://127.0.0.1:{router}")).await;
+    assert_eq!(
+        listed,
+        ["grpc.health.v1.Health", "switchboard.v1.AdminService"]
+    );
 }
 
 both_modes!(errors_do_not_echo_long_input, long_input);
