@@ -45,15 +45,30 @@ async fn redis(config: &RedisConfig, shutdown: &Shutdown) -> anyhow::Result<Pool
     redis_pool::connect_patiently(config, &shutdown.token).await
 }
 
-fn router_keys(config: &RouterConfig, session: TokenKey) -> anyhow::Result<RouterKeys> {
-    let app = config.app_tokens.load().map_err(anyhow::Error::msg)?;
+/// The router's keys; an app's JWKS URLs are fetched once (a failure is
+/// logged, not fatal: app tokens wait for the keys) and then kept fresh.
+async fn router_keys(
+    config: &RouterConfig,
+    session: TokenKey,
+    shutdown: &Shutdown,
+) -> anyhow::Result<RouterKeys> {
+    let app = config
+        .app_tokens
+        .load()
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
     if let Some(tokens) = &app {
+        if tokens.fetches() {
+            if let Err(err) = tokens.refresh().await {
+                tracing::warn!(%err, "cannot fetch the app's keys yet; app tokens are refused until they are");
+            }
+            shutdown
+                .tracker
+                .spawn(tokens.clone().keep_fresh(shutdown.token.clone()));
+        }
         tracing::info!(?tokens, "app tokens accepted");
     }
-    Ok(RouterKeys {
-        session,
-        app: app.map(Arc::new),
-    })
+    Ok(RouterKeys { session, app })
 }
 
 fn token_key(args: &SecretArgs) -> anyhow::Result<TokenKey> {
@@ -279,7 +294,7 @@ pub async fn router(role: RouterRole) -> anyhow::Result<()> {
     let config = role.router;
     let (admin, admin_router) = admin_api(&config).unzip();
     let reporter = start_health(role.health.health_listen, admin, &shutdown).await;
-    let keys = router_keys(&config, token_key(&role.secret)?)?;
+    let keys = router_keys(&config, token_key(&role.secret)?, &shutdown).await?;
     let bus = nats(&role.nats, "router").await?;
     let pool = redis(&role.redis, &shutdown).await?;
     let history = Arc::new(history_store(url, role.history.history_pool_size, &shutdown).await?);
@@ -369,7 +384,7 @@ pub async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     .await?;
     let bus: SharedBus = Arc::new(LocalBus::new());
     let key = standalone_key(&args.data_dir)?;
-    let keys = router_keys(&args.router, key.clone())?;
+    let keys = router_keys(&args.router, key.clone(), &shutdown).await?;
     let grace = args.gateway.drain_grace;
     let store = EmbeddedStore::open(&args.data_dir.join("store.redb"))?;
     let presence = Arc::new(MemoryPresence::new());

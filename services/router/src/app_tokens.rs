@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::error::{RouterError, RouterResult};
 
 /// What the deployment trusts: unset issuer, no app tokens.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AppTokenSettings {
     /// An app whose backend signs JWTs for its users (LoginWithToken): the `iss` its tokens carry. With --jwt-audience and --jwt-keys; unset: no app tokens.
     #[arg(
@@ -39,7 +39,7 @@ pub struct AppTokenSettings {
         requires = "jwt_issuer"
     )]
     pub audience: Option<String>,
-    /// The app's public keys, comma-separated files: PEM (RSA for RS256, EC P-256 for ES256) or JWKS documents.
+    /// The app's public keys, comma-separated: files (PEM: RSA for RS256, EC P-256 for ES256; or JWKS documents), read at start, and JWKS URLs (https://), fetched at start, every --jwt-keys-refresh-secs and when a token names a key not yet seen.
     #[arg(
         id = "jwt_keys",
         long = "jwt-keys",
@@ -47,7 +47,25 @@ pub struct AppTokenSettings {
         value_delimiter = ',',
         requires = "jwt_issuer"
     )]
-    pub key_files: Vec<PathBuf>,
+    pub key_files: Vec<String>,
+    /// How often JWKS URLs among --jwt-keys are fetched again, in seconds.
+    #[arg(
+        id = "jwt_keys_refresh_secs",
+        long = "jwt-keys-refresh-secs",
+        env = "SB_JWT_KEYS_REFRESH_SECS",
+        default_value = "300",
+        value_parser = switchboard_shared::settings::secs
+    )]
+    pub refresh_every: std::time::Duration,
+    /// A PEM file of certificate authorities to trust for JWKS URLs, besides the bundled web roots (a private CA).
+    #[arg(id = "jwt_keys_ca", long = "jwt-keys-ca", env = "SB_JWT_KEYS_CA")]
+    pub ca: Option<PathBuf>,
+}
+
+impl Default for AppTokenSettings {
+    fn default() -> Self {
+        switchboard_shared::settings::defaults()
+    }
 }
 
 impl AppTokenSettings {
@@ -69,11 +87,21 @@ struct AppKey {
     key: DecodingKey,
 }
 
-/// The app issuer's keys, ready to verify.
+/// A token naming an unknown key asks for a fetch at most this often.
+const REFETCH_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The app issuer's keys, ready to verify: those read from files, and
+/// those last fetched from its JWKS URLs.
 pub struct AppTokens {
     issuer: String,
     audience: String,
-    keys: Vec<AppKey>,
+    files: Vec<AppKey>,
+    urls: Vec<String>,
+    fetched: parking_lot::RwLock<Vec<AppKey>>,
+    fetcher: Option<crate::jwks::Fetcher>,
+    refresh_every: std::time::Duration,
+    /// A token named a key no source has given yet.
+    unknown_key: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for AppTokens {
@@ -81,7 +109,9 @@ impl std::fmt::Debug for AppTokens {
         f.debug_struct("AppTokens")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("keys", &self.keys.len())
+            .field("file_keys", &self.files.len())
+            .field("urls", &self.urls)
+            .field("fetched_keys", &self.fetched.read().len())
             .finish()
     }
 }
@@ -116,9 +146,14 @@ fn jwk_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
 fn load_file(path: &Path) -> Result<Vec<AppKey>, String> {
     let bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read the app key file {}: {e}", path.display()))?;
-    let shown = path.display();
+    parse_keys(&bytes, &path.display())
+}
+
+/// The keys of a PEM public key or a JWKS document; `shown` names where it
+/// came from in errors.
+fn parse_keys(bytes: &[u8], shown: &dyn std::fmt::Display) -> Result<Vec<AppKey>, String> {
     if bytes.trim_ascii_start().starts_with(b"{") {
-        let set: JwkSet = serde_json::from_slice(&bytes)
+        let set: JwkSet = serde_json::from_slice(bytes)
             .map_err(|e| format!("{shown} is not a JWKS document: {e}"))?;
         let keys: Vec<AppKey> = set
             .keys
@@ -138,14 +173,14 @@ fn load_file(path: &Path) -> Result<Vec<AppKey>, String> {
         }
         return Ok(keys);
     }
-    if let Ok(key) = DecodingKey::from_rsa_pem(&bytes) {
+    if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
         return Ok(vec![AppKey {
             kid: None,
             algorithm: Algorithm::RS256,
             key,
         }]);
     }
-    if let Ok(key) = DecodingKey::from_ec_pem(&bytes) {
+    if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
         return Ok(vec![AppKey {
             kid: None,
             algorithm: Algorithm::ES256,
@@ -172,17 +207,96 @@ impl AppTokens {
             return Err("app tokens need both an issuer and an audience".into());
         };
         if settings.key_files.is_empty() {
-            return Err("app tokens need at least one key file (PEM or JWKS)".into());
+            return Err(
+                "app tokens need at least one key source (a PEM or JWKS file, or a JWKS URL)"
+                    .into(),
+            );
         }
-        let mut keys = Vec::new();
-        for path in &settings.key_files {
-            keys.extend(load_file(path)?);
+        let mut files = Vec::new();
+        let mut urls = Vec::new();
+        for source in &settings.key_files {
+            if crate::jwks::is_url(source)? {
+                urls.push(source.clone());
+            } else {
+                files.extend(load_file(Path::new(source))?);
+            }
         }
+        let fetcher = if urls.is_empty() {
+            None
+        } else {
+            let ca = settings
+                .ca
+                .as_ref()
+                .map(|path| {
+                    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+                })
+                .transpose()?;
+            Some(crate::jwks::Fetcher::new(ca.as_deref())?)
+        };
         Ok(Self {
             issuer,
             audience,
-            keys,
+            files,
+            urls,
+            fetched: parking_lot::RwLock::new(Vec::new()),
+            fetcher,
+            refresh_every: settings.refresh_every,
+            unknown_key: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Whether some keys come from URLs (and [`Self::keep_fresh`] should run).
+    pub fn fetches(&self) -> bool {
+        self.fetcher.is_some()
+    }
+
+    /// Fetches every JWKS URL; the keys of those that answer replace what
+    /// they gave before (one that fails keeps its old keys out: all are
+    /// replaced together, so an error keeps the last good set). Returns how
+    /// many keys the URLs give now.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let Some(fetcher) = &self.fetcher else {
+            return Ok(0);
+        };
+        let mut keys = Vec::new();
+        for url in &self.urls {
+            let body = fetcher.get(url).await?;
+            keys.extend(parse_keys(&body, url)?);
+        }
+        let count = keys.len();
+        *self.fetched.write() = keys;
+        Ok(count)
+    }
+
+    /// Fetches the URLs every `refresh_every`, and soon after a token names
+    /// a key not seen yet (at most every [`REFETCH_AT_MOST_EVERY`]), until
+    /// `stop`.
+    pub async fn keep_fresh(
+        self: std::sync::Arc<Self>,
+        stop: switchboard_shared::shutdown::CancellationToken,
+    ) {
+        loop {
+            let waited = tokio::time::Instant::now();
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.refresh_every) => {}
+                () = self.unknown_key.notified() => {
+                    let since = waited.elapsed();
+                    if since < REFETCH_AT_MOST_EVERY {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(REFETCH_AT_MOST_EVERY - since) => {}
+                        }
+                    }
+                }
+            }
+            match self.refresh().await {
+                Ok(keys) => tracing::debug!(keys, "app keys fetched"),
+                Err(err) => {
+                    tracing::warn!(%err, "cannot fetch the app's keys; keeping the last ones")
+                }
+            }
+        }
     }
 
     /// The token's claims if one of the keys signed it and it is for this
@@ -200,12 +314,16 @@ impl AppTokens {
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.validate_nbf = true;
         validation.leeway = 60;
-        let candidates = self.keys.iter().filter(|k| {
-            k.algorithm == header.alg
+        let fetched = self.fetched.read();
+        let mut named_key_seen = false;
+        let candidates = self.files.iter().chain(fetched.iter()).filter(|k| {
+            let fits = k.algorithm == header.alg
                 && match (&header.kid, &k.kid) {
                     (Some(wanted), Some(kid)) => wanted == kid,
                     (Some(_), None) | (None, _) => true,
-                }
+                };
+            named_key_seen |= fits && header.kid.is_some() && k.kid.is_some();
+            fits
         });
         for candidate in candidates {
             if let Ok(data) = jsonwebtoken::decode::<Wire>(token, &candidate.key, &validation) {
@@ -214,6 +332,10 @@ impl AppTokens {
                     name: data.claims.name,
                 });
             }
+        }
+        // A key id no source has given: the app may have rotated; look again.
+        if header.kid.is_some() && !named_key_seen && self.fetches() {
+            self.unknown_key.notify_one();
         }
         Err(refused())
     }
@@ -267,6 +389,7 @@ pub fn sign(private_pem: &[u8], request: &AppTokenRequest<'_>) -> Result<String,
 mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use futures::FutureExt as _;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 
@@ -293,9 +416,10 @@ mod tests {
                 .map(|(name, text)| {
                     let path = dir.path().join(name);
                     std::fs::write(&path, text).unwrap();
-                    path
+                    path.display().to_string()
                 })
                 .collect(),
+            ..AppTokenSettings::default()
         }
     }
 
@@ -461,5 +585,116 @@ mod tests {
             Algorithm::ES256
         );
         assert!(sign(RSA_PUBLIC.as_bytes(), &request).is_err());
+    }
+
+    /// A JWKS server of the test's own, over TLS with a self-signed
+    /// certificate for localhost: serves whatever `jwks` holds now.
+    async fn jwks_server(jwks: std::sync::Arc<parking_lot::Mutex<String>>) -> (String, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let ca_pem = cert.cert.pem();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, jwks) = (acceptor.clone(), jwks.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = jwks.lock().clone();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (
+            format!("https://localhost:{port}/.well-known/jwks.json"),
+            ca_pem,
+        )
+    }
+
+    #[tokio::test]
+    async fn keys_come_from_a_jwks_url_and_a_rotation_is_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (ec("k1"), ec("k2"));
+        let jwks = std::sync::Arc::new(parking_lot::Mutex::new(
+            json!({"keys": [first.jwk]}).to_string(),
+        ));
+        let (url, ca) = jwks_server(jwks.clone()).await;
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, &ca).unwrap();
+        let settings = AppTokenSettings {
+            key_files: vec![url.clone()],
+            ca: Some(ca_path),
+            ..settings(&dir, &[])
+        };
+        let tokens = std::sync::Arc::new(AppTokens::load(&settings).unwrap());
+        assert!(tokens.fetches());
+        // Nothing is trusted before the first fetch.
+        let token = sign_es(&first, Some("k1"), &claims());
+        assert!(tokens.verify(&token).is_err());
+        assert_eq!(tokens.refresh().await.unwrap(), 1);
+        assert_eq!(tokens.verify(&token).unwrap().sub, "app-user-1");
+
+        // The app rotates to k2: a token naming k2 is refused until the keys
+        // are fetched again, which that token asks for.
+        *jwks.lock() = json!({"keys": [second.jwk]}).to_string();
+        let rotated = sign_es(&second, Some("k2"), &claims());
+        let asked = || tokens.unknown_key.notified().now_or_never().is_some();
+        let _ = asked(); // the request the token before the first fetch made
+        assert!(tokens.verify(&token).is_ok());
+        assert!(!asked(), "a known key id asks for nothing");
+        assert!(tokens.verify(&rotated).is_err());
+        assert!(asked(), "an unknown key id asks for a fetch");
+        tokens.refresh().await.unwrap();
+        assert_eq!(tokens.verify(&rotated).unwrap().sub, "app-user-1");
+        assert!(tokens.verify(&token).is_err(), "k1 is gone from the set");
+
+        // Without the CA the server is not trusted; a failed fetch keeps
+        // the last good keys.
+        let untrusted = AppTokens::load(&AppTokenSettings {
+            ca: None,
+            ..settings.clone()
+        })
+        .unwrap();
+        let err = untrusted.refresh().await.unwrap_err();
+        assert!(err.contains(&url), "{err}");
+        *jwks.lock() = "not json".into();
+        assert!(tokens.refresh().await.is_err());
+        assert_eq!(tokens.verify(&rotated).unwrap().sub, "app-user-1");
+    }
+
+    #[test]
+    fn key_urls_must_be_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = AppTokens::load(&AppTokenSettings {
+            key_files: vec!["http://app.example.com/jwks.json".into()],
+            ..settings(&dir, &[])
+        })
+        .unwrap_err();
+        assert!(err.contains("https://"), "{err}");
     }
 }

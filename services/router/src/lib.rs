@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod error;
 pub mod groups;
 pub mod hashing;
+pub mod jwks;
 pub mod membership;
 pub mod messaging;
 pub mod outbox;
