@@ -233,6 +233,29 @@ pub enum AdminCommand {
         /// The member who becomes the owner.
         new_owner: String,
     },
+    /// Delete an account for good: sessions end, groups and topics are left (or deleted,
+    /// if theirs), contacts removed, and the text of every message they sent erased.
+    DeleteUser {
+        /// The user id.
+        user: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete a group for good: members and invitations go, its history is erased.
+    DeleteGroup {
+        /// The group id.
+        group: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
     /// The audit log, newest first.
     Audit {
         /// Entries before this id (the last one of the previous page).

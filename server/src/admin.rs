@@ -95,6 +95,8 @@ admin_methods! {
     list_sessions(pb::ListSessionsRequest) -> pb::ListSessionsResponse => admin_list_sessions;
     revoke_sessions(pb::RevokeSessionsRequest) -> pb::RevokeSessionsResponse => admin_revoke_sessions as by;
     transfer_group(pb::TransferGroupRequest) -> pb::TransferGroupResponse => admin_transfer_group as by;
+    delete_user(pb::DeleteUserRequest) -> pb::DeleteUserResponse => admin_delete_user as by;
+    delete_group(pb::DeleteGroupRequest) -> pb::DeleteGroupResponse => admin_delete_group as by;
     audit_log(pb::AuditLogRequest) -> pb::AuditLogResponse => admin_audit_log;
 }
 

@@ -106,6 +106,12 @@ pub fn user_groups(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:groups")
 }
 
+/// Set: every group `user` has ever been a member of (deleting their
+/// account erases their messages there, in groups they left too).
+pub fn user_groups_ever(user: &UserId) -> String {
+    format!("sb:user:{{u:{user}}}:groups_ever")
+}
+
 /// Set: the groups `user` is invited to.
 pub fn user_invites(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:invites")

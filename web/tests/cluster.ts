@@ -15,6 +15,10 @@ import { fileURLToPath } from "node:url";
 const WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const REPO_DIR = path.resolve(WEB_DIR, "..");
 export const SWITCHBOARD_BIN = process.env.SWITCHBOARD_BIN ?? path.join(REPO_DIR, "target/debug/switchboard");
+/** The `sb` CLI, built beside it. */
+const SB_BIN = path.join(path.dirname(SWITCHBOARD_BIN), "sb");
+/** The routers' admin credential (SB_ADMIN_TOKENS `web:<this>`). */
+const ADMIN_SECRET = "web-tests-admin-secret-0123456789abcdef";
 const SECRET = "browser-test-secret-that-is-long-enough-0123456789";
 const START_TIMEOUT_MS = 30_000;
 
@@ -212,6 +216,7 @@ export interface ClusterOptions {
 export class Cluster {
   readonly nodes: Node[] = [];
   gateways: Node[] = [];
+  routers: Node[] = [];
   /** A port for a page of another origin that the gateways allow (CORS). */
   appPort = 0;
 
@@ -297,6 +302,7 @@ export class Cluster {
             "--password-hashing", "fast-insecure",
             "--history-url", postgres.url,
             "--outbox-redeliver-ms", "1000",
+            "--admin-tokens", `web:${ADMIN_SECRET}`,
           ]),
         ),
       )),
@@ -315,6 +321,7 @@ export class Cluster {
         ]),
       ),
     );
+    this.routers = services.slice(1);
     for (const node of [...services, ...this.gateways]) node.start();
     await Promise.all([...services, ...this.gateways].map((node) => node.waitReady()));
     await this.checkPageIsCurrent();
@@ -358,6 +365,23 @@ export class Cluster {
   /** The origin the gateways let call them from a page of its own. */
   appOrigin(): string {
     return `http://127.0.0.1:${this.appPort}`;
+  }
+
+  /**
+   * An operator's `sb admin …` against router 0's internal port, as the
+   * operator runs it; its JSON lines.
+   */
+  admin(...args: string[]): unknown[] {
+    const out = execFileSync(
+      SB_BIN,
+      ["--json", "--home", path.join(this.dir, "sb"), "--server", `http://127.0.0.1:${this.routers[0]!.port}`,
+        "admin", "--token", ADMIN_SECRET, ...args],
+      { encoding: "utf8" },
+    );
+    return out
+      .split("\n")
+      .filter((line) => line.trim())
+      .map((line) => JSON.parse(line) as unknown);
   }
 
   /** The page's address on gateway `i` (its own origin). */

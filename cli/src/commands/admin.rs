@@ -32,11 +32,13 @@ pub async fn run(args: &Args, admin: &AdminArgs, out: &Output) -> anyhow::Result
                 let value = json!({
                     "user_id": user.user_id, "display_name": user.display_name,
                     "created_at_ms": user.created_at_ms, "banned": user.banned,
-                    "passwordless": user.passwordless,
+                    "passwordless": user.passwordless, "deleted": user.deleted,
                 });
                 out.print(value, || {
                     let mut flags = Vec::new();
-                    if user.banned {
+                    if user.deleted {
+                        flags.push("deleted");
+                    } else if user.banned {
                         flags.push("banned");
                     }
                     if user.passwordless {
@@ -143,6 +145,58 @@ pub async fn run(args: &Args, admin: &AdminArgs, out: &Output) -> anyhow::Result
                 || format!("{new_owner} now owns {group} ({} is an admin)", moved.previous_owner_id),
             );
         }
+        AdminCommand::DeleteUser { user, reason, yes } => {
+            confirmed(
+                *yes,
+                &format!("deleting {user} erases their account and messages"),
+            )?;
+            let done = api
+                .delete_user(pb::DeleteUserRequest {
+                    user_id: user.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            out.print(
+                json!({"user_id": user, "sessions_revoked": done.sessions_revoked,
+                       "groups_left": done.groups_left, "groups_deleted": done.groups_deleted,
+                       "topics_deleted": done.topics_deleted, "topics_left": done.topics_left,
+                       "contacts_removed": done.contacts_removed,
+                       "messages_erased": done.messages_erased}),
+                || {
+                    format!(
+                        "{user} deleted: {} sessions ended, {} groups left, {} deleted, {} topics deleted, {} left, {} contacts removed, {} messages erased",
+                        done.sessions_revoked,
+                        done.groups_left,
+                        done.groups_deleted,
+                        done.topics_deleted,
+                        done.topics_left,
+                        done.contacts_removed,
+                        done.messages_erased
+                    )
+                },
+            );
+        }
+        AdminCommand::DeleteGroup { group, reason, yes } => {
+            confirmed(*yes, &format!("deleting {group} erases it and its history"))?;
+            let done = api
+                .delete_group(pb::DeleteGroupRequest {
+                    group_id: group.clone(),
+                    reason: reason.clone(),
+                })
+                .await?
+                .into_inner();
+            out.print(
+                json!({"group_id": group, "members_removed": done.members_removed,
+                       "messages_erased": done.messages_erased}),
+                || {
+                    format!(
+                        "{group} deleted: {} members and invitations removed, {} messages erased",
+                        done.members_removed, done.messages_erased
+                    )
+                },
+            );
+        }
         AdminCommand::Audit { before, limit } => {
             let entries = api
                 .audit_log(pb::AuditLogRequest {
@@ -166,5 +220,11 @@ pub async fn run(args: &Args, admin: &AdminArgs, out: &Output) -> anyhow::Result
             }
         }
     }
+    Ok(())
+}
+
+/// A deletion goes ahead only with `--yes`: it cannot be undone.
+fn confirmed(yes: bool, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(yes, "{what} and cannot be undone; add --yes to go ahead");
     Ok(())
 }

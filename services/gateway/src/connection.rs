@@ -402,6 +402,23 @@ impl Connection {
             {
                 Box::pin(self.on_added(change)).await?;
             }
+            Some(Kind::Conversation(change))
+                if change.change() == pb::conversation_changed::Change::Removed =>
+            {
+                // A group deleted: no longer routed here, nothing to replay.
+                let conversation = change
+                    .conversation
+                    .as_ref()
+                    .map_or("", |c| c.conversation_id.as_str());
+                if let Ok(ConversationId::Group(group)) = ConversationId::parse(conversation) {
+                    self.groups.remove(&group);
+                    self.shared.registry.leave_group(&self.entry.id, &group);
+                    self.left_while_away.remove(conversation);
+                    self.replay
+                        .retain(|pending| pending.as_str() != conversation);
+                }
+                self.pending.push_back(event.clone());
+            }
             _ => self.pending.push_back(event.clone()),
         }
         Ok(())

@@ -20,6 +20,7 @@ const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 128;
 const WRONG_LOGIN: &str = "wrong user id or password";
 const BANNED: &str = "this account is banned; ask the operator of this service";
+const DELETED: &str = "this account was deleted";
 
 fn argon2(cost: PasswordHashing) -> RouterResult<Argon2<'static>> {
     let params = Params::new(cost.memory_kib(), cost.iterations(), 1, None)
@@ -122,6 +123,7 @@ impl Router {
             password_hash,
             created_at_ms: now_ms(),
             banned: false,
+            deleted: false,
         };
         if !self.store.create_user(&record).await? {
             return Err(RouterError::AlreadyExists(format!(
@@ -220,6 +222,7 @@ impl Router {
             password_hash: String::new(),
             created_at_ms: now_ms(),
             banned: false,
+            deleted: false,
         };
         let display_name = if self.store.create_user(&record).await? {
             tracing::info!(user = %user_id, "created from an app token");
@@ -254,18 +257,19 @@ impl Router {
         self.store.put_session(&session).await?;
         // Read after the session exists: a ban that came first is seen here,
         // one that comes after ends the session with the others.
-        let banned = self
+        let account = self
             .store
             .users(std::slice::from_ref(&user_id))
             .await?
             .into_iter()
             .next()
-            .flatten()
-            .is_some_and(|user| user.banned);
-        if banned {
+            .flatten();
+        if let Some(account) = account.filter(|user| user.banned) {
             self.store.delete_session(&session.id).await?;
-            tracing::info!(user = %user_id, "login refused: banned");
-            return Err(RouterError::PermissionDenied(BANNED.into()));
+            tracing::info!(user = %user_id, deleted = account.deleted, "login refused: banned");
+            return Err(RouterError::PermissionDenied(
+                if account.deleted { DELETED } else { BANNED }.into(),
+            ));
         }
         let token = self.keys.session.sign(&Claims {
             user: user_id.clone(),

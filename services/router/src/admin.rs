@@ -6,12 +6,12 @@
 
 use switchboard_proto::pb;
 use switchboard_shared::clock::now_ms;
-use switchboard_shared::ids::{GroupId, SessionId, UserId, random_token};
+use switchboard_shared::ids::{ConversationId, GroupId, SessionId, UserId, random_token};
 
 use crate::Router;
 use crate::accounts::{check_password, hash_password};
 use crate::error::{RouterError, RouterResult};
-use crate::store::{AuditRecord, SessionRecord};
+use crate::store::{AuditRecord, SessionRecord, UserRecord};
 
 /// One admin credential: `name:secret` on the command line.
 #[derive(Clone)]
@@ -130,6 +130,23 @@ fn audit_id(text: &str) -> RouterResult<Option<&str>> {
 }
 
 impl Router {
+    /// The user's account, if it exists and was not deleted.
+    async fn live_account(&self, user: &UserId) -> RouterResult<UserRecord> {
+        let record = self
+            .store
+            .users(std::slice::from_ref(user))
+            .await?
+            .pop()
+            .flatten()
+            .ok_or_else(|| no_such_user(user))?;
+        if record.deleted {
+            return Err(RouterError::FailedPrecondition(format!(
+                "the account {user} was deleted"
+            )));
+        }
+        Ok(record)
+    }
+
     async fn audit(
         &self,
         admin: &str,
@@ -194,7 +211,8 @@ impl Router {
                     display_name: user.display_name,
                     created_at_ms: user.created_at_ms,
                     banned: user.banned,
-                    passwordless: user.password_hash.is_empty(),
+                    passwordless: user.password_hash.is_empty() && !user.deleted,
+                    deleted: user.deleted,
                 })
                 .collect(),
             more,
@@ -232,6 +250,7 @@ impl Router {
         req: pb::UnbanUserRequest,
     ) -> RouterResult<pb::UnbanUserResponse> {
         let user = UserId::parse(&req.user_id)?;
+        self.live_account(&user).await?;
         if !self.store.set_banned(&user, false).await? {
             return Err(no_such_user(&user));
         }
@@ -251,6 +270,7 @@ impl Router {
         req: pb::ResetPasswordRequest,
     ) -> RouterResult<pb::ResetPasswordResponse> {
         let user = UserId::parse(&req.user_id)?;
+        self.live_account(&user).await?;
         let (password, generated) = if req.new_password.is_empty() {
             (random_token(24), true)
         } else {
@@ -353,6 +373,166 @@ impl Router {
         .await?;
         Ok(pb::TransferGroupResponse {
             previous_owner_id: previous.to_string(),
+        })
+    }
+
+    /// Deletes an account: see `DeleteUser` in `proto/switchboard/v1/admin.proto`.
+    /// Each step can be made again, so asking again after a deletion that
+    /// was cut short (or that already finished) completes it.
+    pub async fn admin_delete_user(
+        &self,
+        admin: &str,
+        req: pb::DeleteUserRequest,
+    ) -> RouterResult<pb::DeleteUserResponse> {
+        let user = UserId::parse(&req.user_id)?;
+        if self
+            .store
+            .users(std::slice::from_ref(&user))
+            .await?
+            .pop()
+            .flatten()
+            .is_none()
+        {
+            return Err(no_such_user(&user));
+        }
+        let groups = self.store.user_groups(&user).await?;
+        let mut owned_alone = Vec::new();
+        let mut member_of = Vec::new();
+        let mut handed_over_first = Vec::new();
+        for group in self.store.groups(&groups).await?.into_iter().flatten() {
+            if group.owner != user {
+                member_of.push(group.id);
+            } else if group.member_count <= 1 {
+                owned_alone.push(group.id);
+            } else {
+                handed_over_first.push(group.id.to_string());
+            }
+        }
+        if !handed_over_first.is_empty() {
+            return Err(RouterError::FailedPrecondition(format!(
+                "{user} owns groups with other members ({}): transfer or delete them first",
+                handed_over_first.join(", ")
+            )));
+        }
+        // No login from here on; then no session.
+        self.store.set_banned(&user, true).await?;
+        let mut done = pb::DeleteUserResponse {
+            sessions_revoked: self.end_sessions(&user, &[]).await?,
+            ..Default::default()
+        };
+        for group in &member_of {
+            match self.leave_now(group, &user).await {
+                Ok(()) => done.groups_left += 1,
+                Err(RouterError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        for group in &owned_alone {
+            match self.delete_group_now(group).await {
+                Ok(_) => done.groups_deleted += 1,
+                Err(RouterError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let owned_topics = self.store.user_topics(&user).await?;
+        for topic in self
+            .store
+            .topics(&owned_topics)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            if !topic.deleted || topic.bound().next().is_some() {
+                self.delete_topic_now(&topic).await?;
+                done.topics_deleted += 1;
+            }
+        }
+        let conversations = self.store.user_conversations(&user).await?;
+        let bound_to: Vec<_> = conversations
+            .iter()
+            .filter_map(|conv| match conv {
+                ConversationId::TopicThread { topic, contact } if contact == &user => {
+                    Some(topic.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for topic in self.store.topics(&bound_to).await?.into_iter().flatten() {
+            if topic.binding(&user).is_some_and(|b| b.is_current()) {
+                match self.leave_topic_now(&topic, &user).await {
+                    Ok(()) => done.topics_left += 1,
+                    Err(RouterError::NotFound(_)) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        let (contacts, contacted_by) =
+            futures::try_join!(self.store.contacts(&user), self.store.contacted_by(&user),)?;
+        for entry in &contacts {
+            if self.store.remove_contact(&user, &entry.user).await? {
+                done.contacts_removed += 1;
+            }
+        }
+        for entry in &contacted_by {
+            if self.store.remove_contact(&entry.user, &user).await? {
+                done.contacts_removed += 1;
+            }
+        }
+        // Every conversation they could have written in: direct and topic
+        // threads (listed for them whatever happened since), and every
+        // group they ever belonged to.
+        let mut written: Vec<ConversationId> = self.store.user_conversations(&user).await?;
+        written.extend(
+            self.store
+                .user_groups_ever(&user)
+                .await?
+                .into_iter()
+                .map(ConversationId::Group),
+        );
+        for conversation in &written {
+            done.messages_erased += self.store.erase_sent(conversation, &user).await?;
+        }
+        self.store.delete_account(&user).await?;
+        self.audit(
+            admin,
+            "DeleteUser",
+            user.as_str(),
+            format!(
+                "reason: {}; sessions ended: {}; groups left: {}, deleted: {}; topics deleted: {}, left: {}; contacts removed: {}; messages erased: {}",
+                req.reason,
+                done.sessions_revoked,
+                done.groups_left,
+                done.groups_deleted,
+                done.topics_deleted,
+                done.topics_left,
+                done.contacts_removed,
+                done.messages_erased
+            ),
+        )
+        .await?;
+        Ok(done)
+    }
+
+    pub async fn admin_delete_group(
+        &self,
+        admin: &str,
+        req: pb::DeleteGroupRequest,
+    ) -> RouterResult<pb::DeleteGroupResponse> {
+        let group = GroupId::parse(&req.group_id)?;
+        let (members_removed, messages_erased) = self.delete_group_now(&group).await?;
+        self.audit(
+            admin,
+            "DeleteGroup",
+            group.as_str(),
+            format!(
+                "reason: {}; members and invitations removed: {members_removed}; messages erased: {messages_erased}",
+                req.reason
+            ),
+        )
+        .await?;
+        Ok(pb::DeleteGroupResponse {
+            members_removed,
+            messages_erased,
         })
     }
 

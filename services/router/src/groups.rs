@@ -140,6 +140,50 @@ impl Router {
         Ok(record.owner)
     }
 
+    /// `user` leaves the group as if they had asked (their account is
+    /// being deleted); NOT_FOUND if they are not a member.
+    pub(crate) async fn leave_now(&self, group: &GroupId, user: &UserId) -> RouterResult<()> {
+        let left = system_message(Kind::MemberLeft, user, user, format!("{user} left"));
+        self.change(group, user, MembershipChange::Leave, left)
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes the group and its history (an administrator's act), then
+    /// tells every member's and invitee's clients it is gone. Returns how
+    /// many members and invitees it had (0 if an earlier call deleted it)
+    /// and how many messages were erased; NOT_FOUND for no such group. A
+    /// deletion cut short is finished by asking again.
+    pub(crate) async fn delete_group_now(&self, group: &GroupId) -> RouterResult<(u32, u64)> {
+        let deleted = self
+            .store
+            .delete_group(group)
+            .await?
+            .ok_or_else(|| RouterError::NotFound(format!("no group {group}")))?;
+        let users = deleted.users;
+        let conversation = ConversationId::Group(group.clone());
+        let erased = self.store.erase_conversation(&conversation).await?;
+        let gone = Outgoing {
+            audience: Audience::Users(users.clone()),
+            event: pb::Event {
+                kind: Some(pb::event::Kind::Conversation(pb::ConversationChanged {
+                    change: pb::conversation_changed::Change::Removed as i32,
+                    conversation: Some(pb::Conversation {
+                        conversation_id: conversation.to_string(),
+                        kind: pb::ConversationKind::Group as i32,
+                        group_id: group.to_string(),
+                        ..Default::default()
+                    }),
+                })),
+            },
+        };
+        // The group is gone from every list; a client that misses this
+        // finds it so when it next syncs.
+        self.deliver_state(vec![gone]).await;
+        let removed = if deleted.before { 0 } else { users.len() };
+        Ok((u32::try_from(removed).unwrap_or(u32::MAX), erased))
+    }
+
     async fn notify_invited(&self, user: &UserId, group: &GroupRecord) {
         let invitation = Outgoing {
             audience: Audience::Users(vec![user.clone()]),

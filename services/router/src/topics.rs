@@ -382,19 +382,26 @@ impl Router {
         if topic.deleted && topic.bound().next().is_none() {
             Self::require_open(&topic)?;
         }
+        self.delete_topic_now(&topic).await?;
+        Ok(pb::DeleteTopicResponse {})
+    }
+
+    /// Deletes the topic and ends every thread still open, as
+    /// [`Self::delete_topic`] after its checks (also an administrator's
+    /// act, when the owner's account is deleted).
+    pub(crate) async fn delete_topic_now(&self, topic: &TopicRecord) -> RouterResult<()> {
         let bound = self.store.delete_topic(&topic.id).await?;
         // The end is said in every thread, so both sides see it in history.
         // Threads are independent changes: several at a time, rather than a
         // full topic's 256 (the default cap) one after another.
         let ends: Vec<_> = bound
             .iter()
-            .map(|contact| self.end_thread(&topic, contact, &caller.user))
+            .map(|contact| self.end_thread(topic, contact, &topic.owner))
             .collect();
         futures::stream::iter(ends)
             .buffer_unordered(DELETION_CONCURRENCY)
             .try_collect::<()>()
-            .await?;
-        Ok(pb::DeleteTopicResponse {})
+            .await
     }
 
     /// One contact's thread of a deleted topic, ended: unbound, with the
@@ -549,8 +556,7 @@ impl Router {
         if topic.binding(&caller.user).is_none() {
             return Err(RouterError::NotFound(format!("no topic {}", topic.id)));
         }
-        let text = format!("{} left this topic", caller.user);
-        self.unbind(&topic, &caller.user, &caller.user, Binding::Left, &text)
+        self.leave_topic_now(&topic, &caller.user)
             .await
             .map_err(|err| match err {
                 RouterError::NotFound(_) => {
@@ -559,6 +565,18 @@ impl Router {
                 other => other,
             })?;
         Ok(pb::LeaveTopicResponse {})
+    }
+
+    /// `contact` leaves the topic's thread, saying so in it; NOT_FOUND if
+    /// they were not bound.
+    pub(crate) async fn leave_topic_now(
+        &self,
+        topic: &TopicRecord,
+        contact: &UserId,
+    ) -> RouterResult<()> {
+        let text = format!("{contact} left this topic");
+        self.unbind(topic, contact, contact, Binding::Left, &text)
+            .await
     }
 
     pub async fn mute_topic(

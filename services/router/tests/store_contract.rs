@@ -164,6 +164,7 @@ async fn users_are_created_once() {
             password_hash: "$argon2id$x".into(),
             created_at_ms: 5,
             banned: false,
+            deleted: false,
         };
         assert!(store.create_user(&record).await.unwrap());
         let mut second = record.clone();
@@ -210,6 +211,7 @@ fn account(id: &str) -> UserRecord {
         password_hash: "$argon2id$x".into(),
         created_at_ms: 5,
         banned: false,
+        deleted: false,
     }
 }
 
@@ -319,6 +321,134 @@ async fn bans_and_passwords_change_existing_accounts_only() {
                 .unwrap()
         );
         assert_eq!(store.users(&[user("ghost")]).await.unwrap(), vec![None]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_account_is_a_tombstone_that_keeps_its_id() {
+    on_each_store(|store| async move {
+        assert!(store.create_user(&account("eve")).await.unwrap());
+        assert!(store.delete_account(&user("eve")).await.unwrap());
+        let eve = store
+            .users(&[user("eve")])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert!(eve.deleted && eve.banned, "{eve:?}");
+        assert!(eve.display_name.is_empty() && eve.password_hash.is_empty());
+        // The id stays taken, and found.
+        assert!(!store.create_user(&account("eve")).await.unwrap());
+        assert_eq!(
+            store.user_ids("eve", "", 10).await.unwrap(),
+            vec![user("eve")]
+        );
+        assert!(!store.delete_account(&user("ghost")).await.unwrap());
+        assert_eq!(store.users(&[user("ghost")]).await.unwrap(), vec![None]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_senders_messages_are_erased_to_tombstones_and_others_stay() {
+    on_each_store(|store| async move {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let conv = ConversationId::direct(alice.clone(), bob.clone());
+        for (who, body) in [(&alice, "one"), (&bob, "two"), (&alice, "three")] {
+            store.append(single(&conv, who, body, None)).await.unwrap();
+        }
+        assert_eq!(store.erase_sent(&conv, &alice).await.unwrap(), 2);
+        let messages = store.messages_after(&conv, 0, 10).await.unwrap();
+        let seen: Vec<_> = messages
+            .iter()
+            .map(|m| (m.seq, m.sender.as_str(), m.text.as_str(), m.deleted))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "alice", "", true),
+                (2, "bob", "two", false),
+                (3, "alice", "", true)
+            ]
+        );
+        // Done already: nothing more to erase; the head stays.
+        assert_eq!(store.erase_sent(&conv, &alice).await.unwrap(), 0);
+        assert_eq!(
+            store.heads(std::slice::from_ref(&conv)).await.unwrap(),
+            vec![3]
+        );
+        // A whole conversation goes; its seqs are not given out again.
+        assert_eq!(store.erase_conversation(&conv).await.unwrap(), 3);
+        assert!(store.messages_after(&conv, 0, 10).await.unwrap().is_empty());
+        let next = store
+            .append(single(&conv, &bob, "after", None))
+            .await
+            .unwrap();
+        assert_eq!(next.single().unwrap().seq, 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_group_is_gone_from_every_list_and_remembers_who_was_in_it() {
+    on_each_store(|store| async move {
+        let (owner, bob, carol) = (user("owner"), user("bob"), user("carol"));
+        let (group, conv) = open_group(&*store, &owner, "Climbing").await;
+        let joined = change_message(&conv, &bob, &bob, Kind::MemberJoined, "bob joined", 2_000);
+        let join = MembershipChange::Join {
+            role: pb::Role::Member,
+        };
+        store
+            .change_membership(&group.id, &bob, join.clone(), joined)
+            .await
+            .unwrap();
+        assert!(store.invite(&group.id, &carol, 2_500).await.unwrap());
+        let left = change_message(&conv, &bob, &bob, Kind::MemberLeft, "bob left", 3_000);
+        store
+            .change_membership(&group.id, &bob, MembershipChange::Leave, left)
+            .await
+            .unwrap();
+        // Bob left, but the group stays among those he was ever in.
+        assert!(store.user_groups(&bob).await.unwrap().is_empty());
+        assert_eq!(
+            store.user_groups_ever(&bob).await.unwrap(),
+            vec![group.id.clone()]
+        );
+        assert_eq!(
+            store.user_groups_ever(&owner).await.unwrap(),
+            vec![group.id.clone()]
+        );
+
+        let deleted = store.delete_group(&group.id).await.unwrap().unwrap();
+        let mut users = deleted.users.clone();
+        users.sort();
+        assert_eq!(users, vec![carol.clone(), owner.clone()]);
+        assert!(!deleted.before);
+        assert_eq!(
+            store.groups(std::slice::from_ref(&group.id)).await.unwrap(),
+            vec![None]
+        );
+        assert!(store.members(&group.id).await.unwrap().is_empty());
+        assert!(store.user_groups(&owner).await.unwrap().is_empty());
+        assert!(store.user_invites(&carol).await.unwrap().is_empty());
+        assert_eq!(store.member_role(&group.id, &owner).await.unwrap(), None);
+        // Nobody joins it any more.
+        let rejoin = change_message(&conv, &bob, &bob, Kind::MemberJoined, "again", 4_000);
+        assert!(
+            store
+                .change_membership(&group.id, &bob, join, rejoin)
+                .await
+                .is_err()
+        );
+        // Asking again answers the same people, as done before.
+        let again = store.delete_group(&group.id).await.unwrap().unwrap();
+        assert!(again.before);
+        assert_eq!(again.users.len(), 2);
+        assert_eq!(
+            store.delete_group(&GroupId::generate()).await.unwrap(),
+            None
+        );
     })
     .await;
 }

@@ -76,6 +76,7 @@ export function chatMessage(message: Message): ChatMessage {
         }
       : undefined,
     topic: topicRef(message.topic),
+    deleted: message.deleted || undefined,
   };
 }
 

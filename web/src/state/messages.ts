@@ -27,6 +27,11 @@ export function sortedInsert(messages: ChatMessage[], message: ChatMessage): boo
 }
 
 /** Consecutive messages of one sender within a few minutes render as one block. */
+/** What a message says on screen: a tombstone says it was deleted. */
+export function shownText(message: ChatMessage): string {
+  return message.deleted ? "message deleted" : message.text;
+}
+
 export function startsBlock(previous: ChatMessage | undefined, message: ChatMessage): boolean {
   if (!previous) return true;
   if (previous.system || message.system) return true;

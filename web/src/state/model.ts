@@ -33,6 +33,8 @@ export interface ChatMessage {
   clientMsgId: string;
   system?: SystemNote;
   topic?: TopicRef;
+  /** The text is gone from the server (its sender's account was deleted): a tombstone. */
+  deleted?: boolean;
 }
 
 /** A conversation's summary, as ListConversations and ConversationChanged give it. */

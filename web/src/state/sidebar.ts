@@ -1,6 +1,7 @@
 // What the sidebar lists: groups, one-to-one chats and topics, each with its
 // unread count and latest message, newest activity first.
 
+import { shownText } from "./messages";
 import type { ChatMessage } from "./model";
 import type { ChatStore } from "./store";
 import { topicSummary } from "./topics";
@@ -83,7 +84,7 @@ export function sidebarEntries(store: ChatStore): SidebarEntry[] {
 /** A one-line preview of a message: "ann: see you at 7". */
 export function preview(message: ChatMessage | undefined, me: string): string {
   if (!message) return "No messages yet";
-  const text = message.text.replace(/\s+/g, " ").trim();
+  const text = shownText(message).replace(/\s+/g, " ").trim();
   if (message.system || !message.sender) return text;
   const who = message.sender === me ? "You" : message.sender;
   return `${who}: ${text}`;

@@ -51,6 +51,14 @@ describe("ChatStore: unread and latest message", () => {
     expect(preview(entry.lastMessage, "ann")).toBe("ben: hello two");
   });
 
+  it("previews an erased message as deleted, never its old text", () => {
+    const store = new ChatStore("ann");
+    store.applyConversationList([group("g:one", "One")]);
+    store.applyMessage({ ...message("g:one", 1, "ben", ""), deleted: true });
+    const entry = sidebarEntries(store).find((e) => e.key === "conversation:g:one")!;
+    expect(preview(entry.lastMessage, "ann")).toBe("ben: message deleted");
+  });
+
   it("marks a message on screen read at once", () => {
     const store = new ChatStore("ann");
     store.applyConversationList([group("g:one", "One", 4, 4)]);

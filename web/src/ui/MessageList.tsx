@@ -5,7 +5,7 @@ import type { ComponentChildren } from "preact";
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { ChatMessage } from "../state/model";
-import { startsBlock } from "../state/messages";
+import { shownText, startsBlock } from "../state/messages";
 import type { PendingSend } from "../state/store";
 import { fullTime, shortTime } from "./format";
 
@@ -149,7 +149,7 @@ function MessageItem({
   const body = (
     <>
       {showSender && !mine && <span class="sender">{message.sender}</span>}
-      <p class="text">{message.text}</p>
+      <p class={message.deleted ? "text deleted" : "text"}>{shownText(message)}</p>
     </>
   );
   return (
@@ -159,7 +159,7 @@ function MessageItem({
           type="button"
           class="bubble pickable"
           title={pickLabel}
-          aria-label={`${mine ? "You" : message.sender}: ${message.text}. ${pickLabel ?? ""}`}
+          aria-label={`${mine ? "You" : message.sender}: ${shownText(message)}. ${pickLabel ?? ""}`}
           onClick={() => onPick(message)}
         >
           {body}

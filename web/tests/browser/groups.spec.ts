@@ -160,3 +160,40 @@ test("a group's history setting decides what new members read", async ({ browser
   await hana.open("Open past");
   await expect(hana.messageWithText("also before hana came")).toBeVisible();
 });
+
+test("an operator's deletions reach the page: erased messages, a group gone", async ({ browser, cluster, people }) => {
+  const xena = await Person.register(browser, cluster, "xena", 0);
+  const yuri = await Person.register(browser, cluster, "yuri", 1);
+  people.push(xena, yuri);
+  await xena.createGroup("Doomed", []);
+  const doomedId = await xena.openGroupId();
+  await xena.createGroup("Survivor", []);
+  const survivorId = await xena.openGroupId();
+  for (const [id, name] of [
+    [doomedId, "Doomed"],
+    [survivorId, "Survivor"],
+  ]) {
+    const join = await yuri.dialog("Join group");
+    await join.getByLabel("Group id").fill(id);
+    await join.getByRole("button", { name: "Join" }).click();
+    await expect(yuri.heading).toContainText(name);
+  }
+  await yuri.send("yuri was here");
+  await xena.open("Survivor");
+  await expect(xena.messageWithText("yuri was here")).toBeVisible();
+
+  // Yuri's account is deleted: his text is gone from the server, and xena's
+  // page, loaded again, shows a tombstone in its place.
+  cluster.admin("delete-user", "yuri", "--yes");
+  await xena.page.reload();
+  await xena.open("Survivor");
+  await expect(xena.page.locator("main .text.deleted", { hasText: "message deleted" })).toBeVisible();
+  await expect(xena.messageWithText("yuri was here")).toHaveCount(0);
+
+  // A group deleted while xena's page is open leaves her sidebar at once.
+  await expect(xena.entry("Doomed")).toBeVisible();
+  const [deleted] = cluster.admin("delete-group", doomedId, "--yes") as { members_removed: number }[];
+  expect(deleted!.members_removed).toBe(1);
+  await expect(xena.entry("Doomed")).toHaveCount(0);
+  await expect(xena.entry("Survivor")).toBeVisible();
+});

@@ -22,11 +22,12 @@ use switchboard_shared::keys;
 
 use super::{
     Admission, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
-    ContactEntry, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
-    SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord,
-    UserRecord, decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry,
-    encode_idempotency, encode_message, encode_message_ids, encode_timeline_entry, history_name,
-    parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
+    ContactEntry, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
+    NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord,
+    TopicRecord, UserRecord, decode_idempotency, decode_message, decode_message_ids,
+    decode_timeline_entry, encode_idempotency, encode_message, encode_message_ids,
+    encode_timeline_entry, erased, history_name, parse_history, parse_policy, parse_role,
+    policy_name, role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -208,6 +209,18 @@ impl Write<'_> {
             )?;
         }
         Ok(seq)
+    }
+
+    /// Removes a whole hash; its fields.
+    fn hclear(&mut self, key: &str) -> StoreResult<Vec<String>> {
+        let fields: Vec<String> = hgetall(&self.hashes, key)?
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect();
+        for field in &fields {
+            self.hdel(key, field)?;
+        }
+        Ok(fields)
     }
 
     fn sadd(&mut self, key: &str, member: &str) -> StoreResult<()> {
@@ -443,6 +456,7 @@ impl Store for EmbeddedStore {
                             .transpose()?
                             .unwrap_or(0),
                         banned: hget(&hashes, &key, "banned")?.is_some_and(|b| b == b"1"),
+                        deleted: hget(&hashes, &key, "deleted")?.is_some_and(|b| b == b"1"),
                         id,
                     }))
                 })
@@ -653,6 +667,103 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn delete_account(&self, user: &UserId) -> StoreResult<bool> {
+        let key = keys::user(user);
+        self.write(move |w| {
+            if !w.hexists(&key, "pw")? {
+                return Ok(false);
+            }
+            w.hset(&key, "pw", b"")?;
+            w.hset(&key, "name", b"")?;
+            w.hset(&key, "banned", b"1")?;
+            w.hset(&key, "deleted", b"1")?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
+        self.group_set(keys::user_groups_ever(user)).await
+    }
+
+    async fn delete_group(&self, group: &GroupId) -> StoreResult<Option<GroupDeleted>> {
+        let group = group.clone();
+        self.write(move |w| {
+            let key = keys::group(&group);
+            let users = |listed: &str| -> StoreResult<Vec<UserId>> {
+                listed
+                    .split(' ')
+                    .filter(|u| !u.is_empty())
+                    .map(parse_user)
+                    .collect()
+            };
+            if let Some(listed) = hget(&w.hashes, &key, "deleted_members")? {
+                return Ok(Some(GroupDeleted {
+                    users: users(&text(&listed)?)?,
+                    before: true,
+                }));
+            }
+            if !w.hexists(&key, "name")? {
+                return Ok(None);
+            }
+            for field in ["name", "owner", "policy", "history"] {
+                w.hdel(&key, field)?;
+            }
+            let mut listed = w.hclear(&keys::group_members(&group))?;
+            listed.extend(w.hclear(&keys::group_invites(&group))?);
+            w.hclear(&keys::group_joined(&group))?;
+            w.hclear(&keys::group_left(&group))?;
+            let listed = listed.join(" ");
+            w.hset(&key, "deleted_members", listed.as_bytes())?;
+            let users = users(&listed)?;
+            for user in &users {
+                w.srem(&keys::user_groups(user), group.as_str())?;
+                w.srem(&keys::user_invites(user), group.as_str())?;
+            }
+            Ok(Some(GroupDeleted {
+                users,
+                before: false,
+            }))
+        })
+        .await
+    }
+
+    async fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64> {
+        let (conv, sender) = (conv.clone(), sender.clone());
+        self.write(move |w| {
+            let key = keys::conversation_log(&conv);
+            let mut tombstones = Vec::new();
+            for (seq, body) in log_range(&w.logs, &conv, 0, u64::MAX)? {
+                if let Some(tombstone) = erased(&conv, seq, &body, &sender)? {
+                    tombstones.push((seq, tombstone));
+                }
+            }
+            for (seq, tombstone) in &tombstones {
+                w.logs
+                    .insert((key.as_str(), *seq), tombstone.as_slice())
+                    .map_err(failed)?;
+            }
+            Ok(tombstones.len() as u64)
+        })
+        .await
+    }
+
+    async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64> {
+        let conv = conv.clone();
+        self.write(move |w| {
+            let key = keys::conversation_log(&conv);
+            let seqs: Vec<u64> = log_range(&w.logs, &conv, 0, u64::MAX)?
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect();
+            for seq in &seqs {
+                w.logs.remove((key.as_str(), *seq)).map_err(failed)?;
+            }
+            Ok(seqs.len() as u64)
+        })
+        .await
+    }
+
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {
         let entry = entry.clone();
         self.write(move |w| {
@@ -782,6 +893,7 @@ impl Store for EmbeddedStore {
                 role_name(pb::Role::Owner).as_bytes(),
             )?;
             w.sadd(&keys::user_groups(&group.owner), group.id.as_str())?;
+            w.sadd(&keys::user_groups_ever(&group.owner), group.id.as_str())?;
             let appended = w.write_item(&created, created.message.sent_at_ms)?;
             w.hset(
                 &keys::group_joined(&group.id),
@@ -926,13 +1038,15 @@ impl Store for EmbeddedStore {
         self.write(move |w| {
             let members = keys::group_members(&group);
             let is_member = w.hexists(&members, user.as_str())?;
-            if matches!(change, MembershipChange::Join { .. }) == is_member {
+            let deleted = w.hexists(&keys::group(&group), "deleted_members")?;
+            if deleted || matches!(change, MembershipChange::Join { .. }) == is_member {
                 return Err(StoreError::Precondition);
             }
             match change {
                 MembershipChange::Join { role } => {
                     w.hset(&members, user.as_str(), role_name(role).as_bytes())?;
                     w.sadd(&keys::user_groups(&user), group.as_str())?;
+                    w.sadd(&keys::user_groups_ever(&user), group.as_str())?;
                     w.hdel(&keys::group_invites(&group), user.as_str())?;
                     w.srem(&keys::user_invites(&user), group.as_str())?;
                 }

@@ -476,6 +476,63 @@ impl PgHistory {
             .collect())
     }
 
+    /// Rewrites messages of a conversation in place: `rewrite` sees each
+    /// stored body and answers the new one, or `None` to leave it. A page
+    /// at a time, each page one transaction; how many were rewritten.
+    pub async fn rewrite(
+        &self,
+        conversation: &ConversationId,
+        rewrite: impl Fn(u64, &[u8]) -> StoreResult<Option<Vec<u8>>>,
+    ) -> StoreResult<u64> {
+        const REWRITE_PAGE: usize = 500;
+        let (shard, conv) = (shard_key(conversation), conversation.to_string());
+        let mut after = 0;
+        let mut rewritten = 0;
+        loop {
+            let page = self
+                .page(conversation, PAGE_AFTER, after, REWRITE_PAGE)
+                .await?;
+            let mut seqs = Vec::new();
+            let mut bodies = Vec::new();
+            for message in &page {
+                if let Some(body) = rewrite(message.seq, &message.body)? {
+                    seqs.push(message.seq as i64);
+                    bodies.push(body);
+                }
+            }
+            if !seqs.is_empty() {
+                let client = self.client().await?;
+                let changed = client
+                    .execute(
+                        "UPDATE messages m SET body = k.body
+                         FROM UNNEST($3::bigint[], $4::bytea[]) AS k(seq, body)
+                         WHERE m.shard_key = $1 AND m.conversation = $2 AND m.seq = k.seq",
+                        &[&shard, &conv, &seqs, &bodies],
+                    )
+                    .await
+                    .map_err(failed)?;
+                rewritten += changed;
+            }
+            match page.last() {
+                Some(last) if page.len() == REWRITE_PAGE => after = last.seq,
+                _ => return Ok(rewritten),
+            }
+        }
+    }
+
+    /// Removes every message of a conversation; its head stays, so seqs are
+    /// never given out twice. How many were removed.
+    pub async fn remove_all(&self, conversation: &ConversationId) -> StoreResult<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM messages WHERE shard_key = $1 AND conversation = $2",
+                &[&shard_key(conversation), &conversation.to_string()],
+            )
+            .await
+            .map_err(failed)
+    }
+
     /// Each conversation's last seq (0 for one with no messages).
     pub async fn heads(&self, conversations: &[ConversationId]) -> StoreResult<Vec<u64>> {
         self.per_conversation("head", conversations).await

@@ -55,6 +55,18 @@ pub struct UserRecord {
     pub created_at_ms: i64,
     /// Banned by an admin: no login until unbanned. Ignored on create.
     pub banned: bool,
+    /// Deleted by an admin: a tombstone that keeps the id taken (no name,
+    /// no password, banned). Ignored on create.
+    pub deleted: bool,
+}
+
+/// What deleting a group did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDeleted {
+    /// Its members and invitees when it was deleted.
+    pub users: Vec<UserId>,
+    /// An earlier call deleted it (this one finished what was left).
+    pub before: bool,
 }
 
 /// One line of the admin audit log.
@@ -426,6 +438,24 @@ pub fn encode_message(message: &pb::Message) -> Vec<u8> {
     prost::Message::encode_to_vec(message)
 }
 
+/// The stored message `bytes` as a tombstone if `sender` sent it and its
+/// text is not erased yet; `None` otherwise (nothing to rewrite).
+pub fn erased(
+    conv: &ConversationId,
+    seq: u64,
+    bytes: &[u8],
+    sender: &UserId,
+) -> StoreResult<Option<Vec<u8>>> {
+    let mut message = <pb::Message as prost::Message>::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("message {conv}#{seq}: {e}")))?;
+    if message.sender != sender.as_str() || message.deleted {
+        return Ok(None);
+    }
+    message.text.clear();
+    message.deleted = true;
+    Ok(Some(encode_message(&message)))
+}
+
 /// The idempotency record:
 /// `<message id> <message id>...|<sent at ms>|<timeline seq>|<memo>` (scripts
 /// that append one system message write only the first two parts).
@@ -527,6 +557,24 @@ pub trait Store: Send + Sync + 'static {
     async fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool>;
     /// Replaces the password hash; false if there is no such user.
     async fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool>;
+    /// Turns the account into a tombstone: no display name, no password,
+    /// banned, deleted; the id stays taken. False if there is no such user.
+    async fn delete_account(&self, user: &UserId) -> StoreResult<bool>;
+    /// Every group the user has ever been a member of.
+    async fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
+    /// Deletes the group: its record (reads find no such group from then
+    /// on), members, invitations and join/leave seqs, and each member's and
+    /// invitee's entry for it; a tombstone remembers who they were. `None`
+    /// for a group that never existed. Asking again after a cut-short
+    /// deletion finishes it.
+    async fn delete_group(&self, group: &GroupId) -> StoreResult<Option<GroupDeleted>>;
+    /// Erases the text of every message `sender` sent in the conversation,
+    /// leaving tombstones (`deleted`, no text) in their places; how many
+    /// were erased now.
+    async fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64>;
+    /// Removes every message of the conversation; its head stays (seqs are
+    /// never reused). How many were removed.
+    async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64>;
     /// Appends to the audit log (about the last `switchboard_shared::keys::AUDIT_KEPT` kept).
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     /// The audit log, newest first, before the entry `before` (if any).

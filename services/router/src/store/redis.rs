@@ -23,11 +23,11 @@ mod logged;
 
 use super::history::{HistoryWriter, PgHistory};
 use super::{
-    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupMembership,
-    GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreError,
-    StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord, decode_idempotency,
-    decode_message_ids, decode_timeline_entry, history_name, parse_history, parse_policy,
-    parse_role, policy_name, role_name, same_targets,
+    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupDeleted,
+    GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord,
+    Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
+    decode_idempotency, decode_message_ids, decode_timeline_entry, erased, history_name,
+    parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
 
@@ -516,15 +516,22 @@ impl RedisStore {
                 .map_err(|e| self.unavailable(e))?
         };
         let mut conn = self.conn().await?;
-        let _: () = redis::pipe()
-            .cmd(if member { "SADD" } else { "SREM" })
+        let mut pipe = redis::pipe();
+        pipe.cmd(if member { "SADD" } else { "SREM" })
             .arg(keys::user_groups(user))
             .arg(group.as_str())
             .ignore()
             .cmd(if invited { "SADD" } else { "SREM" })
             .arg(keys::user_invites(user))
             .arg(group.as_str())
-            .ignore()
+            .ignore();
+        if member {
+            pipe.cmd("SADD")
+                .arg(keys::user_groups_ever(user))
+                .arg(group.as_str())
+                .ignore();
+        }
+        let _: () = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
@@ -698,6 +705,7 @@ impl Store for RedisStore {
                     password_hash,
                     created_at_ms: row.get("created").and_then(|c| c.parse().ok()).unwrap_or(0),
                     banned: row.get("banned").is_some_and(|b| b == "1"),
+                    deleted: row.get("deleted").is_some_and(|b| b == "1"),
                 })
             })
             .collect())
@@ -916,6 +924,82 @@ impl Store for RedisStore {
         .await
         .map_err(|e| self.unavailable(e))?;
         Ok(found == 1)
+    }
+
+    async fn delete_account(&self, user: &UserId) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let found: i64 = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end \
+             redis.call('HSET', KEYS[1], 'pw', '', 'name', '', 'banned', '1', 'deleted', '1') \
+             return 1",
+        )
+        .key(keys::user(user))
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| self.unavailable(e))?;
+        Ok(found == 1)
+    }
+
+    async fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>> {
+        self.group_set(keys::user_groups_ever(user)).await
+    }
+
+    async fn delete_group(&self, group: &GroupId) -> StoreResult<Option<GroupDeleted>> {
+        // The group's keys (one slot) become a tombstone that remembers who
+        // was in it, so a deletion cut short before every member's own sets
+        // were brought in line (other slots) is finished by running it
+        // again. Raising the membership version refuses any change judged
+        // before the deletion.
+        let (state, affected): (String, String) = {
+            let mut conn = self.conn().await?;
+            redis::Script::new(
+                "local was = redis.call('HGET', KEYS[1], 'deleted_members') \
+                 if was then return {'before', was} end \
+                 if redis.call('HEXISTS', KEYS[1], 'name') == 0 then return {'none', ''} end \
+                 local users = redis.call('HKEYS', KEYS[2]) \
+                 for _, u in ipairs(redis.call('HKEYS', KEYS[3])) do table.insert(users, u) end \
+                 local listed = table.concat(users, ' ') \
+                 redis.call('HDEL', KEYS[1], 'name', 'owner', 'policy', 'history') \
+                 redis.call('HINCRBY', KEYS[1], 'mver', 1) \
+                 redis.call('HSET', KEYS[1], 'deleted_members', listed) \
+                 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) \
+                 return {'now', listed}",
+            )
+            .key(keys::group(group))
+            .key(keys::group_members(group))
+            .key(keys::group_invites(group))
+            .key(keys::group_joined(group))
+            .key(keys::group_left(group))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?
+        };
+        if state == "none" {
+            return Ok(None);
+        }
+        let users = affected
+            .split(' ')
+            .filter(|u| !u.is_empty())
+            .map(|u| UserId::parse(u).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for user in &users {
+            self.sync_member_sets(group, user).await?;
+        }
+        Ok(Some(GroupDeleted {
+            users,
+            before: state == "before",
+        }))
+    }
+
+    async fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64> {
+        self.history
+            .log
+            .rewrite(conv, |seq, body| erased(conv, seq, body, sender))
+            .await
+    }
+
+    async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64> {
+        self.history.log.remove_all(conv).await
     }
 
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {

@@ -8,9 +8,9 @@ use switchboard_shared::metrics::timed;
 use tracing::Instrument as _;
 
 use super::{
-    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupMembership,
-    GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord, Store, StoreResult,
-    ThreadState, TimelineRecord, TopicRecord, UserRecord,
+    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupDeleted,
+    GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord,
+    Store, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -45,6 +45,11 @@ timed! {
     fn user_sessions(&self, user: &UserId, now_ms: i64) -> StoreResult<Vec<SessionRecord>>;
     fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool>;
     fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool>;
+    fn delete_account(&self, user: &UserId) -> StoreResult<bool>;
+    fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
+    fn delete_group(&self, group: &GroupId) -> StoreResult<Option<GroupDeleted>>;
+    fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64>;
+    fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64>;
     fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;

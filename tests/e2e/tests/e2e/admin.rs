@@ -365,3 +365,334 @@ async fn administration(cluster: Cluster) {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("UNAUTHENTICATED"), "{stderr}");
 }
+
+/// The conversation of one side of a message: whose it is, whether its
+/// text is still there.
+fn said<'a>(history: &'a [pb::Message], sender: &str) -> Vec<&'a pb::Message> {
+    history.iter().filter(|m| m.sender == sender).collect()
+}
+
+both_modes!(an_operator_deletes_users_and_groups, deletion);
+async fn deletion(cluster: Cluster) {
+    let url = cluster.gateway_url(0);
+    let admin_url = cluster.admin_url();
+    let mut admin = admin_with(&admin_url, ADMIN_SECRET).await;
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 0).await;
+    let carol = cluster.user("carol", 0).await;
+    alice.add_contact(&bob).await;
+    bob.add_contact(&alice).await;
+    carol.add_contact(&alice).await;
+
+    // Alice writes in a DM, in carol's group and in her own topic; she owns
+    // a group with bob in it and one with nobody else.
+    let dm = alice.dm(&bob, "alice's secret").await.conversation_id;
+    bob.dm(&alice, "bob's answer").await;
+    let club = carol.create_group("Book club", pb::JoinPolicy::Open).await;
+    alice.join(&club.group_id).await;
+    bob.join(&club.group_id).await;
+    alice.post(&club.group_id, "alice in the club").await;
+    bob.post(&club.group_id, "bob in the club").await;
+    let shared = alice.create_group("Alice's", pb::JoinPolicy::Open).await;
+    bob.join(&shared.group_id).await;
+    let lonely = alice.create_group("Lonely", pb::JoinPolicy::Open).await;
+    let topic = alice
+        .topics()
+        .create_topic(pb::CreateTopicRequest {
+            name: "News".into(),
+            contacts: vec!["bob".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .topic
+        .unwrap();
+    alice
+        .topics()
+        .send_to_topic(pb::SendToTopicRequest {
+            topic_id: topic.topic_id.clone(),
+            text: "topic news".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // While she owns a group others are in, she cannot be deleted: the
+    // answer names it, and nothing changed.
+    let refused = admin
+        .delete_user(pb::DeleteUserRequest {
+            user_id: "alice".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains(&shared.group_id), "{refused:?}");
+    login(&url, "alice", PASSWORD, "phone").await.unwrap();
+    assert_eq!(
+        said(&bob.history(&dm).await, "alice")[0].text,
+        "alice's secret"
+    );
+
+    admin
+        .transfer_group(pb::TransferGroupRequest {
+            group_id: shared.group_id.clone(),
+            new_owner_id: "bob".into(),
+        })
+        .await
+        .unwrap();
+    let mut alice_stream = alice.subscribe().await;
+    let mut bob_stream = bob.subscribe().await;
+    let done = admin
+        .delete_user(pb::DeleteUserRequest {
+            user_id: "alice".into(),
+            reason: "erasure request".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.sessions_revoked, 2, "{done:?}");
+    assert_eq!((done.groups_left, done.groups_deleted), (2, 1), "{done:?}");
+    assert_eq!((done.topics_deleted, done.topics_left), (1, 0), "{done:?}");
+    assert_eq!(done.contacts_removed, 3, "{done:?}");
+    // The DM, the club post and the topic copy; system messages are nobody's.
+    assert_eq!(done.messages_erased, 3, "{done:?}");
+    alice_stream.wait_closed().await;
+
+    // What the others read: her messages are tombstones, theirs untouched.
+    for (conversation, theirs) in [
+        (dm.as_str(), "bob's answer"),
+        (club.conversation_id.as_str(), "bob in the club"),
+    ] {
+        let history = bob.history(conversation).await;
+        let hers: Vec<_> = said(&history, "alice")
+            .into_iter()
+            .filter(|m| m.system.is_none())
+            .collect();
+        assert_eq!(hers.len(), 1, "{history:?}");
+        assert!(hers[0].deleted && hers[0].text.is_empty(), "{hers:?}");
+        assert_eq!(said(&history, "bob")[0].text, theirs);
+        assert!(!said(&history, "bob")[0].deleted);
+    }
+    let club_history = bob.history(&club.conversation_id).await;
+    assert!(
+        club_history
+            .iter()
+            .any(|m| m.system.as_ref().is_some_and(|s| {
+                s.kind() == pb::system_event::Kind::MemberLeft && s.user_id == "alice"
+            })),
+        "{club_history:?}"
+    );
+    let thread = format!("t:{}:bob", topic.topic_id);
+    let copy = bob.history(&thread).await;
+    assert!(
+        copy.iter()
+            .any(|m| m.sender == "alice" && m.deleted && m.text.is_empty()),
+        "{copy:?}"
+    );
+    // Her topic is over; she is in none of bob's lists any more.
+    bob_stream
+        .until(|e| match &e.kind {
+            Some(pb::event::Kind::Message(m))
+                if m.conversation_id == thread && m.system.is_some() =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    let contacts = bob
+        .contacts()
+        .list_contacts(pb::ListContactsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        contacts
+            .contacts
+            .iter()
+            .chain(&contacts.requests)
+            .all(|c| c.user_id != "alice"),
+        "{contacts:?}"
+    );
+    let members = bob
+        .groups()
+        .list_members(pb::ListMembersRequest {
+            group_id: shared.group_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    assert!(members.iter().all(|m| m.user_id != "alice"), "{members:?}");
+
+    // Nobody logs in as her, and her id cannot be registered again.
+    let gone = login(&url, "alice", PASSWORD, "laptop").await.unwrap_err();
+    assert_eq!(gone.code(), Code::Unauthenticated, "{gone:?}");
+    let taken = pb::account_service_client::AccountServiceClient::new(channel(&url).await)
+        .register(pb::RegisterRequest {
+            user_id: "alice".into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+    let found = admin
+        .find_users(pb::FindUsersRequest {
+            prefix: "alice".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert!(
+        found[0].deleted && found[0].display_name.is_empty(),
+        "{found:?}"
+    );
+    let unban = admin
+        .unban_user(pb::UnbanUserRequest {
+            user_id: "alice".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unban.code(), Code::FailedPrecondition, "{unban:?}");
+    // Asking again finds nothing left to do.
+    let again = admin
+        .delete_user(pb::DeleteUserRequest {
+            user_id: "alice".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, pb::DeleteUserResponse::default());
+    let lonely_gone = carol
+        .chat()
+        .history(pb::HistoryRequest {
+            conversation_id: lonely.conversation_id.clone(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(lonely_gone.code(), Code::Ok);
+
+    // Delete carol's club: bob's open stream hears it is gone, it leaves
+    // every list, its history cannot be read and nobody can post there.
+    let deleted = admin
+        .delete_group(pb::DeleteGroupRequest {
+            group_id: club.group_id.clone(),
+            reason: "abuse".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.members_removed, 2, "{deleted:?}");
+    assert!(deleted.messages_erased >= 5, "{deleted:?}");
+    bob_stream
+        .until(|e| match &e.kind {
+            Some(pb::event::Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Removed
+                    && c.conversation
+                        .as_ref()
+                        .is_some_and(|c| c.conversation_id == club.conversation_id) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    let groups = bob
+        .groups()
+        .list_my_groups(pb::ListMyGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert!(
+        groups.iter().all(|g| g.group_id != club.group_id),
+        "{groups:?}"
+    );
+    let unread = bob
+        .chat()
+        .history(pb::HistoryRequest {
+            conversation_id: club.conversation_id.clone(),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(unread.code(), Code::Ok);
+    let post = carol
+        .send(
+            pb::send_request::To::GroupId(club.group_id.clone()),
+            "anyone?",
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert_ne!(post.code(), Code::Ok);
+    // Asking again finds it done; a group that never was is not found.
+    let twice = admin
+        .delete_group(pb::DeleteGroupRequest {
+            group_id: club.group_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(twice, pb::DeleteGroupResponse::default());
+    let never = admin
+        .delete_group(pb::DeleteGroupRequest {
+            group_id: "gnosuchgroup1".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(never.code(), Code::NotFound, "{never:?}");
+    let log = admin
+        .audit_log(pb::AuditLogRequest {
+            before: String::new(),
+            limit: 4,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["DeleteGroup", "DeleteGroup", "DeleteUser", "DeleteUser"],
+        "{log:?}"
+    );
+    assert!(log[3].detail.contains("erasure request"), "{log:?}");
+
+    // From a terminal: refused without --yes, done with it.
+    let last = bob.create_group("Last", pb::JoinPolicy::Open).await;
+    let sb = crate::cli::Sb {
+        server: admin_url.clone(),
+        home: tempfile::tempdir().unwrap(),
+    };
+    let id = last.group_id.clone();
+    let (unconfirmed, confirmed) = tokio::task::spawn_blocking(move || {
+        let base = [
+            "admin",
+            "--token",
+            ADMIN_SECRET,
+            "delete-group",
+            id.as_str(),
+        ];
+        let mut yes = base.to_vec();
+        yes.push("--yes");
+        (sb.run("ops", &base), sb.json("ops", &yes))
+    })
+    .await
+    .unwrap();
+    assert!(!unconfirmed.status.success());
+    let stderr = String::from_utf8_lossy(&unconfirmed.stderr);
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert_eq!(confirmed[0]["members_removed"], 1, "{confirmed:?}");
+}

@@ -13,6 +13,10 @@ local op, user, role, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local moved = version_moved(KEYS[5], 'mver', ARGV[4])
 if moved then return {'STALE', moved} end
 redis.call('HINCRBY', KEYS[5], 'mver', 1)
+-- A deleted group (a tombstone) changes no more.
+if redis.call('HEXISTS', KEYS[5], 'deleted_members') == 1 then
+  return {'PRECONDITION', ''}
+end
 local member = redis.call('HEXISTS', KEYS[1], user) == 1
 if (op == 'join') == member then
   -- The change is in the log: one that changes nothing here (a repeated

@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/admin.proto.
  */
 export const file_switchboard_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEibwoJQWRtaW5Vc2VyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEhUKDWNyZWF0ZWRfYXRfbXMYAyABKAMSDgoGYmFubmVkGAQgASgIEhQKDHBhc3N3b3JkbGVzcxgFIAEoCCJAChBGaW5kVXNlcnNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJLChFGaW5kVXNlcnNSZXNwb25zZRIoCgV1c2VycxgBIAMoCzIZLnN3aXRjaGJvYXJkLnYxLkFkbWluVXNlchIMCgRtb3JlGAIgASgIIjEKDkJhblVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIisKD0JhblVzZXJSZXNwb25zZRIYChBzZXNzaW9uc19yZXZva2VkGAEgASgNIjMKEFVuYmFuVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiEwoRVW5iYW5Vc2VyUmVzcG9uc2UiPQoUUmVzZXRQYXNzd29yZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiTQoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCRIYChBzZXNzaW9uc19yZXZva2VkGAIgASgNIkwKDEFkbWluU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1leHBpcmVzX2F0X21zGAMgASgDIiYKE0xpc3RTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSJGChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLnN3aXRjaGJvYXJkLnYxLkFkbWluU2Vzc2lvbiI9ChVSZXZva2VTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRITCgtzZXNzaW9uX2lkcxgCIAMoCSIyChZSZXZva2VTZXNzaW9uc1Jlc3BvbnNlEhgKEHNlc3Npb25zX3Jldm9rZWQYASABKA0iPgoUVHJhbnNmZXJHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSFAoMbmV3X293bmVyX2lkGAIgASgJIjIKFVRyYW5zZmVyR3JvdXBSZXNwb25zZRIZChFwcmV2aW91c19vd25lcl9pZBgBIAEoCSJmCgpBdWRpdEVudHJ5EgoKAmlkGAYgASgJEg0KBWF0X21zGAEgASgDEg0KBWFkbWluGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSDgoGZGV0YWlsGAUgASgJIjAKD0F1ZGl0TG9nUmVxdWVzdBIOCgZiZWZvcmUYASABKAkSDQoFbGltaXQYAiABKA0iPwoQQXVkaXRMb2dSZXNwb25zZRIrCgdlbnRyaWVzGAEgAygLMhouc3dpdGNoYm9hcmQudjEuQXVkaXRFbnRyeTLFBQoMQWRtaW5TZXJ2aWNlElAKCUZpbmRVc2VycxIgLnN3aXRjaGJvYXJkLnYxLkZpbmRVc2Vyc1JlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5GaW5kVXNlcnNSZXNwb25zZRJKCgdCYW5Vc2VyEh4uc3dpdGNoYm9hcmQudjEuQmFuVXNlclJlcXVlc3QaHy5zd2l0Y2hib2FyZC52MS5CYW5Vc2VyUmVzcG9uc2USUAoJVW5iYW5Vc2VyEiAuc3dpdGNoYm9hcmQudjEuVW5iYW5Vc2VyUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLlVuYmFuVXNlclJlc3BvbnNlElwKDVJlc2V0UGFzc3dvcmQSJC5zd2l0Y2hib2FyZC52MS5SZXNldFBhc3N3b3JkUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlJlc2V0UGFzc3dvcmRSZXNwb25zZRJZCgxMaXN0U2Vzc2lvbnMSIy5zd2l0Y2hib2FyZC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USXwoOUmV2b2tlU2Vzc2lvbnMSJS5zd2l0Y2hib2FyZC52MS5SZXZva2VTZXNzaW9uc1JlcXVlc3QaJi5zd2l0Y2hib2FyZC52MS5SZXZva2VTZXNzaW9uc1Jlc3BvbnNlElwKDVRyYW5zZmVyR3JvdXASJC5zd2l0Y2hib2FyZC52MS5UcmFuc2Zlckdyb3VwUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlRyYW5zZmVyR3JvdXBSZXNwb25zZRJNCghBdWRpdExvZxIfLnN3aXRjaGJvYXJkLnYxLkF1ZGl0TG9nUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLkF1ZGl0TG9nUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEigAEKCUFkbWluVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIVCg1jcmVhdGVkX2F0X21zGAMgASgDEg4KBmJhbm5lZBgEIAEoCBIUCgxwYXNzd29yZGxlc3MYBSABKAgSDwoHZGVsZXRlZBgGIAEoCCJAChBGaW5kVXNlcnNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVhZnRlchgCIAEoCRINCgVsaW1pdBgDIAEoDSJLChFGaW5kVXNlcnNSZXNwb25zZRIoCgV1c2VycxgBIAMoCzIZLnN3aXRjaGJvYXJkLnYxLkFkbWluVXNlchIMCgRtb3JlGAIgASgIIjEKDkJhblVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIisKD0JhblVzZXJSZXNwb25zZRIYChBzZXNzaW9uc19yZXZva2VkGAEgASgNIjMKEFVuYmFuVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiEwoRVW5iYW5Vc2VyUmVzcG9uc2UiPQoUUmVzZXRQYXNzd29yZFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiTQoVUmVzZXRQYXNzd29yZFJlc3BvbnNlEhoKEmdlbmVyYXRlZF9wYXNzd29yZBgBIAEoCRIYChBzZXNzaW9uc19yZXZva2VkGAIgASgNIkwKDEFkbWluU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIVCg1leHBpcmVzX2F0X21zGAMgASgDIiYKE0xpc3RTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSJGChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIuCghzZXNzaW9ucxgBIAMoCzIcLnN3aXRjaGJvYXJkLnYxLkFkbWluU2Vzc2lvbiI9ChVSZXZva2VTZXNzaW9uc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRITCgtzZXNzaW9uX2lkcxgCIAMoCSIyChZSZXZva2VTZXNzaW9uc1Jlc3BvbnNlEhgKEHNlc3Npb25zX3Jldm9rZWQYASABKA0iPgoUVHJhbnNmZXJHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSFAoMbmV3X293bmVyX2lkGAIgASgJIjIKFVRyYW5zZmVyR3JvdXBSZXNwb25zZRIZChFwcmV2aW91c19vd25lcl9pZBgBIAEoCSI0ChFEZWxldGVVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSK7AQoSRGVsZXRlVXNlclJlc3BvbnNlEhgKEHNlc3Npb25zX3Jldm9rZWQYASABKA0SEwoLZ3JvdXBzX2xlZnQYAiABKA0SFgoOZ3JvdXBzX2RlbGV0ZWQYAyABKA0SFgoOdG9waWNzX2RlbGV0ZWQYBCABKA0SEwoLdG9waWNzX2xlZnQYBSABKA0SGAoQY29udGFjdHNfcmVtb3ZlZBgGIAEoDRIXCg9tZXNzYWdlc19lcmFzZWQYByABKAQiNgoSRGVsZXRlR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJHChNEZWxldGVHcm91cFJlc3BvbnNlEhcKD21lbWJlcnNfcmVtb3ZlZBgBIAEoDRIXCg9tZXNzYWdlc19lcmFzZWQYAiABKAQiZgoKQXVkaXRFbnRyeRIKCgJpZBgGIAEoCRINCgVhdF9tcxgBIAEoAxINCgVhZG1pbhgCIAEoCRIOCgZhY3Rpb24YAyABKAkSDgoGdGFyZ2V0GAQgASgJEg4KBmRldGFpbBgFIAEoCSIwCg9BdWRpdExvZ1JlcXVlc3QSDgoGYmVmb3JlGAEgASgJEg0KBWxpbWl0GAIgASgNIj8KEEF1ZGl0TG9nUmVzcG9uc2USKwoHZW50cmllcxgBIAMoCzIaLnN3aXRjaGJvYXJkLnYxLkF1ZGl0RW50cnky8gYKDEFkbWluU2VydmljZRJQCglGaW5kVXNlcnMSIC5zd2l0Y2hib2FyZC52MS5GaW5kVXNlcnNSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuRmluZFVzZXJzUmVzcG9uc2USSgoHQmFuVXNlchIeLnN3aXRjaGJvYXJkLnYxLkJhblVzZXJSZXF1ZXN0Gh8uc3dpdGNoYm9hcmQudjEuQmFuVXNlclJlc3BvbnNlElAKCVVuYmFuVXNlchIgLnN3aXRjaGJvYXJkLnYxLlVuYmFuVXNlclJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5VbmJhblVzZXJSZXNwb25zZRJcCg1SZXNldFBhc3N3b3JkEiQuc3dpdGNoYm9hcmQudjEuUmVzZXRQYXNzd29yZFJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5SZXNldFBhc3N3b3JkUmVzcG9uc2USWQoMTGlzdFNlc3Npb25zEiMuc3dpdGNoYm9hcmQudjEuTGlzdFNlc3Npb25zUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlEl8KDlJldm9rZVNlc3Npb25zEiUuc3dpdGNoYm9hcmQudjEuUmV2b2tlU2Vzc2lvbnNSZXF1ZXN0GiYuc3dpdGNoYm9hcmQudjEuUmV2b2tlU2Vzc2lvbnNSZXNwb25zZRJcCg1UcmFuc2Zlckdyb3VwEiQuc3dpdGNoYm9hcmQudjEuVHJhbnNmZXJHcm91cFJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5UcmFuc2Zlckdyb3VwUmVzcG9uc2USUwoKRGVsZXRlVXNlchIhLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZVVzZXJSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuRGVsZXRlVXNlclJlc3BvbnNlElYKC0RlbGV0ZUdyb3VwEiIuc3dpdGNoYm9hcmQudjEuRGVsZXRlR3JvdXBSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuRGVsZXRlR3JvdXBSZXNwb25zZRJNCghBdWRpdExvZxIfLnN3aXRjaGJvYXJkLnYxLkF1ZGl0TG9nUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLkF1ZGl0TG9nUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message switchboard.v1.AdminUser
@@ -55,6 +55,13 @@ export type AdminUser = Message<"switchboard.v1.AdminUser"> & {
    * @generated from field: bool passwordless = 5;
    */
   passwordless: boolean;
+
+  /**
+   * The account was deleted (DeleteUser): the id is kept, nothing else.
+   *
+   * @generated from field: bool deleted = 6;
+   */
+  deleted: boolean;
 };
 
 /**
@@ -387,6 +394,131 @@ export const TransferGroupResponseSchema: GenMessage<TransferGroupResponse> = /*
   messageDesc(file_switchboard_v1_admin, 15);
 
 /**
+ * @generated from message switchboard.v1.DeleteUserRequest
+ */
+export type DeleteUserRequest = Message<"switchboard.v1.DeleteUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Why, for the audit log.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteUserRequest.
+ * Use `create(DeleteUserRequestSchema)` to create a new message.
+ */
+export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 16);
+
+/**
+ * @generated from message switchboard.v1.DeleteUserResponse
+ */
+export type DeleteUserResponse = Message<"switchboard.v1.DeleteUserResponse"> & {
+  /**
+   * @generated from field: uint32 sessions_revoked = 1;
+   */
+  sessionsRevoked: number;
+
+  /**
+   * Groups they left, and groups deleted with them (only they were in them).
+   *
+   * @generated from field: uint32 groups_left = 2;
+   */
+  groupsLeft: number;
+
+  /**
+   * @generated from field: uint32 groups_deleted = 3;
+   */
+  groupsDeleted: number;
+
+  /**
+   * Their topics, deleted; topics of others whose threads they left.
+   *
+   * @generated from field: uint32 topics_deleted = 4;
+   */
+  topicsDeleted: number;
+
+  /**
+   * @generated from field: uint32 topics_left = 5;
+   */
+  topicsLeft: number;
+
+  /**
+   * Contacts removed, both ways.
+   *
+   * @generated from field: uint32 contacts_removed = 6;
+   */
+  contactsRemoved: number;
+
+  /**
+   * Messages of theirs whose text was erased.
+   *
+   * @generated from field: uint64 messages_erased = 7;
+   */
+  messagesErased: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteUserResponse.
+ * Use `create(DeleteUserResponseSchema)` to create a new message.
+ */
+export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 17);
+
+/**
+ * @generated from message switchboard.v1.DeleteGroupRequest
+ */
+export type DeleteGroupRequest = Message<"switchboard.v1.DeleteGroupRequest"> & {
+  /**
+   * @generated from field: string group_id = 1;
+   */
+  groupId: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteGroupRequest.
+ * Use `create(DeleteGroupRequestSchema)` to create a new message.
+ */
+export const DeleteGroupRequestSchema: GenMessage<DeleteGroupRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 18);
+
+/**
+ * @generated from message switchboard.v1.DeleteGroupResponse
+ */
+export type DeleteGroupResponse = Message<"switchboard.v1.DeleteGroupResponse"> & {
+  /**
+   * Members and invitations removed.
+   *
+   * @generated from field: uint32 members_removed = 1;
+   */
+  membersRemoved: number;
+
+  /**
+   * @generated from field: uint64 messages_erased = 2;
+   */
+  messagesErased: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteGroupResponse.
+ * Use `create(DeleteGroupResponseSchema)` to create a new message.
+ */
+export const DeleteGroupResponseSchema: GenMessage<DeleteGroupResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 19);
+
+/**
  * @generated from message switchboard.v1.AuditEntry
  */
 export type AuditEntry = Message<"switchboard.v1.AuditEntry"> & {
@@ -436,7 +568,7 @@ export type AuditEntry = Message<"switchboard.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 16);
+  messageDesc(file_switchboard_v1_admin, 20);
 
 /**
  * @generated from message switchboard.v1.AuditLogRequest
@@ -462,7 +594,7 @@ export type AuditLogRequest = Message<"switchboard.v1.AuditLogRequest"> & {
  * Use `create(AuditLogRequestSchema)` to create a new message.
  */
 export const AuditLogRequestSchema: GenMessage<AuditLogRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 17);
+  messageDesc(file_switchboard_v1_admin, 21);
 
 /**
  * @generated from message switchboard.v1.AuditLogResponse
@@ -479,7 +611,7 @@ export type AuditLogResponse = Message<"switchboard.v1.AuditLogResponse"> & {
  * Use `create(AuditLogResponseSchema)` to create a new message.
  */
 export const AuditLogResponseSchema: GenMessage<AuditLogResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 18);
+  messageDesc(file_switchboard_v1_admin, 22);
 
 /**
  * @generated from service switchboard.v1.AdminService
@@ -560,6 +692,35 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof TransferGroupRequestSchema;
     output: typeof TransferGroupResponseSchema;
+  },
+  /**
+   * Deletes an account: every session ends, the user leaves their groups
+   * and topic threads, their own topics and the groups only they are in are
+   * deleted, their contacts are removed both ways, and the text of every
+   * message they sent is erased from storage (each stays as a tombstone,
+   * `Message.deleted`). The id stays taken: nobody can register it again,
+   * and nobody can log in as it. FAILED_PRECONDITION while they own a group
+   * with other members (transfer or delete it first). Asking again finishes
+   * a deletion that was cut short.
+   *
+   * @generated from rpc switchboard.v1.AdminService.DeleteUser
+   */
+  deleteUser: {
+    methodKind: "unary";
+    input: typeof DeleteUserRequestSchema;
+    output: typeof DeleteUserResponseSchema;
+  },
+  /**
+   * Deletes a group: its members and invitations go, its history is erased
+   * from storage, and every member's clients are told (the conversation is
+   * removed). NOT_FOUND for no such group.
+   *
+   * @generated from rpc switchboard.v1.AdminService.DeleteGroup
+   */
+  deleteGroup: {
+    methodKind: "unary";
+    input: typeof DeleteGroupRequestSchema;
+    output: typeof DeleteGroupResponseSchema;
   },
   /**
    * The audit log, newest first, a page at a time.
