@@ -148,6 +148,19 @@ pub enum Command {
         /// Up to and including this seq (default: the latest).
         seq: Option<u64>,
     },
+    /// Delete a message for everyone (yours; in a group you own or admin, anyone's).
+    Delete {
+        /// The message id (`<conversation>#<seq>`, as `history` and `watch` print it in --json).
+        message_id: String,
+    },
+    /// Replace the text of one of your messages (within the server's edit window).
+    Edit {
+        /// The message id (`<conversation>#<seq>`).
+        message_id: String,
+        /// The new text.
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
     /// Read cursors of everyone in a conversation.
     Receipts {
         /// A conversation id, a user id, or a group id.

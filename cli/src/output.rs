@@ -56,12 +56,15 @@ pub fn message(m: &pb::Message) -> Value {
         "sent_at_ms": m.sent_at_ms,
         "text": m.text,
         "client_msg_id": m.client_msg_id,
+        "deleted": m.deleted,
+        "edited_at_ms": m.edited_at_ms,
     });
     if let Some(system) = &m.system {
         value["system"] = json!({
             "kind": system.kind().as_str_name(),
             "user_id": system.user_id,
             "actor_id": system.actor_id,
+            "message_id": system.message_id,
         });
     }
     if let Some(topic) = &m.topic {
@@ -101,12 +104,19 @@ pub fn binding_result(r: &pb::BindingResult) -> Value {
 
 pub fn message_line(m: &pb::Message) -> String {
     let who = if m.sender.is_empty() { "*" } else { &m.sender };
+    let text = if m.deleted {
+        "(message deleted)".to_owned()
+    } else if m.edited_at_ms > 0 {
+        format!("{} (edited)", m.text)
+    } else {
+        m.text.clone()
+    };
     match &m.topic {
         Some(t) => format!(
-            "[topic \"{}\" · {} #{}] {who}: {}",
-            t.topic_name, t.contact_id, m.seq, m.text
+            "[topic \"{}\" · {} #{}] {who}: {text}",
+            t.topic_name, t.contact_id, m.seq
         ),
-        None => format!("[{} #{}] {who}: {}", m.conversation_id, m.seq, m.text),
+        None => format!("[{} #{}] {who}: {text}", m.conversation_id, m.seq),
     }
 }
 

@@ -162,6 +162,57 @@ pub async fn read(
     Ok(())
 }
 
+pub async fn delete(mut session: Session, message_id: &str, out: &Output) -> anyhow::Result<()> {
+    let response = session
+        .clients
+        .chat
+        .delete_message(pb::DeleteMessageRequest {
+            message_id: message_id.to_owned(),
+        })
+        .await?
+        .into_inner();
+    out.print(
+        json!({"message_id": message_id, "notice_seq": response.notice_seq}),
+        || {
+            if response.notice_seq == 0 {
+                format!("{message_id} was already deleted")
+            } else {
+                format!("{message_id} deleted for everyone")
+            }
+        },
+    );
+    Ok(())
+}
+
+pub async fn edit(
+    mut session: Session,
+    message_id: &str,
+    text: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let response = session
+        .clients
+        .chat
+        .edit_message(pb::EditMessageRequest {
+            message_id: message_id.to_owned(),
+            text: text.to_owned(),
+        })
+        .await?
+        .into_inner();
+    out.print(
+        json!({"message_id": message_id, "notice_seq": response.notice_seq,
+               "edited_at_ms": response.edited_at_ms}),
+        || {
+            if response.notice_seq == 0 {
+                format!("{message_id} already says that")
+            } else {
+                format!("{message_id} edited")
+            }
+        },
+    );
+    Ok(())
+}
+
 pub async fn receipts(
     mut session: Session,
     conversation: &str,

@@ -131,6 +131,18 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         Command::Read { conversation, seq } => {
             chat::read(Session::open(&args).await?, conversation, *seq, out).await
         }
+        Command::Delete { message_id } => {
+            chat::delete(Session::open(&args).await?, message_id, out).await
+        }
+        Command::Edit { message_id, text } => {
+            chat::edit(
+                Session::open(&args).await?,
+                message_id,
+                &text.join(" "),
+                out,
+            )
+            .await
+        }
         Command::Receipts { conversation } => {
             chat::receipts(Session::open(&args).await?, conversation, out).await
         }

@@ -15,6 +15,15 @@ pub struct RouterConfig {
     /// Largest message text, in bytes.
     #[arg(long = "max-message-bytes", env = "SB_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_message_bytes: usize,
+    /// How long after sending a message its sender may edit it, in seconds (0: messages cannot be edited).
+    #[arg(
+        id = "edit_window_secs",
+        long = "edit-window-secs",
+        env = "SB_EDIT_WINDOW_SECS",
+        default_value = "172800",
+        value_parser = secs
+    )]
+    pub edit_window: Duration,
     /// Longest display, group or topic name, in characters.
     #[arg(
         long = "max-name-chars",

@@ -31,6 +31,7 @@ fn system_message(kind: Kind, user: &UserId, actor: &UserId, text: String) -> Ne
                 user_id: user.to_string(),
                 actor_id: actor.to_string(),
                 detail: String::new(),
+                message_id: String::new(),
             }),
             ..Default::default()
         },

@@ -15,6 +15,7 @@
 pub mod access;
 pub mod accounts;
 pub mod admin;
+pub mod amendments;
 pub mod app_tokens;
 pub mod config;
 pub mod contacts;

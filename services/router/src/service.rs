@@ -216,6 +216,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::MarkRead(_) => "mark_read",
         Op::ListConversations(_) => "list_conversations",
         Op::ListReadCursors(_) => "list_read_cursors",
+        Op::DeleteMessage(_) => "delete_message",
+        Op::EditMessage(_) => "edit_message",
         Op::Sync(_) => "sync",
         Op::CreateGroup(_) => "create_group",
         Op::InviteMember(_) => "invite_member",
@@ -298,6 +300,8 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::ListReadCursors(r) => {
             Reply::ListReadCursors(router.list_read_cursors(caller, r).await?)
         }
+        Op::DeleteMessage(r) => Reply::DeleteMessage(router.delete_message(caller, r).await?),
+        Op::EditMessage(r) => Reply::EditMessage(router.edit_message(caller, r).await?),
         Op::Sync(r) => Reply::Sync(router.sync(caller, r).await?),
         Op::CreateGroup(r) => Reply::CreateGroup(router.create_group(caller, r).await?),
         Op::InviteMember(r) => Reply::InviteMember(router.invite_member(caller, r).await?),

@@ -447,6 +447,7 @@ impl Router {
                     user_id: contact.to_string(),
                     actor_id: actor.to_string(),
                     detail: String::new(),
+                    message_id: String::new(),
                 }),
                 topic: Some(tag(topic, contact)),
                 ..Default::default()

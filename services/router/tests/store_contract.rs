@@ -13,7 +13,7 @@ use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
-    Admission, AppendBatch, AuditRecord, GroupMembership, GroupRecord, MembershipChange,
+    Admission, Amendment, AppendBatch, AuditRecord, GroupMembership, GroupRecord, MembershipChange,
     NewMessage, SessionRecord, Store, StoreError, UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
@@ -107,6 +107,7 @@ fn change_message(
         user_id: user.to_string(),
         actor_id: actor.to_string(),
         detail: String::new(),
+        message_id: String::new(),
     });
     message
 }
@@ -374,6 +375,51 @@ async fn a_senders_messages_are_erased_to_tombstones_and_others_stay() {
         );
         // Done already: nothing more to erase; the head stays.
         assert_eq!(store.erase_sent(&conv, &alice).await.unwrap(), 0);
+        // One message alone: edited (the same text is no edit), then
+        // erased once; a tombstone is edited no more; no such seq changes
+        // nothing.
+        let edit = |text: &str| Amendment::Edit {
+            text: text.into(),
+            at_ms: 5_000,
+        };
+        assert!(
+            store
+                .amend_message(&conv, 2, &edit("two, fixed"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .amend_message(&conv, 2, &edit("two, fixed"))
+                .await
+                .unwrap()
+        );
+        let two = store.messages_after(&conv, 1, 1).await.unwrap().remove(0);
+        assert_eq!((two.text.as_str(), two.edited_at_ms), ("two, fixed", 5_000));
+        assert!(
+            store
+                .amend_message(&conv, 2, &Amendment::Erase)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .amend_message(&conv, 2, &Amendment::Erase)
+                .await
+                .unwrap()
+        );
+        assert!(!store.amend_message(&conv, 2, &edit("back")).await.unwrap());
+        assert!(
+            !store
+                .amend_message(&conv, 9, &Amendment::Erase)
+                .await
+                .unwrap()
+        );
+        let two = store.messages_after(&conv, 1, 1).await.unwrap().remove(0);
+        assert!(
+            two.deleted && two.text.is_empty() && two.sender == "bob",
+            "{two:?}"
+        );
         assert_eq!(
             store.heads(std::slice::from_ref(&conv)).await.unwrap(),
             vec![3]

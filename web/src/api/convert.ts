@@ -57,6 +57,8 @@ const systemKinds: Record<SystemEvent_Kind, string> = {
   [SystemEvent_Kind.CONTACT_REMOVED_FROM_TOPIC]: "contact-removed",
   [SystemEvent_Kind.CONTACT_LEFT_TOPIC]: "contact-left",
   [SystemEvent_Kind.OWNERSHIP_TRANSFERRED]: "ownership-transferred",
+  [SystemEvent_Kind.MESSAGE_DELETED]: "message-deleted",
+  [SystemEvent_Kind.MESSAGE_EDITED]: "message-edited",
 };
 
 export function chatMessage(message: Message): ChatMessage {
@@ -73,10 +75,12 @@ export function chatMessage(message: Message): ChatMessage {
           kind: systemKinds[message.system.kind] ?? "other",
           userId: message.system.userId,
           actorId: message.system.actorId,
+          messageId: message.system.messageId || undefined,
         }
       : undefined,
     topic: topicRef(message.topic),
     deleted: message.deleted || undefined,
+    editedAtMs: num(message.editedAtMs) || undefined,
   };
 }
 

@@ -305,6 +305,9 @@ export class Controller {
 
   private onMessage(store: ChatStore, message: ChatMessage): void {
     const outcome = store.applyMessage(message);
+    if (message.system?.kind === "message-edited" && message.system.messageId) {
+      void this.messages.reread(message.system.messageId);
+    }
     if (outcome.readUpTo) this.markRead(message.conversationId, outcome.readUpTo);
     if (outcome.unknownConversation) this.scheduleRefresh();
     const topic = message.topic;

@@ -110,6 +110,46 @@ export class Messages {
     this.deliver(clientMsgId, attempt);
   }
 
+  /** Reads one message again (it was edited) and puts the new version in place. */
+  async reread(messageId: string): Promise<void> {
+    const at = messageId.lastIndexOf("#");
+    const conversationId = messageId.slice(0, at);
+    const seq = Number(messageId.slice(at + 1));
+    if (at < 0 || !Number.isInteger(seq) || seq < 1) return;
+    try {
+      const page = await withRetry(() =>
+        this.ctx.clients.chat.history({ conversationId, afterSeq: BigInt(seq - 1), limit: 1 }),
+      );
+      const message = page.messages.map(chatMessage).find((m) => m.seq === seq);
+      if (message) {
+        this.ctx.store().replaceMessage(message);
+        this.ctx.touch();
+      }
+    } catch {
+      // Shown as it was until the conversation is loaded again.
+    }
+  }
+
+  /** Replaces the text of one of the reader's messages; false (and a notice) if refused. */
+  async edit(messageId: string, text: string): Promise<boolean> {
+    try {
+      await withRetry(() => this.ctx.clients.chat.editMessage({ messageId, text }));
+      return true;
+    } catch (err) {
+      this.ctx.notify(`Not edited: ${errorClause(err)}`);
+      return false;
+    }
+  }
+
+  /** Deletes a message for everyone; the stream's notice marks it deleted here too. */
+  async remove(messageId: string): Promise<void> {
+    try {
+      await withRetry(() => this.ctx.clients.chat.deleteMessage({ messageId }));
+    } catch (err) {
+      this.ctx.notify(`Not deleted: ${errorClause(err)}`);
+    }
+  }
+
   discard(clientMsgId: string): void {
     this.resends.delete(clientMsgId);
     this.ctx.store().resolvePending(clientMsgId);

@@ -20,6 +20,8 @@ export interface SystemNote {
   kind: string;
   userId: string;
   actorId: string;
+  /** The message the note is about ("message-deleted"). */
+  messageId?: string;
 }
 
 export interface ChatMessage {
@@ -33,8 +35,10 @@ export interface ChatMessage {
   clientMsgId: string;
   system?: SystemNote;
   topic?: TopicRef;
-  /** The text is gone from the server (its sender's account was deleted): a tombstone. */
+  /** The text is gone from the server (deleted for everyone, or its sender's account was): a tombstone. */
   deleted?: boolean;
+  /** When its sender last edited it; `text` is the latest. */
+  editedAtMs?: number;
 }
 
 /** A conversation's summary, as ListConversations and ConversationChanged give it. */

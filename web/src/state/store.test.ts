@@ -248,3 +248,35 @@ describe("ChatStore: opening a conversation while messages arrive", () => {
     expect(store.thread("g:one")!.hasMoreBefore).toBe(true);
   });
 });
+
+describe("ChatStore: deleted for everyone", () => {
+  it("turns the named message into a tombstone when the notice arrives", () => {
+    const store = new ChatStore("ann");
+    store.applyConversationList([group("g:one", "One")]);
+    store.setOnScreen(["g:one"]);
+    store.applyMessage(message("g:one", 1, "ben", "oops"));
+    store.applyMessage(message("g:one", 2, "ben", "fine"));
+    store.applyMessage({
+      ...message("g:one", 3, "", "ben deleted a message"),
+      system: { kind: "message-deleted", userId: "ben", actorId: "ben", messageId: "g:one#1" },
+    });
+    const messages = store.thread("g:one")!.messages;
+    expect(messages.map((m) => [m.seq, m.text, !!m.deleted])).toEqual([
+      [1, "", true],
+      [2, "fine", false],
+      [3, "ben deleted a message", false],
+    ]);
+  });
+});
+
+describe("ChatStore: edited", () => {
+  it("puts the version read again in place of the one held", () => {
+    const store = new ChatStore("ann");
+    store.applyConversationList([group("g:one", "One")]);
+    store.applyMessage(message("g:one", 1, "ben", "at 5"));
+    store.replaceMessage({ ...message("g:one", 1, "ben", "at 6"), editedAtMs: 9_000 });
+    const [only] = store.thread("g:one")!.messages;
+    expect([only!.text, only!.editedAtMs]).toEqual(["at 6", 9_000]);
+    expect(store.thread("g:one")!.info.lastMessage?.text).toBe("at 6");
+  });
+});

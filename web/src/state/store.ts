@@ -188,6 +188,9 @@ export class ChatStore {
     // may have been read before this message was stored.
     sortedInsert(thread.messages, message);
     if (!thread.loaded && thread.messages.length > UNOPENED_BUFFER) thread.messages.shift();
+    if (message.system?.kind === "message-deleted" && message.system.messageId) {
+      this.markDeleted(thread, message.system.messageId);
+    }
     if (message.sender === this.me && message.clientMsgId) {
       this.pending.delete(message.clientMsgId);
     }
@@ -244,6 +247,26 @@ export class ChatStore {
       // Stored after the stream's last delivery: counts like a live message.
       if (message.seq > thread.info.headSeq) this.applyMessage(message);
     }
+  }
+
+  /**
+   * A message as the server holds it now (read again after an edit): it
+   * replaces the copy held, wherever one is.
+   */
+  replaceMessage(message: ChatMessage): void {
+    const thread = this.conversations.get(message.conversationId);
+    if (!thread) return;
+    const at = thread.messages.findIndex((m) => m.seq === message.seq);
+    if (at >= 0) thread.messages[at] = message;
+    if (thread.info.lastMessage?.messageId === message.messageId) thread.info.lastMessage = message;
+  }
+
+  /** A message deleted for everyone: its text goes, a tombstone stays. */
+  private markDeleted(thread: Thread, messageId: string): void {
+    const at = thread.messages.findIndex((m) => m.messageId === messageId);
+    if (at >= 0) thread.messages[at] = { ...thread.messages[at]!, text: "", deleted: true };
+    const last = thread.info.lastMessage;
+    if (last?.messageId === messageId) thread.info.lastMessage = { ...last, text: "", deleted: true };
   }
 
   /** History loaded before a gap is no longer contiguous: reload on next open. */

@@ -108,6 +108,8 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
             annotate={(message) => (message.seq === lastOwnSeq(thread, store.me) ? <ReadLine thread={thread} seq={message.seq} me={store.me} group={isGroup} /> : null)}
             onRetry={(id) => controller.messages.retry(id)}
             onDiscard={(id) => controller.messages.discard(id)}
+            onDelete={(id) => void controller.messages.remove(id)}
+            onEdit={(id, text) => controller.messages.edit(id, text)}
           />
           <Composer
             label={`Message to ${info.title}`}

@@ -28,6 +28,10 @@ interface Props {
   empty?: string;
   onRetry?: (clientMsgId: string) => void;
   onDiscard?: (clientMsgId: string) => void;
+  /** Offers "Delete" on the reader's own messages. */
+  onDelete?: (messageId: string) => void;
+  /** Offers "Edit" on the reader's own messages; resolves to whether it was saved. */
+  onEdit?: (messageId: string, text: string) => Promise<boolean>;
   compact?: boolean;
 }
 
@@ -94,6 +98,8 @@ export function MessageList(props: Props) {
             annotate={props.annotate}
             onPick={props.onPick}
             pickLabel={props.pickLabel}
+            onDelete={props.onDelete}
+            onEdit={props.onEdit}
           />
         ))}
         {props.pending?.map((send) => (
@@ -131,6 +137,8 @@ function MessageItem({
   annotate,
   onPick,
   pickLabel,
+  onDelete,
+  onEdit,
 }: {
   message: ChatMessage;
   mine: boolean;
@@ -138,7 +146,10 @@ function MessageItem({
   annotate?: (message: ChatMessage) => ComponentChildren;
   onPick?: (message: ChatMessage) => void;
   pickLabel?: string;
+  onDelete?: (messageId: string) => void;
+  onEdit?: (messageId: string, text: string) => Promise<boolean>;
 }) {
+  const [draft, setDraft] = useState<string | undefined>(undefined);
   if (message.system || !message.sender) {
     return (
       <li class="message system" data-seq={message.seq}>
@@ -152,6 +163,26 @@ function MessageItem({
       <p class={message.deleted ? "text deleted" : "text"}>{shownText(message)}</p>
     </>
   );
+  const changeable = mine && !message.deleted;
+  if (draft !== undefined && onEdit) {
+    const save = async (event: Event) => {
+      event.preventDefault();
+      if (await onEdit(message.messageId, draft)) setDraft(undefined);
+    };
+    return (
+      <li class="message mine editing" data-seq={message.seq}>
+        <form class="bubble edit" aria-label="Edit message" onSubmit={(event) => void save(event)}>
+          <textarea aria-label="New text" rows={2} value={draft} onInput={(event) => setDraft(event.currentTarget.value)} />
+          <div class="edit-actions">
+            <button type="submit">Save</button>
+            <button type="button" class="link" onClick={() => setDraft(undefined)}>
+              Cancel
+            </button>
+          </div>
+        </form>
+      </li>
+    );
+  }
   return (
     <li class={`message ${mine ? "mine" : "theirs"}`} data-seq={message.seq} data-sender={message.sender}>
       {onPick ? (
@@ -172,6 +203,34 @@ function MessageItem({
           {shortTime(message.sentAtMs)}
         </time>
         {message.topic?.forwardedFrom && <span class="forwarded"> · copied</span>}
+        {message.editedAtMs && !message.deleted && (
+          <span class="edited" title={`Edited ${fullTime(message.editedAtMs)}`}>
+            {" · edited"}
+          </span>
+        )}
+        {onEdit && changeable && (
+          <>
+            {" · "}
+            <button type="button" class="link edit" aria-label={`Edit “${message.text}”`} onClick={() => setDraft(message.text)}>
+              Edit
+            </button>
+          </>
+        )}
+        {onDelete && changeable && (
+          <>
+            {" · "}
+            <button
+              type="button"
+              class="link delete"
+              aria-label={`Delete “${message.text}” for everyone`}
+              onClick={() => {
+                if (window.confirm("Delete this message for everyone?")) onDelete(message.messageId);
+              }}
+            >
+              Delete
+            </button>
+          </>
+        )}
         {annotate?.(message)}
       </div>
     </li>

@@ -197,3 +197,56 @@ test("an operator's deletions reach the page: erased messages, a group gone", as
   await expect(xena.entry("Doomed")).toHaveCount(0);
   await expect(xena.entry("Survivor")).toBeVisible();
 });
+
+test("a message deleted for everyone becomes a tombstone on every page, live", async ({ browser, cluster, people }) => {
+  const zoe = await Person.register(browser, cluster, "zoe", 0);
+  const abe = await Person.register(browser, cluster, "abe", 1);
+  people.push(zoe, abe);
+  await zoe.createGroup("Typos", ["abe"]);
+  await abe.acceptInvitation("Typos");
+  await zoe.send("meet at 7pm at the wrong place");
+  await zoe.send("see you there");
+  await expect(abe.messageWithText("meet at 7pm at the wrong place")).toBeVisible();
+
+  // Only her own messages offer Delete; she confirms, and both pages show
+  // the tombstone without reloading.
+  await expect(abe.page.getByRole("button", { name: /^Delete / })).toHaveCount(0);
+  zoe.page.once("dialog", (dialog) => void dialog.accept());
+  await zoe.page.getByRole("button", { name: "Delete “meet at 7pm at the wrong place” for everyone" }).click();
+  for (const person of [zoe, abe]) {
+    await expect(person.page.locator("main .text.deleted", { hasText: "message deleted" })).toHaveCount(1);
+    await expect(person.messageWithText("meet at 7pm at the wrong place")).toHaveCount(0);
+    await expect(person.messageWithText("see you there")).toBeVisible();
+  }
+  // And after a reload, from the server's history.
+  await abe.page.reload();
+  await abe.open("Typos");
+  await expect(abe.page.locator("main .text.deleted", { hasText: "message deleted" })).toHaveCount(1);
+  await expect(abe.messageWithText("meet at 7pm at the wrong place")).toHaveCount(0);
+});
+
+test("an edited message shows its new text on every page, marked edited", async ({ browser, cluster, people }) => {
+  const cal = await Person.register(browser, cluster, "cal", 0);
+  const dee = await Person.register(browser, cluster, "dee", 1);
+  people.push(cal, dee);
+  await cal.createGroup("Plans", ["dee"]);
+  await dee.acceptInvitation("Plans");
+  await cal.send("dinner at 7");
+  await expect(dee.messageWithText("dinner at 7")).toBeVisible();
+
+  // Only his own messages offer Edit; he changes the text in place.
+  await expect(dee.page.getByRole("button", { name: /^Edit / })).toHaveCount(0);
+  await cal.page.getByRole("button", { name: "Edit “dinner at 7”" }).click();
+  const form = cal.page.getByRole("form", { name: "Edit message" });
+  await form.getByLabel("New text").fill("dinner at 8");
+  await form.getByRole("button", { name: "Save" }).click();
+  for (const person of [cal, dee]) {
+    await expect(person.messageWithText("dinner at 8")).toBeVisible();
+    await expect(person.messageWithText("dinner at 7")).toHaveCount(0);
+    await expect(person.page.locator("main li.message .edited")).toHaveCount(1);
+  }
+  await dee.page.reload();
+  await dee.open("Plans");
+  await expect(dee.messageWithText("dinner at 8")).toBeVisible();
+  await expect(dee.page.locator("main li.message .edited")).toHaveCount(1);
+});

@@ -346,4 +346,18 @@ impl ChatService for Api {
     ) -> Result<Response<pb::ListReadCursorsResponse>, Status> {
         forward!(self, request, ListReadCursors)
     }
+
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> Result<Response<pb::DeleteMessageResponse>, Status> {
+        forward!(self, request, DeleteMessage)
+    }
+
+    async fn edit_message(
+        &self,
+        request: Request<pb::EditMessageRequest>,
+    ) -> Result<Response<pb::EditMessageResponse>, Status> {
+        forward!(self, request, EditMessage)
+    }
 }

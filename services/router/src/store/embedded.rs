@@ -21,10 +21,10 @@ use switchboard_shared::ids::{
 use switchboard_shared::keys;
 
 use super::{
-    Admission, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
+    Admission, Amendment, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
     ContactEntry, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
     NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord,
-    TopicRecord, UserRecord, decode_idempotency, decode_message, decode_message_ids,
+    TopicRecord, UserRecord, amended, decode_idempotency, decode_message, decode_message_ids,
     decode_timeline_entry, encode_idempotency, encode_message, encode_message_ids,
     encode_timeline_entry, erased, history_name, parse_history, parse_policy, parse_role,
     policy_name, role_name, same_targets,
@@ -734,7 +734,7 @@ impl Store for EmbeddedStore {
             let key = keys::conversation_log(&conv);
             let mut tombstones = Vec::new();
             for (seq, body) in log_range(&w.logs, &conv, 0, u64::MAX)? {
-                if let Some(tombstone) = erased(&conv, seq, &body, &sender)? {
+                if let Some(tombstone) = erased(&conv, seq, &body, Some(&sender))? {
                     tombstones.push((seq, tombstone));
                 }
             }
@@ -744,6 +744,29 @@ impl Store for EmbeddedStore {
                     .map_err(failed)?;
             }
             Ok(tombstones.len() as u64)
+        })
+        .await
+    }
+
+    async fn amend_message(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        amendment: &Amendment,
+    ) -> StoreResult<bool> {
+        let (conv, amendment) = (conv.clone(), amendment.clone());
+        self.write(move |w| {
+            let Some((_, body)) = log_range(&w.logs, &conv, seq, seq)?.pop() else {
+                return Ok(false);
+            };
+            let Some(changed) = amended(&conv, seq, &body, &amendment)? else {
+                return Ok(false);
+            };
+            let key = keys::conversation_log(&conv);
+            w.logs
+                .insert((key.as_str(), seq), changed.as_slice())
+                .map_err(failed)?;
+            Ok(true)
         })
         .await
     }

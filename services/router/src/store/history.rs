@@ -476,24 +476,35 @@ impl PgHistory {
             .collect())
     }
 
-    /// Rewrites messages of a conversation in place: `rewrite` sees each
-    /// stored body and answers the new one, or `None` to leave it. A page
-    /// at a time, each page one transaction; how many were rewritten.
+    /// Rewrites messages of a conversation in place, those after `after`
+    /// up to `until` (or the end): `rewrite` sees each stored body and
+    /// answers the new one, or `None` to leave it. A page at a time, each
+    /// page one statement; how many were rewritten.
     pub async fn rewrite(
         &self,
         conversation: &ConversationId,
+        mut after: u64,
+        until: Option<u64>,
         rewrite: impl Fn(u64, &[u8]) -> StoreResult<Option<Vec<u8>>>,
     ) -> StoreResult<u64> {
         const REWRITE_PAGE: usize = 500;
         let (shard, conv) = (shard_key(conversation), conversation.to_string());
-        let mut after = 0;
         let mut rewritten = 0;
         loop {
-            let page = self
-                .page(conversation, PAGE_AFTER, after, REWRITE_PAGE)
-                .await?;
+            let left = until.map_or(u64::MAX, |until| until.saturating_sub(after));
+            let limit = REWRITE_PAGE.min(usize::try_from(left).unwrap_or(REWRITE_PAGE));
+            if limit == 0 {
+                return Ok(rewritten);
+            }
+            let page = self.page(conversation, PAGE_AFTER, after, limit).await?;
             let mut seqs = Vec::new();
             let mut bodies = Vec::new();
+            // Seqs may have holes (a removed conversation): past `until`
+            // is not this call's.
+            let page: Vec<_> = page
+                .into_iter()
+                .take_while(|m| until.is_none_or(|until| m.seq <= until))
+                .collect();
             for message in &page {
                 if let Some(body) = rewrite(message.seq, &message.body)? {
                     seqs.push(message.seq as i64);
@@ -514,7 +525,7 @@ impl PgHistory {
                 rewritten += changed;
             }
             match page.last() {
-                Some(last) if page.len() == REWRITE_PAGE => after = last.seq,
+                Some(last) if page.len() == limit => after = last.seq,
                 _ => return Ok(rewritten),
             }
         }

@@ -438,21 +438,60 @@ pub fn encode_message(message: &pb::Message) -> Vec<u8> {
     prost::Message::encode_to_vec(message)
 }
 
-/// The stored message `bytes` as a tombstone if `sender` sent it and its
-/// text is not erased yet; `None` otherwise (nothing to rewrite).
+/// The stored message `bytes` as a tombstone, if it is not one yet and
+/// (when `sender` is given) that user sent it; `None` otherwise (nothing to
+/// rewrite).
 pub fn erased(
     conv: &ConversationId,
     seq: u64,
     bytes: &[u8],
-    sender: &UserId,
+    sender: Option<&UserId>,
 ) -> StoreResult<Option<Vec<u8>>> {
     let mut message = <pb::Message as prost::Message>::decode(bytes)
         .map_err(|e| StoreError::Corrupt(format!("message {conv}#{seq}: {e}")))?;
-    if message.sender != sender.as_str() || message.deleted {
+    if sender.is_some_and(|sender| message.sender != sender.as_str()) || message.deleted {
         return Ok(None);
     }
     message.text.clear();
     message.deleted = true;
+    Ok(Some(encode_message(&message)))
+}
+
+/// A change of one stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Amendment {
+    /// Deleted for everyone: the text goes, a tombstone stays.
+    Erase,
+    /// Its sender edited it.
+    Edit { text: String, at_ms: i64 },
+}
+
+/// The stored message `bytes` amended, or `None` if there is nothing to
+/// change (a tombstone changes no more; the same text is no edit).
+pub fn amended(
+    conv: &ConversationId,
+    seq: u64,
+    bytes: &[u8],
+    amendment: &Amendment,
+) -> StoreResult<Option<Vec<u8>>> {
+    let mut message = <pb::Message as prost::Message>::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("message {conv}#{seq}: {e}")))?;
+    if message.deleted {
+        return Ok(None);
+    }
+    match amendment {
+        Amendment::Erase => {
+            message.text.clear();
+            message.deleted = true;
+        }
+        Amendment::Edit { text, at_ms } => {
+            if &message.text == text {
+                return Ok(None);
+            }
+            message.text.clone_from(text);
+            message.edited_at_ms = *at_ms;
+        }
+    }
     Ok(Some(encode_message(&message)))
 }
 
@@ -572,6 +611,14 @@ pub trait Store: Send + Sync + 'static {
     /// leaving tombstones (`deleted`, no text) in their places; how many
     /// were erased now.
     async fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64>;
+    /// Changes one message as `amendment` says; false if there is no such
+    /// message, it is a tombstone, or the change would change nothing.
+    async fn amend_message(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        amendment: &Amendment,
+    ) -> StoreResult<bool>;
     /// Removes every message of the conversation; its head stays (seqs are
     /// never reused). How many were removed.
     async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64>;

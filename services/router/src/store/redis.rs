@@ -23,11 +23,11 @@ mod logged;
 
 use super::history::{HistoryWriter, PgHistory};
 use super::{
-    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupDeleted,
-    GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord,
-    Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
-    decode_idempotency, decode_message_ids, decode_timeline_entry, erased, history_name,
-    parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
+    Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
+    GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
+    SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord,
+    UserRecord, amended, decode_idempotency, decode_message_ids, decode_timeline_entry, erased,
+    history_name, parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
 
@@ -994,8 +994,26 @@ impl Store for RedisStore {
     async fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64> {
         self.history
             .log
-            .rewrite(conv, |seq, body| erased(conv, seq, body, sender))
+            .rewrite(conv, 0, None, |seq, body| {
+                erased(conv, seq, body, Some(sender))
+            })
             .await
+    }
+
+    async fn amend_message(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        amendment: &Amendment,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .history
+            .log
+            .rewrite(conv, seq.saturating_sub(1), Some(seq), |at, body| {
+                amended(conv, at, body, amendment)
+            })
+            .await?;
+        Ok(changed > 0)
     }
 
     async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64> {

@@ -8,9 +8,9 @@ use switchboard_shared::metrics::timed;
 use tracing::Instrument as _;
 
 use super::{
-    AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry, GroupDeleted,
-    GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage, SessionRecord,
-    Store, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
+    Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
+    GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
+    SessionRecord, Store, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -49,6 +49,7 @@ timed! {
     fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
     fn delete_group(&self, group: &GroupId) -> StoreResult<Option<GroupDeleted>>;
     fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64>;
+    fn amend_message(&self, conv: &ConversationId, seq: u64, amendment: &Amendment) -> StoreResult<bool>;
     fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64>;
     fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;

@@ -94,6 +94,29 @@ async fn cli_session(cluster: Cluster) {
 
         let history = sb.json("bob", &["history", "alice"]);
         assert_eq!(history.len(), 2);
+        // Alice takes her retried message back; bob's history keeps its place.
+        let id = retried[0]["message_id"].as_str().unwrap().to_owned();
+        let refused = sb.run("bob", &["delete", &id]);
+        let error: Value = serde_json::from_slice(&refused.stderr).unwrap();
+        assert_eq!(error["error"]["code"], "PERMISSION_DENIED");
+        let deleted = sb.json("alice", &["delete", &id]);
+        assert!(
+            deleted[0]["notice_seq"].as_u64().unwrap() > 0,
+            "{deleted:?}"
+        );
+        let history = sb.json("bob", &["history", "alice"]);
+        let erased = history
+            .iter()
+            .find(|m| m["message_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(
+            (erased["deleted"].as_bool(), erased["text"].as_str()),
+            (Some(true), Some(""))
+        );
+        assert_eq!(
+            history.last().unwrap()["system"]["kind"],
+            "KIND_MESSAGE_DELETED"
+        );
         let group = sb.json("alice", &["groups", "create", "Team"]);
         let group_id = group[0]["group_id"].as_str().unwrap().to_owned();
         sb.json("bob", &["groups", "join", &group_id]);

@@ -379,3 +379,261 @@ async fn one_order_for_everyone(cluster: Cluster) {
         texts(&seen_by_bob)
     );
 }
+
+/// The system message that says `message_id` was deleted, if `event` is one.
+fn deletion_of(event: &pb::Event) -> Option<pb::Message> {
+    match &event.kind {
+        Some(Kind::Message(m))
+            if m.system
+                .as_ref()
+                .is_some_and(|s| s.kind() == pb::system_event::Kind::MessageDeleted) =>
+        {
+            Some(m.clone())
+        }
+        _ => None,
+    }
+}
+
+async fn delete(user: &User, message_id: &str) -> Result<pb::DeleteMessageResponse, tonic::Status> {
+    user.chat()
+        .delete_message(pb::DeleteMessageRequest {
+            message_id: message_id.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+both_modes!(
+    a_message_deleted_for_everyone_is_a_tombstone_everywhere,
+    delete_for_everyone
+);
+async fn delete_for_everyone(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    let oops = alice.dm(&bob, "sent to the wrong person").await;
+    let kept = alice.dm(&bob, "this one stays").await;
+    bob_events.messages(2).await;
+    let cursors = bob_events.cursors();
+    let epoch = bob_events.epoch.clone();
+    let oops_id = format!("{}#{}", oops.conversation_id, oops.seq);
+
+    // Bob cannot delete alice's message; she can, and bob hears it live.
+    let refused = delete(&bob, &oops_id).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let done = delete(&alice, &oops_id).await.unwrap();
+    assert!(done.notice_seq > kept.seq, "{done:?}");
+    let (notice, _) = bob_events.until(deletion_of).await;
+    let system = notice.system.clone().unwrap();
+    assert_eq!(
+        (
+            system.message_id.as_str(),
+            system.user_id.as_str(),
+            system.actor_id.as_str()
+        ),
+        (oops_id.as_str(), "alice", "alice")
+    );
+    assert_eq!(notice.seq, done.notice_seq);
+
+    // History keeps the place, without the text; the other message stays.
+    let history = bob.history(&oops.conversation_id).await;
+    let erased = history.iter().find(|m| m.seq == oops.seq).unwrap();
+    assert!(erased.deleted && erased.text.is_empty(), "{erased:?}");
+    assert_eq!(erased.sender, "alice");
+    let stays = history.iter().find(|m| m.seq == kept.seq).unwrap();
+    assert_eq!(stays.text, "this one stays");
+    assert!(!stays.deleted);
+
+    // A device that was away hears of it when it resumes.
+    drop(bob_events);
+    let before_deletion: Vec<pb::Cursor> = cursors;
+    let resumed = bob.subscribe_from(&before_deletion, &epoch).await;
+    assert!(
+        resumed.replayed.iter().any(|m| m.seq == done.notice_seq
+            && m.system.as_ref().is_some_and(|s| s.message_id == oops_id)),
+        "{:?}",
+        resumed.replayed
+    );
+    drop(resumed);
+
+    // Twice is fine and changes nothing; bad asks are told why.
+    assert_eq!(delete(&alice, &oops_id).await.unwrap().notice_seq, 0);
+    let system_message = delete(
+        &alice,
+        &format!("{}#{}", oops.conversation_id, done.notice_seq),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        system_message.code(),
+        tonic::Code::FailedPrecondition,
+        "{system_message:?}"
+    );
+    let missing = delete(&alice, &format!("{}#999", oops.conversation_id))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    let malformed = delete(&alice, "not a message id").await.unwrap_err();
+    assert_eq!(
+        malformed.code(),
+        tonic::Code::InvalidArgument,
+        "{malformed:?}"
+    );
+    let carol = cluster.user("carol", 0).await;
+    let stranger = delete(&carol, &format!("{}#{}", kept.conversation_id, kept.seq))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        stranger.code(),
+        tonic::Code::PermissionDenied,
+        "{stranger:?}"
+    );
+    assert_eq!(
+        bob.history(&oops.conversation_id).await.len(),
+        history.len()
+    );
+
+    // In a group: a member deletes only their own; the owner anyone's.
+    let group = carol.create_group("Hikers", pb::JoinPolicy::Open).await;
+    alice.join(&group.group_id).await;
+    bob.join(&group.group_id).await;
+    let bobs = bob.post(&group.group_id, "bob's post").await;
+    let bobs_id = format!("{}#{}", bobs.conversation_id, bobs.seq);
+    let not_hers = delete(&alice, &bobs_id).await.unwrap_err();
+    assert_eq!(
+        not_hers.code(),
+        tonic::Code::PermissionDenied,
+        "{not_hers:?}"
+    );
+    delete(&carol, &bobs_id).await.unwrap();
+    let in_group = alice.history(&group.conversation_id).await;
+    let tombstone = in_group.iter().find(|m| m.seq == bobs.seq).unwrap();
+    assert!(
+        tombstone.deleted && tombstone.text.is_empty(),
+        "{tombstone:?}"
+    );
+    assert!(
+        in_group.iter().any(|m| m.system.as_ref().is_some_and(|s| {
+            s.kind() == pb::system_event::Kind::MessageDeleted && s.actor_id == "carol"
+        })),
+        "{in_group:?}"
+    );
+}
+
+async fn edit(
+    user: &User,
+    message_id: &str,
+    text: &str,
+) -> Result<pb::EditMessageResponse, tonic::Status> {
+    user.chat()
+        .edit_message(pb::EditMessageRequest {
+            message_id: message_id.into(),
+            text: text.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The system message that says a message was edited, if `event` is one.
+fn edit_of(event: &pb::Event) -> Option<pb::Message> {
+    match &event.kind {
+        Some(Kind::Message(m))
+            if m.system
+                .as_ref()
+                .is_some_and(|s| s.kind() == pb::system_event::Kind::MessageEdited) =>
+        {
+            Some(m.clone())
+        }
+        _ => None,
+    }
+}
+
+both_modes!(
+    an_edited_message_shows_its_latest_text_everywhere,
+    edit_a_message
+);
+async fn edit_a_message(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut bob_events = bob.subscribe().await;
+    let sent = alice.dm(&bob, "see you at 5").await;
+    bob_events.messages(1).await;
+    let cursors = bob_events.cursors();
+    let epoch = bob_events.epoch.clone();
+    let id = format!("{}#{}", sent.conversation_id, sent.seq);
+
+    // Only the sender edits; bob hears of it live and reads the new text.
+    let refused = edit(&bob, &id, "see you never").await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let edited = edit(&alice, &id, "see you at 6").await.unwrap();
+    assert!(
+        edited.notice_seq > sent.seq && edited.edited_at_ms > 0,
+        "{edited:?}"
+    );
+    let (notice, _) = bob_events.until(edit_of).await;
+    let system = notice.system.clone().unwrap();
+    assert_eq!(
+        (system.message_id.as_str(), system.actor_id.as_str()),
+        (id.as_str(), "alice")
+    );
+    assert!(
+        !notice.text.contains("see you at 6"),
+        "the notice carries no text: {notice:?}"
+    );
+    let latest = bob
+        .chat()
+        .history(pb::HistoryRequest {
+            conversation_id: sent.conversation_id.clone(),
+            after_seq: Some(sent.seq - 1),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages
+        .remove(0);
+    assert_eq!(latest.text, "see you at 6");
+    assert_eq!(latest.edited_at_ms, edited.edited_at_ms);
+
+    // A device that was away hears of it on resume.
+    drop(bob_events);
+    let resumed = bob.subscribe_from(&cursors, &epoch).await;
+    assert!(
+        resumed.replayed.iter().any(|m| m.seq == edited.notice_seq),
+        "{:?}",
+        resumed.replayed
+    );
+    drop(resumed);
+
+    // The same text again changes nothing; bad edits are refused with why.
+    assert_eq!(
+        edit(&alice, &id, "see you at 6").await.unwrap().notice_seq,
+        0
+    );
+    let empty = edit(&alice, &id, "   ").await.unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument, "{empty:?}");
+    let huge = edit(&alice, &id, &"x".repeat(64 * 1024)).await.unwrap_err();
+    assert_eq!(huge.code(), tonic::Code::ResourceExhausted, "{huge:?}");
+    let notice_id = format!("{}#{}", sent.conversation_id, edited.notice_seq);
+    let system_message = edit(&alice, &notice_id, "hm").await.unwrap_err();
+    assert_eq!(system_message.code(), tonic::Code::FailedPrecondition);
+    delete(&alice, &id).await.unwrap();
+    let after_deletion = edit(&alice, &id, "back again").await.unwrap_err();
+    assert_eq!(
+        after_deletion.code(),
+        tonic::Code::FailedPrecondition,
+        "{after_deletion:?}"
+    );
+    let history = bob.history(&sent.conversation_id).await;
+    let tombstone = history.iter().find(|m| m.seq == sent.seq).unwrap();
+    assert!(
+        tombstone.deleted && tombstone.text.is_empty(),
+        "{tombstone:?}"
+    );
+    // No version of the text is left anywhere in the conversation.
+    assert!(
+        history.iter().all(|m| !m.text.contains("see you at")),
+        "{history:?}"
+    );
+}

@@ -41,7 +41,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/switchboard.proto.
  */
 export const file_switchboard_v1_switchboard: GenFile = /*@__PURE__*/
-  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSJ6CgtTZW5kUmVxdWVzdBIRCgd1c2VyX2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAlIABIZCg9jb252ZXJzYXRpb25faWQYAyABKAlIABIVCg1jbGllbnRfbXNnX2lkGAQgASgJEgwKBHRleHQYBSABKAlCBAoCdG8ibwoMU2VuZFJlc3BvbnNlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRISCgpzZW50X2F0X21zGAQgASgDEhEKCWR1cGxpY2F0ZRgFIAEoCCKLAQoKU2VuZFJlc3VsdBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiwKBHNlbnQYAiABKAsyHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2VIABItCgZmYWlsZWQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5TZW5kRmFpbHVyZUgAQgkKB291dGNvbWUiRAoLU2VuZEZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgEInIKDkhpc3RvcnlSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEhYKCWFmdGVyX3NlcRgDIAEoBEgAiAEBEg0KBWxpbWl0GAQgASgNQgwKCl9hZnRlcl9zZXEiYAoPSGlzdG9yeVJlc3BvbnNlEikKCG1lc3NhZ2VzGAEgAygLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCBIQCghoZWFkX3NlcRgDIAEoBCI3Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCIkChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgEIhoKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdCJfChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjMKDWNvbnZlcnNhdGlvbnMYASADKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24SDQoFZXBvY2gYAiABKAkiMQoWTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiRwoXTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2USLAoHY3Vyc29ycxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0IrQCCgxDb252ZXJzYXRpb24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi4KBGtpbmQYAiABKA4yIC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhAKCGhlYWRfc2VxGAQgASgEEhAKCHJlYWRfc2VxGAUgASgEEg4KBnVucmVhZBgGIAEoBBItCgxsYXN0X21lc3NhZ2UYByABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlEg8KB3BlZXJfaWQYCCABKAkSEAoIZ3JvdXBfaWQYCSABKAkSJwoFdG9waWMYCiABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZxINCgVtdXRlZBgLIAEoCBIOCgZjbG9zZWQYDCABKAgi8wEKB01lc3NhZ2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBBISCgptZXNzYWdlX2lkGAMgASgJEg4KBnNlbmRlchgEIAEoCRISCgpzZW50X2F0X21zGAUgASgDEgwKBHRleHQYBiABKAkSFQoNY2xpZW50X21zZ19pZBgHIAEoCRIrCgZzeXN0ZW0YCCABKAsyGy5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudBInCgV0b3BpYxgJIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlRvcGljVGFnEg8KB2RlbGV0ZWQYCiABKAgi/wIKC1N5c3RlbUV2ZW50Ei4KBGtpbmQYASABKA4yIC5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudC5LaW5kEg8KB3VzZXJfaWQYAiABKAkSEAoIYWN0b3JfaWQYAyABKAkSDgoGZGV0YWlsGAQgASgJIowCCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIWChJLSU5EX0dST1VQX0NSRUFURUQQARIWChJLSU5EX01FTUJFUl9KT0lORUQQAhIUChBLSU5EX01FTUJFUl9MRUZUEAMSFwoTS0lORF9NRU1CRVJfUkVNT1ZFRBAEEhUKEUtJTkRfUk9MRV9DSEFOR0VEEAUSFgoSS0lORF9UT1BJQ19SRU5BTUVEEAYSIwofS0lORF9DT05UQUNUX1JFTU9WRURfRlJPTV9UT1BJQxAHEhsKF0tJTkRfQ09OVEFDVF9MRUZUX1RPUElDEAgSHgoaS0lORF9PV05FUlNISVBfVFJBTlNGRVJSRUQQCSKEAQoIVG9waWNUYWcSEAoIdG9waWNfaWQYASABKAkSEgoKdG9waWNfbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRISCgpjb250YWN0X2lkGAQgASgJEhQKDGJyb2FkY2FzdF9pZBgFIAEoCRIWCg5mb3J3YXJkZWRfZnJvbRgGIAEoCSJJCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghyZWFkX3NlcRgDIAEoBCJSCg9EZWxpdmVyeVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNZGVsaXZlcmVkX3NlcRgDIAEoBCIxCg5QcmVzZW5jZVVwZGF0ZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCL1AQoTQ29udmVyc2F0aW9uQ2hhbmdlZBI6CgZjaGFuZ2UYASABKA4yKi5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkLkNoYW5nZRIyCgxjb252ZXJzYXRpb24YAiABKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24ibgoGQ2hhbmdlEhYKEkNIQU5HRV9VTlNQRUNJRklFRBAAEhAKDENIQU5HRV9BRERFRBABEhIKDkNIQU5HRV9SRU1PVkVEEAISEgoOQ0hBTkdFX0lOVklURUQQAxISCg5DSEFOR0VfVVBEQVRFRBAEIl0KBVJlYWR5EhIKCnNlc3Npb25faWQYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoCRINCgVlcG9jaBgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0iNQoMU3luY0NvbXBsZXRlEiUKBWhlYWRzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuQ3Vyc29yIoACCgNHYXASFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEEg4KBnRvX3NlcRgDIAEoBBIqCgZyZWFzb24YBCABKA4yGi5zd2l0Y2hib2FyZC52MS5HYXAuUmVhc29uEg4KBmRldGFpbBgFIAEoCSKBAQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFJFQVNPTl9FUE9DSF9DSEFOR0VEEAESFwoTUkVBU09OX0NVUlNPUl9BSEVBRBACEhQKEFJFQVNPTl9UUlVOQ0FURUQQAxIWChJSRUFTT05fVU5BVkFJTEFCTEUQBCIjCglIZWFydGJlYXQSFgoOc2VydmVyX3RpbWVfbXMYASABKAMiMwoJUmVjb25uZWN0Eg4KBnJlYXNvbhgBIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgCIAEoDSLuAwoFRXZlbnQSJgoFcmVhZHkYASABKAsyFS5zd2l0Y2hib2FyZC52MS5SZWFkeUgAEioKB21lc3NhZ2UYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlSAASLgoHcmVjZWlwdBgDIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0SAASMgoIcHJlc2VuY2UYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5QcmVzZW5jZVVwZGF0ZUgAEjsKDGNvbnZlcnNhdGlvbhgFIAEoCzIjLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWRIABIuCgZzeW5jZWQYBiABKAsyHC5zd2l0Y2hib2FyZC52MS5TeW5jQ29tcGxldGVIABIiCgNnYXAYByABKAsyEy5zd2l0Y2hib2FyZC52MS5HYXBIABIuCgloZWFydGJlYXQYCCABKAsyGS5zd2l0Y2hib2FyZC52MS5IZWFydGJlYXRIABIuCglyZWNvbm5lY3QYCSABKAsyGS5zd2l0Y2hib2FyZC52MS5SZWNvbm5lY3RIABI0CglkZWxpdmVyZWQYCiABKAsyHy5zd2l0Y2hib2FyZC52MS5EZWxpdmVyeVJlY2VpcHRIAEIGCgRraW5kIt8BCgVHcm91cBIQCghncm91cF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEioKBnBvbGljeRgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSFQoNY3JlYXRlZF9hdF9tcxgFIAEoAxIUCgxtZW1iZXJfY291bnQYBiABKA0SFwoPY29udmVyc2F0aW9uX2lkGAcgASgJEjIKB2hpc3RvcnkYCCABKA4yIS5zd2l0Y2hib2FyZC52MS5IaXN0b3J5VmlzaWJpbGl0eSJjCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSDgoGb25saW5lGAQgASgIIpIBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIqCgZwb2xpY3kYAiABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5Eg4KBmludml0ZRgDIAMoCRIyCgdoaXN0b3J5GAQgASgOMiEuc3dpdGNoYm9hcmQudjEuSGlzdG9yeVZpc2liaWxpdHkiOwoTQ3JlYXRlR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIjgKE0ludml0ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIuChRJbnZpdGVNZW1iZXJSZXNwb25zZRIWCg5hbHJlYWR5X21lbWJlchgBIAEoCCIkChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIlAKEUpvaW5Hcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASFQoNam9pbmVkX2F0X3NlcRgCIAEoBCIlChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiOAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl0KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIhUKE0xpc3RNeUdyb3Vwc1JlcXVlc3QiaQoUTGlzdE15R3JvdXBzUmVzcG9uc2USJQoGZ3JvdXBzGAEgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASKgoLaW52aXRhdGlvbnMYAiADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCImChJMaXN0TWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyKpQBChBDb252ZXJzYXRpb25LaW5kEiEKHUNPTlZFUlNBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OVkVSU0FUSU9OX0tJTkRfRElSRUNUEAESGwoXQ09OVkVSU0FUSU9OX0tJTkRfR1JPVVAQAhIiCh5DT05WRVJTQVRJT05fS0lORF9UT1BJQ19USFJFQUQQAypcCgpKb2luUG9saWN5EhsKF0pPSU5fUE9MSUNZX1VOU1BFQ0lGSUVEEAASFAoQSk9JTl9QT0xJQ1lfT1BFThABEhsKF0pPSU5fUE9MSUNZX0lOVklURV9PTkxZEAIqdQoRSGlzdG9yeVZpc2liaWxpdHkSIgoeSElTVE9SWV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWSElTVE9SWV9WSVNJQklMSVRZX0FMTBABEiAKHEhJU1RPUllfVklTSUJJTElUWV9GUk9NX0pPSU4QAipNCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAhIOCgpST0xFX09XTkVSEAMyxgIKDkFjY291bnRTZXJ2aWNlEk0KCFJlZ2lzdGVyEh8uc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXNwb25zZRJECgVMb2dpbhIcLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVxdWVzdBodLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVzcG9uc2USRwoGTG9nb3V0Eh0uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVxdWVzdBoeLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlc3BvbnNlElYKDkxvZ2luV2l0aFRva2VuEiUuc3dpdGNoYm9hcmQudjEuTG9naW5XaXRoVG9rZW5SZXF1ZXN0Gh0uc3dpdGNoYm9hcmQudjEuTG9naW5SZXNwb25zZTKeAgoOQ29udGFjdFNlcnZpY2USUwoKQWRkQ29udGFjdBIhLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlc3BvbnNlElwKDVJlbW92ZUNvbnRhY3QSJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXNwb25zZRJZCgxMaXN0Q29udGFjdHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVzcG9uc2UyzAQKC0NoYXRTZXJ2aWNlEkYKCVN1YnNjcmliZRIgLnN3aXRjaGJvYXJkLnYxLlN1YnNjcmliZVJlcXVlc3QaFS5zd2l0Y2hib2FyZC52MS5FdmVudDABEkEKBFNlbmQSGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBocLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXNwb25zZRJJCgpTZW5kU3RyZWFtEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaGi5zd2l0Y2hib2FyZC52MS5TZW5kUmVzdWx0KAEwARJKCgdIaXN0b3J5Eh4uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlcXVlc3QaHy5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVzcG9uc2USTQoITWFya1JlYWQSHy5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlc3BvbnNlEmgKEUxpc3RDb252ZXJzYXRpb25zEiguc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gikuc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJiCg9MaXN0UmVhZEN1cnNvcnMSJi5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2Uy1AUKDEdyb3VwU2VydmljZRJWCgtDcmVhdGVHcm91cBIiLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVzcG9uc2USWQoMSW52aXRlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkludml0ZU1lbWJlclJlc3BvbnNlElAKCUpvaW5Hcm91cBIgLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5Kb2luR3JvdXBSZXNwb25zZRJTCgpMZWF2ZUdyb3VwEiEuc3dpdGNoYm9hcmQudjEuTGVhdmVHcm91cFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVzcG9uc2USWQoMUmVtb3ZlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElwKDVNldE1lbWJlclJvbGUSJC5zd2l0Y2hib2FyZC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJZCgxMaXN0TXlHcm91cHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdE15R3JvdXBzUmVzcG9uc2USVgoLTGlzdE1lbWJlcnMSIi5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSJ6CgtTZW5kUmVxdWVzdBIRCgd1c2VyX2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAlIABIZCg9jb252ZXJzYXRpb25faWQYAyABKAlIABIVCg1jbGllbnRfbXNnX2lkGAQgASgJEgwKBHRleHQYBSABKAlCBAoCdG8ibwoMU2VuZFJlc3BvbnNlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRISCgpzZW50X2F0X21zGAQgASgDEhEKCWR1cGxpY2F0ZRgFIAEoCCKLAQoKU2VuZFJlc3VsdBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiwKBHNlbnQYAiABKAsyHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2VIABItCgZmYWlsZWQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5TZW5kRmFpbHVyZUgAQgkKB291dGNvbWUiRAoLU2VuZEZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgEInIKDkhpc3RvcnlSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEhYKCWFmdGVyX3NlcRgDIAEoBEgAiAEBEg0KBWxpbWl0GAQgASgNQgwKCl9hZnRlcl9zZXEiYAoPSGlzdG9yeVJlc3BvbnNlEikKCG1lc3NhZ2VzGAEgAygLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCBIQCghoZWFkX3NlcRgDIAEoBCI3Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCIkChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgEIioKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkiKwoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlEhIKCm5vdGljZV9zZXEYASABKAQiNgoSRWRpdE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDAoEdGV4dBgCIAEoCSI/ChNFZGl0TWVzc2FnZVJlc3BvbnNlEhIKCm5vdGljZV9zZXEYASABKAQSFAoMZWRpdGVkX2F0X21zGAIgASgDIhoKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdCJfChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjMKDWNvbnZlcnNhdGlvbnMYASADKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24SDQoFZXBvY2gYAiABKAkiMQoWTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiRwoXTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2USLAoHY3Vyc29ycxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0IrQCCgxDb252ZXJzYXRpb24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi4KBGtpbmQYAiABKA4yIC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhAKCGhlYWRfc2VxGAQgASgEEhAKCHJlYWRfc2VxGAUgASgEEg4KBnVucmVhZBgGIAEoBBItCgxsYXN0X21lc3NhZ2UYByABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlEg8KB3BlZXJfaWQYCCABKAkSEAoIZ3JvdXBfaWQYCSABKAkSJwoFdG9waWMYCiABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZxINCgVtdXRlZBgLIAEoCBIOCgZjbG9zZWQYDCABKAgiiQIKB01lc3NhZ2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBBISCgptZXNzYWdlX2lkGAMgASgJEg4KBnNlbmRlchgEIAEoCRISCgpzZW50X2F0X21zGAUgASgDEgwKBHRleHQYBiABKAkSFQoNY2xpZW50X21zZ19pZBgHIAEoCRIrCgZzeXN0ZW0YCCABKAsyGy5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudBInCgV0b3BpYxgJIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlRvcGljVGFnEg8KB2RlbGV0ZWQYCiABKAgSFAoMZWRpdGVkX2F0X21zGAsgASgDIsYDCgtTeXN0ZW1FdmVudBIuCgRraW5kGAEgASgOMiAuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQuS2luZBIPCgd1c2VyX2lkGAIgASgJEhAKCGFjdG9yX2lkGAMgASgJEg4KBmRldGFpbBgEIAEoCRISCgptZXNzYWdlX2lkGAUgASgJIr8CCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIWChJLSU5EX0dST1VQX0NSRUFURUQQARIWChJLSU5EX01FTUJFUl9KT0lORUQQAhIUChBLSU5EX01FTUJFUl9MRUZUEAMSFwoTS0lORF9NRU1CRVJfUkVNT1ZFRBAEEhUKEUtJTkRfUk9MRV9DSEFOR0VEEAUSFgoSS0lORF9UT1BJQ19SRU5BTUVEEAYSIwofS0lORF9DT05UQUNUX1JFTU9WRURfRlJPTV9UT1BJQxAHEhsKF0tJTkRfQ09OVEFDVF9MRUZUX1RPUElDEAgSHgoaS0lORF9PV05FUlNISVBfVFJBTlNGRVJSRUQQCRIYChRLSU5EX01FU1NBR0VfREVMRVRFRBAKEhcKE0tJTkRfTUVTU0FHRV9FRElURUQQCyKEAQoIVG9waWNUYWcSEAoIdG9waWNfaWQYASABKAkSEgoKdG9waWNfbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRISCgpjb250YWN0X2lkGAQgASgJEhQKDGJyb2FkY2FzdF9pZBgFIAEoCRIWCg5mb3J3YXJkZWRfZnJvbRgGIAEoCSJJCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghyZWFkX3NlcRgDIAEoBCJSCg9EZWxpdmVyeVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNZGVsaXZlcmVkX3NlcRgDIAEoBCIxCg5QcmVzZW5jZVVwZGF0ZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCL1AQoTQ29udmVyc2F0aW9uQ2hhbmdlZBI6CgZjaGFuZ2UYASABKA4yKi5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkLkNoYW5nZRIyCgxjb252ZXJzYXRpb24YAiABKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24ibgoGQ2hhbmdlEhYKEkNIQU5HRV9VTlNQRUNJRklFRBAAEhAKDENIQU5HRV9BRERFRBABEhIKDkNIQU5HRV9SRU1PVkVEEAISEgoOQ0hBTkdFX0lOVklURUQQAxISCg5DSEFOR0VfVVBEQVRFRBAEIl0KBVJlYWR5EhIKCnNlc3Npb25faWQYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoCRINCgVlcG9jaBgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0iNQoMU3luY0NvbXBsZXRlEiUKBWhlYWRzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuQ3Vyc29yIoACCgNHYXASFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEEg4KBnRvX3NlcRgDIAEoBBIqCgZyZWFzb24YBCABKA4yGi5zd2l0Y2hib2FyZC52MS5HYXAuUmVhc29uEg4KBmRldGFpbBgFIAEoCSKBAQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFJFQVNPTl9FUE9DSF9DSEFOR0VEEAESFwoTUkVBU09OX0NVUlNPUl9BSEVBRBACEhQKEFJFQVNPTl9UUlVOQ0FURUQQAxIWChJSRUFTT05fVU5BVkFJTEFCTEUQBCIjCglIZWFydGJlYXQSFgoOc2VydmVyX3RpbWVfbXMYASABKAMiMwoJUmVjb25uZWN0Eg4KBnJlYXNvbhgBIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgCIAEoDSLuAwoFRXZlbnQSJgoFcmVhZHkYASABKAsyFS5zd2l0Y2hib2FyZC52MS5SZWFkeUgAEioKB21lc3NhZ2UYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlSAASLgoHcmVjZWlwdBgDIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0SAASMgoIcHJlc2VuY2UYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5QcmVzZW5jZVVwZGF0ZUgAEjsKDGNvbnZlcnNhdGlvbhgFIAEoCzIjLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWRIABIuCgZzeW5jZWQYBiABKAsyHC5zd2l0Y2hib2FyZC52MS5TeW5jQ29tcGxldGVIABIiCgNnYXAYByABKAsyEy5zd2l0Y2hib2FyZC52MS5HYXBIABIuCgloZWFydGJlYXQYCCABKAsyGS5zd2l0Y2hib2FyZC52MS5IZWFydGJlYXRIABIuCglyZWNvbm5lY3QYCSABKAsyGS5zd2l0Y2hib2FyZC52MS5SZWNvbm5lY3RIABI0CglkZWxpdmVyZWQYCiABKAsyHy5zd2l0Y2hib2FyZC52MS5EZWxpdmVyeVJlY2VpcHRIAEIGCgRraW5kIt8BCgVHcm91cBIQCghncm91cF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEioKBnBvbGljeRgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSFQoNY3JlYXRlZF9hdF9tcxgFIAEoAxIUCgxtZW1iZXJfY291bnQYBiABKA0SFwoPY29udmVyc2F0aW9uX2lkGAcgASgJEjIKB2hpc3RvcnkYCCABKA4yIS5zd2l0Y2hib2FyZC52MS5IaXN0b3J5VmlzaWJpbGl0eSJjCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSDgoGb25saW5lGAQgASgIIpIBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIqCgZwb2xpY3kYAiABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5Eg4KBmludml0ZRgDIAMoCRIyCgdoaXN0b3J5GAQgASgOMiEuc3dpdGNoYm9hcmQudjEuSGlzdG9yeVZpc2liaWxpdHkiOwoTQ3JlYXRlR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIjgKE0ludml0ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIuChRJbnZpdGVNZW1iZXJSZXNwb25zZRIWCg5hbHJlYWR5X21lbWJlchgBIAEoCCIkChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIlAKEUpvaW5Hcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASFQoNam9pbmVkX2F0X3NlcRgCIAEoBCIlChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiOAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl0KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIhUKE0xpc3RNeUdyb3Vwc1JlcXVlc3QiaQoUTGlzdE15R3JvdXBzUmVzcG9uc2USJQoGZ3JvdXBzGAEgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASKgoLaW52aXRhdGlvbnMYAiADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCImChJMaXN0TWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyKpQBChBDb252ZXJzYXRpb25LaW5kEiEKHUNPTlZFUlNBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OVkVSU0FUSU9OX0tJTkRfRElSRUNUEAESGwoXQ09OVkVSU0FUSU9OX0tJTkRfR1JPVVAQAhIiCh5DT05WRVJTQVRJT05fS0lORF9UT1BJQ19USFJFQUQQAypcCgpKb2luUG9saWN5EhsKF0pPSU5fUE9MSUNZX1VOU1BFQ0lGSUVEEAASFAoQSk9JTl9QT0xJQ1lfT1BFThABEhsKF0pPSU5fUE9MSUNZX0lOVklURV9PTkxZEAIqdQoRSGlzdG9yeVZpc2liaWxpdHkSIgoeSElTVE9SWV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWSElTVE9SWV9WSVNJQklMSVRZX0FMTBABEiAKHEhJU1RPUllfVklTSUJJTElUWV9GUk9NX0pPSU4QAipNCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAhIOCgpST0xFX09XTkVSEAMyxgIKDkFjY291bnRTZXJ2aWNlEk0KCFJlZ2lzdGVyEh8uc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXNwb25zZRJECgVMb2dpbhIcLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVxdWVzdBodLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVzcG9uc2USRwoGTG9nb3V0Eh0uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVxdWVzdBoeLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlc3BvbnNlElYKDkxvZ2luV2l0aFRva2VuEiUuc3dpdGNoYm9hcmQudjEuTG9naW5XaXRoVG9rZW5SZXF1ZXN0Gh0uc3dpdGNoYm9hcmQudjEuTG9naW5SZXNwb25zZTKeAgoOQ29udGFjdFNlcnZpY2USUwoKQWRkQ29udGFjdBIhLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlc3BvbnNlElwKDVJlbW92ZUNvbnRhY3QSJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXNwb25zZRJZCgxMaXN0Q29udGFjdHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVzcG9uc2UyggYKC0NoYXRTZXJ2aWNlEkYKCVN1YnNjcmliZRIgLnN3aXRjaGJvYXJkLnYxLlN1YnNjcmliZVJlcXVlc3QaFS5zd2l0Y2hib2FyZC52MS5FdmVudDABEkEKBFNlbmQSGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBocLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXNwb25zZRJJCgpTZW5kU3RyZWFtEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaGi5zd2l0Y2hib2FyZC52MS5TZW5kUmVzdWx0KAEwARJKCgdIaXN0b3J5Eh4uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlcXVlc3QaHy5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVzcG9uc2USTQoITWFya1JlYWQSHy5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlc3BvbnNlEmgKEUxpc3RDb252ZXJzYXRpb25zEiguc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gikuc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJiCg9MaXN0UmVhZEN1cnNvcnMSJi5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2USXAoNRGVsZXRlTWVzc2FnZRIkLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlElYKC0VkaXRNZXNzYWdlEiIuc3dpdGNoYm9hcmQudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuRWRpdE1lc3NhZ2VSZXNwb25zZTLUBQoMR3JvdXBTZXJ2aWNlElYKC0NyZWF0ZUdyb3VwEiIuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJZCgxJbnZpdGVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USUAoJSm9pbkdyb3VwEiAuc3dpdGNoYm9hcmQudjEuSm9pbkdyb3VwUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlc3BvbnNlElMKCkxlYXZlR3JvdXASIS5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkxlYXZlR3JvdXBSZXNwb25zZRJZCgxSZW1vdmVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USXAoNU2V0TWVtYmVyUm9sZRIkLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlElkKDExpc3RNeUdyb3VwcxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RNeUdyb3Vwc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXNwb25zZRJWCgtMaXN0TWVtYmVycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message switchboard.v1.User
@@ -723,6 +723,94 @@ export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*
   messageDesc(file_switchboard_v1_switchboard, 24);
 
 /**
+ * @generated from message switchboard.v1.DeleteMessageRequest
+ */
+export type DeleteMessageRequest = Message$1<"switchboard.v1.DeleteMessageRequest"> & {
+  /**
+   * As in Message.message_id: `<conversation>#<seq>`.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteMessageRequest.
+ * Use `create(DeleteMessageRequestSchema)` to create a new message.
+ */
+export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 25);
+
+/**
+ * @generated from message switchboard.v1.DeleteMessageResponse
+ */
+export type DeleteMessageResponse = Message$1<"switchboard.v1.DeleteMessageResponse"> & {
+  /**
+   * The seq of the system message that says so; 0 if it was deleted already.
+   *
+   * @generated from field: uint64 notice_seq = 1;
+   */
+  noticeSeq: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.DeleteMessageResponse.
+ * Use `create(DeleteMessageResponseSchema)` to create a new message.
+ */
+export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 26);
+
+/**
+ * @generated from message switchboard.v1.EditMessageRequest
+ */
+export type EditMessageRequest = Message$1<"switchboard.v1.EditMessageRequest"> & {
+  /**
+   * As in Message.message_id: `<conversation>#<seq>`.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * The new text: the same rules as a sent message's.
+   *
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message switchboard.v1.EditMessageRequest.
+ * Use `create(EditMessageRequestSchema)` to create a new message.
+ */
+export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 27);
+
+/**
+ * @generated from message switchboard.v1.EditMessageResponse
+ */
+export type EditMessageResponse = Message$1<"switchboard.v1.EditMessageResponse"> & {
+  /**
+   * The seq of the system message that says so; 0 if the text was the same.
+   *
+   * @generated from field: uint64 notice_seq = 1;
+   */
+  noticeSeq: bigint;
+
+  /**
+   * @generated from field: int64 edited_at_ms = 2;
+   */
+  editedAtMs: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.EditMessageResponse.
+ * Use `create(EditMessageResponseSchema)` to create a new message.
+ */
+export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 28);
+
+/**
  * @generated from message switchboard.v1.ListConversationsRequest
  */
 export type ListConversationsRequest = Message$1<"switchboard.v1.ListConversationsRequest"> & {
@@ -733,7 +821,7 @@ export type ListConversationsRequest = Message$1<"switchboard.v1.ListConversatio
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 25);
+  messageDesc(file_switchboard_v1_switchboard, 29);
 
 /**
  * @generated from message switchboard.v1.ListConversationsResponse
@@ -757,7 +845,7 @@ export type ListConversationsResponse = Message$1<"switchboard.v1.ListConversati
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 26);
+  messageDesc(file_switchboard_v1_switchboard, 30);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsRequest
@@ -774,7 +862,7 @@ export type ListReadCursorsRequest = Message$1<"switchboard.v1.ListReadCursorsRe
  * Use `create(ListReadCursorsRequestSchema)` to create a new message.
  */
 export const ListReadCursorsRequestSchema: GenMessage<ListReadCursorsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 27);
+  messageDesc(file_switchboard_v1_switchboard, 31);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsResponse
@@ -791,7 +879,7 @@ export type ListReadCursorsResponse = Message$1<"switchboard.v1.ListReadCursorsR
  * Use `create(ListReadCursorsResponseSchema)` to create a new message.
  */
 export const ListReadCursorsResponseSchema: GenMessage<ListReadCursorsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 28);
+  messageDesc(file_switchboard_v1_switchboard, 32);
 
 /**
  * @generated from message switchboard.v1.Conversation
@@ -881,7 +969,7 @@ export type Conversation = Message$1<"switchboard.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 29);
+  messageDesc(file_switchboard_v1_switchboard, 33);
 
 /**
  * @generated from message switchboard.v1.Message
@@ -939,12 +1027,20 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
   topic?: TopicTag | undefined;
 
   /**
-   * The text is gone from storage (its sender's account was deleted): a
-   * tombstone, `text` empty, shown as "message deleted".
+   * The text is gone from storage (deleted for everyone, or its sender's
+   * account was deleted): a tombstone, `text` empty, shown as "message
+   * deleted".
    *
    * @generated from field: bool deleted = 10;
    */
   deleted: boolean;
+
+  /**
+   * When its sender last edited it (0: never); `text` is the latest.
+   *
+   * @generated from field: int64 edited_at_ms = 11;
+   */
+  editedAtMs: bigint;
 };
 
 /**
@@ -952,7 +1048,7 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 30);
+  messageDesc(file_switchboard_v1_switchboard, 34);
 
 /**
  * @generated from message switchboard.v1.SystemEvent
@@ -981,6 +1077,13 @@ export type SystemEvent = Message$1<"switchboard.v1.SystemEvent"> & {
    * @generated from field: string detail = 4;
    */
   detail: string;
+
+  /**
+   * The message the event is about (KIND_MESSAGE_DELETED, KIND_MESSAGE_EDITED).
+   *
+   * @generated from field: string message_id = 5;
+   */
+  messageId: string;
 };
 
 /**
@@ -988,7 +1091,7 @@ export type SystemEvent = Message$1<"switchboard.v1.SystemEvent"> & {
  * Use `create(SystemEventSchema)` to create a new message.
  */
 export const SystemEventSchema: GenMessage<SystemEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 31);
+  messageDesc(file_switchboard_v1_switchboard, 35);
 
 /**
  * @generated from enum switchboard.v1.SystemEvent.Kind
@@ -1046,13 +1149,28 @@ export enum SystemEvent_Kind {
    * @generated from enum value: KIND_OWNERSHIP_TRANSFERRED = 9;
    */
   OWNERSHIP_TRANSFERRED = 9,
+
+  /**
+   * `actor_id` deleted `message_id` (sent by `user_id`) for everyone: a
+   * client marks that message deleted and drops its text.
+   *
+   * @generated from enum value: KIND_MESSAGE_DELETED = 10;
+   */
+  MESSAGE_DELETED = 10,
+
+  /**
+   * `actor_id` edited `message_id`: a client reads that message again.
+   *
+   * @generated from enum value: KIND_MESSAGE_EDITED = 11;
+   */
+  MESSAGE_EDITED = 11,
 }
 
 /**
  * Describes the enum switchboard.v1.SystemEvent.Kind.
  */
 export const SystemEvent_KindSchema: GenEnum<SystemEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 31, 0);
+  enumDesc(file_switchboard_v1_switchboard, 35, 0);
 
 /**
  * Identifies a topic thread from either side.
@@ -1102,7 +1220,7 @@ export type TopicTag = Message$1<"switchboard.v1.TopicTag"> & {
  * Use `create(TopicTagSchema)` to create a new message.
  */
 export const TopicTagSchema: GenMessage<TopicTag> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 32);
+  messageDesc(file_switchboard_v1_switchboard, 36);
 
 /**
  * @generated from message switchboard.v1.ReadReceipt
@@ -1129,7 +1247,7 @@ export type ReadReceipt = Message$1<"switchboard.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 33);
+  messageDesc(file_switchboard_v1_switchboard, 37);
 
 /**
  * A message reached one of the user's devices (reported for topic threads,
@@ -1159,7 +1277,7 @@ export type DeliveryReceipt = Message$1<"switchboard.v1.DeliveryReceipt"> & {
  * Use `create(DeliveryReceiptSchema)` to create a new message.
  */
 export const DeliveryReceiptSchema: GenMessage<DeliveryReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 34);
+  messageDesc(file_switchboard_v1_switchboard, 38);
 
 /**
  * @generated from message switchboard.v1.PresenceUpdate
@@ -1181,7 +1299,7 @@ export type PresenceUpdate = Message$1<"switchboard.v1.PresenceUpdate"> & {
  * Use `create(PresenceUpdateSchema)` to create a new message.
  */
 export const PresenceUpdateSchema: GenMessage<PresenceUpdate> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 35);
+  messageDesc(file_switchboard_v1_switchboard, 39);
 
 /**
  * A conversation appeared in (added) or disappeared from (removed) the
@@ -1206,7 +1324,7 @@ export type ConversationChanged = Message$1<"switchboard.v1.ConversationChanged"
  * Use `create(ConversationChangedSchema)` to create a new message.
  */
 export const ConversationChangedSchema: GenMessage<ConversationChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 36);
+  messageDesc(file_switchboard_v1_switchboard, 40);
 
 /**
  * @generated from enum switchboard.v1.ConversationChanged.Change
@@ -1242,7 +1360,7 @@ export enum ConversationChanged_Change {
  * Describes the enum switchboard.v1.ConversationChanged.Change.
  */
 export const ConversationChanged_ChangeSchema: GenEnum<ConversationChanged_Change> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 36, 0);
+  enumDesc(file_switchboard_v1_switchboard, 40, 0);
 
 /**
  * @generated from message switchboard.v1.Ready
@@ -1277,7 +1395,7 @@ export type Ready = Message$1<"switchboard.v1.Ready"> & {
  * Use `create(ReadySchema)` to create a new message.
  */
 export const ReadySchema: GenMessage<Ready> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 37);
+  messageDesc(file_switchboard_v1_switchboard, 41);
 
 /**
  * @generated from message switchboard.v1.SyncComplete
@@ -1296,7 +1414,7 @@ export type SyncComplete = Message$1<"switchboard.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 38);
+  messageDesc(file_switchboard_v1_switchboard, 42);
 
 /**
  * The server cannot prove the client has everything: a hole the client must
@@ -1338,7 +1456,7 @@ export type Gap = Message$1<"switchboard.v1.Gap"> & {
  * Use `create(GapSchema)` to create a new message.
  */
 export const GapSchema: GenMessage<Gap> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 39);
+  messageDesc(file_switchboard_v1_switchboard, 43);
 
 /**
  * @generated from enum switchboard.v1.Gap.Reason
@@ -1382,7 +1500,7 @@ export enum Gap_Reason {
  * Describes the enum switchboard.v1.Gap.Reason.
  */
 export const Gap_ReasonSchema: GenEnum<Gap_Reason> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 39, 0);
+  enumDesc(file_switchboard_v1_switchboard, 43, 0);
 
 /**
  * @generated from message switchboard.v1.Heartbeat
@@ -1399,7 +1517,7 @@ export type Heartbeat = Message$1<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 40);
+  messageDesc(file_switchboard_v1_switchboard, 44);
 
 /**
  * The gateway is going away: reconnect (to any gateway) with your cursors.
@@ -1423,7 +1541,7 @@ export type Reconnect = Message$1<"switchboard.v1.Reconnect"> & {
  * Use `create(ReconnectSchema)` to create a new message.
  */
 export const ReconnectSchema: GenMessage<Reconnect> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 41);
+  messageDesc(file_switchboard_v1_switchboard, 45);
 
 /**
  * @generated from message switchboard.v1.Event
@@ -1500,7 +1618,7 @@ export type Event = Message$1<"switchboard.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 42);
+  messageDesc(file_switchboard_v1_switchboard, 46);
 
 /**
  * @generated from message switchboard.v1.Group
@@ -1552,7 +1670,7 @@ export type Group = Message$1<"switchboard.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 43);
+  messageDesc(file_switchboard_v1_switchboard, 47);
 
 /**
  * @generated from message switchboard.v1.Member
@@ -1584,7 +1702,7 @@ export type Member = Message$1<"switchboard.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 44);
+  messageDesc(file_switchboard_v1_switchboard, 48);
 
 /**
  * @generated from message switchboard.v1.CreateGroupRequest
@@ -1621,7 +1739,7 @@ export type CreateGroupRequest = Message$1<"switchboard.v1.CreateGroupRequest"> 
  * Use `create(CreateGroupRequestSchema)` to create a new message.
  */
 export const CreateGroupRequestSchema: GenMessage<CreateGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 45);
+  messageDesc(file_switchboard_v1_switchboard, 49);
 
 /**
  * @generated from message switchboard.v1.CreateGroupResponse
@@ -1638,7 +1756,7 @@ export type CreateGroupResponse = Message$1<"switchboard.v1.CreateGroupResponse"
  * Use `create(CreateGroupResponseSchema)` to create a new message.
  */
 export const CreateGroupResponseSchema: GenMessage<CreateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 46);
+  messageDesc(file_switchboard_v1_switchboard, 50);
 
 /**
  * @generated from message switchboard.v1.InviteMemberRequest
@@ -1660,7 +1778,7 @@ export type InviteMemberRequest = Message$1<"switchboard.v1.InviteMemberRequest"
  * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
 export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 47);
+  messageDesc(file_switchboard_v1_switchboard, 51);
 
 /**
  * @generated from message switchboard.v1.InviteMemberResponse
@@ -1677,7 +1795,7 @@ export type InviteMemberResponse = Message$1<"switchboard.v1.InviteMemberRespons
  * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
 export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 48);
+  messageDesc(file_switchboard_v1_switchboard, 52);
 
 /**
  * @generated from message switchboard.v1.JoinGroupRequest
@@ -1694,7 +1812,7 @@ export type JoinGroupRequest = Message$1<"switchboard.v1.JoinGroupRequest"> & {
  * Use `create(JoinGroupRequestSchema)` to create a new message.
  */
 export const JoinGroupRequestSchema: GenMessage<JoinGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 49);
+  messageDesc(file_switchboard_v1_switchboard, 53);
 
 /**
  * @generated from message switchboard.v1.JoinGroupResponse
@@ -1720,7 +1838,7 @@ export type JoinGroupResponse = Message$1<"switchboard.v1.JoinGroupResponse"> & 
  * Use `create(JoinGroupResponseSchema)` to create a new message.
  */
 export const JoinGroupResponseSchema: GenMessage<JoinGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 50);
+  messageDesc(file_switchboard_v1_switchboard, 54);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupRequest
@@ -1737,7 +1855,7 @@ export type LeaveGroupRequest = Message$1<"switchboard.v1.LeaveGroupRequest"> & 
  * Use `create(LeaveGroupRequestSchema)` to create a new message.
  */
 export const LeaveGroupRequestSchema: GenMessage<LeaveGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 51);
+  messageDesc(file_switchboard_v1_switchboard, 55);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupResponse
@@ -1750,7 +1868,7 @@ export type LeaveGroupResponse = Message$1<"switchboard.v1.LeaveGroupResponse"> 
  * Use `create(LeaveGroupResponseSchema)` to create a new message.
  */
 export const LeaveGroupResponseSchema: GenMessage<LeaveGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 52);
+  messageDesc(file_switchboard_v1_switchboard, 56);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberRequest
@@ -1772,7 +1890,7 @@ export type RemoveMemberRequest = Message$1<"switchboard.v1.RemoveMemberRequest"
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 53);
+  messageDesc(file_switchboard_v1_switchboard, 57);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberResponse
@@ -1785,7 +1903,7 @@ export type RemoveMemberResponse = Message$1<"switchboard.v1.RemoveMemberRespons
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 54);
+  messageDesc(file_switchboard_v1_switchboard, 58);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleRequest
@@ -1812,7 +1930,7 @@ export type SetMemberRoleRequest = Message$1<"switchboard.v1.SetMemberRoleReques
  * Use `create(SetMemberRoleRequestSchema)` to create a new message.
  */
 export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 55);
+  messageDesc(file_switchboard_v1_switchboard, 59);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleResponse
@@ -1825,7 +1943,7 @@ export type SetMemberRoleResponse = Message$1<"switchboard.v1.SetMemberRoleRespo
  * Use `create(SetMemberRoleResponseSchema)` to create a new message.
  */
 export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 56);
+  messageDesc(file_switchboard_v1_switchboard, 60);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsRequest
@@ -1838,7 +1956,7 @@ export type ListMyGroupsRequest = Message$1<"switchboard.v1.ListMyGroupsRequest"
  * Use `create(ListMyGroupsRequestSchema)` to create a new message.
  */
 export const ListMyGroupsRequestSchema: GenMessage<ListMyGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 57);
+  messageDesc(file_switchboard_v1_switchboard, 61);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsResponse
@@ -1862,7 +1980,7 @@ export type ListMyGroupsResponse = Message$1<"switchboard.v1.ListMyGroupsRespons
  * Use `create(ListMyGroupsResponseSchema)` to create a new message.
  */
 export const ListMyGroupsResponseSchema: GenMessage<ListMyGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 58);
+  messageDesc(file_switchboard_v1_switchboard, 62);
 
 /**
  * @generated from message switchboard.v1.ListMembersRequest
@@ -1879,7 +1997,7 @@ export type ListMembersRequest = Message$1<"switchboard.v1.ListMembersRequest"> 
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 59);
+  messageDesc(file_switchboard_v1_switchboard, 63);
 
 /**
  * @generated from message switchboard.v1.ListMembersResponse
@@ -1896,7 +2014,7 @@ export type ListMembersResponse = Message$1<"switchboard.v1.ListMembersResponse"
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 60);
+  messageDesc(file_switchboard_v1_switchboard, 64);
 
 /**
  * @generated from enum switchboard.v1.ConversationKind
@@ -2209,6 +2327,42 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListReadCursorsRequestSchema;
     output: typeof ListReadCursorsResponseSchema;
+  },
+  /**
+   * Deletes a message for everyone: its text is erased from storage and it
+   * stays in history as a tombstone (`Message.deleted`). Its sender may
+   * delete it, and in a group an owner or admin may delete anyone's. The
+   * deletion is a system message (KIND_MESSAGE_DELETED, naming the
+   * message) in the conversation's order, so every device sees it live and
+   * one that was away sees it when it resumes. System messages cannot be
+   * deleted (FAILED_PRECONDITION); someone else's message, PERMISSION_DENIED.
+   * Deleting a deleted message changes nothing and succeeds.
+   *
+   * @generated from rpc switchboard.v1.ChatService.DeleteMessage
+   */
+  deleteMessage: {
+    methodKind: "unary";
+    input: typeof DeleteMessageRequestSchema;
+    output: typeof DeleteMessageResponseSchema;
+  },
+  /**
+   * Replaces the text of one of the caller's own messages, within the
+   * deployment's edit window (SB_EDIT_WINDOW_SECS after it was sent;
+   * FAILED_PRECONDITION after it, or for a deleted or system message;
+   * PERMISSION_DENIED for someone else's). History shows the latest text
+   * and when it was edited (`Message.edited_at_ms`); the edit is a system
+   * message (KIND_MESSAGE_EDITED, naming the message) in the conversation's
+   * order, live and on resume. The notice does not carry the text: a
+   * client reads the message again (History with after_seq = seq - 1,
+   * limit 1), so a later deletion leaves no copy of any version behind.
+   * The same text again changes nothing and succeeds.
+   *
+   * @generated from rpc switchboard.v1.ChatService.EditMessage
+   */
+  editMessage: {
+    methodKind: "unary";
+    input: typeof EditMessageRequestSchema;
+    output: typeof EditMessageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_switchboard, 2);
