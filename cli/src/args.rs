@@ -111,6 +111,9 @@ pub enum Command {
         /// send is retried with it; a retry with the same id is stored once.
         #[arg(long)]
         id: Option<String>,
+        /// Answer this message of the same conversation (`<conversation>#<seq>`): it is quoted.
+        #[arg(long)]
+        reply_to: Option<String>,
     },
     /// Print live events; resumes from the saved cursors and reconnects on its own.
     Watch {

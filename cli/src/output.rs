@@ -70,6 +70,14 @@ pub fn message(m: &pb::Message) -> Value {
     if let Some(topic) = &m.topic {
         value["topic"] = topic_tag(topic);
     }
+    if let Some(quote) = &m.reply_to {
+        value["reply_to"] = json!({
+            "message_id": quote.message_id,
+            "sender": quote.sender,
+            "excerpt": quote.excerpt,
+            "deleted": quote.deleted,
+        });
+    }
     value
 }
 

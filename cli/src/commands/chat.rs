@@ -17,28 +17,25 @@ fn unanswered(status: &tonic::Status) -> bool {
     )
 }
 
-pub async fn send(
-    mut session: Session,
-    to: &str,
-    text: &str,
-    group: bool,
-    conversation: bool,
-    id: Option<String>,
-    out: &Output,
-) -> anyhow::Result<()> {
-    let to = if conversation {
-        To::ConversationId(to.to_owned())
-    } else if group {
-        To::GroupId(to.trim_start_matches("g:").to_owned())
-    } else {
-        To::UserId(to.to_owned())
-    };
-    let client_msg_id =
-        id.unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(16)));
+/// One message to send.
+pub struct Outgoing {
+    pub to: To,
+    pub text: String,
+    /// The client message id (a new one when `None`).
+    pub id: Option<String>,
+    /// The message it answers (empty: none).
+    pub reply_to: String,
+}
+
+pub async fn send(mut session: Session, message: Outgoing, out: &Output) -> anyhow::Result<()> {
+    let client_msg_id = message
+        .id
+        .unwrap_or_else(|| format!("cli-{}", switchboard_shared::ids::random_token(16)));
     let request = pb::SendRequest {
-        to: Some(to),
+        to: Some(message.to),
         client_msg_id: client_msg_id.clone(),
-        text: text.to_owned(),
+        text: message.text,
+        reply_to: message.reply_to,
     };
     // An unanswered send may have been stored: it is sent again with the
     // same id, which the server answers once, however often it arrives.

@@ -14,6 +14,7 @@ use crate::args::{Args, Command};
 use crate::client::{self, Clients};
 use crate::output::Output;
 use crate::profile::{self, Profile};
+use switchboard_proto::pb::send_request::To;
 
 /// What every command that needs a login gets.
 pub struct Session {
@@ -85,17 +86,22 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             group,
             conversation,
             id,
+            reply_to,
         } => {
-            chat::send(
-                Session::open(&args).await?,
+            let to = if *conversation {
+                To::ConversationId(to.clone())
+            } else if *group {
+                To::GroupId(to.trim_start_matches("g:").to_owned())
+            } else {
+                To::UserId(to.clone())
+            };
+            let message = chat::Outgoing {
                 to,
-                &text.join(" "),
-                *group,
-                *conversation,
-                id.clone(),
-                out,
-            )
-            .await
+                text: text.join(" "),
+                id: id.clone(),
+                reply_to: reply_to.clone().unwrap_or_default(),
+            };
+            chat::send(Session::open(&args).await?, message, out).await
         }
         Command::Watch {
             until_synced,

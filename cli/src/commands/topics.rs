@@ -272,6 +272,7 @@ async fn send_in(
             to: Some(To::ConversationId(conversation)),
             client_msg_id: format!("cli-{}", switchboard_shared::ids::random_token(16)),
             text,
+            reply_to: String::new(),
         })
         .await?
         .into_inner();

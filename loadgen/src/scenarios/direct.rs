@@ -67,6 +67,7 @@ pub async fn run(
                     to: Some(To::UserId(receiver)),
                     client_msg_id: format!("d{scheduled_ns}"),
                     text: payload(scheduled_ns, size),
+                    reply_to: String::new(),
                 };
                 let ack = match stream {
                     Some(stream) => stream.send(request).await?,

@@ -109,6 +109,7 @@ pub async fn run(
                         to: Some(To::GroupId(group_id)),
                         client_msg_id: format!("g{scheduled_ns}"),
                         text: payload(scheduled_ns, size),
+                        reply_to: String::new(),
                     })
                     .await
                     .map_err(|s| s.to_string())?

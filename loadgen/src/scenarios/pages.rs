@@ -77,6 +77,7 @@ pub async fn run(
             to: Some(To::UserId(reader.user.clone())),
             client_msg_id: "seed".into(),
             text: payload(unix_nanos(), 200),
+            reply_to: String::new(),
         })
         .await?;
     let conversation =

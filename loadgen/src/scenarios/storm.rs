@@ -46,6 +46,7 @@ pub async fn run(origin: &Origin, prefix: &str, clients: usize) -> anyhow::Resul
                     to: Some(To::UserId(to)),
                     client_msg_id: String::new(),
                     text: payload(unix_nanos(), 100),
+                    reply_to: String::new(),
                 })
                 .await?
                 .into_inner();

@@ -28,6 +28,7 @@ pub mod membership;
 pub mod messaging;
 pub mod outbox;
 pub mod posting;
+pub mod quotes;
 pub mod remembered;
 pub mod routing;
 pub mod service;

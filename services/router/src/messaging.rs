@@ -75,6 +75,7 @@ impl Router {
             (page, more)
         };
         messages.sort_by_key(|m| m.seq);
+        self.fill_quotes(&mut messages).await?;
         Ok(pb::HistoryResponse {
             messages,
             has_more,

@@ -59,6 +59,7 @@ impl Router {
             }
         }
         let count = messages.len();
+        self.fill_quotes(&mut messages).await?;
         self.deliver_messages(messages, &epoch).await?;
         switchboard_shared::metrics::metrics()
             .redelivered

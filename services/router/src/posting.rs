@@ -275,6 +275,9 @@ impl Router {
                 )
             }
         };
+        let reply_to = self
+            .quote_for_send(&caller.user, &conv, &req.reply_to)
+            .await?;
         let now = now_ms();
         let item = NewMessage {
             conversation: conv.clone(),
@@ -284,6 +287,7 @@ impl Router {
                 text,
                 client_msg_id: client_msg_id.to_string(),
                 topic: topic_tag,
+                reply_to,
                 ..Default::default()
             },
             admission,

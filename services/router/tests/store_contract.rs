@@ -437,6 +437,33 @@ async fn a_senders_messages_are_erased_to_tombstones_and_others_stay() {
 }
 
 #[tokio::test]
+async fn a_quote_is_stored_as_a_pointer_without_the_quoted_text() {
+    on_each_store(|store| async move {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let conv = ConversationId::direct(alice.clone(), bob.clone());
+        store
+            .append(single(&conv, &alice, "the secret", None))
+            .await
+            .unwrap();
+        let mut answer = single(&conv, &bob, "noted", None);
+        answer.items[0].message.reply_to = Some(pb::Quote {
+            message_id: format!("{conv}#1"),
+            sender: "alice".into(),
+            excerpt: "the secret".into(),
+            deleted: false,
+        });
+        store.append(answer).await.unwrap();
+        let stored = store.messages_at(&conv, &[2, 7]).await.unwrap();
+        assert_eq!(stored.len(), 1, "only the seqs that exist");
+        let quote = stored[0].reply_to.clone().unwrap();
+        assert_eq!(quote.message_id, format!("{conv}#1"));
+        assert_eq!(quote.sender, "alice");
+        assert!(quote.excerpt.is_empty(), "{quote:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_deleted_group_is_gone_from_every_list_and_remembers_who_was_in_it() {
     on_each_store(|store| async move {
         let (owner, bob, carol) = (user("owner"), user("bob"), user("carol"));

@@ -81,6 +81,14 @@ export function chatMessage(message: Message): ChatMessage {
     topic: topicRef(message.topic),
     deleted: message.deleted || undefined,
     editedAtMs: num(message.editedAtMs) || undefined,
+    replyTo: message.replyTo
+      ? {
+          messageId: message.replyTo.messageId,
+          sender: message.replyTo.sender,
+          excerpt: message.replyTo.excerpt,
+          deleted: message.replyTo.deleted,
+        }
+      : undefined,
   };
 }
 

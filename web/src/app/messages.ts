@@ -6,6 +6,7 @@ import { chatMessage } from "../api/convert";
 import { describeError, errorClause } from "../api/errors";
 import { withRetry } from "../api/retry";
 import { newClientMsgId } from "../api/session";
+import type { Quote } from "../state/model";
 import type { AppContext } from "./context";
 
 const HISTORY_PAGE = 40;
@@ -53,13 +54,18 @@ export class Messages {
   }
 
   /** Sends to a conversation; the message shows as pending until stored. */
-  send(conversationId: string, text: string): void {
+  send(conversationId: string, text: string, replyTo?: Quote): void {
     const store = this.ctx.store();
     const clientMsgId = newClientMsgId();
     store.addPending({ clientMsgId, place: conversationId, text });
     this.deliver(clientMsgId, async () => {
       const answer = await withRetry(() =>
-        this.ctx.clients.chat.send({ to: { case: "conversationId", value: conversationId }, clientMsgId, text }),
+        this.ctx.clients.chat.send({
+          to: { case: "conversationId", value: conversationId },
+          clientMsgId,
+          text,
+          replyTo: replyTo?.messageId ?? "",
+        }),
       );
       store.applyAck({
         conversationId: answer.conversationId,
@@ -70,6 +76,7 @@ export class Messages {
         text,
         clientMsgId,
         topic: store.thread(conversationId)?.info.topic,
+        replyTo,
       });
     });
   }

@@ -1,6 +1,6 @@
 // A conversation's messages: ascending by seq, each seq once.
 
-import type { ChatMessage } from "./model";
+import type { ChatMessage, Quote } from "./model";
 
 /**
  * Inserts `message` in seq order; a seq already held is a duplicate (a
@@ -30,6 +30,22 @@ export function sortedInsert(messages: ChatMessage[], message: ChatMessage): boo
 /** What a message says on screen: a tombstone says it was deleted. */
 export function shownText(message: ChatMessage): string {
   return message.deleted ? "message deleted" : message.text;
+}
+
+const EXCERPT_CHARS = 120;
+
+/** How a reply quotes `message` (as the server would: one line, cut with "…"). */
+export function quoteOf(message: ChatMessage): Quote {
+  const line = message.text.split(/\s+/).filter(Boolean).join(" ");
+  const chars = [...line];
+  const excerpt = chars.length <= EXCERPT_CHARS ? line : `${chars.slice(0, EXCERPT_CHARS - 1).join("")}…`;
+  return { messageId: message.messageId, sender: message.sender, excerpt: message.deleted ? "" : excerpt, deleted: !!message.deleted };
+}
+
+/** The seq in a message id (`<conversation>#<seq>`); 0 if there is none. */
+export function seqOf(messageId: string): number {
+  const seq = Number(messageId.slice(messageId.lastIndexOf("#") + 1));
+  return Number.isInteger(seq) && seq > 0 ? seq : 0;
 }
 
 export function startsBlock(previous: ChatMessage | undefined, message: ChatMessage): boolean {

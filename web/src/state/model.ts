@@ -24,6 +24,15 @@ export interface SystemNote {
   messageId?: string;
 }
 
+/** The message a reply answers, as it reads now. */
+export interface Quote {
+  messageId: string;
+  sender: string;
+  /** Its text's start; empty when deleted. */
+  excerpt: string;
+  deleted: boolean;
+}
+
 export interface ChatMessage {
   conversationId: string;
   seq: number;
@@ -39,6 +48,8 @@ export interface ChatMessage {
   deleted?: boolean;
   /** When its sender last edited it; `text` is the latest. */
   editedAtMs?: number;
+  /** The message this one answers. */
+  replyTo?: Quote;
 }
 
 /** A conversation's summary, as ListConversations and ConversationChanged give it. */

@@ -280,3 +280,18 @@ describe("ChatStore: edited", () => {
     expect(store.thread("g:one")!.info.lastMessage?.text).toBe("at 6");
   });
 });
+
+describe("quotes", () => {
+  it("quote a message as the server would: one line, cut, nothing of a tombstone", async () => {
+    const { quoteOf, seqOf } = await import("./messages");
+    const long = message("g:one", 4, "ben", `a  b\n${"x".repeat(200)}`);
+    const quote = quoteOf(long);
+    expect(quote.messageId).toBe("g:one#4");
+    expect([...quote.excerpt].length).toBe(120);
+    expect(quote.excerpt.startsWith("a b x")).toBe(true);
+    expect(quote.excerpt.endsWith("…")).toBe(true);
+    expect(quoteOf({ ...long, text: "", deleted: true })).toMatchObject({ excerpt: "", deleted: true });
+    expect(seqOf("t:tabc:ann#12")).toBe(12);
+    expect(seqOf("nonsense")).toBe(0);
+  });
+});

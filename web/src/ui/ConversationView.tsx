@@ -4,6 +4,8 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import type { Controller } from "../app/controller";
+import { quoteOf } from "../state/messages";
+import type { ChatMessage } from "../state/model";
 import type { Thread } from "../state/store";
 import { Composer } from "./Composer";
 import { listNames } from "./format";
@@ -21,6 +23,7 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
   const thread = store.thread(conversationId);
   const [draft, setDraft] = useState("");
   const [showMembers, setShowMembers] = useState(false);
+  const [replying, setReplying] = useState<ChatMessage | undefined>(undefined);
   const heading = useRef<HTMLHeadingElement>(null);
   const info = thread?.info;
 
@@ -110,7 +113,18 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
             onDiscard={(id) => controller.messages.discard(id)}
             onDelete={(id) => void controller.messages.remove(id)}
             onEdit={(id, text) => controller.messages.edit(id, text)}
+            onReply={info.closed ? undefined : setReplying}
           />
+          {replying && (
+            <div class="replying" role="status">
+              <span>
+                Replying to <strong>{replying.sender}</strong>: {quoteOf(replying).excerpt}
+              </span>
+              <button type="button" class="link" aria-label="Cancel the reply" onClick={() => setReplying(undefined)}>
+                Cancel
+              </button>
+            </div>
+          )}
           <Composer
             label={`Message to ${info.title}`}
             value={draft}
@@ -118,8 +132,9 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
             autoFocus
             closedReason={info.closed ? "This conversation is closed: its history stays readable, but nobody can write here any more." : undefined}
             onSend={(text) => {
-              controller.messages.send(conversationId, text);
+              controller.messages.send(conversationId, text, replying && quoteOf(replying));
               setDraft("");
+              setReplying(undefined);
             }}
           />
         </div>

@@ -5,7 +5,7 @@ import type { ComponentChildren } from "preact";
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { ChatMessage } from "../state/model";
-import { shownText, startsBlock } from "../state/messages";
+import { seqOf, shownText, startsBlock } from "../state/messages";
 import type { PendingSend } from "../state/store";
 import { fullTime, shortTime } from "./format";
 
@@ -32,6 +32,8 @@ interface Props {
   onDelete?: (messageId: string) => void;
   /** Offers "Edit" on the reader's own messages; resolves to whether it was saved. */
   onEdit?: (messageId: string, text: string) => Promise<boolean>;
+  /** Offers "Reply" on every message. */
+  onReply?: (message: ChatMessage) => void;
   compact?: boolean;
 }
 
@@ -68,6 +70,22 @@ export function MessageList(props: Props) {
     }
   }
 
+  /** Brings a quoted message into view (loading older pages until it is held) and marks it a moment. */
+  async function jumpTo(seq: number) {
+    const el = box.current;
+    if (!el || !seq) return;
+    const find = () => el.querySelector<HTMLElement>(`li.message[data-seq="${seq}"]`);
+    for (let pages = 0; !find() && props.onLoadOlder && props.hasMore && pages < 25; pages++) {
+      await props.onLoadOlder();
+    }
+    const target = find();
+    if (!target) return;
+    stick.current = false;
+    target.scrollIntoView({ block: "center" });
+    target.classList.add("highlight");
+    setTimeout(() => target.classList.remove("highlight"), 1500);
+  }
+
   function onScroll() {
     const el = box.current;
     if (!el) return;
@@ -100,6 +118,8 @@ export function MessageList(props: Props) {
             pickLabel={props.pickLabel}
             onDelete={props.onDelete}
             onEdit={props.onEdit}
+            onReply={props.onReply}
+            onJump={(seq) => void jumpTo(seq)}
           />
         ))}
         {props.pending?.map((send) => (
@@ -139,6 +159,8 @@ function MessageItem({
   pickLabel,
   onDelete,
   onEdit,
+  onReply,
+  onJump,
 }: {
   message: ChatMessage;
   mine: boolean;
@@ -148,6 +170,8 @@ function MessageItem({
   pickLabel?: string;
   onDelete?: (messageId: string) => void;
   onEdit?: (messageId: string, text: string) => Promise<boolean>;
+  onReply?: (message: ChatMessage) => void;
+  onJump?: (seq: number) => void;
 }) {
   const [draft, setDraft] = useState<string | undefined>(undefined);
   if (message.system || !message.sender) {
@@ -157,9 +181,24 @@ function MessageItem({
       </li>
     );
   }
+  const quote = message.replyTo;
+  const quoted = quote && (
+    <>
+      <span class="quote-sender">{quote.sender}</span>{" "}
+      <span class={quote.deleted ? "quote-text deleted" : "quote-text"}>{quote.deleted ? "message deleted" : quote.excerpt}</span>
+    </>
+  );
   const body = (
     <>
       {showSender && !mine && <span class="sender">{message.sender}</span>}
+      {quote &&
+        (onPick ? (
+          <span class="quote">{quoted}</span>
+        ) : (
+          <button type="button" class="quote" aria-label={`Replying to ${quote.sender}: show that message`} onClick={() => onJump?.(seqOf(quote.messageId))}>
+            {quoted}
+          </button>
+        ))}
       <p class={message.deleted ? "text deleted" : "text"}>{shownText(message)}</p>
     </>
   );
@@ -207,6 +246,14 @@ function MessageItem({
           <span class="edited" title={`Edited ${fullTime(message.editedAtMs)}`}>
             {" · edited"}
           </span>
+        )}
+        {onReply && !message.deleted && (
+          <>
+            {" · "}
+            <button type="button" class="link reply" aria-label={`Reply to “${message.text}”`} onClick={() => onReply(message)}>
+              Reply
+            </button>
+          </>
         )}
         {onEdit && changeable && (
           <>

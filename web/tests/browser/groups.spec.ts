@@ -250,3 +250,36 @@ test("an edited message shows its new text on every page, marked edited", async 
   await expect(dee.messageWithText("dinner at 8")).toBeVisible();
   await expect(dee.page.locator("main li.message .edited")).toHaveCount(1);
 });
+
+test("a reply quotes its message and jumps to it, even from beyond the loaded page", async ({ browser, cluster, people }) => {
+  const eli = await Person.register(browser, cluster, "eli", 0);
+  const fox = await Person.register(browser, cluster, "fox", 1);
+  people.push(eli, fox);
+  await eli.createGroup("Threads", ["fox"]);
+  await fox.acceptInvitation("Threads");
+  await fox.send("what time tomorrow?");
+  // More than a page of talk after it (the page loads 40 at a time).
+  for (let i = 1; i <= 41; i++) await eli.send(`filler ${i}`);
+
+  // Eli answers fox's question: the answer carries the quote, on both pages.
+  await eli.page.getByRole("button", { name: "Reply to “what time tomorrow?”" }).click();
+  await expect(eli.page.getByRole("status").filter({ hasText: "Replying to fox" })).toBeVisible();
+  await eli.send("at nine");
+  for (const person of [eli, fox]) {
+    const answer = person.page.locator("main li.message", { hasText: "at nine" });
+    await expect(answer.locator(".quote")).toContainText("fox what time tomorrow?");
+  }
+
+  // Fox loads the group afresh: the question is beyond the first page, but
+  // the quote still says what it answers, and following it brings it back.
+  await fox.page.reload();
+  await fox.open("Threads");
+  await expect(fox.messageWithText("filler 41")).toBeVisible();
+  await expect(fox.page.locator("main li.message", { hasText: "what time tomorrow?" }).filter({ hasNot: fox.page.locator(".quote") })).toHaveCount(0);
+  const answer = fox.page.locator("main li.message", { hasText: "at nine" });
+  await expect(answer.locator(".quote")).toContainText("what time tomorrow?");
+  await answer.getByRole("button", { name: "Replying to fox: show that message" }).click();
+  const question = fox.page.locator("main li.message.highlight", { hasText: "what time tomorrow?" });
+  await expect(question).toBeVisible();
+  await expect(question).toBeInViewport();
+});

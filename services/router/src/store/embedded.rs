@@ -1207,6 +1207,28 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn messages_at(
+        &self,
+        conv: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<pb::Message>> {
+        let (conv, mut seqs) = (conv.clone(), seqs.to_vec());
+        seqs.sort_unstable();
+        seqs.dedup();
+        self.read(move |txn| {
+            let logs = txn.open_table(LOGS).map_err(failed)?;
+            let key = keys::conversation_log(&conv);
+            let mut messages = Vec::new();
+            for seq in seqs {
+                if let Some(body) = logs.get((key.as_str(), seq)).map_err(failed)? {
+                    messages.push(decode_message(&conv, seq, body.value())?);
+                }
+            }
+            Ok(messages)
+        })
+        .await
+    }
+
     async fn messages_before(
         &self,
         conv: &ConversationId,

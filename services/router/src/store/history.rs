@@ -427,6 +427,32 @@ impl PgHistory {
         self.page(conversation, PAGE_AFTER, after_seq, limit).await
     }
 
+    /// The messages with these seqs that exist, oldest first.
+    pub async fn at(
+        &self,
+        conversation: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let seqs: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, sent_at, body FROM messages
+                 WHERE shard_key = $1 AND conversation = $2 AND seq = ANY($3) ORDER BY seq",
+                &[&shard_key(conversation), &conversation.to_string(), &seqs],
+            )
+            .await
+            .map_err(failed)?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredMessage {
+                seq: row.get::<_, i64>(0) as u64,
+                sent_at_ms: row.get(1),
+                body: Bytes::from(row.get::<_, Vec<u8>>(2)),
+            })
+            .collect())
+    }
+
     /// Up to `limit` messages before `before_seq` (the newest ones when it
     /// is 0), oldest first.
     pub async fn before(

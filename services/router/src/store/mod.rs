@@ -434,8 +434,21 @@ pub fn decode_message(conv: &ConversationId, seq: u64, bytes: &[u8]) -> StoreRes
     Ok(message)
 }
 
+/// The stored form of a message. A quote is stored as what it points at
+/// (id and sender): its excerpt is filled in on the way out, so it always
+/// reads as the quoted message does now and keeps no copy of its text.
 pub fn encode_message(message: &pb::Message) -> Vec<u8> {
-    prost::Message::encode_to_vec(message)
+    match &message.reply_to {
+        Some(quote) if !quote.excerpt.is_empty() || quote.deleted => {
+            let mut stored = message.clone();
+            if let Some(quote) = &mut stored.reply_to {
+                quote.excerpt.clear();
+                quote.deleted = false;
+            }
+            prost::Message::encode_to_vec(&stored)
+        }
+        _ => prost::Message::encode_to_vec(message),
+    }
 }
 
 /// The stored message `bytes` as a tombstone, if it is not one yet and
@@ -681,6 +694,12 @@ pub trait Store: Send + Sync + 'static {
         conv: &ConversationId,
         after: u64,
         limit: usize,
+    ) -> StoreResult<Vec<pb::Message>>;
+    /// The messages with these seqs that exist, ascending.
+    async fn messages_at(
+        &self,
+        conv: &ConversationId,
+        seqs: &[u64],
     ) -> StoreResult<Vec<pb::Message>>;
     /// Messages with seq < `before`, the newest `limit` of them, ascending.
     async fn messages_before(

@@ -1300,6 +1300,14 @@ impl Store for RedisStore {
         logged::decode_stored(conv, history.after(conv, after, limit).await?)
     }
 
+    async fn messages_at(
+        &self,
+        conv: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<pb::Message>> {
+        logged::decode_stored(conv, self.history.log.at(conv, seqs).await?)
+    }
+
     async fn messages_before(
         &self,
         conv: &ConversationId,

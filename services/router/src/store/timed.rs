@@ -70,6 +70,7 @@ timed! {
     fn change_membership(&self, group: &GroupId, user: &UserId, change: MembershipChange, message: NewMessage) -> StoreResult<AppendOutcome>;
     fn append(&self, batch: AppendBatch) -> StoreResult<AppendOutcome>;
     fn messages_after(&self, conv: &ConversationId, after: u64, limit: usize) -> StoreResult<Vec<pb::Message>>;
+    fn messages_at(&self, conv: &ConversationId, seqs: &[u64]) -> StoreResult<Vec<pb::Message>>;
     fn messages_before(&self, conv: &ConversationId, before: u64, limit: usize) -> StoreResult<Vec<pb::Message>>;
     fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
     fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;

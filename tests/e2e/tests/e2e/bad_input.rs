@@ -263,6 +263,7 @@ async fn sender_claims(cluster: Cluster) {
         to: Some(To::UserId("carol".into())),
         client_msg_id: "smuggled".into(),
         text: "really from bob".into(),
+        reply_to: String::new(),
     });
     bytes.extend([0x7a, 3, b'b', b'o', b'b']);
     raw::unary(&alice.url, SEND, Some(&alice.token), bytes)
@@ -483,6 +484,7 @@ async fn session_binding(cluster: Cluster) {
             to: Some(To::UserId("carol".into())),
             client_msg_id: format!("forged-{user}-{device}"),
             text: "not mine to send".into(),
+            reply_to: String::new(),
         });
         let status = raw::unary(&alice.url, SEND, Some(&forged), send)
             .await

@@ -117,6 +117,19 @@ async fn cli_session(cluster: Cluster) {
             history.last().unwrap()["system"]["kind"],
             "KIND_MESSAGE_DELETED"
         );
+        // Bob answers alice's first message: his reply quotes it.
+        let first = sent[0]["message_id"].as_str().unwrap().to_owned();
+        sb.json(
+            "bob",
+            &["send", "alice", "hello", "back", "--reply-to", &first],
+        );
+        let history = sb.json("bob", &["history", "alice"]);
+        let quote = &history.last().unwrap()["reply_to"];
+        assert_eq!(quote["message_id"], first.as_str(), "{history:?}");
+        assert_eq!(
+            (quote["sender"].as_str(), quote["excerpt"].as_str()),
+            (Some("alice"), Some("hello from the cli"))
+        );
         let group = sb.json("alice", &["groups", "create", "Team"]);
         let group_id = group[0]["group_id"].as_str().unwrap().to_owned();
         sb.json("bob", &["groups", "join", &group_id]);

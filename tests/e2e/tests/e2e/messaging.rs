@@ -129,6 +129,7 @@ async fn send_stream_answers_in_order(cluster: Cluster) {
         to: Some(To::UserId(to.into())),
         client_msg_id: id.into(),
         text: text.into(),
+        reply_to: String::new(),
     };
     let (requests, outgoing) = futures::channel::mpsc::unbounded();
     // Everything goes out before the first answer comes back.
@@ -635,5 +636,112 @@ async fn edit_a_message(cluster: Cluster) {
     assert!(
         history.iter().all(|m| !m.text.contains("see you at")),
         "{history:?}"
+    );
+}
+
+async fn reply(
+    user: &User,
+    conversation: &str,
+    text: &str,
+    reply_to: &str,
+) -> Result<pb::SendResponse, tonic::Status> {
+    user.chat()
+        .send(pb::SendRequest {
+            to: Some(To::ConversationId(conversation.into())),
+            client_msg_id: String::new(),
+            text: text.into(),
+            reply_to: reply_to.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+both_modes!(a_reply_quotes_the_message_as_it_reads_now, replies_quote);
+async fn replies_quote(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mut alice_events = alice.subscribe().await;
+    let question = alice.dm(&bob, "lunch   at\n noon?").await;
+    let question_id = question.message_id.clone();
+    let conv = question.conversation_id.clone();
+    alice_events.messages(1).await;
+
+    // Bob answers it: alice gets the quote live, and history has it.
+    let answer = reply(&bob, &conv, "yes!", &question_id).await.unwrap();
+    let live = alice_events.message().await;
+    let quote = live.reply_to.clone().expect("a quote");
+    assert_eq!(
+        (
+            quote.message_id.as_str(),
+            quote.sender.as_str(),
+            quote.excerpt.as_str(),
+            quote.deleted
+        ),
+        (question_id.as_str(), "alice", "lunch at noon?", false)
+    );
+    let quoted_in_history = |history: &[pb::Message]| {
+        history
+            .iter()
+            .find(|m| m.seq == answer.seq)
+            .and_then(|m| m.reply_to.clone())
+            .unwrap()
+    };
+    assert_eq!(quoted_in_history(&alice.history(&conv).await), quote);
+
+    // The quote reads as the message does now: edited, then deleted.
+    alice
+        .chat()
+        .edit_message(pb::EditMessageRequest {
+            message_id: question_id.clone(),
+            text: "lunch at one?".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        quoted_in_history(&bob.history(&conv).await).excerpt,
+        "lunch at one?"
+    );
+    delete(&alice, &question_id).await.unwrap();
+    let gone = quoted_in_history(&bob.history(&conv).await);
+    assert!(gone.deleted && gone.excerpt.is_empty(), "{gone:?}");
+    assert_eq!(gone.sender, "alice");
+    assert!(
+        bob.history(&conv)
+            .await
+            .iter()
+            .all(|m| !format!("{m:?}").contains("lunch")),
+        "no copy of the text is left in the conversation"
+    );
+
+    // What cannot be answered is refused with why, and nothing is stored.
+    let group = alice.create_group("Lunch", pb::JoinPolicy::Open).await;
+    let elsewhere = reply(&bob, &conv, "hm", &format!("{}#1", group.conversation_id))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        elsewhere.code(),
+        tonic::Code::InvalidArgument,
+        "{elsewhere:?}"
+    );
+    let missing = reply(&bob, &conv, "hm", &format!("{conv}#999"))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    let malformed = reply(&bob, &conv, "hm", "yesterday").await.unwrap_err();
+    assert_eq!(
+        malformed.code(),
+        tonic::Code::InvalidArgument,
+        "{malformed:?}"
+    );
+    bob.join(&group.group_id).await;
+    let created = format!("{}#1", group.conversation_id);
+    let system = reply(&bob, &group.conversation_id, "hm", &created)
+        .await
+        .unwrap_err();
+    assert_eq!(system.code(), tonic::Code::FailedPrecondition, "{system:?}");
+    let head = bob.history(&conv).await.len();
+    assert_eq!(
+        head, 4,
+        "question, answer and two notices; nothing refused was stored"
     );
 }

@@ -150,6 +150,7 @@ impl User {
                 to: Some(to),
                 client_msg_id: client_msg_id.into(),
                 text: text.into(),
+                reply_to: String::new(),
             })
             .await
             .map(|r| r.into_inner())

@@ -41,7 +41,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/switchboard.proto.
  */
 export const file_switchboard_v1_switchboard: GenFile = /*@__PURE__*/
-  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSJ6CgtTZW5kUmVxdWVzdBIRCgd1c2VyX2lkGAEgASgJSAASEgoIZ3JvdXBfaWQYAiABKAlIABIZCg9jb252ZXJzYXRpb25faWQYAyABKAlIABIVCg1jbGllbnRfbXNnX2lkGAQgASgJEgwKBHRleHQYBSABKAlCBAoCdG8ibwoMU2VuZFJlc3BvbnNlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRISCgpzZW50X2F0X21zGAQgASgDEhEKCWR1cGxpY2F0ZRgFIAEoCCKLAQoKU2VuZFJlc3VsdBIVCg1jbGllbnRfbXNnX2lkGAEgASgJEiwKBHNlbnQYAiABKAsyHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2VIABItCgZmYWlsZWQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5TZW5kRmFpbHVyZUgAQgkKB291dGNvbWUiRAoLU2VuZEZhaWx1cmUSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEhYKDnJldHJ5X2FmdGVyX21zGAMgASgEInIKDkhpc3RvcnlSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEhYKCWFmdGVyX3NlcRgDIAEoBEgAiAEBEg0KBWxpbWl0GAQgASgNQgwKCl9hZnRlcl9zZXEiYAoPSGlzdG9yeVJlc3BvbnNlEikKCG1lc3NhZ2VzGAEgAygLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIQCghoYXNfbW9yZRgCIAEoCBIQCghoZWFkX3NlcRgDIAEoBCI3Cg9NYXJrUmVhZFJlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBCIkChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgEIioKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkiKwoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlEhIKCm5vdGljZV9zZXEYASABKAQiNgoSRWRpdE1lc3NhZ2VSZXF1ZXN0EhIKCm1lc3NhZ2VfaWQYASABKAkSDAoEdGV4dBgCIAEoCSI/ChNFZGl0TWVzc2FnZVJlc3BvbnNlEhIKCm5vdGljZV9zZXEYASABKAQSFAoMZWRpdGVkX2F0X21zGAIgASgDIhoKGExpc3RDb252ZXJzYXRpb25zUmVxdWVzdCJfChlMaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEjMKDWNvbnZlcnNhdGlvbnMYASADKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24SDQoFZXBvY2gYAiABKAkiMQoWTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkiRwoXTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2USLAoHY3Vyc29ycxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0IrQCCgxDb252ZXJzYXRpb24SFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEi4KBGtpbmQYAiABKA4yIC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25LaW5kEg0KBXRpdGxlGAMgASgJEhAKCGhlYWRfc2VxGAQgASgEEhAKCHJlYWRfc2VxGAUgASgEEg4KBnVucmVhZBgGIAEoBBItCgxsYXN0X21lc3NhZ2UYByABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlEg8KB3BlZXJfaWQYCCABKAkSEAoIZ3JvdXBfaWQYCSABKAkSJwoFdG9waWMYCiABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZxINCgVtdXRlZBgLIAEoCBIOCgZjbG9zZWQYDCABKAgiiQIKB01lc3NhZ2USFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEgsKA3NlcRgCIAEoBBISCgptZXNzYWdlX2lkGAMgASgJEg4KBnNlbmRlchgEIAEoCRISCgpzZW50X2F0X21zGAUgASgDEgwKBHRleHQYBiABKAkSFQoNY2xpZW50X21zZ19pZBgHIAEoCRIrCgZzeXN0ZW0YCCABKAsyGy5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudBInCgV0b3BpYxgJIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlRvcGljVGFnEg8KB2RlbGV0ZWQYCiABKAgSFAoMZWRpdGVkX2F0X21zGAsgASgDIsYDCgtTeXN0ZW1FdmVudBIuCgRraW5kGAEgASgOMiAuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQuS2luZBIPCgd1c2VyX2lkGAIgASgJEhAKCGFjdG9yX2lkGAMgASgJEg4KBmRldGFpbBgEIAEoCRISCgptZXNzYWdlX2lkGAUgASgJIr8CCgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIWChJLSU5EX0dST1VQX0NSRUFURUQQARIWChJLSU5EX01FTUJFUl9KT0lORUQQAhIUChBLSU5EX01FTUJFUl9MRUZUEAMSFwoTS0lORF9NRU1CRVJfUkVNT1ZFRBAEEhUKEUtJTkRfUk9MRV9DSEFOR0VEEAUSFgoSS0lORF9UT1BJQ19SRU5BTUVEEAYSIwofS0lORF9DT05UQUNUX1JFTU9WRURfRlJPTV9UT1BJQxAHEhsKF0tJTkRfQ09OVEFDVF9MRUZUX1RPUElDEAgSHgoaS0lORF9PV05FUlNISVBfVFJBTlNGRVJSRUQQCRIYChRLSU5EX01FU1NBR0VfREVMRVRFRBAKEhcKE0tJTkRfTUVTU0FHRV9FRElURUQQCyKEAQoIVG9waWNUYWcSEAoIdG9waWNfaWQYASABKAkSEgoKdG9waWNfbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRISCgpjb250YWN0X2lkGAQgASgJEhQKDGJyb2FkY2FzdF9pZBgFIAEoCRIWCg5mb3J3YXJkZWRfZnJvbRgGIAEoCSJJCgtSZWFkUmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIQCghyZWFkX3NlcRgDIAEoBCJSCg9EZWxpdmVyeVJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNZGVsaXZlcmVkX3NlcRgDIAEoBCIxCg5QcmVzZW5jZVVwZGF0ZRIPCgd1c2VyX2lkGAEgASgJEg4KBm9ubGluZRgCIAEoCCL1AQoTQ29udmVyc2F0aW9uQ2hhbmdlZBI6CgZjaGFuZ2UYASABKA4yKi5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkLkNoYW5nZRIyCgxjb252ZXJzYXRpb24YAiABKAsyHC5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb24ibgoGQ2hhbmdlEhYKEkNIQU5HRV9VTlNQRUNJRklFRBAAEhAKDENIQU5HRV9BRERFRBABEhIKDkNIQU5HRV9SRU1PVkVEEAISEgoOQ0hBTkdFX0lOVklURUQQAxISCg5DSEFOR0VfVVBEQVRFRBAEIl0KBVJlYWR5EhIKCnNlc3Npb25faWQYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoCRINCgVlcG9jaBgDIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYBCABKA0iNQoMU3luY0NvbXBsZXRlEiUKBWhlYWRzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuQ3Vyc29yIoACCgNHYXASFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEhAKCGZyb21fc2VxGAIgASgEEg4KBnRvX3NlcRgDIAEoBBIqCgZyZWFzb24YBCABKA4yGi5zd2l0Y2hib2FyZC52MS5HYXAuUmVhc29uEg4KBmRldGFpbBgFIAEoCSKBAQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhgKFFJFQVNPTl9FUE9DSF9DSEFOR0VEEAESFwoTUkVBU09OX0NVUlNPUl9BSEVBRBACEhQKEFJFQVNPTl9UUlVOQ0FURUQQAxIWChJSRUFTT05fVU5BVkFJTEFCTEUQBCIjCglIZWFydGJlYXQSFgoOc2VydmVyX3RpbWVfbXMYASABKAMiMwoJUmVjb25uZWN0Eg4KBnJlYXNvbhgBIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgCIAEoDSLuAwoFRXZlbnQSJgoFcmVhZHkYASABKAsyFS5zd2l0Y2hib2FyZC52MS5SZWFkeUgAEioKB21lc3NhZ2UYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlSAASLgoHcmVjZWlwdBgDIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlJlYWRSZWNlaXB0SAASMgoIcHJlc2VuY2UYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5QcmVzZW5jZVVwZGF0ZUgAEjsKDGNvbnZlcnNhdGlvbhgFIAEoCzIjLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWRIABIuCgZzeW5jZWQYBiABKAsyHC5zd2l0Y2hib2FyZC52MS5TeW5jQ29tcGxldGVIABIiCgNnYXAYByABKAsyEy5zd2l0Y2hib2FyZC52MS5HYXBIABIuCgloZWFydGJlYXQYCCABKAsyGS5zd2l0Y2hib2FyZC52MS5IZWFydGJlYXRIABIuCglyZWNvbm5lY3QYCSABKAsyGS5zd2l0Y2hib2FyZC52MS5SZWNvbm5lY3RIABI0CglkZWxpdmVyZWQYCiABKAsyHy5zd2l0Y2hib2FyZC52MS5EZWxpdmVyeVJlY2VpcHRIAEIGCgRraW5kIt8BCgVHcm91cBIQCghncm91cF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEioKBnBvbGljeRgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSFQoNY3JlYXRlZF9hdF9tcxgFIAEoAxIUCgxtZW1iZXJfY291bnQYBiABKA0SFwoPY29udmVyc2F0aW9uX2lkGAcgASgJEjIKB2hpc3RvcnkYCCABKA4yIS5zd2l0Y2hib2FyZC52MS5IaXN0b3J5VmlzaWJpbGl0eSJjCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSDgoGb25saW5lGAQgASgIIpIBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIqCgZwb2xpY3kYAiABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5Eg4KBmludml0ZRgDIAMoCRIyCgdoaXN0b3J5GAQgASgOMiEuc3dpdGNoYm9hcmQudjEuSGlzdG9yeVZpc2liaWxpdHkiOwoTQ3JlYXRlR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIjgKE0ludml0ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIuChRJbnZpdGVNZW1iZXJSZXNwb25zZRIWCg5hbHJlYWR5X21lbWJlchgBIAEoCCIkChBKb2luR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIlAKEUpvaW5Hcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASFQoNam9pbmVkX2F0X3NlcRgCIAEoBCIlChFMZWF2ZUdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSIUChJMZWF2ZUdyb3VwUmVzcG9uc2UiOAoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIl0KFFNldE1lbWJlclJvbGVSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSIgoEcm9sZRgDIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUiFwoVU2V0TWVtYmVyUm9sZVJlc3BvbnNlIhUKE0xpc3RNeUdyb3Vwc1JlcXVlc3QiaQoUTGlzdE15R3JvdXBzUmVzcG9uc2USJQoGZ3JvdXBzGAEgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXASKgoLaW52aXRhdGlvbnMYAiADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCImChJMaXN0TWVtYmVyc1JlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyKpQBChBDb252ZXJzYXRpb25LaW5kEiEKHUNPTlZFUlNBVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYQ09OVkVSU0FUSU9OX0tJTkRfRElSRUNUEAESGwoXQ09OVkVSU0FUSU9OX0tJTkRfR1JPVVAQAhIiCh5DT05WRVJTQVRJT05fS0lORF9UT1BJQ19USFJFQUQQAypcCgpKb2luUG9saWN5EhsKF0pPSU5fUE9MSUNZX1VOU1BFQ0lGSUVEEAASFAoQSk9JTl9QT0xJQ1lfT1BFThABEhsKF0pPSU5fUE9MSUNZX0lOVklURV9PTkxZEAIqdQoRSGlzdG9yeVZpc2liaWxpdHkSIgoeSElTVE9SWV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWSElTVE9SWV9WSVNJQklMSVRZX0FMTBABEiAKHEhJU1RPUllfVklTSUJJTElUWV9GUk9NX0pPSU4QAipNCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAhIOCgpST0xFX09XTkVSEAMyxgIKDkFjY291bnRTZXJ2aWNlEk0KCFJlZ2lzdGVyEh8uc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuUmVnaXN0ZXJSZXNwb25zZRJECgVMb2dpbhIcLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVxdWVzdBodLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVzcG9uc2USRwoGTG9nb3V0Eh0uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVxdWVzdBoeLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlc3BvbnNlElYKDkxvZ2luV2l0aFRva2VuEiUuc3dpdGNoYm9hcmQudjEuTG9naW5XaXRoVG9rZW5SZXF1ZXN0Gh0uc3dpdGNoYm9hcmQudjEuTG9naW5SZXNwb25zZTKeAgoOQ29udGFjdFNlcnZpY2USUwoKQWRkQ29udGFjdBIhLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlc3BvbnNlElwKDVJlbW92ZUNvbnRhY3QSJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXNwb25zZRJZCgxMaXN0Q29udGFjdHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVzcG9uc2UyggYKC0NoYXRTZXJ2aWNlEkYKCVN1YnNjcmliZRIgLnN3aXRjaGJvYXJkLnYxLlN1YnNjcmliZVJlcXVlc3QaFS5zd2l0Y2hib2FyZC52MS5FdmVudDABEkEKBFNlbmQSGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBocLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXNwb25zZRJJCgpTZW5kU3RyZWFtEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaGi5zd2l0Y2hib2FyZC52MS5TZW5kUmVzdWx0KAEwARJKCgdIaXN0b3J5Eh4uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlcXVlc3QaHy5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVzcG9uc2USTQoITWFya1JlYWQSHy5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5NYXJrUmVhZFJlc3BvbnNlEmgKEUxpc3RDb252ZXJzYXRpb25zEiguc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Gikuc3dpdGNoYm9hcmQudjEuTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRJiCg9MaXN0UmVhZEN1cnNvcnMSJi5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVzcG9uc2USXAoNRGVsZXRlTWVzc2FnZRIkLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZU1lc3NhZ2VSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlElYKC0VkaXRNZXNzYWdlEiIuc3dpdGNoYm9hcmQudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuRWRpdE1lc3NhZ2VSZXNwb25zZTLUBQoMR3JvdXBTZXJ2aWNlElYKC0NyZWF0ZUdyb3VwEiIuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJZCgxJbnZpdGVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USUAoJSm9pbkdyb3VwEiAuc3dpdGNoYm9hcmQudjEuSm9pbkdyb3VwUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlc3BvbnNlElMKCkxlYXZlR3JvdXASIS5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkxlYXZlR3JvdXBSZXNwb25zZRJZCgxSZW1vdmVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USXAoNU2V0TWVtYmVyUm9sZRIkLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlElkKDExpc3RNeUdyb3VwcxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RNeUdyb3Vwc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXNwb25zZRJWCgtMaXN0TWVtYmVycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSKMAQoLU2VuZFJlcXVlc3QSEQoHdXNlcl9pZBgBIAEoCUgAEhIKCGdyb3VwX2lkGAIgASgJSAASGQoPY29udmVyc2F0aW9uX2lkGAMgASgJSAASFQoNY2xpZW50X21zZ19pZBgEIAEoCRIMCgR0ZXh0GAUgASgJEhAKCHJlcGx5X3RvGAYgASgJQgQKAnRvIm8KDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEgoKc2VudF9hdF9tcxgEIAEoAxIRCglkdXBsaWNhdGUYBSABKAgiiwEKClNlbmRSZXN1bHQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIsCgRzZW50GAIgASgLMhwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlSAASLQoGZmFpbGVkGAMgASgLMhsuc3dpdGNoYm9hcmQudjEuU2VuZEZhaWx1cmVIAEIJCgdvdXRjb21lIkQKC1NlbmRGYWlsdXJlEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoBCJyCg5IaXN0b3J5UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBIWCglhZnRlcl9zZXEYAyABKARIAIgBARINCgVsaW1pdBgEIAEoDUIMCgpfYWZ0ZXJfc2VxImAKD0hpc3RvcnlSZXNwb25zZRIpCghtZXNzYWdlcxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgSEAoIaGVhZF9zZXEYAyABKAQiNwoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCIqChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIisKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRISCgpub3RpY2Vfc2VxGAEgASgEIjYKEkVkaXRNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEgwKBHRleHQYAiABKAkiPwoTRWRpdE1lc3NhZ2VSZXNwb25zZRISCgpub3RpY2Vfc2VxGAEgASgEEhQKDGVkaXRlZF9hdF9tcxgCIAEoAyIaChhMaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QiXwoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIzCg1jb252ZXJzYXRpb25zGAEgAygLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uEg0KBWVwb2NoGAIgASgJIjEKFkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkcKF0xpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlEiwKB2N1cnNvcnMYASADKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdCK0AgoMQ29udmVyc2F0aW9uEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIuCgRraW5kGAIgASgOMiAuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uS2luZBINCgV0aXRsZRgDIAEoCRIQCghoZWFkX3NlcRgEIAEoBBIQCghyZWFkX3NlcRgFIAEoBBIOCgZ1bnJlYWQYBiABKAQSLQoMbGFzdF9tZXNzYWdlGAcgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIPCgdwZWVyX2lkGAggASgJEhAKCGdyb3VwX2lkGAkgASgJEicKBXRvcGljGAogASgLMhguc3dpdGNoYm9hcmQudjEuVG9waWNUYWcSDQoFbXV0ZWQYCyABKAgSDgoGY2xvc2VkGAwgASgIIrICCgdNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRIOCgZzZW5kZXIYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIMCgR0ZXh0GAYgASgJEhUKDWNsaWVudF9tc2dfaWQYByABKAkSKwoGc3lzdGVtGAggASgLMhsuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQSJwoFdG9waWMYCSABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZxIPCgdkZWxldGVkGAogASgIEhQKDGVkaXRlZF9hdF9tcxgLIAEoAxInCghyZXBseV90bxgMIAEoCzIVLnN3aXRjaGJvYXJkLnYxLlF1b3RlIk0KBVF1b3RlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg8KB2V4Y2VycHQYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCLGAwoLU3lzdGVtRXZlbnQSLgoEa2luZBgBIAEoDjIgLnN3aXRjaGJvYXJkLnYxLlN5c3RlbUV2ZW50LktpbmQSDwoHdXNlcl9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCRIOCgZkZXRhaWwYBCABKAkSEgoKbWVzc2FnZV9pZBgFIAEoCSK/AgoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASFgoSS0lORF9HUk9VUF9DUkVBVEVEEAESFgoSS0lORF9NRU1CRVJfSk9JTkVEEAISFAoQS0lORF9NRU1CRVJfTEVGVBADEhcKE0tJTkRfTUVNQkVSX1JFTU9WRUQQBBIVChFLSU5EX1JPTEVfQ0hBTkdFRBAFEhYKEktJTkRfVE9QSUNfUkVOQU1FRBAGEiMKH0tJTkRfQ09OVEFDVF9SRU1PVkVEX0ZST01fVE9QSUMQBxIbChdLSU5EX0NPTlRBQ1RfTEVGVF9UT1BJQxAIEh4KGktJTkRfT1dORVJTSElQX1RSQU5TRkVSUkVEEAkSGAoUS0lORF9NRVNTQUdFX0RFTEVURUQQChIXChNLSU5EX01FU1NBR0VfRURJVEVEEAsihAEKCFRvcGljVGFnEhAKCHRvcGljX2lkGAEgASgJEhIKCnRvcGljX25hbWUYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSEgoKY29udGFjdF9pZBgEIAEoCRIUCgxicm9hZGNhc3RfaWQYBSABKAkSFgoOZm9yd2FyZGVkX2Zyb20YBiABKAkiSQoLUmVhZFJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEAoIcmVhZF9zZXEYAyABKAQiUgoPRGVsaXZlcnlSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhUKDWRlbGl2ZXJlZF9zZXEYAyABKAQiMQoOUHJlc2VuY2VVcGRhdGUSDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgi9QEKE0NvbnZlcnNhdGlvbkNoYW5nZWQSOgoGY2hhbmdlGAEgASgOMiouc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uQ2hhbmdlZC5DaGFuZ2USMgoMY29udmVyc2F0aW9uGAIgASgLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uIm4KBkNoYW5nZRIWChJDSEFOR0VfVU5TUEVDSUZJRUQQABIQCgxDSEFOR0VfQURERUQQARISCg5DSEFOR0VfUkVNT1ZFRBACEhIKDkNIQU5HRV9JTlZJVEVEEAMSEgoOQ0hBTkdFX1VQREFURUQQBCJdCgVSZWFkeRISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmdhdGV3YXlfaWQYAiABKAkSDQoFZXBvY2gYAyABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAQgASgNIjUKDFN5bmNDb21wbGV0ZRIlCgVoZWFkcxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvciKAAgoDR2FwEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCghmcm9tX3NlcRgCIAEoBBIOCgZ0b19zZXEYAyABKAQSKgoGcmVhc29uGAQgASgOMhouc3dpdGNoYm9hcmQudjEuR2FwLlJlYXNvbhIOCgZkZXRhaWwYBSABKAkigQEKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIYChRSRUFTT05fRVBPQ0hfQ0hBTkdFRBABEhcKE1JFQVNPTl9DVVJTT1JfQUhFQUQQAhIUChBSRUFTT05fVFJVTkNBVEVEEAMSFgoSUkVBU09OX1VOQVZBSUxBQkxFEAQiIwoJSGVhcnRiZWF0EhYKDnNlcnZlcl90aW1lX21zGAEgASgDIjMKCVJlY29ubmVjdBIOCgZyZWFzb24YASABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYAiABKA0i7gMKBUV2ZW50EiYKBXJlYWR5GAEgASgLMhUuc3dpdGNoYm9hcmQudjEuUmVhZHlIABIqCgdtZXNzYWdlGAIgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZUgAEi4KB3JlY2VpcHQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdEgAEjIKCHByZXNlbmNlGAQgASgLMh4uc3dpdGNoYm9hcmQudjEuUHJlc2VuY2VVcGRhdGVIABI7Cgxjb252ZXJzYXRpb24YBSABKAsyIy5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkSAASLgoGc3luY2VkGAYgASgLMhwuc3dpdGNoYm9hcmQudjEuU3luY0NvbXBsZXRlSAASIgoDZ2FwGAcgASgLMhMuc3dpdGNoYm9hcmQudjEuR2FwSAASLgoJaGVhcnRiZWF0GAggASgLMhkuc3dpdGNoYm9hcmQudjEuSGVhcnRiZWF0SAASLgoJcmVjb25uZWN0GAkgASgLMhkuc3dpdGNoYm9hcmQudjEuUmVjb25uZWN0SAASNAoJZGVsaXZlcmVkGAogASgLMh8uc3dpdGNoYm9hcmQudjEuRGVsaXZlcnlSZWNlaXB0SABCBgoEa2luZCLfAQoFR3JvdXASEAoIZ3JvdXBfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIqCgZwb2xpY3kYBCABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5EhUKDWNyZWF0ZWRfYXRfbXMYBSABKAMSFAoMbWVtYmVyX2NvdW50GAYgASgNEhcKD2NvbnZlcnNhdGlvbl9pZBgHIAEoCRIyCgdoaXN0b3J5GAggASgOMiEuc3dpdGNoYm9hcmQudjEuSGlzdG9yeVZpc2liaWxpdHkiYwoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiIKBHJvbGUYAyABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlEg4KBm9ubGluZRgEIAEoCCKSAQoSQ3JlYXRlR3JvdXBSZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoGcG9saWN5GAIgASgOMhouc3dpdGNoYm9hcmQudjEuSm9pblBvbGljeRIOCgZpbnZpdGUYAyADKAkSMgoHaGlzdG9yeRgEIAEoDjIhLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlWaXNpYmlsaXR5IjsKE0NyZWF0ZUdyb3VwUmVzcG9uc2USJAoFZ3JvdXAYASABKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCI4ChNJbnZpdGVNZW1iZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiLgoUSW52aXRlTWVtYmVyUmVzcG9uc2USFgoOYWxyZWFkeV9tZW1iZXIYASABKAgiJAoQSm9pbkdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSJQChFKb2luR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwEhUKDWpvaW5lZF9hdF9zZXEYAiABKAQiJQoRTGVhdmVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiFAoSTGVhdmVHcm91cFJlc3BvbnNlIjgKE1JlbW92ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSJdChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiIKBHJvbGUYAyABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSIVChNMaXN0TXlHcm91cHNSZXF1ZXN0ImkKFExpc3RNeUdyb3Vwc1Jlc3BvbnNlEiUKBmdyb3VwcxgBIAMoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwEioKC2ludml0YXRpb25zGAIgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXAiJgoSTGlzdE1lbWJlcnNSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIj4KE0xpc3RNZW1iZXJzUmVzcG9uc2USJwoHbWVtYmVycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLk1lbWJlciqUAQoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEhsKF0NPTlZFUlNBVElPTl9LSU5EX0dST1VQEAISIgoeQ09OVkVSU0FUSU9OX0tJTkRfVE9QSUNfVEhSRUFEEAMqXAoKSm9pblBvbGljeRIbChdKT0lOX1BPTElDWV9VTlNQRUNJRklFRBAAEhQKEEpPSU5fUE9MSUNZX09QRU4QARIbChdKT0lOX1BPTElDWV9JTlZJVEVfT05MWRACKnUKEUhpc3RvcnlWaXNpYmlsaXR5EiIKHkhJU1RPUllfVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEhoKFkhJU1RPUllfVklTSUJJTElUWV9BTEwQARIgChxISVNUT1JZX1ZJU0lCSUxJVFlfRlJPTV9KT0lOEAIqTQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAISDgoKUk9MRV9PV05FUhADMsYCCg5BY2NvdW50U2VydmljZRJNCghSZWdpc3RlchIfLnN3aXRjaGJvYXJkLnYxLlJlZ2lzdGVyUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLlJlZ2lzdGVyUmVzcG9uc2USRAoFTG9naW4SHC5zd2l0Y2hib2FyZC52MS5Mb2dpblJlcXVlc3QaHS5zd2l0Y2hib2FyZC52MS5Mb2dpblJlc3BvbnNlEkcKBkxvZ291dBIdLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlcXVlc3QaHi5zd2l0Y2hib2FyZC52MS5Mb2dvdXRSZXNwb25zZRJWCg5Mb2dpbldpdGhUb2tlbhIlLnN3aXRjaGJvYXJkLnYxLkxvZ2luV2l0aFRva2VuUmVxdWVzdBodLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVzcG9uc2UyngIKDkNvbnRhY3RTZXJ2aWNlElMKCkFkZENvbnRhY3QSIS5zd2l0Y2hib2FyZC52MS5BZGRDb250YWN0UmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXNwb25zZRJcCg1SZW1vdmVDb250YWN0EiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlQ29udGFjdFJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVzcG9uc2USWQoMTGlzdENvbnRhY3RzEiMuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkxpc3RDb250YWN0c1Jlc3BvbnNlMoIGCgtDaGF0U2VydmljZRJGCglTdWJzY3JpYmUSIC5zd2l0Y2hib2FyZC52MS5TdWJzY3JpYmVSZXF1ZXN0GhUuc3dpdGNoYm9hcmQudjEuRXZlbnQwARJBCgRTZW5kEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2USSQoKU2VuZFN0cmVhbRIbLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXF1ZXN0Ghouc3dpdGNoYm9hcmQudjEuU2VuZFJlc3VsdCgBMAESSgoHSGlzdG9yeRIeLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlSZXF1ZXN0Gh8uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlc3BvbnNlEk0KCE1hcmtSZWFkEh8uc3dpdGNoYm9hcmQudjEuTWFya1JlYWRSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuTWFya1JlYWRSZXNwb25zZRJoChFMaXN0Q29udmVyc2F0aW9ucxIoLnN3aXRjaGJvYXJkLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBopLnN3aXRjaGJvYXJkLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USYgoPTGlzdFJlYWRDdXJzb3JzEiYuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkxpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlElwKDURlbGV0ZU1lc3NhZ2USJC5zd2l0Y2hib2FyZC52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJWCgtFZGl0TWVzc2FnZRIiLnN3aXRjaGJvYXJkLnYxLkVkaXRNZXNzYWdlUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkVkaXRNZXNzYWdlUmVzcG9uc2Uy1AUKDEdyb3VwU2VydmljZRJWCgtDcmVhdGVHcm91cBIiLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVzcG9uc2USWQoMSW52aXRlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkludml0ZU1lbWJlclJlc3BvbnNlElAKCUpvaW5Hcm91cBIgLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5Kb2luR3JvdXBSZXNwb25zZRJTCgpMZWF2ZUdyb3VwEiEuc3dpdGNoYm9hcmQudjEuTGVhdmVHcm91cFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVzcG9uc2USWQoMUmVtb3ZlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElwKDVNldE1lbWJlclJvbGUSJC5zd2l0Y2hib2FyZC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJZCgxMaXN0TXlHcm91cHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdE15R3JvdXBzUmVzcG9uc2USVgoLTGlzdE1lbWJlcnMSIi5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message switchboard.v1.User
@@ -491,6 +491,15 @@ export type SendRequest = Message$1<"switchboard.v1.SendRequest"> & {
    * @generated from field: string text = 5;
    */
   text: string;
+
+  /**
+   * A message of the same conversation this one answers
+   * (`<conversation>#<seq>`, one the caller may read and not a system
+   * message); empty for none.
+   *
+   * @generated from field: string reply_to = 6;
+   */
+  replyTo: string;
 };
 
 /**
@@ -1041,6 +1050,13 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
    * @generated from field: int64 edited_at_ms = 11;
    */
   editedAtMs: bigint;
+
+  /**
+   * The message this one answers, if any.
+   *
+   * @generated from field: switchboard.v1.Quote reply_to = 12;
+   */
+  replyTo?: Quote | undefined;
 };
 
 /**
@@ -1049,6 +1065,44 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_switchboard, 34);
+
+/**
+ * A quoted message, as it reads when this is read: the quote keeps no copy
+ * of its text, so an edit shows and a deletion leaves nothing behind.
+ *
+ * @generated from message switchboard.v1.Quote
+ */
+export type Quote = Message$1<"switchboard.v1.Quote"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string sender = 2;
+   */
+  sender: string;
+
+  /**
+   * Its text's start (up to 120 characters, "…" when cut); empty when
+   * `deleted`.
+   *
+   * @generated from field: string excerpt = 3;
+   */
+  excerpt: string;
+
+  /**
+   * @generated from field: bool deleted = 4;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message switchboard.v1.Quote.
+ * Use `create(QuoteSchema)` to create a new message.
+ */
+export const QuoteSchema: GenMessage<Quote> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 35);
 
 /**
  * @generated from message switchboard.v1.SystemEvent
@@ -1091,7 +1145,7 @@ export type SystemEvent = Message$1<"switchboard.v1.SystemEvent"> & {
  * Use `create(SystemEventSchema)` to create a new message.
  */
 export const SystemEventSchema: GenMessage<SystemEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 35);
+  messageDesc(file_switchboard_v1_switchboard, 36);
 
 /**
  * @generated from enum switchboard.v1.SystemEvent.Kind
@@ -1170,7 +1224,7 @@ export enum SystemEvent_Kind {
  * Describes the enum switchboard.v1.SystemEvent.Kind.
  */
 export const SystemEvent_KindSchema: GenEnum<SystemEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 35, 0);
+  enumDesc(file_switchboard_v1_switchboard, 36, 0);
 
 /**
  * Identifies a topic thread from either side.
@@ -1220,7 +1274,7 @@ export type TopicTag = Message$1<"switchboard.v1.TopicTag"> & {
  * Use `create(TopicTagSchema)` to create a new message.
  */
 export const TopicTagSchema: GenMessage<TopicTag> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 36);
+  messageDesc(file_switchboard_v1_switchboard, 37);
 
 /**
  * @generated from message switchboard.v1.ReadReceipt
@@ -1247,7 +1301,7 @@ export type ReadReceipt = Message$1<"switchboard.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 37);
+  messageDesc(file_switchboard_v1_switchboard, 38);
 
 /**
  * A message reached one of the user's devices (reported for topic threads,
@@ -1277,7 +1331,7 @@ export type DeliveryReceipt = Message$1<"switchboard.v1.DeliveryReceipt"> & {
  * Use `create(DeliveryReceiptSchema)` to create a new message.
  */
 export const DeliveryReceiptSchema: GenMessage<DeliveryReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 38);
+  messageDesc(file_switchboard_v1_switchboard, 39);
 
 /**
  * @generated from message switchboard.v1.PresenceUpdate
@@ -1299,7 +1353,7 @@ export type PresenceUpdate = Message$1<"switchboard.v1.PresenceUpdate"> & {
  * Use `create(PresenceUpdateSchema)` to create a new message.
  */
 export const PresenceUpdateSchema: GenMessage<PresenceUpdate> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 39);
+  messageDesc(file_switchboard_v1_switchboard, 40);
 
 /**
  * A conversation appeared in (added) or disappeared from (removed) the
@@ -1324,7 +1378,7 @@ export type ConversationChanged = Message$1<"switchboard.v1.ConversationChanged"
  * Use `create(ConversationChangedSchema)` to create a new message.
  */
 export const ConversationChangedSchema: GenMessage<ConversationChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 40);
+  messageDesc(file_switchboard_v1_switchboard, 41);
 
 /**
  * @generated from enum switchboard.v1.ConversationChanged.Change
@@ -1360,7 +1414,7 @@ export enum ConversationChanged_Change {
  * Describes the enum switchboard.v1.ConversationChanged.Change.
  */
 export const ConversationChanged_ChangeSchema: GenEnum<ConversationChanged_Change> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 40, 0);
+  enumDesc(file_switchboard_v1_switchboard, 41, 0);
 
 /**
  * @generated from message switchboard.v1.Ready
@@ -1395,7 +1449,7 @@ export type Ready = Message$1<"switchboard.v1.Ready"> & {
  * Use `create(ReadySchema)` to create a new message.
  */
 export const ReadySchema: GenMessage<Ready> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 41);
+  messageDesc(file_switchboard_v1_switchboard, 42);
 
 /**
  * @generated from message switchboard.v1.SyncComplete
@@ -1414,7 +1468,7 @@ export type SyncComplete = Message$1<"switchboard.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 42);
+  messageDesc(file_switchboard_v1_switchboard, 43);
 
 /**
  * The server cannot prove the client has everything: a hole the client must
@@ -1456,7 +1510,7 @@ export type Gap = Message$1<"switchboard.v1.Gap"> & {
  * Use `create(GapSchema)` to create a new message.
  */
 export const GapSchema: GenMessage<Gap> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 43);
+  messageDesc(file_switchboard_v1_switchboard, 44);
 
 /**
  * @generated from enum switchboard.v1.Gap.Reason
@@ -1500,7 +1554,7 @@ export enum Gap_Reason {
  * Describes the enum switchboard.v1.Gap.Reason.
  */
 export const Gap_ReasonSchema: GenEnum<Gap_Reason> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 43, 0);
+  enumDesc(file_switchboard_v1_switchboard, 44, 0);
 
 /**
  * @generated from message switchboard.v1.Heartbeat
@@ -1517,7 +1571,7 @@ export type Heartbeat = Message$1<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 44);
+  messageDesc(file_switchboard_v1_switchboard, 45);
 
 /**
  * The gateway is going away: reconnect (to any gateway) with your cursors.
@@ -1541,7 +1595,7 @@ export type Reconnect = Message$1<"switchboard.v1.Reconnect"> & {
  * Use `create(ReconnectSchema)` to create a new message.
  */
 export const ReconnectSchema: GenMessage<Reconnect> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 45);
+  messageDesc(file_switchboard_v1_switchboard, 46);
 
 /**
  * @generated from message switchboard.v1.Event
@@ -1618,7 +1672,7 @@ export type Event = Message$1<"switchboard.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 46);
+  messageDesc(file_switchboard_v1_switchboard, 47);
 
 /**
  * @generated from message switchboard.v1.Group
@@ -1670,7 +1724,7 @@ export type Group = Message$1<"switchboard.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 47);
+  messageDesc(file_switchboard_v1_switchboard, 48);
 
 /**
  * @generated from message switchboard.v1.Member
@@ -1702,7 +1756,7 @@ export type Member = Message$1<"switchboard.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 48);
+  messageDesc(file_switchboard_v1_switchboard, 49);
 
 /**
  * @generated from message switchboard.v1.CreateGroupRequest
@@ -1739,7 +1793,7 @@ export type CreateGroupRequest = Message$1<"switchboard.v1.CreateGroupRequest"> 
  * Use `create(CreateGroupRequestSchema)` to create a new message.
  */
 export const CreateGroupRequestSchema: GenMessage<CreateGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 49);
+  messageDesc(file_switchboard_v1_switchboard, 50);
 
 /**
  * @generated from message switchboard.v1.CreateGroupResponse
@@ -1756,7 +1810,7 @@ export type CreateGroupResponse = Message$1<"switchboard.v1.CreateGroupResponse"
  * Use `create(CreateGroupResponseSchema)` to create a new message.
  */
 export const CreateGroupResponseSchema: GenMessage<CreateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 50);
+  messageDesc(file_switchboard_v1_switchboard, 51);
 
 /**
  * @generated from message switchboard.v1.InviteMemberRequest
@@ -1778,7 +1832,7 @@ export type InviteMemberRequest = Message$1<"switchboard.v1.InviteMemberRequest"
  * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
 export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 51);
+  messageDesc(file_switchboard_v1_switchboard, 52);
 
 /**
  * @generated from message switchboard.v1.InviteMemberResponse
@@ -1795,7 +1849,7 @@ export type InviteMemberResponse = Message$1<"switchboard.v1.InviteMemberRespons
  * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
 export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 52);
+  messageDesc(file_switchboard_v1_switchboard, 53);
 
 /**
  * @generated from message switchboard.v1.JoinGroupRequest
@@ -1812,7 +1866,7 @@ export type JoinGroupRequest = Message$1<"switchboard.v1.JoinGroupRequest"> & {
  * Use `create(JoinGroupRequestSchema)` to create a new message.
  */
 export const JoinGroupRequestSchema: GenMessage<JoinGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 53);
+  messageDesc(file_switchboard_v1_switchboard, 54);
 
 /**
  * @generated from message switchboard.v1.JoinGroupResponse
@@ -1838,7 +1892,7 @@ export type JoinGroupResponse = Message$1<"switchboard.v1.JoinGroupResponse"> & 
  * Use `create(JoinGroupResponseSchema)` to create a new message.
  */
 export const JoinGroupResponseSchema: GenMessage<JoinGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 54);
+  messageDesc(file_switchboard_v1_switchboard, 55);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupRequest
@@ -1855,7 +1909,7 @@ export type LeaveGroupRequest = Message$1<"switchboard.v1.LeaveGroupRequest"> & 
  * Use `create(LeaveGroupRequestSchema)` to create a new message.
  */
 export const LeaveGroupRequestSchema: GenMessage<LeaveGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 55);
+  messageDesc(file_switchboard_v1_switchboard, 56);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupResponse
@@ -1868,7 +1922,7 @@ export type LeaveGroupResponse = Message$1<"switchboard.v1.LeaveGroupResponse"> 
  * Use `create(LeaveGroupResponseSchema)` to create a new message.
  */
 export const LeaveGroupResponseSchema: GenMessage<LeaveGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 56);
+  messageDesc(file_switchboard_v1_switchboard, 57);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberRequest
@@ -1890,7 +1944,7 @@ export type RemoveMemberRequest = Message$1<"switchboard.v1.RemoveMemberRequest"
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 57);
+  messageDesc(file_switchboard_v1_switchboard, 58);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberResponse
@@ -1903,7 +1957,7 @@ export type RemoveMemberResponse = Message$1<"switchboard.v1.RemoveMemberRespons
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 58);
+  messageDesc(file_switchboard_v1_switchboard, 59);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleRequest
@@ -1930,7 +1984,7 @@ export type SetMemberRoleRequest = Message$1<"switchboard.v1.SetMemberRoleReques
  * Use `create(SetMemberRoleRequestSchema)` to create a new message.
  */
 export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 59);
+  messageDesc(file_switchboard_v1_switchboard, 60);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleResponse
@@ -1943,7 +1997,7 @@ export type SetMemberRoleResponse = Message$1<"switchboard.v1.SetMemberRoleRespo
  * Use `create(SetMemberRoleResponseSchema)` to create a new message.
  */
 export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 60);
+  messageDesc(file_switchboard_v1_switchboard, 61);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsRequest
@@ -1956,7 +2010,7 @@ export type ListMyGroupsRequest = Message$1<"switchboard.v1.ListMyGroupsRequest"
  * Use `create(ListMyGroupsRequestSchema)` to create a new message.
  */
 export const ListMyGroupsRequestSchema: GenMessage<ListMyGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 61);
+  messageDesc(file_switchboard_v1_switchboard, 62);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsResponse
@@ -1980,7 +2034,7 @@ export type ListMyGroupsResponse = Message$1<"switchboard.v1.ListMyGroupsRespons
  * Use `create(ListMyGroupsResponseSchema)` to create a new message.
  */
 export const ListMyGroupsResponseSchema: GenMessage<ListMyGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 62);
+  messageDesc(file_switchboard_v1_switchboard, 63);
 
 /**
  * @generated from message switchboard.v1.ListMembersRequest
@@ -1997,7 +2051,7 @@ export type ListMembersRequest = Message$1<"switchboard.v1.ListMembersRequest"> 
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 63);
+  messageDesc(file_switchboard_v1_switchboard, 64);
 
 /**
  * @generated from message switchboard.v1.ListMembersResponse
@@ -2014,7 +2068,7 @@ export type ListMembersResponse = Message$1<"switchboard.v1.ListMembersResponse"
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 64);
+  messageDesc(file_switchboard_v1_switchboard, 65);
 
 /**
  * @generated from enum switchboard.v1.ConversationKind
