@@ -198,6 +198,9 @@ pub fn event(e: &pb::Event) -> Value {
             json!({"event": "delivered", "conversation_id": d.conversation_id, "user_id": d.user_id, "delivered_seq": d.delivered_seq})
         }
         Some(Kind::Reconnect(r)) => json!({"event": "reconnect", "reason": r.reason}),
+        Some(Kind::Typing(t)) => {
+            json!({"event": "typing", "conversation_id": t.conversation_id, "user_id": t.user_id, "expires_in_ms": t.expires_in_ms})
+        }
         None => json!({"event": "unknown"}),
     }
 }
@@ -244,6 +247,7 @@ pub fn event_line(e: &pb::Event) -> Option<String> {
             "-- delivered to {} in {} up to #{}",
             d.user_id, d.conversation_id, d.delivered_seq
         ),
+        Some(Kind::Typing(t)) => format!("-- {} is typing in {}", t.user_id, t.conversation_id),
         Some(Kind::Heartbeat(_)) | None => return None,
     })
 }

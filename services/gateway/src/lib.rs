@@ -57,6 +57,8 @@ pub struct Shared {
     pub anonymous_limiter: limits::RateLimiter<std::net::IpAddr>,
     /// Open SendStream calls per user.
     pub send_streams: Arc<limits::PerUserCap>,
+    /// Typing notices passed on, per user and conversation (one per 2 s).
+    pub typing: limits::Recently,
     /// Cancelled when the gateway starts draining: new subscriptions go
     /// elsewhere and open send streams end.
     pub draining: switchboard_shared::shutdown::CancellationToken,
@@ -119,6 +121,7 @@ impl Gateway {
                 config.limits.call_rate_per_second,
                 config.limits.call_burst,
             ),
+            typing: limits::Recently::new(std::time::Duration::from_secs(2)),
             anonymous_limiter: limits::RateLimiter::new(
                 config.limits.anonymous_rate_per_second,
                 config.limits.anonymous_burst,

@@ -90,6 +90,41 @@ pub fn call_cost(op: &switchboard_proto::bus::router_request::Op) -> u32 {
     }
 }
 
+/// Keys seen lately: one pass per key per interval (typing notices, per
+/// user and conversation). Bounded: past its capacity it starts over.
+pub struct Recently {
+    every: Duration,
+    seen: Mutex<HashMap<(UserId, String), Instant>>,
+}
+
+const RECENTLY_CAPACITY: usize = 100_000;
+
+impl Recently {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` passed less than the interval before `now`.
+    pub fn holds(&self, user: &UserId, what: &str, now: Instant) -> bool {
+        self.seen
+            .lock()
+            .get(&(user.clone(), what.to_owned()))
+            .is_some_and(|at| now.duration_since(*at) < self.every)
+    }
+
+    /// `key` passed at `now`.
+    pub fn passed(&self, user: &UserId, what: &str, now: Instant) {
+        let mut seen = self.seen.lock();
+        if seen.len() >= RECENTLY_CAPACITY {
+            seen.clear();
+        }
+        seen.insert((user.clone(), what.to_owned()), now);
+    }
+}
+
 /// Open calls of one kind per user (SendStream calls), capped.
 pub struct PerUserCap {
     max: usize,
@@ -202,6 +237,20 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_typing_notice_passes_once_per_interval_per_user_and_conversation() {
+        let recently = Recently::new(Duration::from_secs(2));
+        let (ann, ben) = (UserId::parse("ann").unwrap(), UserId::parse("ben").unwrap());
+        let start = Instant::now();
+        assert!(!recently.holds(&ann, "dm:ann:ben", start));
+        recently.passed(&ann, "dm:ann:ben", start);
+        assert!(recently.holds(&ann, "dm:ann:ben", start + Duration::from_millis(1999)));
+        assert!(!recently.holds(&ann, "dm:ann:ben", start + Duration::from_secs(2)));
+        assert!(!recently.holds(&ann, "g:gother", start));
+        assert!(!recently.holds(&ben, "dm:ann:ben", start));
+    }
+
     use super::*;
 
     #[test]

@@ -35,6 +35,7 @@ pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod topics;
+pub mod typing;
 
 use std::sync::{Arc, Weak};
 
@@ -75,8 +76,8 @@ pub struct Router {
     me: Weak<Router>,
     /// Where passwords are hashed (idle-priority threads, a short queue).
     hasher: hashing::Hasher,
-    /// Users seen to exist. Accounts are never deleted, so this only goes
-    /// stale if the store loses its data; the TTL bounds that.
+    /// Users seen to exist (and not deleted). An account deleted meanwhile,
+    /// or a store that lost its data, is noticed within the TTL.
     known_users: remembered::Remembered<UserId>,
 }
 

@@ -203,7 +203,7 @@ impl Router {
             return Ok(());
         }
         match self.store.users(std::slice::from_ref(user)).await?.pop() {
-            Some(Some(_)) => {
+            Some(Some(record)) if !record.deleted => {
                 self.known_users.remember(user.clone());
                 Ok(())
             }

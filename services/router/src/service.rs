@@ -218,6 +218,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::ListReadCursors(_) => "list_read_cursors",
         Op::DeleteMessage(_) => "delete_message",
         Op::EditMessage(_) => "edit_message",
+        Op::Typing(_) => "typing",
         Op::Sync(_) => "sync",
         Op::CreateGroup(_) => "create_group",
         Op::InviteMember(_) => "invite_member",
@@ -302,6 +303,7 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         }
         Op::DeleteMessage(r) => Reply::DeleteMessage(router.delete_message(caller, r).await?),
         Op::EditMessage(r) => Reply::EditMessage(router.edit_message(caller, r).await?),
+        Op::Typing(r) => Reply::Typing(router.typing(caller, r).await?),
         Op::Sync(r) => Reply::Sync(router.sync(caller, r).await?),
         Op::CreateGroup(r) => Reply::CreateGroup(router.create_group(caller, r).await?),
         Op::InviteMember(r) => Reply::InviteMember(router.invite_member(caller, r).await?),

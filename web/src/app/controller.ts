@@ -282,6 +282,13 @@ export class Controller {
       case "presence":
         store.setPresence(kind.value.userId, kind.value.online);
         break;
+      case "typing": {
+        const forMs = kind.value.expiresInMs;
+        store.applyTyping(kind.value.conversationId, kind.value.userId, forMs);
+        // Drawn again once it lapses.
+        setTimeout(() => this.touch(), forMs + 50);
+        break;
+      }
       case "conversation":
         this.onConversationChanged(store, kind.value.change, kind.value.conversation);
         break;

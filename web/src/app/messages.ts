@@ -10,9 +10,13 @@ import type { Quote } from "../state/model";
 import type { AppContext } from "./context";
 
 const HISTORY_PAGE = 40;
+/** How often a typing notice is sent while typing (the server lets one through every 2 s). */
+const TYPING_EVERY_MS = 3000;
 
 export class Messages {
   private resends = new Map<string, () => Promise<void>>();
+  /** When each conversation was last told the reader is typing. */
+  private typingSaid = new Map<string, number>();
 
   constructor(private readonly ctx: AppContext) {}
 
@@ -57,6 +61,8 @@ export class Messages {
   send(conversationId: string, text: string, replyTo?: Quote): void {
     const store = this.ctx.store();
     const clientMsgId = newClientMsgId();
+    // The message ends the typing; typing again says so again.
+    this.typingSaid.delete(conversationId);
     store.addPending({ clientMsgId, place: conversationId, text });
     this.deliver(clientMsgId, async () => {
       const answer = await withRetry(() =>
@@ -115,6 +121,14 @@ export class Messages {
     if (!attempt) return;
     this.ctx.store().retryPending(clientMsgId);
     this.deliver(clientMsgId, attempt);
+  }
+
+  /** Says the reader is typing in a conversation: at most every 3 s, best effort. */
+  typing(conversationId: string): void {
+    const now = Date.now();
+    if ((this.typingSaid.get(conversationId) ?? 0) > now - TYPING_EVERY_MS) return;
+    this.typingSaid.set(conversationId, now);
+    this.ctx.clients.chat.typing({ conversationId }).catch(() => undefined);
   }
 
   /** Reads one message again (it was edited) and puts the new version in place. */

@@ -295,3 +295,18 @@ describe("quotes", () => {
     expect(seqOf("nonsense")).toBe(0);
   });
 });
+
+describe("ChatStore: typing", () => {
+  it("shows who types until it lapses or their message comes, never oneself", () => {
+    const store = new ChatStore("ann");
+    store.applyConversationList([group("g:one", "One")]);
+    store.applyTyping("g:one", "ben", 6000, 1_000);
+    store.applyTyping("g:one", "cyd", 6000, 1_000);
+    store.applyTyping("g:one", "ann", 6000, 1_000);
+    expect(store.typingIn("g:one", 2_000)).toEqual(["ben", "cyd"]);
+    expect(store.typingIn("g:one", 7_001)).toEqual([]);
+    store.applyMessage(message("g:one", 1, "ben", "done typing"));
+    expect(store.typingIn("g:one", 2_000)).toEqual(["cyd"]);
+    expect(store.typingIn("g:two", 2_000)).toEqual([]);
+  });
+});

@@ -86,6 +86,8 @@ export class ChatStore {
   /** Users who added this user and were not added back. */
   contactRequests: ContactInfo[] = [];
   readonly presence = new Map<string, boolean>();
+  /** Who is typing where: conversation → user → until (ms since the epoch). */
+  private readonly typing = new Map<string, Map<string, number>>();
   /** Member lists of the groups whose members were asked for. */
   readonly members = new Map<string, MemberInfo[]>();
   readonly pending = new Map<string, PendingSend>();
@@ -172,6 +174,8 @@ export class ChatStore {
    * conversation and seq) change nothing.
    */
   applyMessage(message: ChatMessage): MessageOutcome {
+    // Their message is what they were typing.
+    if (message.sender) this.typing.get(message.conversationId)?.delete(message.sender);
     let thread = this.conversations.get(message.conversationId);
     const unknownConversation = !thread;
     if (!thread) {
@@ -247,6 +251,24 @@ export class ChatStore {
       // Stored after the stream's last delivery: counts like a live message.
       if (message.seq > thread.info.headSeq) this.applyMessage(message);
     }
+  }
+
+  /** `userId` is typing in a conversation, for the next `forMs`; one's own notices are ignored. */
+  applyTyping(conversationId: string, userId: string, forMs: number, nowMs = Date.now()): void {
+    if (userId === this.me) return;
+    let typists = this.typing.get(conversationId);
+    if (!typists) {
+      typists = new Map();
+      this.typing.set(conversationId, typists);
+    }
+    typists.set(userId, nowMs + forMs);
+  }
+
+  /** Who is typing in a conversation now, by user id. */
+  typingIn(conversationId: string, nowMs = Date.now()): string[] {
+    const typists = this.typing.get(conversationId);
+    if (!typists) return [];
+    return [...typists].filter(([, until]) => until > nowMs).map(([user]) => user).sort();
   }
 
   /**

@@ -43,6 +43,7 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
   }
 
   const isGroup = info.kind === "group";
+  const typists = store.typingIn(conversationId);
   const isTopic = info.kind === "topic-thread";
   const peerOnline = info.kind === "direct" ? store.presence.get(info.peerId) : undefined;
   let subtitle: string;
@@ -125,10 +126,18 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
               </button>
             </div>
           )}
+          {typists.length > 0 && (
+            <p class="typing" aria-live="polite">
+              {listNames(typists)} {typists.length === 1 ? "is" : "are"} typing…
+            </p>
+          )}
           <Composer
             label={`Message to ${info.title}`}
             value={draft}
-            onInput={setDraft}
+            onInput={(value) => {
+              setDraft(value);
+              if (value.trim() && !info.closed) controller.messages.typing(conversationId);
+            }}
             autoFocus
             closedReason={info.closed ? "This conversation is closed: its history stays readable, but nobody can write here any more." : undefined}
             onSend={(text) => {

@@ -283,3 +283,23 @@ test("a reply quotes its message and jumps to it, even from beyond the loaded pa
   await expect(question).toBeVisible();
   await expect(question).toBeInViewport();
 });
+
+test("typing shows on the others' pages and lapses by itself", async ({ browser, cluster, people }) => {
+  const ida = await Person.register(browser, cluster, "ida", 0);
+  const jay = await Person.register(browser, cluster, "jay", 1);
+  people.push(ida, jay);
+  await ida.createGroup("Chatter", ["jay"]);
+  await jay.acceptInvitation("Chatter");
+  await expect(jay.page.locator("main li.message.system", { hasText: "jay joined" })).toBeVisible();
+
+  const typing = jay.page.locator("main p.typing");
+  await ida.page.getByLabel(/^Message to/).fill("half a thought");
+  await expect(typing).toHaveText("ida is typing…");
+  // Ida's own page does not tell her she is typing.
+  await expect(ida.page.locator("main p.typing")).toHaveCount(0);
+  // Nothing more comes: it lapses on its own (6 s), with nothing stored.
+  await expect(typing).toHaveCount(0, { timeout: 15_000 });
+  await ida.page.getByLabel(/^Message to/).press("Enter");
+  await expect(jay.messageWithText("half a thought")).toBeVisible();
+  await expect(typing).toHaveCount(0);
+});

@@ -360,4 +360,26 @@ impl ChatService for Api {
     ) -> Result<Response<pb::EditMessageResponse>, Status> {
         forward!(self, request, EditMessage)
     }
+
+    async fn typing(
+        &self,
+        request: Request<pb::TypingRequest>,
+    ) -> Result<Response<pb::TypingResponse>, Status> {
+        // One notice per user and conversation every 2 s is passed on; the
+        // router checks who may say so (a refusal is never remembered).
+        let user = self.claims(&request).map_err(Status::from)?.user;
+        let conversation = request.get_ref().conversation_id.clone();
+        if self
+            .shared
+            .typing
+            .holds(&user, &conversation, std::time::Instant::now())
+        {
+            return Ok(Response::new(pb::TypingResponse { delivered: false }));
+        }
+        let answer = forward!(self, request, Typing)?;
+        self.shared
+            .typing
+            .passed(&user, &conversation, std::time::Instant::now());
+        Ok(answer)
+    }
 }

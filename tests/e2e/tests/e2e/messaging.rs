@@ -745,3 +745,74 @@ async fn replies_quote(cluster: Cluster) {
         "question, answer and two notices; nothing refused was stored"
     );
 }
+
+async fn typing(user: &User, conversation: &str) -> Result<bool, tonic::Status> {
+    user.chat()
+        .typing(pb::TypingRequest {
+            conversation_id: conversation.into(),
+        })
+        .await
+        .map(|r| r.into_inner().delivered)
+}
+
+/// The typing notice in `conversation`, if `event` is one.
+fn typing_in(conversation: &str) -> impl FnMut(&pb::Event) -> Option<pb::TypingNotice> + '_ {
+    move |event| match &event.kind {
+        Some(Kind::Typing(t)) if t.conversation_id == conversation => Some(t.clone()),
+        _ => None,
+    }
+}
+
+both_modes!(
+    typing_reaches_the_others_and_is_never_stored,
+    typing_notices
+);
+async fn typing_notices(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let carol = cluster.user("carol", 0).await;
+    let dm = alice.dm(&bob, "hi").await.conversation_id;
+    let group = carol.create_group("Typists", pb::JoinPolicy::Open).await;
+    alice.join(&group.group_id).await;
+    bob.join(&group.group_id).await;
+    let mut bob_events = bob.subscribe().await;
+    let mut carol_events = carol.subscribe().await;
+    let heads_before = bob.history(&dm).await.len();
+
+    // In a direct chat the other side hears it; in a group every member.
+    assert!(typing(&alice, &dm).await.unwrap());
+    // Again at once: not passed on (a client sends one every few seconds).
+    assert!(!typing(&alice, &dm).await.unwrap());
+    let (notice, _) = bob_events.until(typing_in(&dm)).await;
+    assert_eq!(notice.user_id, "alice");
+    assert!(notice.expires_in_ms >= 1000, "{notice:?}");
+    assert!(typing(&alice, &group.conversation_id).await.unwrap());
+    bob_events.until(typing_in(&group.conversation_id)).await;
+    carol_events.until(typing_in(&group.conversation_id)).await;
+
+    // Never stored: no message, nothing for a device that resumes.
+    assert_eq!(bob.history(&dm).await.len(), heads_before);
+    let epoch = bob_events.epoch.clone();
+    drop(bob_events);
+    let mut cursors = Vec::new();
+    for conversation in [&dm, &group.conversation_id] {
+        let head = bob.history(conversation).await.last().map_or(0, |m| m.seq);
+        cursors.push(pb::Cursor {
+            conversation_id: conversation.clone(),
+            seq: head,
+        });
+    }
+    let resumed = bob.subscribe_from(&cursors, &epoch).await;
+    assert!(resumed.replayed.is_empty(), "{:?}", resumed.replayed);
+    drop(resumed);
+
+    // Only someone in the conversation may say so.
+    let refused = typing(&carol, &dm).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let malformed = typing(&carol, "nowhere").await.unwrap_err();
+    assert_eq!(
+        malformed.code(),
+        tonic::Code::InvalidArgument,
+        "{malformed:?}"
+    );
+}

@@ -41,7 +41,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/switchboard.proto.
  */
 export const file_switchboard_v1_switchboard: GenFile = /*@__PURE__*/
-  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSKMAQoLU2VuZFJlcXVlc3QSEQoHdXNlcl9pZBgBIAEoCUgAEhIKCGdyb3VwX2lkGAIgASgJSAASGQoPY29udmVyc2F0aW9uX2lkGAMgASgJSAASFQoNY2xpZW50X21zZ19pZBgEIAEoCRIMCgR0ZXh0GAUgASgJEhAKCHJlcGx5X3RvGAYgASgJQgQKAnRvIm8KDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEgoKc2VudF9hdF9tcxgEIAEoAxIRCglkdXBsaWNhdGUYBSABKAgiiwEKClNlbmRSZXN1bHQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIsCgRzZW50GAIgASgLMhwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlSAASLQoGZmFpbGVkGAMgASgLMhsuc3dpdGNoYm9hcmQudjEuU2VuZEZhaWx1cmVIAEIJCgdvdXRjb21lIkQKC1NlbmRGYWlsdXJlEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoBCJyCg5IaXN0b3J5UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBIWCglhZnRlcl9zZXEYAyABKARIAIgBARINCgVsaW1pdBgEIAEoDUIMCgpfYWZ0ZXJfc2VxImAKD0hpc3RvcnlSZXNwb25zZRIpCghtZXNzYWdlcxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgSEAoIaGVhZF9zZXEYAyABKAQiNwoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCIqChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIisKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRISCgpub3RpY2Vfc2VxGAEgASgEIjYKEkVkaXRNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEgwKBHRleHQYAiABKAkiPwoTRWRpdE1lc3NhZ2VSZXNwb25zZRISCgpub3RpY2Vfc2VxGAEgASgEEhQKDGVkaXRlZF9hdF9tcxgCIAEoAyIaChhMaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QiXwoZTGlzdENvbnZlcnNhdGlvbnNSZXNwb25zZRIzCg1jb252ZXJzYXRpb25zGAEgAygLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uEg0KBWVwb2NoGAIgASgJIjEKFkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJIkcKF0xpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlEiwKB2N1cnNvcnMYASADKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdCK0AgoMQ29udmVyc2F0aW9uEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIuCgRraW5kGAIgASgOMiAuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uS2luZBINCgV0aXRsZRgDIAEoCRIQCghoZWFkX3NlcRgEIAEoBBIQCghyZWFkX3NlcRgFIAEoBBIOCgZ1bnJlYWQYBiABKAQSLQoMbGFzdF9tZXNzYWdlGAcgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZRIPCgdwZWVyX2lkGAggASgJEhAKCGdyb3VwX2lkGAkgASgJEicKBXRvcGljGAogASgLMhguc3dpdGNoYm9hcmQudjEuVG9waWNUYWcSDQoFbXV0ZWQYCyABKAgSDgoGY2xvc2VkGAwgASgIIrICCgdNZXNzYWdlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQSEgoKbWVzc2FnZV9pZBgDIAEoCRIOCgZzZW5kZXIYBCABKAkSEgoKc2VudF9hdF9tcxgFIAEoAxIMCgR0ZXh0GAYgASgJEhUKDWNsaWVudF9tc2dfaWQYByABKAkSKwoGc3lzdGVtGAggASgLMhsuc3dpdGNoYm9hcmQudjEuU3lzdGVtRXZlbnQSJwoFdG9waWMYCSABKAsyGC5zd2l0Y2hib2FyZC52MS5Ub3BpY1RhZxIPCgdkZWxldGVkGAogASgIEhQKDGVkaXRlZF9hdF9tcxgLIAEoAxInCghyZXBseV90bxgMIAEoCzIVLnN3aXRjaGJvYXJkLnYxLlF1b3RlIk0KBVF1b3RlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc2VuZGVyGAIgASgJEg8KB2V4Y2VycHQYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCLGAwoLU3lzdGVtRXZlbnQSLgoEa2luZBgBIAEoDjIgLnN3aXRjaGJvYXJkLnYxLlN5c3RlbUV2ZW50LktpbmQSDwoHdXNlcl9pZBgCIAEoCRIQCghhY3Rvcl9pZBgDIAEoCRIOCgZkZXRhaWwYBCABKAkSEgoKbWVzc2FnZV9pZBgFIAEoCSK/AgoES2luZBIUChBLSU5EX1VOU1BFQ0lGSUVEEAASFgoSS0lORF9HUk9VUF9DUkVBVEVEEAESFgoSS0lORF9NRU1CRVJfSk9JTkVEEAISFAoQS0lORF9NRU1CRVJfTEVGVBADEhcKE0tJTkRfTUVNQkVSX1JFTU9WRUQQBBIVChFLSU5EX1JPTEVfQ0hBTkdFRBAFEhYKEktJTkRfVE9QSUNfUkVOQU1FRBAGEiMKH0tJTkRfQ09OVEFDVF9SRU1PVkVEX0ZST01fVE9QSUMQBxIbChdLSU5EX0NPTlRBQ1RfTEVGVF9UT1BJQxAIEh4KGktJTkRfT1dORVJTSElQX1RSQU5TRkVSUkVEEAkSGAoUS0lORF9NRVNTQUdFX0RFTEVURUQQChIXChNLSU5EX01FU1NBR0VfRURJVEVEEAsihAEKCFRvcGljVGFnEhAKCHRvcGljX2lkGAEgASgJEhIKCnRvcGljX25hbWUYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSEgoKY29udGFjdF9pZBgEIAEoCRIUCgxicm9hZGNhc3RfaWQYBSABKAkSFgoOZm9yd2FyZGVkX2Zyb20YBiABKAkiSQoLUmVhZFJlY2VpcHQSFwoPY29udmVyc2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSEAoIcmVhZF9zZXEYAyABKAQiUgoPRGVsaXZlcnlSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhUKDWRlbGl2ZXJlZF9zZXEYAyABKAQiMQoOUHJlc2VuY2VVcGRhdGUSDwoHdXNlcl9pZBgBIAEoCRIOCgZvbmxpbmUYAiABKAgi9QEKE0NvbnZlcnNhdGlvbkNoYW5nZWQSOgoGY2hhbmdlGAEgASgOMiouc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uQ2hhbmdlZC5DaGFuZ2USMgoMY29udmVyc2F0aW9uGAIgASgLMhwuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uIm4KBkNoYW5nZRIWChJDSEFOR0VfVU5TUEVDSUZJRUQQABIQCgxDSEFOR0VfQURERUQQARISCg5DSEFOR0VfUkVNT1ZFRBACEhIKDkNIQU5HRV9JTlZJVEVEEAMSEgoOQ0hBTkdFX1VQREFURUQQBCJdCgVSZWFkeRISCgpzZXNzaW9uX2lkGAEgASgJEhIKCmdhdGV3YXlfaWQYAiABKAkSDQoFZXBvY2gYAyABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAQgASgNIjUKDFN5bmNDb21wbGV0ZRIlCgVoZWFkcxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvciKAAgoDR2FwEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIQCghmcm9tX3NlcRgCIAEoBBIOCgZ0b19zZXEYAyABKAQSKgoGcmVhc29uGAQgASgOMhouc3dpdGNoYm9hcmQudjEuR2FwLlJlYXNvbhIOCgZkZXRhaWwYBSABKAkigQEKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABIYChRSRUFTT05fRVBPQ0hfQ0hBTkdFRBABEhcKE1JFQVNPTl9DVVJTT1JfQUhFQUQQAhIUChBSRUFTT05fVFJVTkNBVEVEEAMSFgoSUkVBU09OX1VOQVZBSUxBQkxFEAQiIwoJSGVhcnRiZWF0EhYKDnNlcnZlcl90aW1lX21zGAEgASgDIjMKCVJlY29ubmVjdBIOCgZyZWFzb24YASABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYAiABKA0i7gMKBUV2ZW50EiYKBXJlYWR5GAEgASgLMhUuc3dpdGNoYm9hcmQudjEuUmVhZHlIABIqCgdtZXNzYWdlGAIgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZUgAEi4KB3JlY2VpcHQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5SZWFkUmVjZWlwdEgAEjIKCHByZXNlbmNlGAQgASgLMh4uc3dpdGNoYm9hcmQudjEuUHJlc2VuY2VVcGRhdGVIABI7Cgxjb252ZXJzYXRpb24YBSABKAsyIy5zd2l0Y2hib2FyZC52MS5Db252ZXJzYXRpb25DaGFuZ2VkSAASLgoGc3luY2VkGAYgASgLMhwuc3dpdGNoYm9hcmQudjEuU3luY0NvbXBsZXRlSAASIgoDZ2FwGAcgASgLMhMuc3dpdGNoYm9hcmQudjEuR2FwSAASLgoJaGVhcnRiZWF0GAggASgLMhkuc3dpdGNoYm9hcmQudjEuSGVhcnRiZWF0SAASLgoJcmVjb25uZWN0GAkgASgLMhkuc3dpdGNoYm9hcmQudjEuUmVjb25uZWN0SAASNAoJZGVsaXZlcmVkGAogASgLMh8uc3dpdGNoYm9hcmQudjEuRGVsaXZlcnlSZWNlaXB0SABCBgoEa2luZCLfAQoFR3JvdXASEAoIZ3JvdXBfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIqCgZwb2xpY3kYBCABKA4yGi5zd2l0Y2hib2FyZC52MS5Kb2luUG9saWN5EhUKDWNyZWF0ZWRfYXRfbXMYBSABKAMSFAoMbWVtYmVyX2NvdW50GAYgASgNEhcKD2NvbnZlcnNhdGlvbl9pZBgHIAEoCRIyCgdoaXN0b3J5GAggASgOMiEuc3dpdGNoYm9hcmQudjEuSGlzdG9yeVZpc2liaWxpdHkiYwoGTWVtYmVyEg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEiIKBHJvbGUYAyABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlEg4KBm9ubGluZRgEIAEoCCKSAQoSQ3JlYXRlR3JvdXBSZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoGcG9saWN5GAIgASgOMhouc3dpdGNoYm9hcmQudjEuSm9pblBvbGljeRIOCgZpbnZpdGUYAyADKAkSMgoHaGlzdG9yeRgEIAEoDjIhLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlWaXNpYmlsaXR5IjsKE0NyZWF0ZUdyb3VwUmVzcG9uc2USJAoFZ3JvdXAYASABKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cCI4ChNJbnZpdGVNZW1iZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiLgoUSW52aXRlTWVtYmVyUmVzcG9uc2USFgoOYWxyZWFkeV9tZW1iZXIYASABKAgiJAoQSm9pbkdyb3VwUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSJQChFKb2luR3JvdXBSZXNwb25zZRIkCgVncm91cBgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwEhUKDWpvaW5lZF9hdF9zZXEYAiABKAQiJQoRTGVhdmVHcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiFAoSTGVhdmVHcm91cFJlc3BvbnNlIjgKE1JlbW92ZU1lbWJlclJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSJdChRTZXRNZW1iZXJSb2xlUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEiIKBHJvbGUYAyABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlIhcKFVNldE1lbWJlclJvbGVSZXNwb25zZSIVChNMaXN0TXlHcm91cHNSZXF1ZXN0ImkKFExpc3RNeUdyb3Vwc1Jlc3BvbnNlEiUKBmdyb3VwcxgBIAMoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwEioKC2ludml0YXRpb25zGAIgAygLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXAiJgoSTGlzdE1lbWJlcnNSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIj4KE0xpc3RNZW1iZXJzUmVzcG9uc2USJwoHbWVtYmVycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLk1lbWJlciqUAQoQQ29udmVyc2F0aW9uS2luZBIhCh1DT05WRVJTQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEhwKGENPTlZFUlNBVElPTl9LSU5EX0RJUkVDVBABEhsKF0NPTlZFUlNBVElPTl9LSU5EX0dST1VQEAISIgoeQ09OVkVSU0FUSU9OX0tJTkRfVE9QSUNfVEhSRUFEEAMqXAoKSm9pblBvbGljeRIbChdKT0lOX1BPTElDWV9VTlNQRUNJRklFRBAAEhQKEEpPSU5fUE9MSUNZX09QRU4QARIbChdKT0lOX1BPTElDWV9JTlZJVEVfT05MWRACKnUKEUhpc3RvcnlWaXNpYmlsaXR5EiIKHkhJU1RPUllfVklTSUJJTElUWV9VTlNQRUNJRklFRBAAEhoKFkhJU1RPUllfVklTSUJJTElUWV9BTEwQARIgChxISVNUT1JZX1ZJU0lCSUxJVFlfRlJPTV9KT0lOEAIqTQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAISDgoKUk9MRV9PV05FUhADMsYCCg5BY2NvdW50U2VydmljZRJNCghSZWdpc3RlchIfLnN3aXRjaGJvYXJkLnYxLlJlZ2lzdGVyUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLlJlZ2lzdGVyUmVzcG9uc2USRAoFTG9naW4SHC5zd2l0Y2hib2FyZC52MS5Mb2dpblJlcXVlc3QaHS5zd2l0Y2hib2FyZC52MS5Mb2dpblJlc3BvbnNlEkcKBkxvZ291dBIdLnN3aXRjaGJvYXJkLnYxLkxvZ291dFJlcXVlc3QaHi5zd2l0Y2hib2FyZC52MS5Mb2dvdXRSZXNwb25zZRJWCg5Mb2dpbldpdGhUb2tlbhIlLnN3aXRjaGJvYXJkLnYxLkxvZ2luV2l0aFRva2VuUmVxdWVzdBodLnN3aXRjaGJvYXJkLnYxLkxvZ2luUmVzcG9uc2UyngIKDkNvbnRhY3RTZXJ2aWNlElMKCkFkZENvbnRhY3QSIS5zd2l0Y2hib2FyZC52MS5BZGRDb250YWN0UmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkFkZENvbnRhY3RSZXNwb25zZRJcCg1SZW1vdmVDb250YWN0EiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlQ29udGFjdFJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5SZW1vdmVDb250YWN0UmVzcG9uc2USWQoMTGlzdENvbnRhY3RzEiMuc3dpdGNoYm9hcmQudjEuTGlzdENvbnRhY3RzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkxpc3RDb250YWN0c1Jlc3BvbnNlMoIGCgtDaGF0U2VydmljZRJGCglTdWJzY3JpYmUSIC5zd2l0Y2hib2FyZC52MS5TdWJzY3JpYmVSZXF1ZXN0GhUuc3dpdGNoYm9hcmQudjEuRXZlbnQwARJBCgRTZW5kEhsuc3dpdGNoYm9hcmQudjEuU2VuZFJlcXVlc3QaHC5zd2l0Y2hib2FyZC52MS5TZW5kUmVzcG9uc2USSQoKU2VuZFN0cmVhbRIbLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXF1ZXN0Ghouc3dpdGNoYm9hcmQudjEuU2VuZFJlc3VsdCgBMAESSgoHSGlzdG9yeRIeLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlSZXF1ZXN0Gh8uc3dpdGNoYm9hcmQudjEuSGlzdG9yeVJlc3BvbnNlEk0KCE1hcmtSZWFkEh8uc3dpdGNoYm9hcmQudjEuTWFya1JlYWRSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuTWFya1JlYWRSZXNwb25zZRJoChFMaXN0Q29udmVyc2F0aW9ucxIoLnN3aXRjaGJvYXJkLnYxLkxpc3RDb252ZXJzYXRpb25zUmVxdWVzdBopLnN3aXRjaGJvYXJkLnYxLkxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USYgoPTGlzdFJlYWRDdXJzb3JzEiYuc3dpdGNoYm9hcmQudjEuTGlzdFJlYWRDdXJzb3JzUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkxpc3RSZWFkQ3Vyc29yc1Jlc3BvbnNlElwKDURlbGV0ZU1lc3NhZ2USJC5zd2l0Y2hib2FyZC52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZRJWCgtFZGl0TWVzc2FnZRIiLnN3aXRjaGJvYXJkLnYxLkVkaXRNZXNzYWdlUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkVkaXRNZXNzYWdlUmVzcG9uc2Uy1AUKDEdyb3VwU2VydmljZRJWCgtDcmVhdGVHcm91cBIiLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUdyb3VwUmVzcG9uc2USWQoMSW52aXRlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkludml0ZU1lbWJlclJlc3BvbnNlElAKCUpvaW5Hcm91cBIgLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5Kb2luR3JvdXBSZXNwb25zZRJTCgpMZWF2ZUdyb3VwEiEuc3dpdGNoYm9hcmQudjEuTGVhdmVHcm91cFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVzcG9uc2USWQoMUmVtb3ZlTWVtYmVyEiMuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlElwKDVNldE1lbWJlclJvbGUSJC5zd2l0Y2hib2FyZC52MS5TZXRNZW1iZXJSb2xlUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXNwb25zZRJZCgxMaXN0TXlHcm91cHMSIy5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdE15R3JvdXBzUmVzcG9uc2USVgoLTGlzdE1lbWJlcnMSIi5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1JlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("CiBzd2l0Y2hib2FyZC92MS9zd2l0Y2hib2FyZC5wcm90bxIOc3dpdGNoYm9hcmQudjEiLQoEVXNlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCSJKCg9SZWdpc3RlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiNgoQUmVnaXN0ZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciJECgxMb2dpblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkigAEKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSFQoNZXhwaXJlc19hdF9tcxgCIAEoAxISCgpzZXNzaW9uX2lkGAMgASgJEhEKCWRldmljZV9pZBgEIAEoCRIiCgR1c2VyGAUgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlciI5ChVMb2dpbldpdGhUb2tlblJlcXVlc3QSDQoFdG9rZW4YASABKAkSEQoJZGV2aWNlX2lkGAIgASgJIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiZQoHQ29udGFjdBIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIOCgZtdXR1YWwYAyABKAgSDgoGb25saW5lGAQgASgIEhMKC2FkZGVkX2F0X21zGAUgASgDIiQKEUFkZENvbnRhY3RSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiVQoSQWRkQ29udGFjdFJlc3BvbnNlEigKB2NvbnRhY3QYASABKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0EhUKDWFscmVhZHlfYWRkZWQYAiABKAgiJwoUUmVtb3ZlQ29udGFjdFJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSIXChVSZW1vdmVDb250YWN0UmVzcG9uc2UiFQoTTGlzdENvbnRhY3RzUmVxdWVzdCJsChRMaXN0Q29udGFjdHNSZXNwb25zZRIpCghjb250YWN0cxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLkNvbnRhY3QSKQoIcmVxdWVzdHMYAiADKAsyFy5zd2l0Y2hib2FyZC52MS5Db250YWN0Ii4KBkN1cnNvchIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEIkoKEFN1YnNjcmliZVJlcXVlc3QSJwoHY3Vyc29ycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLkN1cnNvchINCgVlcG9jaBgCIAEoCSKMAQoLU2VuZFJlcXVlc3QSEQoHdXNlcl9pZBgBIAEoCUgAEhIKCGdyb3VwX2lkGAIgASgJSAASGQoPY29udmVyc2F0aW9uX2lkGAMgASgJSAASFQoNY2xpZW50X21zZ19pZBgEIAEoCRIMCgR0ZXh0GAUgASgJEhAKCHJlcGx5X3RvGAYgASgJQgQKAnRvIm8KDFNlbmRSZXNwb25zZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSEgoKc2VudF9hdF9tcxgEIAEoAxIRCglkdXBsaWNhdGUYBSABKAgiiwEKClNlbmRSZXN1bHQSFQoNY2xpZW50X21zZ19pZBgBIAEoCRIsCgRzZW50GAIgASgLMhwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlSAASLQoGZmFpbGVkGAMgASgLMhsuc3dpdGNoYm9hcmQudjEuU2VuZEZhaWx1cmVIAEIJCgdvdXRjb21lIkQKC1NlbmRGYWlsdXJlEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIWCg5yZXRyeV9hZnRlcl9tcxgDIAEoBCJyCg5IaXN0b3J5UmVxdWVzdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEgoKYmVmb3JlX3NlcRgCIAEoBBIWCglhZnRlcl9zZXEYAyABKARIAIgBARINCgVsaW1pdBgEIAEoDUIMCgpfYWZ0ZXJfc2VxImAKD0hpc3RvcnlSZXNwb25zZRIpCghtZXNzYWdlcxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgSEAoIaGVhZF9zZXEYAyABKAQiNwoPTWFya1JlYWRSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRILCgNzZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCIqChREZWxldGVNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJIisKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRISCgpub3RpY2Vfc2VxGAEgASgEIjYKEkVkaXRNZXNzYWdlUmVxdWVzdBISCgptZXNzYWdlX2lkGAEgASgJEgwKBHRleHQYAiABKAkiPwoTRWRpdE1lc3NhZ2VSZXNwb25zZRISCgpub3RpY2Vfc2VxGAEgASgEEhQKDGVkaXRlZF9hdF9tcxgCIAEoAyIoCg1UeXBpbmdSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSIjCg5UeXBpbmdSZXNwb25zZRIRCglkZWxpdmVyZWQYASABKAgiGgoYTGlzdENvbnZlcnNhdGlvbnNSZXF1ZXN0Il8KGUxpc3RDb252ZXJzYXRpb25zUmVzcG9uc2USMwoNY29udmVyc2F0aW9ucxgBIAMoCzIcLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbhINCgVlcG9jaBgCIAEoCSIxChZMaXN0UmVhZEN1cnNvcnNSZXF1ZXN0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCSJHChdMaXN0UmVhZEN1cnNvcnNSZXNwb25zZRIsCgdjdXJzb3JzGAEgAygLMhsuc3dpdGNoYm9hcmQudjEuUmVhZFJlY2VpcHQitAIKDENvbnZlcnNhdGlvbhIXCg9jb252ZXJzYXRpb25faWQYASABKAkSLgoEa2luZBgCIAEoDjIgLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbktpbmQSDQoFdGl0bGUYAyABKAkSEAoIaGVhZF9zZXEYBCABKAQSEAoIcmVhZF9zZXEYBSABKAQSDgoGdW5yZWFkGAYgASgEEi0KDGxhc3RfbWVzc2FnZRgHIAEoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USDwoHcGVlcl9pZBgIIAEoCRIQCghncm91cF9pZBgJIAEoCRInCgV0b3BpYxgKIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlRvcGljVGFnEg0KBW11dGVkGAsgASgIEg4KBmNsb3NlZBgMIAEoCCKyAgoHTWVzc2FnZRIXCg9jb252ZXJzYXRpb25faWQYASABKAkSCwoDc2VxGAIgASgEEhIKCm1lc3NhZ2VfaWQYAyABKAkSDgoGc2VuZGVyGAQgASgJEhIKCnNlbnRfYXRfbXMYBSABKAMSDAoEdGV4dBgGIAEoCRIVCg1jbGllbnRfbXNnX2lkGAcgASgJEisKBnN5c3RlbRgIIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlN5c3RlbUV2ZW50EicKBXRvcGljGAkgASgLMhguc3dpdGNoYm9hcmQudjEuVG9waWNUYWcSDwoHZGVsZXRlZBgKIAEoCBIUCgxlZGl0ZWRfYXRfbXMYCyABKAMSJwoIcmVwbHlfdG8YDCABKAsyFS5zd2l0Y2hib2FyZC52MS5RdW90ZSJNCgVRdW90ZRISCgptZXNzYWdlX2lkGAEgASgJEg4KBnNlbmRlchgCIAEoCRIPCgdleGNlcnB0GAMgASgJEg8KB2RlbGV0ZWQYBCABKAgixgMKC1N5c3RlbUV2ZW50Ei4KBGtpbmQYASABKA4yIC5zd2l0Y2hib2FyZC52MS5TeXN0ZW1FdmVudC5LaW5kEg8KB3VzZXJfaWQYAiABKAkSEAoIYWN0b3JfaWQYAyABKAkSDgoGZGV0YWlsGAQgASgJEhIKCm1lc3NhZ2VfaWQYBSABKAkivwIKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhYKEktJTkRfR1JPVVBfQ1JFQVRFRBABEhYKEktJTkRfTUVNQkVSX0pPSU5FRBACEhQKEEtJTkRfTUVNQkVSX0xFRlQQAxIXChNLSU5EX01FTUJFUl9SRU1PVkVEEAQSFQoRS0lORF9ST0xFX0NIQU5HRUQQBRIWChJLSU5EX1RPUElDX1JFTkFNRUQQBhIjCh9LSU5EX0NPTlRBQ1RfUkVNT1ZFRF9GUk9NX1RPUElDEAcSGwoXS0lORF9DT05UQUNUX0xFRlRfVE9QSUMQCBIeChpLSU5EX09XTkVSU0hJUF9UUkFOU0ZFUlJFRBAJEhgKFEtJTkRfTUVTU0FHRV9ERUxFVEVEEAoSFwoTS0lORF9NRVNTQUdFX0VESVRFRBALIoQBCghUb3BpY1RhZxIQCgh0b3BpY19pZBgBIAEoCRISCgp0b3BpY19uYW1lGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhIKCmNvbnRhY3RfaWQYBCABKAkSFAoMYnJvYWRjYXN0X2lkGAUgASgJEhYKDmZvcndhcmRlZF9mcm9tGAYgASgJIkkKC1JlYWRSZWNlaXB0EhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhAKCHJlYWRfc2VxGAMgASgEIlIKD0RlbGl2ZXJ5UmVjZWlwdBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIVCg1kZWxpdmVyZWRfc2VxGAMgASgEIjEKDlByZXNlbmNlVXBkYXRlEg8KB3VzZXJfaWQYASABKAkSDgoGb25saW5lGAIgASgIIvUBChNDb252ZXJzYXRpb25DaGFuZ2VkEjoKBmNoYW5nZRgBIAEoDjIqLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbkNoYW5nZWQuQ2hhbmdlEjIKDGNvbnZlcnNhdGlvbhgCIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkNvbnZlcnNhdGlvbiJuCgZDaGFuZ2USFgoSQ0hBTkdFX1VOU1BFQ0lGSUVEEAASEAoMQ0hBTkdFX0FEREVEEAESEgoOQ0hBTkdFX1JFTU9WRUQQAhISCg5DSEFOR0VfSU5WSVRFRBADEhIKDkNIQU5HRV9VUERBVEVEEAQiXQoFUmVhZHkSEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgJEg0KBWVwb2NoGAMgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgEIAEoDSI1CgxTeW5jQ29tcGxldGUSJQoFaGVhZHMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5DdXJzb3IigAIKA0dhcBIXCg9jb252ZXJzYXRpb25faWQYASABKAkSEAoIZnJvbV9zZXEYAiABKAQSDgoGdG9fc2VxGAMgASgEEioKBnJlYXNvbhgEIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkdhcC5SZWFzb24SDgoGZGV0YWlsGAUgASgJIoEBCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoUUkVBU09OX0VQT0NIX0NIQU5HRUQQARIXChNSRUFTT05fQ1VSU09SX0FIRUFEEAISFAoQUkVBU09OX1RSVU5DQVRFRBADEhYKElJFQVNPTl9VTkFWQUlMQUJMRRAEIiMKCUhlYXJ0YmVhdBIWCg5zZXJ2ZXJfdGltZV9tcxgBIAEoAyIzCglSZWNvbm5lY3QSDgoGcmVhc29uGAEgASgJEhYKDnJldHJ5X2FmdGVyX21zGAIgASgNIp4ECgVFdmVudBImCgVyZWFkeRgBIAEoCzIVLnN3aXRjaGJvYXJkLnYxLlJlYWR5SAASKgoHbWVzc2FnZRgCIAEoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2VIABIuCgdyZWNlaXB0GAMgASgLMhsuc3dpdGNoYm9hcmQudjEuUmVhZFJlY2VpcHRIABIyCghwcmVzZW5jZRgEIAEoCzIeLnN3aXRjaGJvYXJkLnYxLlByZXNlbmNlVXBkYXRlSAASOwoMY29udmVyc2F0aW9uGAUgASgLMiMuc3dpdGNoYm9hcmQudjEuQ29udmVyc2F0aW9uQ2hhbmdlZEgAEi4KBnN5bmNlZBgGIAEoCzIcLnN3aXRjaGJvYXJkLnYxLlN5bmNDb21wbGV0ZUgAEiIKA2dhcBgHIAEoCzITLnN3aXRjaGJvYXJkLnYxLkdhcEgAEi4KCWhlYXJ0YmVhdBgIIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEi4KCXJlY29ubmVjdBgJIAEoCzIZLnN3aXRjaGJvYXJkLnYxLlJlY29ubmVjdEgAEjQKCWRlbGl2ZXJlZBgKIAEoCzIfLnN3aXRjaGJvYXJkLnYxLkRlbGl2ZXJ5UmVjZWlwdEgAEi4KBnR5cGluZxgLIAEoCzIcLnN3aXRjaGJvYXJkLnYxLlR5cGluZ05vdGljZUgAQgYKBGtpbmQiTwoMVHlwaW5nTm90aWNlEhcKD2NvbnZlcnNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhUKDWV4cGlyZXNfaW5fbXMYAyABKA0i3wEKBUdyb3VwEhAKCGdyb3VwX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEAoIb3duZXJfaWQYAyABKAkSKgoGcG9saWN5GAQgASgOMhouc3dpdGNoYm9hcmQudjEuSm9pblBvbGljeRIVCg1jcmVhdGVkX2F0X21zGAUgASgDEhQKDG1lbWJlcl9jb3VudBgGIAEoDRIXCg9jb252ZXJzYXRpb25faWQYByABKAkSMgoHaGlzdG9yeRgIIAEoDjIhLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlWaXNpYmlsaXR5ImMKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIiCgRyb2xlGAMgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZRIOCgZvbmxpbmUYBCABKAgikgEKEkNyZWF0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEioKBnBvbGljeRgCIAEoDjIaLnN3aXRjaGJvYXJkLnYxLkpvaW5Qb2xpY3kSDgoGaW52aXRlGAMgAygJEjIKB2hpc3RvcnkYBCABKA4yIS5zd2l0Y2hib2FyZC52MS5IaXN0b3J5VmlzaWJpbGl0eSI7ChNDcmVhdGVHcm91cFJlc3BvbnNlEiQKBWdyb3VwGAEgASgLMhUuc3dpdGNoYm9hcmQudjEuR3JvdXAiOAoTSW52aXRlTWVtYmVyUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJIi4KFEludml0ZU1lbWJlclJlc3BvbnNlEhYKDmFscmVhZHlfbWVtYmVyGAEgASgIIiQKEEpvaW5Hcm91cFJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkiUAoRSm9pbkdyb3VwUmVzcG9uc2USJAoFZ3JvdXAYASABKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cBIVCg1qb2luZWRfYXRfc2VxGAIgASgEIiUKEUxlYXZlR3JvdXBSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJIhQKEkxlYXZlR3JvdXBSZXNwb25zZSI4ChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhAKCGdyb3VwX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkiFgoUUmVtb3ZlTWVtYmVyUmVzcG9uc2UiXQoUU2V0TWVtYmVyUm9sZVJlcXVlc3QSEAoIZ3JvdXBfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIiCgRyb2xlGAMgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZSIXChVTZXRNZW1iZXJSb2xlUmVzcG9uc2UiFQoTTGlzdE15R3JvdXBzUmVxdWVzdCJpChRMaXN0TXlHcm91cHNSZXNwb25zZRIlCgZncm91cHMYASADKAsyFS5zd2l0Y2hib2FyZC52MS5Hcm91cBIqCgtpbnZpdGF0aW9ucxgCIAMoCzIVLnN3aXRjaGJvYXJkLnYxLkdyb3VwIiYKEkxpc3RNZW1iZXJzUmVxdWVzdBIQCghncm91cF9pZBgBIAEoCSI+ChNMaXN0TWVtYmVyc1Jlc3BvbnNlEicKB21lbWJlcnMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5NZW1iZXIqlAEKEENvbnZlcnNhdGlvbktpbmQSIQodQ09OVkVSU0FUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABIcChhDT05WRVJTQVRJT05fS0lORF9ESVJFQ1QQARIbChdDT05WRVJTQVRJT05fS0lORF9HUk9VUBACEiIKHkNPTlZFUlNBVElPTl9LSU5EX1RPUElDX1RIUkVBRBADKlwKCkpvaW5Qb2xpY3kSGwoXSk9JTl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIUChBKT0lOX1BPTElDWV9PUEVOEAESGwoXSk9JTl9QT0xJQ1lfSU5WSVRFX09OTFkQAip1ChFIaXN0b3J5VmlzaWJpbGl0eRIiCh5ISVNUT1JZX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZISVNUT1JZX1ZJU0lCSUxJVFlfQUxMEAESIAocSElTVE9SWV9WSVNJQklMSVRZX0ZST01fSk9JThACKk0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACEg4KClJPTEVfT1dORVIQAzLGAgoOQWNjb3VudFNlcnZpY2USTQoIUmVnaXN0ZXISHy5zd2l0Y2hib2FyZC52MS5SZWdpc3RlclJlcXVlc3QaIC5zd2l0Y2hib2FyZC52MS5SZWdpc3RlclJlc3BvbnNlEkQKBUxvZ2luEhwuc3dpdGNoYm9hcmQudjEuTG9naW5SZXF1ZXN0Gh0uc3dpdGNoYm9hcmQudjEuTG9naW5SZXNwb25zZRJHCgZMb2dvdXQSHS5zd2l0Y2hib2FyZC52MS5Mb2dvdXRSZXF1ZXN0Gh4uc3dpdGNoYm9hcmQudjEuTG9nb3V0UmVzcG9uc2USVgoOTG9naW5XaXRoVG9rZW4SJS5zd2l0Y2hib2FyZC52MS5Mb2dpbldpdGhUb2tlblJlcXVlc3QaHS5zd2l0Y2hib2FyZC52MS5Mb2dpblJlc3BvbnNlMp4CCg5Db250YWN0U2VydmljZRJTCgpBZGRDb250YWN0EiEuc3dpdGNoYm9hcmQudjEuQWRkQ29udGFjdFJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5BZGRDb250YWN0UmVzcG9uc2USXAoNUmVtb3ZlQ29udGFjdBIkLnN3aXRjaGJvYXJkLnYxLlJlbW92ZUNvbnRhY3RSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuUmVtb3ZlQ29udGFjdFJlc3BvbnNlElkKDExpc3RDb250YWN0cxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RDb250YWN0c1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0Q29udGFjdHNSZXNwb25zZTLLBgoLQ2hhdFNlcnZpY2USRgoJU3Vic2NyaWJlEiAuc3dpdGNoYm9hcmQudjEuU3Vic2NyaWJlUmVxdWVzdBoVLnN3aXRjaGJvYXJkLnYxLkV2ZW50MAESQQoEU2VuZBIbLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXF1ZXN0Ghwuc3dpdGNoYm9hcmQudjEuU2VuZFJlc3BvbnNlEkkKClNlbmRTdHJlYW0SGy5zd2l0Y2hib2FyZC52MS5TZW5kUmVxdWVzdBoaLnN3aXRjaGJvYXJkLnYxLlNlbmRSZXN1bHQoATABEkoKB0hpc3RvcnkSHi5zd2l0Y2hib2FyZC52MS5IaXN0b3J5UmVxdWVzdBofLnN3aXRjaGJvYXJkLnYxLkhpc3RvcnlSZXNwb25zZRJNCghNYXJrUmVhZBIfLnN3aXRjaGJvYXJkLnYxLk1hcmtSZWFkUmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLk1hcmtSZWFkUmVzcG9uc2USaAoRTGlzdENvbnZlcnNhdGlvbnMSKC5zd2l0Y2hib2FyZC52MS5MaXN0Q29udmVyc2F0aW9uc1JlcXVlc3QaKS5zd2l0Y2hib2FyZC52MS5MaXN0Q29udmVyc2F0aW9uc1Jlc3BvbnNlEmIKD0xpc3RSZWFkQ3Vyc29ycxImLnN3aXRjaGJvYXJkLnYxLkxpc3RSZWFkQ3Vyc29yc1JlcXVlc3QaJy5zd2l0Y2hib2FyZC52MS5MaXN0UmVhZEN1cnNvcnNSZXNwb25zZRJcCg1EZWxldGVNZXNzYWdlEiQuc3dpdGNoYm9hcmQudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2USVgoLRWRpdE1lc3NhZ2USIi5zd2l0Y2hib2FyZC52MS5FZGl0TWVzc2FnZVJlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5FZGl0TWVzc2FnZVJlc3BvbnNlEkcKBlR5cGluZxIdLnN3aXRjaGJvYXJkLnYxLlR5cGluZ1JlcXVlc3QaHi5zd2l0Y2hib2FyZC52MS5UeXBpbmdSZXNwb25zZTLUBQoMR3JvdXBTZXJ2aWNlElYKC0NyZWF0ZUdyb3VwEiIuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuQ3JlYXRlR3JvdXBSZXNwb25zZRJZCgxJbnZpdGVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USUAoJSm9pbkdyb3VwEiAuc3dpdGNoYm9hcmQudjEuSm9pbkdyb3VwUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkpvaW5Hcm91cFJlc3BvbnNlElMKCkxlYXZlR3JvdXASIS5zd2l0Y2hib2FyZC52MS5MZWF2ZUdyb3VwUmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkxlYXZlR3JvdXBSZXNwb25zZRJZCgxSZW1vdmVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USXAoNU2V0TWVtYmVyUm9sZRIkLnN3aXRjaGJvYXJkLnYxLlNldE1lbWJlclJvbGVSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0TWVtYmVyUm9sZVJlc3BvbnNlElkKDExpc3RNeUdyb3VwcxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RNeUdyb3Vwc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0TXlHcm91cHNSZXNwb25zZRJWCgtMaXN0TWVtYmVycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RNZW1iZXJzUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message switchboard.v1.User
@@ -820,6 +820,42 @@ export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__P
   messageDesc(file_switchboard_v1_switchboard, 28);
 
 /**
+ * @generated from message switchboard.v1.TypingRequest
+ */
+export type TypingRequest = Message$1<"switchboard.v1.TypingRequest"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.TypingRequest.
+ * Use `create(TypingRequestSchema)` to create a new message.
+ */
+export const TypingRequestSchema: GenMessage<TypingRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 29);
+
+/**
+ * @generated from message switchboard.v1.TypingResponse
+ */
+export type TypingResponse = Message$1<"switchboard.v1.TypingResponse"> & {
+  /**
+   * False when it came sooner than 2 s after the last one passed on.
+   *
+   * @generated from field: bool delivered = 1;
+   */
+  delivered: boolean;
+};
+
+/**
+ * Describes the message switchboard.v1.TypingResponse.
+ * Use `create(TypingResponseSchema)` to create a new message.
+ */
+export const TypingResponseSchema: GenMessage<TypingResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 30);
+
+/**
  * @generated from message switchboard.v1.ListConversationsRequest
  */
 export type ListConversationsRequest = Message$1<"switchboard.v1.ListConversationsRequest"> & {
@@ -830,7 +866,7 @@ export type ListConversationsRequest = Message$1<"switchboard.v1.ListConversatio
  * Use `create(ListConversationsRequestSchema)` to create a new message.
  */
 export const ListConversationsRequestSchema: GenMessage<ListConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 29);
+  messageDesc(file_switchboard_v1_switchboard, 31);
 
 /**
  * @generated from message switchboard.v1.ListConversationsResponse
@@ -854,7 +890,7 @@ export type ListConversationsResponse = Message$1<"switchboard.v1.ListConversati
  * Use `create(ListConversationsResponseSchema)` to create a new message.
  */
 export const ListConversationsResponseSchema: GenMessage<ListConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 30);
+  messageDesc(file_switchboard_v1_switchboard, 32);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsRequest
@@ -871,7 +907,7 @@ export type ListReadCursorsRequest = Message$1<"switchboard.v1.ListReadCursorsRe
  * Use `create(ListReadCursorsRequestSchema)` to create a new message.
  */
 export const ListReadCursorsRequestSchema: GenMessage<ListReadCursorsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 31);
+  messageDesc(file_switchboard_v1_switchboard, 33);
 
 /**
  * @generated from message switchboard.v1.ListReadCursorsResponse
@@ -888,7 +924,7 @@ export type ListReadCursorsResponse = Message$1<"switchboard.v1.ListReadCursorsR
  * Use `create(ListReadCursorsResponseSchema)` to create a new message.
  */
 export const ListReadCursorsResponseSchema: GenMessage<ListReadCursorsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 32);
+  messageDesc(file_switchboard_v1_switchboard, 34);
 
 /**
  * @generated from message switchboard.v1.Conversation
@@ -978,7 +1014,7 @@ export type Conversation = Message$1<"switchboard.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 33);
+  messageDesc(file_switchboard_v1_switchboard, 35);
 
 /**
  * @generated from message switchboard.v1.Message
@@ -1064,7 +1100,7 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 34);
+  messageDesc(file_switchboard_v1_switchboard, 36);
 
 /**
  * A quoted message, as it reads when this is read: the quote keeps no copy
@@ -1102,7 +1138,7 @@ export type Quote = Message$1<"switchboard.v1.Quote"> & {
  * Use `create(QuoteSchema)` to create a new message.
  */
 export const QuoteSchema: GenMessage<Quote> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 35);
+  messageDesc(file_switchboard_v1_switchboard, 37);
 
 /**
  * @generated from message switchboard.v1.SystemEvent
@@ -1145,7 +1181,7 @@ export type SystemEvent = Message$1<"switchboard.v1.SystemEvent"> & {
  * Use `create(SystemEventSchema)` to create a new message.
  */
 export const SystemEventSchema: GenMessage<SystemEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 36);
+  messageDesc(file_switchboard_v1_switchboard, 38);
 
 /**
  * @generated from enum switchboard.v1.SystemEvent.Kind
@@ -1224,7 +1260,7 @@ export enum SystemEvent_Kind {
  * Describes the enum switchboard.v1.SystemEvent.Kind.
  */
 export const SystemEvent_KindSchema: GenEnum<SystemEvent_Kind> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 36, 0);
+  enumDesc(file_switchboard_v1_switchboard, 38, 0);
 
 /**
  * Identifies a topic thread from either side.
@@ -1274,7 +1310,7 @@ export type TopicTag = Message$1<"switchboard.v1.TopicTag"> & {
  * Use `create(TopicTagSchema)` to create a new message.
  */
 export const TopicTagSchema: GenMessage<TopicTag> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 37);
+  messageDesc(file_switchboard_v1_switchboard, 39);
 
 /**
  * @generated from message switchboard.v1.ReadReceipt
@@ -1301,7 +1337,7 @@ export type ReadReceipt = Message$1<"switchboard.v1.ReadReceipt"> & {
  * Use `create(ReadReceiptSchema)` to create a new message.
  */
 export const ReadReceiptSchema: GenMessage<ReadReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 38);
+  messageDesc(file_switchboard_v1_switchboard, 40);
 
 /**
  * A message reached one of the user's devices (reported for topic threads,
@@ -1331,7 +1367,7 @@ export type DeliveryReceipt = Message$1<"switchboard.v1.DeliveryReceipt"> & {
  * Use `create(DeliveryReceiptSchema)` to create a new message.
  */
 export const DeliveryReceiptSchema: GenMessage<DeliveryReceipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 39);
+  messageDesc(file_switchboard_v1_switchboard, 41);
 
 /**
  * @generated from message switchboard.v1.PresenceUpdate
@@ -1353,7 +1389,7 @@ export type PresenceUpdate = Message$1<"switchboard.v1.PresenceUpdate"> & {
  * Use `create(PresenceUpdateSchema)` to create a new message.
  */
 export const PresenceUpdateSchema: GenMessage<PresenceUpdate> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 40);
+  messageDesc(file_switchboard_v1_switchboard, 42);
 
 /**
  * A conversation appeared in (added) or disappeared from (removed) the
@@ -1378,7 +1414,7 @@ export type ConversationChanged = Message$1<"switchboard.v1.ConversationChanged"
  * Use `create(ConversationChangedSchema)` to create a new message.
  */
 export const ConversationChangedSchema: GenMessage<ConversationChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 41);
+  messageDesc(file_switchboard_v1_switchboard, 43);
 
 /**
  * @generated from enum switchboard.v1.ConversationChanged.Change
@@ -1414,7 +1450,7 @@ export enum ConversationChanged_Change {
  * Describes the enum switchboard.v1.ConversationChanged.Change.
  */
 export const ConversationChanged_ChangeSchema: GenEnum<ConversationChanged_Change> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 41, 0);
+  enumDesc(file_switchboard_v1_switchboard, 43, 0);
 
 /**
  * @generated from message switchboard.v1.Ready
@@ -1449,7 +1485,7 @@ export type Ready = Message$1<"switchboard.v1.Ready"> & {
  * Use `create(ReadySchema)` to create a new message.
  */
 export const ReadySchema: GenMessage<Ready> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 42);
+  messageDesc(file_switchboard_v1_switchboard, 44);
 
 /**
  * @generated from message switchboard.v1.SyncComplete
@@ -1468,7 +1504,7 @@ export type SyncComplete = Message$1<"switchboard.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 43);
+  messageDesc(file_switchboard_v1_switchboard, 45);
 
 /**
  * The server cannot prove the client has everything: a hole the client must
@@ -1510,7 +1546,7 @@ export type Gap = Message$1<"switchboard.v1.Gap"> & {
  * Use `create(GapSchema)` to create a new message.
  */
 export const GapSchema: GenMessage<Gap> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 44);
+  messageDesc(file_switchboard_v1_switchboard, 46);
 
 /**
  * @generated from enum switchboard.v1.Gap.Reason
@@ -1554,7 +1590,7 @@ export enum Gap_Reason {
  * Describes the enum switchboard.v1.Gap.Reason.
  */
 export const Gap_ReasonSchema: GenEnum<Gap_Reason> = /*@__PURE__*/
-  enumDesc(file_switchboard_v1_switchboard, 44, 0);
+  enumDesc(file_switchboard_v1_switchboard, 46, 0);
 
 /**
  * @generated from message switchboard.v1.Heartbeat
@@ -1571,7 +1607,7 @@ export type Heartbeat = Message$1<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 45);
+  messageDesc(file_switchboard_v1_switchboard, 47);
 
 /**
  * The gateway is going away: reconnect (to any gateway) with your cursors.
@@ -1595,7 +1631,7 @@ export type Reconnect = Message$1<"switchboard.v1.Reconnect"> & {
  * Use `create(ReconnectSchema)` to create a new message.
  */
 export const ReconnectSchema: GenMessage<Reconnect> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 46);
+  messageDesc(file_switchboard_v1_switchboard, 48);
 
 /**
  * @generated from message switchboard.v1.Event
@@ -1664,6 +1700,12 @@ export type Event = Message$1<"switchboard.v1.Event"> & {
      */
     value: DeliveryReceipt;
     case: "delivered";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.TypingNotice typing = 11;
+     */
+    value: TypingNotice;
+    case: "typing";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1672,7 +1714,37 @@ export type Event = Message$1<"switchboard.v1.Event"> & {
  * Use `create(EventSchema)` to create a new message.
  */
 export const EventSchema: GenMessage<Event> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 47);
+  messageDesc(file_switchboard_v1_switchboard, 49);
+
+/**
+ * Someone is typing in a conversation: show it until `expires_in_ms` from
+ * now, or until their next message there, whichever comes first.
+ *
+ * @generated from message switchboard.v1.TypingNotice
+ */
+export type TypingNotice = Message$1<"switchboard.v1.TypingNotice"> & {
+  /**
+   * @generated from field: string conversation_id = 1;
+   */
+  conversationId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: uint32 expires_in_ms = 3;
+   */
+  expiresInMs: number;
+};
+
+/**
+ * Describes the message switchboard.v1.TypingNotice.
+ * Use `create(TypingNoticeSchema)` to create a new message.
+ */
+export const TypingNoticeSchema: GenMessage<TypingNotice> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_switchboard, 50);
 
 /**
  * @generated from message switchboard.v1.Group
@@ -1724,7 +1796,7 @@ export type Group = Message$1<"switchboard.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 48);
+  messageDesc(file_switchboard_v1_switchboard, 51);
 
 /**
  * @generated from message switchboard.v1.Member
@@ -1756,7 +1828,7 @@ export type Member = Message$1<"switchboard.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 49);
+  messageDesc(file_switchboard_v1_switchboard, 52);
 
 /**
  * @generated from message switchboard.v1.CreateGroupRequest
@@ -1793,7 +1865,7 @@ export type CreateGroupRequest = Message$1<"switchboard.v1.CreateGroupRequest"> 
  * Use `create(CreateGroupRequestSchema)` to create a new message.
  */
 export const CreateGroupRequestSchema: GenMessage<CreateGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 50);
+  messageDesc(file_switchboard_v1_switchboard, 53);
 
 /**
  * @generated from message switchboard.v1.CreateGroupResponse
@@ -1810,7 +1882,7 @@ export type CreateGroupResponse = Message$1<"switchboard.v1.CreateGroupResponse"
  * Use `create(CreateGroupResponseSchema)` to create a new message.
  */
 export const CreateGroupResponseSchema: GenMessage<CreateGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 51);
+  messageDesc(file_switchboard_v1_switchboard, 54);
 
 /**
  * @generated from message switchboard.v1.InviteMemberRequest
@@ -1832,7 +1904,7 @@ export type InviteMemberRequest = Message$1<"switchboard.v1.InviteMemberRequest"
  * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
 export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 52);
+  messageDesc(file_switchboard_v1_switchboard, 55);
 
 /**
  * @generated from message switchboard.v1.InviteMemberResponse
@@ -1849,7 +1921,7 @@ export type InviteMemberResponse = Message$1<"switchboard.v1.InviteMemberRespons
  * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
 export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 53);
+  messageDesc(file_switchboard_v1_switchboard, 56);
 
 /**
  * @generated from message switchboard.v1.JoinGroupRequest
@@ -1866,7 +1938,7 @@ export type JoinGroupRequest = Message$1<"switchboard.v1.JoinGroupRequest"> & {
  * Use `create(JoinGroupRequestSchema)` to create a new message.
  */
 export const JoinGroupRequestSchema: GenMessage<JoinGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 54);
+  messageDesc(file_switchboard_v1_switchboard, 57);
 
 /**
  * @generated from message switchboard.v1.JoinGroupResponse
@@ -1892,7 +1964,7 @@ export type JoinGroupResponse = Message$1<"switchboard.v1.JoinGroupResponse"> & 
  * Use `create(JoinGroupResponseSchema)` to create a new message.
  */
 export const JoinGroupResponseSchema: GenMessage<JoinGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 55);
+  messageDesc(file_switchboard_v1_switchboard, 58);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupRequest
@@ -1909,7 +1981,7 @@ export type LeaveGroupRequest = Message$1<"switchboard.v1.LeaveGroupRequest"> & 
  * Use `create(LeaveGroupRequestSchema)` to create a new message.
  */
 export const LeaveGroupRequestSchema: GenMessage<LeaveGroupRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 56);
+  messageDesc(file_switchboard_v1_switchboard, 59);
 
 /**
  * @generated from message switchboard.v1.LeaveGroupResponse
@@ -1922,7 +1994,7 @@ export type LeaveGroupResponse = Message$1<"switchboard.v1.LeaveGroupResponse"> 
  * Use `create(LeaveGroupResponseSchema)` to create a new message.
  */
 export const LeaveGroupResponseSchema: GenMessage<LeaveGroupResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 57);
+  messageDesc(file_switchboard_v1_switchboard, 60);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberRequest
@@ -1944,7 +2016,7 @@ export type RemoveMemberRequest = Message$1<"switchboard.v1.RemoveMemberRequest"
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 58);
+  messageDesc(file_switchboard_v1_switchboard, 61);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberResponse
@@ -1957,7 +2029,7 @@ export type RemoveMemberResponse = Message$1<"switchboard.v1.RemoveMemberRespons
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 59);
+  messageDesc(file_switchboard_v1_switchboard, 62);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleRequest
@@ -1984,7 +2056,7 @@ export type SetMemberRoleRequest = Message$1<"switchboard.v1.SetMemberRoleReques
  * Use `create(SetMemberRoleRequestSchema)` to create a new message.
  */
 export const SetMemberRoleRequestSchema: GenMessage<SetMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 60);
+  messageDesc(file_switchboard_v1_switchboard, 63);
 
 /**
  * @generated from message switchboard.v1.SetMemberRoleResponse
@@ -1997,7 +2069,7 @@ export type SetMemberRoleResponse = Message$1<"switchboard.v1.SetMemberRoleRespo
  * Use `create(SetMemberRoleResponseSchema)` to create a new message.
  */
 export const SetMemberRoleResponseSchema: GenMessage<SetMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 61);
+  messageDesc(file_switchboard_v1_switchboard, 64);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsRequest
@@ -2010,7 +2082,7 @@ export type ListMyGroupsRequest = Message$1<"switchboard.v1.ListMyGroupsRequest"
  * Use `create(ListMyGroupsRequestSchema)` to create a new message.
  */
 export const ListMyGroupsRequestSchema: GenMessage<ListMyGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 62);
+  messageDesc(file_switchboard_v1_switchboard, 65);
 
 /**
  * @generated from message switchboard.v1.ListMyGroupsResponse
@@ -2034,7 +2106,7 @@ export type ListMyGroupsResponse = Message$1<"switchboard.v1.ListMyGroupsRespons
  * Use `create(ListMyGroupsResponseSchema)` to create a new message.
  */
 export const ListMyGroupsResponseSchema: GenMessage<ListMyGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 63);
+  messageDesc(file_switchboard_v1_switchboard, 66);
 
 /**
  * @generated from message switchboard.v1.ListMembersRequest
@@ -2051,7 +2123,7 @@ export type ListMembersRequest = Message$1<"switchboard.v1.ListMembersRequest"> 
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 64);
+  messageDesc(file_switchboard_v1_switchboard, 67);
 
 /**
  * @generated from message switchboard.v1.ListMembersResponse
@@ -2068,7 +2140,7 @@ export type ListMembersResponse = Message$1<"switchboard.v1.ListMembersResponse"
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_switchboard, 65);
+  messageDesc(file_switchboard_v1_switchboard, 68);
 
 /**
  * @generated from enum switchboard.v1.ConversationKind
@@ -2417,6 +2489,21 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof EditMessageRequestSchema;
     output: typeof EditMessageResponseSchema;
+  },
+  /**
+   * Says the caller is typing in a conversation: the others in it get a
+   * Typing event (in a topic thread only the other side of that thread).
+   * Ephemeral: never stored, never replayed; it lapses by itself after
+   * `expires_in_ms`. Send it again every few seconds while typing; more
+   * than one every 2 s per conversation is not passed on (`delivered`
+   * false).
+   *
+   * @generated from rpc switchboard.v1.ChatService.Typing
+   */
+  typing: {
+    methodKind: "unary";
+    input: typeof TypingRequestSchema;
+    output: typeof TypingResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_switchboard, 2);
