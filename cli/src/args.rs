@@ -479,6 +479,21 @@ pub enum GroupsCommand {
         /// The group's id.
         group: String,
     },
+    /// Hand the group to another member (owner only); you stay as an admin.
+    Transfer {
+        /// The group's id.
+        group: String,
+        /// The member who becomes the owner.
+        user: String,
+    },
+    /// Delete the group for good: members go, its history is erased (owner only).
+    Delete {
+        /// The group's id.
+        group: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[cfg(test)]

@@ -105,6 +105,32 @@ pub async fn run(
                 },
             );
         }
+        GroupsCommand::Transfer { group, user } => {
+            groups
+                .transfer_ownership(pb::TransferOwnershipRequest {
+                    group_id: bare(group),
+                    new_owner_id: user.clone(),
+                })
+                .await?;
+            out.print(json!({"group_id": bare(group), "owner": user}), || {
+                format!("{user} now owns {}; you are an admin", bare(group))
+            });
+        }
+        GroupsCommand::Delete { group, yes } => {
+            anyhow::ensure!(
+                *yes,
+                "deleting {} erases it and its history for everyone and cannot be undone; add --yes to go ahead",
+                bare(group)
+            );
+            groups
+                .disband_group(pb::DisbandGroupRequest {
+                    group_id: bare(group),
+                })
+                .await?;
+            out.print(json!({"deleted": bare(group)}), || {
+                format!("deleted {}", bare(group))
+            });
+        }
         GroupsCommand::Leave { group } => {
             groups
                 .leave_group(pb::LeaveGroupRequest {

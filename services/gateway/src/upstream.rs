@@ -26,6 +26,8 @@ fn repeatable(op: &Op) -> bool {
             | Op::JoinGroup(_)
             | Op::LeaveGroup(_)
             | Op::RemoveMember(_)
+            | Op::TransferOwnership(_)
+            | Op::DisbandGroup(_)
             | Op::RemoveContact(_)
             | Op::CreateTopic(_)
             | Op::DeleteTopic(_)

@@ -420,6 +420,41 @@ impl Router {
         Ok(pb::SetMemberRoleResponse {})
     }
 
+    /// The owner hands the group to another member (see
+    /// [`Self::transfer_ownership`]).
+    pub async fn transfer_group(
+        &self,
+        caller: &Caller,
+        req: pb::TransferOwnershipRequest,
+    ) -> RouterResult<pb::TransferOwnershipResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let new_owner = UserId::parse(&req.new_owner_id)?;
+        if self.role_in(&group_id, &caller.user).await? != pb::Role::Owner {
+            return Err(RouterError::PermissionDenied(
+                "only the owner can hand the group over".into(),
+            ));
+        }
+        self.transfer_ownership(&group_id, &new_owner).await?;
+        Ok(pb::TransferOwnershipResponse {})
+    }
+
+    /// The owner deletes the group (see [`Self::delete_group_now`]).
+    pub async fn disband_group(
+        &self,
+        caller: &Caller,
+        req: pb::DisbandGroupRequest,
+    ) -> RouterResult<pb::DisbandGroupResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        if self.role_in(&group_id, &caller.user).await? != pb::Role::Owner {
+            return Err(RouterError::PermissionDenied(
+                "only the owner can delete the group".into(),
+            ));
+        }
+        self.delete_group_now(&group_id).await?;
+        tracing::info!(group = %group_id, owner = %caller.user, "group deleted by its owner");
+        Ok(pb::DisbandGroupResponse {})
+    }
+
     pub async fn list_my_groups(
         &self,
         caller: &Caller,

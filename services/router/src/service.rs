@@ -226,6 +226,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::LeaveGroup(_) => "leave_group",
         Op::RemoveMember(_) => "remove_member",
         Op::SetMemberRole(_) => "set_member_role",
+        Op::TransferOwnership(_) => "transfer_ownership",
+        Op::DisbandGroup(_) => "disband_group",
         Op::ListMyGroups(_) => "list_my_groups",
         Op::ListMembers(_) => "list_members",
         Op::CreateTopic(_) => "create_topic",
@@ -311,6 +313,10 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::LeaveGroup(r) => Reply::LeaveGroup(router.leave_group(caller, r).await?),
         Op::RemoveMember(r) => Reply::RemoveMember(router.remove_member(caller, r).await?),
         Op::SetMemberRole(r) => Reply::SetMemberRole(router.set_member_role(caller, r).await?),
+        Op::TransferOwnership(r) => {
+            Reply::TransferOwnership(router.transfer_group(caller, r).await?)
+        }
+        Op::DisbandGroup(r) => Reply::DisbandGroup(router.disband_group(caller, r).await?),
         Op::ListMyGroups(r) => Reply::ListMyGroups(router.list_my_groups(caller, r).await?),
         Op::ListMembers(r) => Reply::ListMembers(router.list_members(caller, r).await?),
         Op::CreateTopic(r) => Reply::CreateTopic(router.create_topic(caller, r).await?),

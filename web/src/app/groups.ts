@@ -51,6 +51,27 @@ export class Groups {
     return done ?? false;
   }
 
+  /** The owner hands the group to a member (staying an admin). */
+  async transfer(groupId: string, userId: string): Promise<void> {
+    await this.ctx.act("Could not hand the group over", async () => {
+      await this.ctx.clients.groups.transferOwnership({ groupId, newOwnerId: userId });
+      await this.ctx.refreshNow();
+    });
+  }
+
+  /** The owner deletes the group for everyone; true once it is gone. */
+  async disband(groupId: string): Promise<boolean> {
+    const done = await this.ctx.act("Could not delete the group", async () => {
+      await this.ctx.clients.groups.disbandGroup({ groupId });
+      const store = this.ctx.store();
+      const group = store.groups.get(groupId);
+      if (group) store.removeConversation(group.conversationId);
+      await this.ctx.refreshNow();
+      return true;
+    });
+    return done ?? false;
+  }
+
   /** Resolves to what to tell the user. */
   async invite(groupId: string, userId: string): Promise<string | undefined> {
     return this.ctx.act("Could not invite", async () => {

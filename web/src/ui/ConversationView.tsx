@@ -148,7 +148,7 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
           />
         </div>
         {isGroup && showMembers && (
-          <MembersPanel controller={controller} groupId={info.groupId} onClose={() => setShowMembers(false)} />
+          <MembersPanel controller={controller} groupId={info.groupId} onClose={() => setShowMembers(false)} onGone={onBack} />
         )}
       </div>
     </div>

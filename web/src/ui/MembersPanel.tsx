@@ -4,7 +4,18 @@ import { useEffect, useState } from "preact/hooks";
 
 import type { Controller } from "../app/controller";
 
-export function MembersPanel({ controller, groupId, onClose }: { controller: Controller; groupId: string; onClose: () => void }) {
+export function MembersPanel({
+  controller,
+  groupId,
+  onClose,
+  onGone,
+}: {
+  controller: Controller;
+  groupId: string;
+  onClose: () => void;
+  /** The group was deleted from here. */
+  onGone?: () => void;
+}) {
   const store = controller.store!;
   const members = store.members.get(groupId);
   const group = store.groups.get(groupId);
@@ -50,6 +61,20 @@ export function MembersPanel({ controller, groupId, onClose }: { controller: Con
                   {member.role !== "member" && <span class="tag">{member.role}</span>}
                   <span class="visually-hidden">{member.online ? "online" : "offline"}</span>
                 </span>
+                {myRole === "owner" && member.userId !== store.me && (
+                  <button
+                    type="button"
+                    class="link"
+                    aria-label={`Make ${member.userId} the owner`}
+                    onClick={() => {
+                      if (window.confirm(`Make ${member.userId} the owner? You stay as an admin.`)) {
+                        void controller.groups.transfer(groupId, member.userId);
+                      }
+                    }}
+                  >
+                    Make owner
+                  </button>
+                )}
                 {canManage && member.role !== "owner" && member.userId !== store.me && (
                   <button
                     type="button"
@@ -91,6 +116,20 @@ export function MembersPanel({ controller, groupId, onClose }: { controller: Con
             </p>
           )}
         </form>
+      )}
+      {myRole === "owner" && (
+        <p class="panel-note">
+          <button
+            type="button"
+            class="danger"
+            onClick={async () => {
+              if (!window.confirm("Delete this group for everyone? Its history is erased; this cannot be undone.")) return;
+              if (await controller.groups.disband(groupId)) onGone?.();
+            }}
+          >
+            Delete group
+          </button>
+        </p>
       )}
     </aside>
   );

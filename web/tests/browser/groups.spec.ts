@@ -303,3 +303,32 @@ test("typing shows on the others' pages and lapses by itself", async ({ browser,
   await expect(jay.messageWithText("half a thought")).toBeVisible();
   await expect(typing).toHaveCount(0);
 });
+
+test("an owner hands a group over; the new owner deletes it for everyone", async ({ browser, cluster, people }) => {
+  const kai = await Person.register(browser, cluster, "kai", 0);
+  const lia = await Person.register(browser, cluster, "lia", 1);
+  people.push(kai, lia);
+  await kai.createGroup("Movers", ["lia"]);
+  await lia.acceptInvitation("Movers");
+
+  // Only the owner sees the owner's controls.
+  await lia.page.getByRole("button", { name: "Members" }).click();
+  const liaPanel = lia.page.getByRole("complementary", { name: "Members" });
+  await expect(liaPanel.locator('[data-member="kai"]')).toBeVisible();
+  await expect(liaPanel.getByRole("button", { name: "Delete group" })).toHaveCount(0);
+
+  await kai.page.getByRole("button", { name: "Members" }).click();
+  const kaiPanel = kai.page.getByRole("complementary", { name: "Members" });
+  kai.page.once("dialog", (dialog) => void dialog.accept());
+  await kaiPanel.getByRole("button", { name: "Make lia the owner" }).click();
+  await expect(kaiPanel.locator('[data-member="lia"] .tag')).toHaveText("owner");
+  await expect(kaiPanel.locator('[data-member="kai"] .tag')).toHaveText("admin");
+  await expect(kaiPanel.getByRole("button", { name: "Delete group" })).toHaveCount(0);
+
+  // Lia, the owner now, deletes it: it leaves both sidebars.
+  await expect(liaPanel.getByRole("button", { name: "Delete group" })).toBeVisible();
+  lia.page.once("dialog", (dialog) => void dialog.accept());
+  await liaPanel.getByRole("button", { name: "Delete group" }).click();
+  await expect(lia.entry("Movers")).toHaveCount(0);
+  await expect(kai.entry("Movers")).toHaveCount(0);
+});

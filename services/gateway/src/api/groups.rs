@@ -47,6 +47,20 @@ impl GroupService for Api {
         forward!(self, request, SetMemberRole)
     }
 
+    async fn transfer_ownership(
+        &self,
+        request: Request<pb::TransferOwnershipRequest>,
+    ) -> Result<Response<pb::TransferOwnershipResponse>, Status> {
+        forward!(self, request, TransferOwnership)
+    }
+
+    async fn disband_group(
+        &self,
+        request: Request<pb::DisbandGroupRequest>,
+    ) -> Result<Response<pb::DisbandGroupResponse>, Status> {
+        forward!(self, request, DisbandGroup)
+    }
+
     async fn list_my_groups(
         &self,
         request: Request<pb::ListMyGroupsRequest>,

@@ -153,6 +153,18 @@ async fn cli_session(cluster: Cluster) {
         let texts: Vec<&str> = seen.iter().filter_map(|m| m["text"].as_str()).collect();
         assert!(texts.contains(&"after bob"), "{seen:?}");
         assert!(!texts.contains(&"before bob"), "{seen:?}");
+        // The owner hands a group over; the new owner deletes it (with --yes).
+        let not_owner = sb.run("bob", &["groups", "delete", &later_id, "--yes"]);
+        let error: Value = serde_json::from_slice(&not_owner.stderr).unwrap();
+        assert_eq!(error["error"]["code"], "PERMISSION_DENIED");
+        sb.json("alice", &["groups", "transfer", &later_id, "bob"]);
+        assert!(
+            !sb.run("bob", &["groups", "delete", &later_id])
+                .status
+                .success()
+        );
+        let deleted = sb.json("bob", &["groups", "delete", &later_id, "--yes"]);
+        assert_eq!(deleted[0]["deleted"], later_id.as_str());
 
         // A logged-in command goes to the saved gateway, or to the one named.
         let saved = sb.run_at(None, "alice", &["conversations"]);

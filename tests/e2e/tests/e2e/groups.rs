@@ -442,3 +442,108 @@ async fn history_visibility(cluster: Cluster) {
         }
     }
 }
+
+both_modes!(
+    the_owner_hands_a_group_over_then_leaves_and_the_new_owner_deletes_it,
+    owner_transfers_and_deletes
+);
+async fn owner_transfers_and_deletes(cluster: Cluster) {
+    let ann = cluster.user("ann", 0).await;
+    let ben = cluster.user("ben", 1).await;
+    let cyd = cluster.user("cyd", 0).await;
+    let group = ann.create_group("Book club", pb::JoinPolicy::Open).await;
+    ben.join(&group.group_id).await;
+    cyd.join(&group.group_id).await;
+    let transfer = |by: &crate::harness::User, to: &str| {
+        let (groups, request) = (
+            by.groups(),
+            pb::TransferOwnershipRequest {
+                group_id: group.group_id.clone(),
+                new_owner_id: to.into(),
+            },
+        );
+        async move {
+            let mut groups = groups;
+            groups.transfer_ownership(request).await
+        }
+    };
+    let disband = |by: &crate::harness::User| {
+        let (groups, request) = (
+            by.groups(),
+            pb::DisbandGroupRequest {
+                group_id: group.group_id.clone(),
+            },
+        );
+        async move {
+            let mut groups = groups;
+            groups.disband_group(request).await
+        }
+    };
+
+    // Only the owner hands it over or deletes it, and only to a member.
+    let not_owner = transfer(&ben, "cyd").await.unwrap_err();
+    assert_eq!(not_owner.code(), Code::PermissionDenied, "{not_owner:?}");
+    let not_member = transfer(&ann, "dan").await.unwrap_err();
+    assert_eq!(
+        not_member.code(),
+        Code::FailedPrecondition,
+        "{not_member:?}"
+    );
+    let not_theirs = disband(&ben).await.unwrap_err();
+    assert_eq!(not_theirs.code(), Code::PermissionDenied, "{not_theirs:?}");
+
+    // Ann hands it to ben; she is an admin now, and may leave.
+    transfer(&ann, "ben").await.unwrap();
+    let members = cyd
+        .groups()
+        .list_members(pb::ListMembersRequest {
+            group_id: group.group_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let role = |who: &str| members.iter().find(|m| m.user_id == who).map(|m| m.role());
+    assert_eq!(
+        (role("ben"), role("ann")),
+        (Some(pb::Role::Owner), Some(pb::Role::Admin))
+    );
+    ann.groups()
+        .leave_group(pb::LeaveGroupRequest {
+            group_id: group.group_id.clone(),
+        })
+        .await
+        .unwrap();
+
+    // Ben deletes it: cyd's stream is told at once; it is gone for all.
+    let mut cyd_events = cyd.subscribe().await;
+    disband(&ben).await.unwrap();
+    cyd_events
+        .until(|e| match &e.kind {
+            Some(Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Removed
+                    && c.conversation
+                        .as_ref()
+                        .is_some_and(|c| c.conversation_id == group.conversation_id) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    for user in [&ben, &cyd] {
+        let groups = user
+            .groups()
+            .list_my_groups(pb::ListMyGroupsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .groups;
+        assert!(groups.is_empty(), "{groups:?}");
+    }
+    let gone = cyd
+        .send(To::GroupId(group.group_id.clone()), "anyone?", "")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+}
