@@ -150,8 +150,9 @@ impl Router {
             .map(|_| ())
     }
 
-    /// Deletes the group and its history (an administrator's act), then
-    /// tells every member's and invitee's clients it is gone. Returns how
+    /// Deletes the group and its history (its owner's act, or an
+    /// administrator's), then tells every member's and invitee's clients it
+    /// is gone. Returns how
     /// many members and invitees it had (0 if an earlier call deleted it)
     /// and how many messages were erased; NOT_FOUND for no such group. A
     /// deletion cut short is finished by asking again.
