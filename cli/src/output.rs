@@ -58,6 +58,7 @@ pub fn message(m: &pb::Message) -> Value {
         "client_msg_id": m.client_msg_id,
         "deleted": m.deleted,
         "edited_at_ms": m.edited_at_ms,
+        "mentions": m.mentions,
     });
     if let Some(system) = &m.system {
         value["system"] = json!({

@@ -25,6 +25,7 @@ pub mod groups;
 pub mod hashing;
 pub mod jwks;
 pub mod membership;
+pub mod mentions;
 pub mod messaging;
 pub mod outbox;
 pub mod posting;

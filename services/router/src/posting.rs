@@ -278,6 +278,12 @@ impl Router {
         let reply_to = self
             .quote_for_send(&caller.user, &conv, &req.reply_to)
             .await?;
+        let mentions = match &membership {
+            Membership::Group { group, .. } if text.contains('@') => {
+                self.mentions(group, &text).await?
+            }
+            _ => Vec::new(),
+        };
         let now = now_ms();
         let item = NewMessage {
             conversation: conv.clone(),
@@ -288,6 +294,7 @@ impl Router {
                 client_msg_id: client_msg_id.to_string(),
                 topic: topic_tag,
                 reply_to,
+                mentions,
                 ..Default::default()
             },
             admission,

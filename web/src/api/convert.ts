@@ -81,6 +81,7 @@ export function chatMessage(message: Message): ChatMessage {
     topic: topicRef(message.topic),
     deleted: message.deleted || undefined,
     editedAtMs: num(message.editedAtMs) || undefined,
+    mentions: message.mentions.length ? [...message.mentions] : undefined,
     replyTo: message.replyTo
       ? {
           messageId: message.replyTo.messageId,

@@ -329,7 +329,8 @@ export class Controller {
     if (message.system && message.topic) this.scheduleRefresh();
     if (outcome.isNew && !outcome.readUpTo && message.sender && message.sender !== store.me) {
       const where = thread?.info.topic?.ownerId === store.me ? thread.info.topic.topicName : thread?.info.title;
-      this.announce(`New message from ${message.sender}${where ? ` in ${where}` : ""}: ${message.text}`);
+      const what = message.mentions?.includes(store.me) ? `${message.sender} mentioned you` : `New message from ${message.sender}`;
+      this.announce(`${what}${where ? ` in ${where}` : ""}: ${message.text}`);
     }
   }
 

@@ -50,6 +50,8 @@ export interface ChatMessage {
   editedAtMs?: number;
   /** The message this one answers. */
   replyTo?: Quote;
+  /** In a group: the members it names as @user. */
+  mentions?: string[];
 }
 
 /** A conversation's summary, as ListConversations and ConversationChanged give it. */

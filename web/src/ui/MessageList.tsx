@@ -112,6 +112,7 @@ export function MessageList(props: Props) {
             key={message.seq}
             message={message}
             mine={message.sender === props.me}
+            me={props.me}
             showSender={!!props.showSenders && startsBlock(props.messages[i - 1], message)}
             annotate={props.annotate}
             onPick={props.onPick}
@@ -153,6 +154,7 @@ export function MessageList(props: Props) {
 function MessageItem({
   message,
   mine,
+  me,
   showSender,
   annotate,
   onPick,
@@ -164,6 +166,7 @@ function MessageItem({
 }: {
   message: ChatMessage;
   mine: boolean;
+  me: string;
   showSender: boolean;
   annotate?: (message: ChatMessage) => ComponentChildren;
   onPick?: (message: ChatMessage) => void;
@@ -223,7 +226,11 @@ function MessageItem({
     );
   }
   return (
-    <li class={`message ${mine ? "mine" : "theirs"}`} data-seq={message.seq} data-sender={message.sender}>
+    <li
+      class={`message ${mine ? "mine" : "theirs"}${!mine && message.mentions?.includes(me) ? " mentioned" : ""}`}
+      data-seq={message.seq}
+      data-sender={message.sender}
+    >
       {onPick ? (
         <button
           type="button"

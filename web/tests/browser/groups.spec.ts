@@ -332,3 +332,17 @@ test("an owner hands a group over; the new owner deletes it for everyone", async
   await expect(lia.entry("Movers")).toHaveCount(0);
   await expect(kai.entry("Movers")).toHaveCount(0);
 });
+
+test("a mention stands out on the mentioned member's page only", async ({ browser, cluster, people }) => {
+  const mia = await Person.register(browser, cluster, "mia", 0);
+  const ned = await Person.register(browser, cluster, "ned", 1);
+  people.push(mia, ned);
+  await mia.createGroup("Shifts", ["ned"]);
+  await ned.acceptInvitation("Shifts");
+  await mia.send("@ned can you take Friday?");
+  await mia.send("thanks all");
+  await expect(ned.messageWithText("thanks all")).toBeVisible();
+  await expect(ned.page.locator("main li.message.mentioned")).toHaveCount(1);
+  await expect(ned.page.locator("main li.message.mentioned")).toContainText("@ned can you take Friday?");
+  await expect(mia.page.locator("main li.message.mentioned")).toHaveCount(0);
+});

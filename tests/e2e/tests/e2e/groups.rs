@@ -547,3 +547,36 @@ async fn owner_transfers_and_deletes(cluster: Cluster) {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
 }
+
+both_modes!(a_group_message_names_the_members_it_mentions, mentions);
+async fn mentions(cluster: Cluster) {
+    let ann = cluster.user("ann", 0).await;
+    let ben = cluster.user("ben", 1).await;
+    let cyd = cluster.user("cyd", 0).await;
+    let group = ann.create_group("Crew", pb::JoinPolicy::Open).await;
+    ben.join(&group.group_id).await;
+    cyd.join(&group.group_id).await;
+    let mut ben_events = ben.subscribe().await;
+    ann.post(
+        &group.group_id,
+        "@Cyd and @ben: bring the map. Not @dan (no member), mail ann@ben.example, again @ben.",
+    )
+    .await;
+    let live = ben_events.message().await;
+    assert_eq!(live.mentions, ["ben", "cyd"]);
+    let stored = ben.history(&group.conversation_id).await;
+    assert_eq!(stored.last().unwrap().mentions, ["ben", "cyd"]);
+    // A direct message names nobody; neither does a text without `@`.
+    let dm = ann.dm(&ben, "hi @ben").await;
+    let direct = ben.history(&dm.conversation_id).await;
+    assert!(direct[0].mentions.is_empty(), "{direct:?}");
+    ann.post(&group.group_id, "plain").await;
+    assert!(
+        ben.history(&group.conversation_id)
+            .await
+            .last()
+            .unwrap()
+            .mentions
+            .is_empty()
+    );
+}
