@@ -479,6 +479,17 @@ pub enum GroupsCommand {
         /// The group's id.
         group: String,
     },
+    /// Rename the group or change its description (owner or admin).
+    Update {
+        /// The group's id.
+        group: String,
+        /// The new name.
+        #[arg(long, required_unless_present = "description")]
+        name: Option<String>,
+        /// The new description (empty clears it).
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Hand the group to another member (owner only); you stay as an admin.
     Transfer {
         /// The group's id.

@@ -155,6 +155,7 @@ pub fn group(g: &pb::Group) -> Value {
         "history": g.history().as_str_name(),
         "member_count": g.member_count,
         "conversation_id": g.conversation_id,
+        "description": g.description,
     })
 }
 

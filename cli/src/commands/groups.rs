@@ -105,6 +105,25 @@ pub async fn run(
                 },
             );
         }
+        GroupsCommand::Update {
+            group,
+            name,
+            description,
+        } => {
+            let updated = groups
+                .update_group(pb::UpdateGroupRequest {
+                    group_id: bare(group),
+                    name: name.clone(),
+                    description: description.clone(),
+                })
+                .await?
+                .into_inner()
+                .group
+                .unwrap_or_default();
+            out.print(output::group(&updated), || {
+                format!("{} is now \"{}\"", updated.group_id, updated.name)
+            });
+        }
         GroupsCommand::Transfer { group, user } => {
             groups
                 .transfer_ownership(pb::TransferOwnershipRequest {

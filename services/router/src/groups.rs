@@ -16,6 +16,9 @@ use crate::routing::{Audience, Outgoing};
 use crate::store::{GroupRecord, MembershipChange, NewMessage};
 use crate::{Caller, Router};
 
+/// Longest group description, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 500;
+
 /// Most users invited when a group is created.
 const MAX_INITIAL_INVITES: usize = 256;
 
@@ -51,6 +54,7 @@ fn group_view(record: GroupRecord) -> pb::Group {
         history: record.history as i32,
         created_at_ms: record.created_at_ms,
         member_count: record.member_count,
+        description: record.description,
     }
 }
 
@@ -248,6 +252,7 @@ impl Router {
             history,
             created_at_ms: now_ms(),
             member_count: 1,
+            description: String::new(),
         };
         let mut created = system_message(
             Kind::GroupCreated,
@@ -454,6 +459,98 @@ impl Router {
         self.delete_group_now(&group_id).await?;
         tracing::info!(group = %group_id, owner = %caller.user, "group deleted by its owner");
         Ok(pb::DisbandGroupResponse {})
+    }
+
+    /// The owner or an admin renames the group or changes its description.
+    pub async fn update_group(
+        &self,
+        caller: &Caller,
+        req: pb::UpdateGroupRequest,
+    ) -> RouterResult<pb::UpdateGroupResponse> {
+        let group_id = GroupId::parse(&req.group_id)?;
+        let name = match req.name.as_deref().map(str::trim) {
+            None => None,
+            Some("") => {
+                return Err(RouterError::InvalidArgument("a group needs a name".into()));
+            }
+            Some(name) => Some(display_name(
+                name,
+                &caller.user,
+                self.config.max_name_chars,
+            )?),
+        };
+        let description = req.description.as_deref().map(str::trim).map(str::to_owned);
+        if let Some(text) = &description {
+            if text.chars().count() > MAX_DESCRIPTION_CHARS {
+                return Err(RouterError::InvalidArgument(format!(
+                    "a description is at most {MAX_DESCRIPTION_CHARS} characters"
+                )));
+            }
+            if text.chars().any(|c| c.is_control() && c != '\n') {
+                return Err(RouterError::InvalidArgument(
+                    "a description cannot hold control characters".into(),
+                ));
+            }
+        }
+        if name.is_none() && description.is_none() {
+            return Err(RouterError::InvalidArgument(
+                "say what to change: name, description or both".into(),
+            ));
+        }
+        let role = self.role_in(&group_id, &caller.user).await?;
+        if !matches!(role, pb::Role::Owner | pb::Role::Admin) {
+            return Err(RouterError::PermissionDenied(
+                "only the owner or an admin can rename the group or change its description".into(),
+            ));
+        }
+        if !self
+            .store
+            .update_group(&group_id, name.as_deref(), description.as_deref())
+            .await?
+        {
+            return Err(RouterError::NotFound(format!("no group {group_id}")));
+        }
+        let (changed, text) = match (&name, &description) {
+            (Some(name), None) => (
+                "name",
+                format!("{} renamed the group to {name}", caller.user),
+            ),
+            (None, Some(_)) => (
+                "description",
+                format!("{} changed the group's description", caller.user),
+            ),
+            _ => (
+                "name description",
+                format!(
+                    "{} renamed the group to {} and changed its description",
+                    caller.user,
+                    name.as_deref().unwrap_or_default()
+                ),
+            ),
+        };
+        // Said in the group, in its order: members' clients refresh their lists.
+        let mut notice = system_message(Kind::GroupUpdated, &caller.user, &caller.user, text);
+        notice.conversation = ConversationId::Group(group_id.clone());
+        notice.admission = Some(crate::store::Admission::GroupMember {
+            group: group_id.clone(),
+            user: caller.user.clone(),
+        });
+        if let Some(system) = &mut notice.message.system {
+            system.detail = changed.to_owned();
+        }
+        let batch = crate::store::AppendBatch {
+            idempotency: None,
+            items: vec![notice],
+            now_ms: now_ms(),
+            timeline: None,
+            memo: String::new(),
+        };
+        if self.post(Post::Append(batch)).await?.is_err() {
+            return Err(self.not_a_member(&group_id).await);
+        }
+        Ok(pb::UpdateGroupResponse {
+            group: Some(group_view(self.group(&group_id).await?)),
+        })
     }
 
     pub async fn list_my_groups(

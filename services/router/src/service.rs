@@ -228,6 +228,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::SetMemberRole(_) => "set_member_role",
         Op::TransferOwnership(_) => "transfer_ownership",
         Op::DisbandGroup(_) => "disband_group",
+        Op::UpdateGroup(_) => "update_group",
         Op::ListMyGroups(_) => "list_my_groups",
         Op::ListMembers(_) => "list_members",
         Op::CreateTopic(_) => "create_topic",
@@ -317,6 +318,7 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
             Reply::TransferOwnership(router.transfer_group(caller, r).await?)
         }
         Op::DisbandGroup(r) => Reply::DisbandGroup(router.disband_group(caller, r).await?),
+        Op::UpdateGroup(r) => Reply::UpdateGroup(router.update_group(caller, r).await?),
         Op::ListMyGroups(r) => Reply::ListMyGroups(router.list_my_groups(caller, r).await?),
         Op::ListMembers(r) => Reply::ListMembers(router.list_members(caller, r).await?),
         Op::CreateTopic(r) => Reply::CreateTopic(router.create_topic(caller, r).await?),

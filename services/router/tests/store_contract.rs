@@ -126,6 +126,7 @@ async fn open_group(
         history: pb::HistoryVisibility::All,
         created_at_ms: 1,
         member_count: 0,
+        description: String::new(),
     };
     let conv = ConversationId::Group(group.id.clone());
     store
@@ -775,6 +776,7 @@ async fn membership_changes_are_sequenced_with_their_conversation() {
             history: pb::HistoryVisibility::FromJoin,
             created_at_ms: 7,
             member_count: 0,
+            description: String::new(),
         };
         let conv = ConversationId::Group(group.id.clone());
         let created = store

@@ -59,6 +59,7 @@ const systemKinds: Record<SystemEvent_Kind, string> = {
   [SystemEvent_Kind.OWNERSHIP_TRANSFERRED]: "ownership-transferred",
   [SystemEvent_Kind.MESSAGE_DELETED]: "message-deleted",
   [SystemEvent_Kind.MESSAGE_EDITED]: "message-edited",
+  [SystemEvent_Kind.GROUP_UPDATED]: "group-updated",
 };
 
 export function chatMessage(message: Message): ChatMessage {
@@ -130,6 +131,7 @@ export function groupInfo(group: Group): GroupInfo {
     history: group.history === HistoryVisibility.FROM_JOIN ? "from-join" : "all",
     memberCount: group.memberCount,
     conversationId: group.conversationId,
+    description: group.description,
   };
 }
 

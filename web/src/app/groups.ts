@@ -51,6 +51,16 @@ export class Groups {
     return done ?? false;
   }
 
+  /** The owner or an admin renames the group and sets its description; true once saved. */
+  async update(groupId: string, name: string, description: string): Promise<boolean> {
+    const done = await this.ctx.act("Could not change the group", async () => {
+      await this.ctx.clients.groups.updateGroup({ groupId, name, description });
+      await this.ctx.refreshNow();
+      return true;
+    });
+    return done ?? false;
+  }
+
   /** The owner hands the group to a member (staying an admin). */
   async transfer(groupId: string, userId: string): Promise<void> {
     await this.ctx.act("Could not hand the group over", async () => {

@@ -102,6 +102,7 @@ export interface GroupInfo {
   history: GroupHistory;
   memberCount: number;
   conversationId: string;
+  description: string;
 }
 
 export type MemberRole = "member" | "admin" | "owner";

@@ -20,6 +20,7 @@ export function MembersPanel({
   const members = store.members.get(groupId);
   const group = store.groups.get(groupId);
   const [invitee, setInvitee] = useState("");
+  const [editing, setEditing] = useState<{ name: string; description: string }>();
   const [result, setResult] = useState<string>();
 
   useEffect(() => {
@@ -44,6 +45,37 @@ export function MembersPanel({
         {group?.policy === "invite-only" ? " · invite only" : " · anyone with the id can join"}
         {group?.history === "from-join" ? " · new members read from their joining" : " · new members read all history"}
       </p>
+      {group?.description && !editing && <p class="group-description">{group.description}</p>}
+      {canManage && group && !editing && (
+        <p class="panel-note">
+          <button type="button" class="link" onClick={() => setEditing({ name: group.name, description: group.description })}>
+            Rename or describe
+          </button>
+        </p>
+      )}
+      {editing && (
+        <form
+          class="inline-form group-edit"
+          aria-label="Group name and description"
+          onSubmit={async (e) => {
+            e.preventDefault();
+            if (await controller.groups.update(groupId, editing.name, editing.description)) setEditing(undefined);
+          }}
+        >
+          <label class="field">
+            <span>Name</span>
+            <input value={editing.name} onInput={(e) => setEditing({ ...editing, name: e.currentTarget.value })} />
+          </label>
+          <label class="field">
+            <span>Description</span>
+            <textarea rows={3} value={editing.description} onInput={(e) => setEditing({ ...editing, description: e.currentTarget.value })} />
+          </label>
+          <button type="submit">Save</button>
+          <button type="button" class="link" onClick={() => setEditing(undefined)}>
+            Cancel
+          </button>
+        </form>
+      )}
       {members ? (
         <>
           <p class="panel-note">

@@ -346,3 +346,28 @@ test("a mention stands out on the mentioned member's page only", async ({ browse
   await expect(ned.page.locator("main li.message.mentioned")).toContainText("@ned can you take Friday?");
   await expect(mia.page.locator("main li.message.mentioned")).toHaveCount(0);
 });
+
+test("an owner renames and describes a group; members see it", async ({ browser, cluster, people }) => {
+  const ora = await Person.register(browser, cluster, "ora", 0);
+  const pip = await Person.register(browser, cluster, "pip", 1);
+  people.push(ora, pip);
+  await ora.createGroup("Draft name", ["pip"]);
+  await pip.acceptInvitation("Draft name");
+
+  await ora.page.getByRole("button", { name: "Members" }).click();
+  const panel = ora.page.getByRole("complementary", { name: "Members" });
+  await panel.getByRole("button", { name: "Rename or describe" }).click();
+  const form = panel.getByRole("form", { name: "Group name and description" });
+  await form.getByLabel("Name").fill("Climbing club");
+  await form.getByLabel("Description").fill("Tuesdays at the wall");
+  await form.getByRole("button", { name: "Save" }).click();
+  await expect(panel.locator(".group-description")).toHaveText("Tuesdays at the wall");
+
+  // Pip's sidebar follows, and the group says who renamed it.
+  await expect(pip.entry("Climbing club")).toBeVisible();
+  await expect(pip.page.locator("main li.message.system", { hasText: "ora renamed the group to Climbing club" })).toBeVisible();
+  await pip.page.getByRole("button", { name: "Members" }).click();
+  const pipPanel = pip.page.getByRole("complementary", { name: "Members" });
+  await expect(pipPanel.locator(".group-description")).toHaveText("Tuesdays at the wall");
+  await expect(pipPanel.getByRole("button", { name: "Rename or describe" })).toHaveCount(0);
+});

@@ -61,6 +61,13 @@ impl GroupService for Api {
         forward!(self, request, DisbandGroup)
     }
 
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> Result<Response<pb::UpdateGroupResponse>, Status> {
+        forward!(self, request, UpdateGroup)
+    }
+
     async fn list_my_groups(
         &self,
         request: Request<pb::ListMyGroupsRequest>,

@@ -960,10 +960,37 @@ impl Store for EmbeddedStore {
                             .transpose()?
                             .unwrap_or(0),
                         member_count: u32::try_from(member_count).unwrap_or(u32::MAX),
+                        description: hget(&hashes, &key, "description")?
+                            .map(|d| text(&d))
+                            .transpose()?
+                            .unwrap_or_default(),
                         id,
                     }))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    async fn update_group(
+        &self,
+        group: &GroupId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> StoreResult<bool> {
+        let key = keys::group(group);
+        let (name, description) = (name.map(str::to_owned), description.map(str::to_owned));
+        self.write(move |w| {
+            if !w.hexists(&key, "name")? {
+                return Ok(false);
+            }
+            if let Some(name) = name {
+                w.hset(&key, "name", name.as_bytes())?;
+            }
+            if let Some(description) = description {
+                w.hset(&key, "description", description.as_bytes())?;
+            }
+            Ok(true)
         })
         .await
     }

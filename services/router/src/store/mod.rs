@@ -118,6 +118,8 @@ pub struct GroupRecord {
     pub created_at_ms: i64,
     /// Filled on reads; ignored on create.
     pub member_count: u32,
+    /// Empty until set (by `update_group`).
+    pub description: String,
 }
 
 /// One user's place in a group, now and before.
@@ -663,6 +665,14 @@ pub trait Store: Send + Sync + 'static {
         created: NewMessage,
     ) -> StoreResult<AppendOutcome>;
     async fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
+    /// Renames the group and/or sets its description; false if there is
+    /// no such group.
+    async fn update_group(
+        &self,
+        group: &GroupId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> StoreResult<bool>;
     async fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;
     /// The user's place in the group, now and before.
     async fn group_membership(

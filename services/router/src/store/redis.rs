@@ -1187,9 +1187,35 @@ impl Store for RedisStore {
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(0),
                 member_count,
+                description: fields.remove("description").unwrap_or_default(),
             }));
         }
         Ok(groups)
+    }
+
+    async fn update_group(
+        &self,
+        group: &GroupId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        // Only a live group (a deleted one keeps no name).
+        let found: i64 = redis::Script::new(
+            "if redis.call('HEXISTS', KEYS[1], 'name') == 0 then return 0 end \
+             if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'name', ARGV[2]) end \
+             if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'description', ARGV[4]) end \
+             return 1",
+        )
+        .key(keys::group(group))
+        .arg(if name.is_some() { "1" } else { "0" })
+        .arg(name.unwrap_or_default())
+        .arg(if description.is_some() { "1" } else { "0" })
+        .arg(description.unwrap_or_default())
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| self.unavailable(e))?;
+        Ok(found == 1)
     }
 
     async fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>> {

@@ -60,6 +60,7 @@ timed! {
     fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>>;
     fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
     fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
+    fn update_group(&self, group: &GroupId, name: Option<&str>, description: Option<&str>) -> StoreResult<bool>;
     fn member_role(&self, group: &GroupId, user: &UserId) -> StoreResult<Option<pb::Role>>;
     fn group_membership(&self, group: &GroupId, user: &UserId) -> StoreResult<GroupMembership>;
     fn members(&self, group: &GroupId) -> StoreResult<Vec<(UserId, pb::Role)>>;

@@ -166,6 +166,26 @@ async fn cli_session(cluster: Cluster) {
         let deleted = sb.json("bob", &["groups", "delete", &later_id, "--yes"]);
         assert_eq!(deleted[0]["deleted"], later_id.as_str());
 
+        let renamed = sb.json(
+            "alice",
+            &[
+                "groups",
+                "update",
+                &group_id,
+                "--name",
+                "Team B",
+                "--description",
+                "the B team",
+            ],
+        );
+        assert_eq!(
+            (
+                renamed[0]["name"].as_str(),
+                renamed[0]["description"].as_str()
+            ),
+            (Some("Team B"), Some("the B team"))
+        );
+
         // A logged-in command goes to the saved gateway, or to the one named.
         let saved = sb.run_at(None, "alice", &["conversations"]);
         assert!(saved.status.success(), "{saved:?}");

@@ -580,3 +580,86 @@ async fn mentions(cluster: Cluster) {
             .is_empty()
     );
 }
+
+both_modes!(
+    owners_and_admins_rename_a_group_and_describe_it,
+    rename_and_describe
+);
+async fn rename_and_describe(cluster: Cluster) {
+    let ann = cluster.user("ann", 0).await;
+    let ben = cluster.user("ben", 1).await;
+    let group = ann.create_group("Old name", pb::JoinPolicy::Open).await;
+    ben.join(&group.group_id).await;
+    let mut ben_events = ben.subscribe().await;
+    let update = |user: &crate::harness::User, name: Option<&str>, description: Option<&str>| {
+        let mut groups = user.groups();
+        let request = pb::UpdateGroupRequest {
+            group_id: group.group_id.clone(),
+            name: name.map(str::to_owned),
+            description: description.map(str::to_owned),
+        };
+        async move { groups.update_group(request).await.map(|r| r.into_inner()) }
+    };
+
+    // A member cannot; bad names and descriptions are refused with why.
+    let member = update(&ben, Some("Mine"), None).await.unwrap_err();
+    assert_eq!(member.code(), Code::PermissionDenied, "{member:?}");
+    for (name, description) in [
+        (Some("  "), None),
+        (None, Some("x".repeat(501))),
+        (None, Some("bell\u{7}".to_owned())),
+        (None, None),
+    ] {
+        let refused = update(&ann, name, description.as_deref())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    }
+
+    let renamed = update(&ann, Some("Hikers"), Some("Sundays, 9 am\nbring water"))
+        .await
+        .unwrap()
+        .group
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.description.as_str()),
+        ("Hikers", "Sundays, 9 am\nbring water")
+    );
+    // Members hear of it in the group's order, and their lists say so.
+    let (notice, _) = ben_events
+        .until(|e| match &e.kind {
+            Some(Kind::Message(m))
+                if m.system
+                    .as_ref()
+                    .is_some_and(|s| s.kind() == system_event::Kind::GroupUpdated) =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(notice.text.contains("Hikers"), "{notice:?}");
+    let listed = ben
+        .groups()
+        .list_my_groups(pb::ListMyGroupsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(listed[0].name, "Hikers");
+    assert_eq!(listed[0].description, "Sundays, 9 am\nbring water");
+    // An admin may too; an empty description clears it.
+    ann.groups()
+        .set_member_role(pb::SetMemberRoleRequest {
+            group_id: group.group_id.clone(),
+            user_id: "ben".into(),
+            role: pb::Role::Admin as i32,
+        })
+        .await
+        .unwrap();
+    let cleared = update(&ben, None, Some("")).await.unwrap().group.unwrap();
+    assert_eq!(
+        (cleared.name.as_str(), cleared.description.as_str()),
+        ("Hikers", "")
+    );
+}
