@@ -37,18 +37,19 @@ pub fn named(text: &str) -> BTreeSet<UserId> {
 }
 
 impl Router {
-    /// The members of `group` that `text` names, as a message keeps them.
+    /// The members of `group` that `text` names, as a message keeps them:
+    /// one role read per name (a text names few; a group may hold many).
     pub(crate) async fn mentions(&self, group: &GroupId, text: &str) -> RouterResult<Vec<String>> {
-        let named = named(text);
-        if named.is_empty() {
-            return Ok(Vec::new());
-        }
-        let members = self.store.members(group).await?;
+        let named: Vec<UserId> = named(text).into_iter().collect();
+        let roles = futures::future::try_join_all(
+            named.iter().map(|user| self.store.member_role(group, user)),
+        )
+        .await?;
         Ok(named
             .into_iter()
-            .filter(|user| members.iter().any(|(member, _)| member == user))
-            .take(MAX_MENTIONS)
-            .map(|user| user.to_string())
+            .zip(roles)
+            .filter(|(_, role)| role.is_some())
+            .map(|(user, _)| user.to_string())
             .collect())
     }
 }
