@@ -26,8 +26,8 @@ use super::{
     NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord,
     TopicRecord, UserRecord, amended, decode_idempotency, decode_message, decode_message_ids,
     decode_timeline_entry, encode_idempotency, encode_message, encode_message_ids,
-    encode_timeline_entry, erased, history_name, parse_history, parse_policy, parse_role,
-    policy_name, role_name, same_targets,
+    encode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
+    role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -734,7 +734,9 @@ impl Store for EmbeddedStore {
             let key = keys::conversation_log(&conv);
             let mut tombstones = Vec::new();
             for (seq, body) in log_range(&w.logs, &conv, 0, u64::MAX)? {
-                if let Some(tombstone) = erased(&conv, seq, &body, Some(&sender))? {
+                if let Some(tombstone) =
+                    amended(&conv, seq, &body, &Amendment::Erase, Some(&sender))?
+                {
                     tombstones.push((seq, tombstone));
                 }
             }
@@ -759,7 +761,7 @@ impl Store for EmbeddedStore {
             let Some((_, body)) = log_range(&w.logs, &conv, seq, seq)?.pop() else {
                 return Ok(false);
             };
-            let Some(changed) = amended(&conv, seq, &body, &amendment)? else {
+            let Some(changed) = amended(&conv, seq, &body, &amendment, None)? else {
                 return Ok(false);
             };
             let key = keys::conversation_log(&conv);

@@ -453,25 +453,6 @@ pub fn encode_message(message: &pb::Message) -> Vec<u8> {
     }
 }
 
-/// The stored message `bytes` as a tombstone, if it is not one yet and
-/// (when `sender` is given) that user sent it; `None` otherwise (nothing to
-/// rewrite).
-pub fn erased(
-    conv: &ConversationId,
-    seq: u64,
-    bytes: &[u8],
-    sender: Option<&UserId>,
-) -> StoreResult<Option<Vec<u8>>> {
-    let mut message = <pb::Message as prost::Message>::decode(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("message {conv}#{seq}: {e}")))?;
-    if sender.is_some_and(|sender| message.sender != sender.as_str()) || message.deleted {
-        return Ok(None);
-    }
-    message.text.clear();
-    message.deleted = true;
-    Ok(Some(encode_message(&message)))
-}
-
 /// A change of one stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Amendment {
@@ -482,16 +463,18 @@ pub enum Amendment {
 }
 
 /// The stored message `bytes` amended, or `None` if there is nothing to
-/// change (a tombstone changes no more; the same text is no edit).
+/// change (a tombstone changes no more; the same text is no edit; with
+/// `only_from`, someone else's message is left as it is).
 pub fn amended(
     conv: &ConversationId,
     seq: u64,
     bytes: &[u8],
     amendment: &Amendment,
+    only_from: Option<&UserId>,
 ) -> StoreResult<Option<Vec<u8>>> {
     let mut message = <pb::Message as prost::Message>::decode(bytes)
         .map_err(|e| StoreError::Corrupt(format!("message {conv}#{seq}: {e}")))?;
-    if message.deleted {
+    if message.deleted || only_from.is_some_and(|sender| message.sender != sender.as_str()) {
         return Ok(None);
     }
     match amendment {

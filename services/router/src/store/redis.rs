@@ -26,7 +26,7 @@ use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
     GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
     SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord,
-    UserRecord, amended, decode_idempotency, decode_message_ids, decode_timeline_entry, erased,
+    UserRecord, amended, decode_idempotency, decode_message_ids, decode_timeline_entry,
     history_name, parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
@@ -995,7 +995,7 @@ impl Store for RedisStore {
         self.history
             .log
             .rewrite(conv, 0, None, |seq, body| {
-                erased(conv, seq, body, Some(sender))
+                amended(conv, seq, body, &Amendment::Erase, Some(sender))
             })
             .await
     }
@@ -1010,7 +1010,7 @@ impl Store for RedisStore {
             .history
             .log
             .rewrite(conv, seq.saturating_sub(1), Some(seq), |at, body| {
-                amended(conv, at, body, amendment)
+                amended(conv, at, body, amendment, None)
             })
             .await?;
         Ok(changed > 0)
