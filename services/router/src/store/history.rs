@@ -101,6 +101,17 @@ pub struct StoredMessage {
     pub body: Bytes,
 }
 
+impl StoredMessage {
+    /// A row of `SELECT seq, sent_at, body FROM messages`.
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            seq: row.get::<_, i64>(0) as u64,
+            sent_at_ms: row.get(1),
+            body: Bytes::from(row.get::<_, Vec<u8>>(2)),
+        }
+    }
+}
+
 /// The rows of a conversation live with its shard key: the conversation
 /// itself, or the topic for a topic's threads (a broadcast then writes to
 /// one shard).
@@ -404,11 +415,7 @@ impl PgHistory {
             )
             .await
             .map_err(failed)?;
-        Ok(row.map(|row| StoredMessage {
-            seq: row.get::<_, i64>(0) as u64,
-            sent_at_ms: row.get(1),
-            body: Bytes::from(row.get::<_, Vec<u8>>(2)),
-        }))
+        Ok(row.as_ref().map(StoredMessage::from_row))
     }
 
     /// Each conversation's fence: the membership version of the last change
@@ -445,11 +452,7 @@ impl PgHistory {
             .map_err(failed)?;
         Ok(rows
             .iter()
-            .map(|row| StoredMessage {
-                seq: row.get::<_, i64>(0) as u64,
-                sent_at_ms: row.get(1),
-                body: Bytes::from(row.get::<_, Vec<u8>>(2)),
-            })
+            .map(StoredMessage::from_row)
             .collect())
     }
 
@@ -494,11 +497,7 @@ impl PgHistory {
             .map_err(failed)?;
         Ok(rows
             .iter()
-            .map(|row| StoredMessage {
-                seq: row.get::<_, i64>(0) as u64,
-                sent_at_ms: row.get(1),
-                body: Bytes::from(row.get::<_, Vec<u8>>(2)),
-            })
+            .map(StoredMessage::from_row)
             .collect())
     }
 
