@@ -450,10 +450,7 @@ impl PgHistory {
             )
             .await
             .map_err(failed)?;
-        Ok(rows
-            .iter()
-            .map(StoredMessage::from_row)
-            .collect())
+        Ok(rows.iter().map(StoredMessage::from_row).collect())
     }
 
     /// Up to `limit` messages before `before_seq` (the newest ones when it
@@ -495,10 +492,7 @@ impl PgHistory {
             )
             .await
             .map_err(failed)?;
-        Ok(rows
-            .iter()
-            .map(StoredMessage::from_row)
-            .collect())
+        Ok(rows.iter().map(StoredMessage::from_row).collect())
     }
 
     /// Rewrites messages of a conversation in place, those after `after`
