@@ -14,7 +14,7 @@ use switchboard_shared::ids::MessageId;
 use crate::error::{RouterError, RouterResult};
 use crate::membership::Membership;
 use crate::posting::{Post, Refused, message_text};
-use crate::store::{Admission, Amendment, AppendBatch, NewMessage};
+use crate::store::{Amendment, AppendBatch, NewMessage};
 use crate::{Caller, Router};
 
 /// Who may delete a message of `sender` in a conversation the caller is
@@ -48,21 +48,9 @@ impl Router {
     /// now and may read it; a system message is refused, it is nobody's.
     async fn target(&self, caller: &Caller, raw: &str) -> RouterResult<Target> {
         let id = MessageId::parse(raw)?;
-        let conv = &id.conversation;
         // A current member only: someone who left cannot reach back in.
-        let membership = self.membership(&caller.user, conv).await?;
-        let readable = self.readable(&caller.user, conv).await?;
-        let not_found = || RouterError::NotFound(format!("no message {id}"));
-        if id.seq < readable.from || readable.to.is_some_and(|to| id.seq > to) {
-            return Err(not_found());
-        }
-        let message = self
-            .store
-            .messages_after(conv, id.seq - 1, 1)
-            .await?
-            .into_iter()
-            .find(|m| m.seq == id.seq)
-            .ok_or_else(not_found)?;
+        let membership = self.membership(&caller.user, &id.conversation).await?;
+        let message = self.readable_message(&caller.user, &id).await?;
         if message.system.is_some() || message.sender.is_empty() {
             return Err(RouterError::FailedPrecondition(
                 "a system message cannot be changed".into(),
@@ -84,23 +72,7 @@ impl Router {
         kind: Kind,
         text: String,
     ) -> RouterResult<u64> {
-        let (admission, index_for) = match &target.membership {
-            Membership::Direct { peer } => (None, vec![caller.user.clone(), peer.clone()]),
-            Membership::Group { group, .. } => (
-                Some(Admission::GroupMember {
-                    group: group.clone(),
-                    user: caller.user.clone(),
-                }),
-                Vec::new(),
-            ),
-            Membership::TopicThread { topic, contact } => (
-                Some(Admission::TopicBound {
-                    topic: topic.id.clone(),
-                    contact: contact.clone(),
-                }),
-                vec![topic.owner.clone(), contact.clone()],
-            ),
-        };
+        let (admission, index_for) = target.membership.write_rules(&caller.user);
         let now = now_ms();
         let notice = NewMessage {
             conversation: target.id.conversation.clone(),

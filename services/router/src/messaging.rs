@@ -7,10 +7,10 @@ use futures::future::try_join_all;
 use switchboard_proto::bus::{SyncRequest, SyncResponse};
 use switchboard_proto::pb;
 use switchboard_shared::clock::now_ms;
-use switchboard_shared::ids::{ConversationId, GroupId, TopicId, UserId};
+use switchboard_shared::ids::{ConversationId, GroupId, MessageId, TopicId, UserId};
 
 use crate::access::{direct_peer, page_size};
-use crate::error::RouterResult;
+use crate::error::{RouterError, RouterResult};
 use crate::routing::Outgoing;
 use crate::store::TopicRecord;
 use crate::{Caller, Router};
@@ -81,6 +81,26 @@ impl Router {
             has_more,
             head_seq: last,
         })
+    }
+
+    /// One message `user` may read, as stored; NOT_FOUND if there is no
+    /// such message or it lies outside what they may read (the same
+    /// answer, so it tells nothing).
+    pub(crate) async fn readable_message(
+        &self,
+        user: &UserId,
+        id: &MessageId,
+    ) -> RouterResult<pb::Message> {
+        let readable = self.readable(user, &id.conversation).await?;
+        let not_found = || RouterError::NotFound(format!("no message {id}"));
+        if id.seq < readable.from || readable.to.is_some_and(|to| id.seq > to) {
+            return Err(not_found());
+        }
+        self.store
+            .messages_at(&id.conversation, &[id.seq])
+            .await?
+            .pop()
+            .ok_or_else(not_found)
     }
 
     pub async fn mark_read(

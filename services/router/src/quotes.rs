@@ -57,17 +57,7 @@ impl Router {
                 "a reply answers a message of the same conversation; {id} is not in {conv}"
             )));
         }
-        let readable = self.readable(user, conv).await?;
-        let not_found = || RouterError::NotFound(format!("no message {id} to answer"));
-        if id.seq < readable.from || readable.to.is_some_and(|to| id.seq > to) {
-            return Err(not_found());
-        }
-        let quoted = self
-            .store
-            .messages_at(conv, &[id.seq])
-            .await?
-            .pop()
-            .ok_or_else(not_found)?;
+        let quoted = self.readable_message(user, &id).await?;
         if quoted.system.is_some() || quoted.sender.is_empty() {
             return Err(RouterError::FailedPrecondition(
                 "a system message cannot be answered".into(),
