@@ -531,10 +531,11 @@ impl Router {
         // Said in the group, in its order: members' clients refresh their lists.
         let mut notice = system_message(Kind::GroupUpdated, &caller.user, &caller.user, text);
         notice.conversation = ConversationId::Group(group_id.clone());
-        notice.admission = Some(crate::store::Admission::GroupMember {
+        let membership = crate::membership::Membership::Group {
             group: group_id.clone(),
-            user: caller.user.clone(),
-        });
+            role,
+        };
+        notice.admission = membership.write_rules(&caller.user).0;
         if let Some(system) = &mut notice.message.system {
             system.detail = changed.to_owned();
         }

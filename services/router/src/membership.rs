@@ -9,7 +9,7 @@ use crate::Router;
 use crate::access::{self, Readable, direct_peer};
 use crate::error::{RouterError, RouterResult};
 use crate::routing::Audience;
-use crate::store::TopicRecord;
+use crate::store::{Admission, TopicRecord};
 
 /// What the caller is to a conversation they belong to.
 #[derive(Debug, Clone)]
@@ -29,6 +29,29 @@ pub enum Membership {
 }
 
 impl Membership {
+    /// What a message `writer` posts here is admitted by (the store checks
+    /// it in the same step as the append), and whose conversation lists it
+    /// goes in (a group's are found through its members instead).
+    pub fn write_rules(&self, writer: &UserId) -> (Option<Admission>, Vec<UserId>) {
+        match self {
+            Self::Direct { peer } => (None, vec![writer.clone(), peer.clone()]),
+            Self::Group { group, .. } => (
+                Some(Admission::GroupMember {
+                    group: group.clone(),
+                    user: writer.clone(),
+                }),
+                Vec::new(),
+            ),
+            Self::TopicThread { topic, contact } => (
+                Some(Admission::TopicBound {
+                    topic: topic.id.clone(),
+                    contact: contact.clone(),
+                }),
+                vec![topic.owner.clone(), contact.clone()],
+            ),
+        }
+    }
+
     /// Who sees what happens in the conversation.
     pub fn audience(&self, caller: &UserId) -> Audience {
         match self {

@@ -17,8 +17,8 @@ use crate::error::{RouterError, RouterResult};
 use crate::membership::Membership;
 use crate::routing::{Audience, Outgoing};
 use crate::store::{
-    Admission, AppendBatch, AppendOutcome, Binding, GroupRecord, MembershipChange, NewMessage,
-    StoreError, TimelineWrite, TopicRecord,
+    AppendBatch, AppendOutcome, Binding, GroupRecord, MembershipChange, NewMessage, StoreError,
+    TimelineWrite, TopicRecord,
 };
 use crate::{Caller, Router};
 
@@ -239,18 +239,9 @@ impl Router {
         let membership = self.membership(&caller.user, &conv).await?;
         let mut topic_tag = None;
         let mut timeline = None;
-        let (admission, index_for) = match &membership {
-            Membership::Direct { peer } => {
-                self.require_user(peer).await?;
-                (None, vec![caller.user.clone(), peer.clone()])
-            }
-            Membership::Group { group, .. } => (
-                Some(Admission::GroupMember {
-                    group: group.clone(),
-                    user: caller.user.clone(),
-                }),
-                Vec::new(),
-            ),
+        match &membership {
+            Membership::Direct { peer } => self.require_user(peer).await?,
+            Membership::Group { .. } => {}
             Membership::TopicThread { topic, contact } => {
                 topic_writable(topic, contact, &caller.user)?;
                 // Consent holds when writing, not only when binding: the
@@ -266,15 +257,9 @@ impl Router {
                     broadcast_id: String::new(),
                     forwarded_from: String::new(),
                 });
-                (
-                    Some(Admission::TopicBound {
-                        topic: topic.id.clone(),
-                        contact: contact.clone(),
-                    }),
-                    vec![topic.owner.clone(), contact.clone()],
-                )
             }
-        };
+        }
+        let (admission, index_for) = membership.write_rules(&caller.user);
         let reply_to = self
             .quote_for_send(&caller.user, &conv, &req.reply_to)
             .await?;
