@@ -411,9 +411,7 @@ impl Connection {
                     .as_ref()
                     .map_or("", |c| c.conversation_id.as_str());
                 if let Ok(ConversationId::Group(group)) = ConversationId::parse(conversation) {
-                    self.groups.remove(&group);
-                    self.shared.registry.leave_group(&self.entry.id, &group);
-                    self.left_while_away.remove(conversation);
+                    self.stop_routing(&group, conversation);
                     self.replay
                         .retain(|pending| pending.as_str() != conversation);
                 }
@@ -527,11 +525,17 @@ impl Connection {
         });
         self.pending.push_back(event(Kind::Message(message)));
         if left && let Ok(ConversationId::Group(group)) = ConversationId::parse(&conversation) {
-            self.groups.remove(&group);
-            self.shared.registry.leave_group(&self.entry.id, &group);
-            self.left_while_away.remove(&conversation);
+            self.stop_routing(&group, &conversation);
             self.pending.push_back(removed(&conversation));
         }
+    }
+
+    /// The user is no longer in `group` (left, removed, or it was deleted):
+    /// its deliveries stop coming to this stream.
+    fn stop_routing(&mut self, group: &GroupId, conversation: &str) {
+        self.groups.remove(group);
+        self.shared.registry.leave_group(&self.entry.id, group);
+        self.left_while_away.remove(conversation);
     }
 
     /// The user joined (or created) a group: route it here, then replay it
