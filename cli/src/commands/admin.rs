@@ -10,6 +10,8 @@ use crate::args::{AdminArgs, AdminCommand, Args};
 use crate::client;
 use crate::output::Output;
 
+use super::confirmed;
+
 pub async fn run(args: &Args, admin: &AdminArgs, out: &Output) -> anyhow::Result<()> {
     let channel = client::connect(&args.server_or(None), args.ca.as_deref()).await?;
     let bearer = Bearer::new(&admin.token).context("the admin token is not valid metadata")?;
@@ -220,11 +222,5 @@ pub async fn run(args: &Args, admin: &AdminArgs, out: &Output) -> anyhow::Result
             }
         }
     }
-    Ok(())
-}
-
-/// A deletion goes ahead only with `--yes`: it cannot be undone.
-fn confirmed(yes: bool, what: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(yes, "{what} and cannot be undone; add --yes to go ahead");
     Ok(())
 }

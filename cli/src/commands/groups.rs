@@ -136,11 +136,13 @@ pub async fn run(
             });
         }
         GroupsCommand::Delete { group, yes } => {
-            anyhow::ensure!(
+            super::confirmed(
                 *yes,
-                "deleting {} erases it and its history for everyone and cannot be undone; add --yes to go ahead",
-                bare(group)
-            );
+                &format!(
+                    "deleting {} erases it and its history for everyone",
+                    bare(group)
+                ),
+            )?;
             groups
                 .disband_group(pb::DisbandGroupRequest {
                     group_id: bare(group),

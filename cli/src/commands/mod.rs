@@ -160,3 +160,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         Command::Admin(admin) => admin::run(&args, admin, out).await,
     }
 }
+
+/// A deletion goes ahead only with `--yes`: it cannot be undone.
+pub(crate) fn confirmed(yes: bool, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(yes, "{what} and cannot be undone; add --yes to go ahead");
+    Ok(())
+}
