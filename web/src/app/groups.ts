@@ -40,8 +40,13 @@ export class Groups {
   }
 
   async leave(groupId: string): Promise<boolean> {
-    const done = await this.ctx.act("Could not leave the group", async () => {
-      await this.ctx.clients.groups.leaveGroup({ groupId });
+    return this.dropAfter("Could not leave the group", groupId, () => this.ctx.clients.groups.leaveGroup({ groupId }));
+  }
+
+  /** Runs `call`; once it succeeds the group leaves this page's lists. True if it did. */
+  private async dropAfter(failure: string, groupId: string, call: () => Promise<unknown>): Promise<boolean> {
+    const done = await this.ctx.act(failure, async () => {
+      await call();
       const store = this.ctx.store();
       const group = store.groups.get(groupId);
       if (group) store.removeConversation(group.conversationId);
@@ -71,15 +76,7 @@ export class Groups {
 
   /** The owner deletes the group for everyone; true once it is gone. */
   async disband(groupId: string): Promise<boolean> {
-    const done = await this.ctx.act("Could not delete the group", async () => {
-      await this.ctx.clients.groups.disbandGroup({ groupId });
-      const store = this.ctx.store();
-      const group = store.groups.get(groupId);
-      if (group) store.removeConversation(group.conversationId);
-      await this.ctx.refreshNow();
-      return true;
-    });
-    return done ?? false;
+    return this.dropAfter("Could not delete the group", groupId, () => this.ctx.clients.groups.disbandGroup({ groupId }));
   }
 
   /** Resolves to what to tell the user. */

@@ -6,6 +6,7 @@ import { chatMessage } from "../api/convert";
 import { describeError, errorClause } from "../api/errors";
 import { withRetry } from "../api/retry";
 import { newClientMsgId } from "../api/session";
+import { seqOf } from "../state/messages";
 import type { Quote } from "../state/model";
 import type { AppContext } from "./context";
 
@@ -133,10 +134,9 @@ export class Messages {
 
   /** Reads one message again (it was edited) and puts the new version in place. */
   async reread(messageId: string): Promise<void> {
-    const at = messageId.lastIndexOf("#");
-    const conversationId = messageId.slice(0, at);
-    const seq = Number(messageId.slice(at + 1));
-    if (at < 0 || !Number.isInteger(seq) || seq < 1) return;
+    const seq = seqOf(messageId);
+    if (!seq) return;
+    const conversationId = messageId.slice(0, messageId.lastIndexOf("#"));
     try {
       const page = await withRetry(() =>
         this.ctx.clients.chat.history({ conversationId, afterSeq: BigInt(seq - 1), limit: 1 }),
