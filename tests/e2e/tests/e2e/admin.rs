@@ -592,19 +592,7 @@ async fn deletion(cluster: Cluster) {
         .into_inner();
     assert_eq!(deleted.members_removed, 2, "{deleted:?}");
     assert!(deleted.messages_erased >= 5, "{deleted:?}");
-    bob_stream
-        .until(|e| match &e.kind {
-            Some(pb::event::Kind::Conversation(c))
-                if c.change() == pb::conversation_changed::Change::Removed
-                    && c.conversation
-                        .as_ref()
-                        .is_some_and(|c| c.conversation_id == club.conversation_id) =>
-            {
-                Some(())
-            }
-            _ => None,
-        })
-        .await;
+    bob_stream.until_removed(&club.conversation_id).await;
     let groups = bob
         .groups()
         .list_my_groups(pb::ListMyGroupsRequest::default())

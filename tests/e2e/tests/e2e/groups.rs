@@ -6,7 +6,7 @@ use tonic::Code;
 
 use crate::both_modes;
 use crate::harness::Cluster;
-use crate::harness::client::texts;
+use crate::harness::client::{system_of, texts};
 
 both_modes!(
     a_group_message_reaches_every_member_across_gateways,
@@ -518,19 +518,7 @@ async fn owner_transfers_and_deletes(cluster: Cluster) {
     // Ben deletes it: cyd's stream is told at once; it is gone for all.
     let mut cyd_events = cyd.subscribe().await;
     disband(&ben).await.unwrap();
-    cyd_events
-        .until(|e| match &e.kind {
-            Some(Kind::Conversation(c))
-                if c.change() == pb::conversation_changed::Change::Removed
-                    && c.conversation
-                        .as_ref()
-                        .is_some_and(|c| c.conversation_id == group.conversation_id) =>
-            {
-                Some(())
-            }
-            _ => None,
-        })
-        .await;
+    cyd_events.until_removed(&group.conversation_id).await;
     for user in [&ben, &cyd] {
         let groups = user
             .groups()
@@ -627,16 +615,7 @@ async fn rename_and_describe(cluster: Cluster) {
     );
     // Members hear of it in the group's order, and their lists say so.
     let (notice, _) = ben_events
-        .until(|e| match &e.kind {
-            Some(Kind::Message(m))
-                if m.system
-                    .as_ref()
-                    .is_some_and(|s| s.kind() == system_event::Kind::GroupUpdated) =>
-            {
-                Some(m.clone())
-            }
-            _ => None,
-        })
+        .until(system_of(system_event::Kind::GroupUpdated))
         .await;
     assert!(notice.text.contains("Hikers"), "{notice:?}");
     let listed = ben

@@ -3,7 +3,7 @@
 use switchboard_proto::pb::{self, event::Kind, send_request::To};
 
 use crate::both_modes;
-use crate::harness::client::{seqs, texts};
+use crate::harness::client::{seqs, system_of, texts};
 use crate::harness::{Cluster, User};
 
 both_modes!(
@@ -381,20 +381,6 @@ async fn one_order_for_everyone(cluster: Cluster) {
     );
 }
 
-/// The system message that says `message_id` was deleted, if `event` is one.
-fn deletion_of(event: &pb::Event) -> Option<pb::Message> {
-    match &event.kind {
-        Some(Kind::Message(m))
-            if m.system
-                .as_ref()
-                .is_some_and(|s| s.kind() == pb::system_event::Kind::MessageDeleted) =>
-        {
-            Some(m.clone())
-        }
-        _ => None,
-    }
-}
-
 async fn delete(user: &User, message_id: &str) -> Result<pb::DeleteMessageResponse, tonic::Status> {
     user.chat()
         .delete_message(pb::DeleteMessageRequest {
@@ -424,7 +410,9 @@ async fn delete_for_everyone(cluster: Cluster) {
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     let done = delete(&alice, &oops_id).await.unwrap();
     assert!(done.notice_seq > kept.seq, "{done:?}");
-    let (notice, _) = bob_events.until(deletion_of).await;
+    let (notice, _) = bob_events
+        .until(system_of(pb::system_event::Kind::MessageDeleted))
+        .await;
     let system = notice.system.clone().unwrap();
     assert_eq!(
         (
@@ -535,20 +523,6 @@ async fn edit(
         .map(tonic::Response::into_inner)
 }
 
-/// The system message that says a message was edited, if `event` is one.
-fn edit_of(event: &pb::Event) -> Option<pb::Message> {
-    match &event.kind {
-        Some(Kind::Message(m))
-            if m.system
-                .as_ref()
-                .is_some_and(|s| s.kind() == pb::system_event::Kind::MessageEdited) =>
-        {
-            Some(m.clone())
-        }
-        _ => None,
-    }
-}
-
 both_modes!(
     an_edited_message_shows_its_latest_text_everywhere,
     edit_a_message
@@ -571,7 +545,9 @@ async fn edit_a_message(cluster: Cluster) {
         edited.notice_seq > sent.seq && edited.edited_at_ms > 0,
         "{edited:?}"
     );
-    let (notice, _) = bob_events.until(edit_of).await;
+    let (notice, _) = bob_events
+        .until(system_of(pb::system_event::Kind::MessageEdited))
+        .await;
     let system = notice.system.clone().unwrap();
     assert_eq!(
         (system.message_id.as_str(), system.actor_id.as_str()),

@@ -355,6 +355,22 @@ impl Events {
         }
     }
 
+    /// Waits until the stream says `conversation` was removed.
+    pub async fn until_removed(&mut self, conversation: &str) {
+        self.until(|e| match &e.kind {
+            Some(Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Removed
+                    && c.conversation
+                        .as_ref()
+                        .is_some_and(|c| c.conversation_id == conversation) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+
     /// The next message (other events are skipped).
     pub async fn message(&mut self) -> pb::Message {
         self.until(|e| match &e.kind {
@@ -398,6 +414,16 @@ impl Events {
             .collect();
         cursors.sort_by(|a, b| a.conversation_id.cmp(&b.conversation_id));
         cursors
+    }
+}
+
+/// Picks the system message of `kind` out of a stream (for [`Events::until`]).
+pub fn system_of(kind: pb::system_event::Kind) -> impl FnMut(&pb::Event) -> Option<pb::Message> {
+    move |event| match &event.kind {
+        Some(Kind::Message(m)) if m.system.as_ref().is_some_and(|s| s.kind() == kind) => {
+            Some(m.clone())
+        }
+        _ => None,
     }
 }
 
