@@ -195,10 +195,15 @@ async fn answer(router: &Router, request: Incoming) {
     }
 }
 
-/// Whether the gateway that sent `request` had stopped waiting for it by
-/// `now_ms` (clocks of the two hosts agree to well within a call's budget).
+/// Whether the gateway that sent `request` may have stopped waiting for it
+/// by `now_ms` (clocks of the two hosts agree to well within a call's budget).
+/// The gateway gives up no earlier than `answer_by_unix_ms`, in whole
+/// milliseconds truncated from a finer clock: in the millisecond of the
+/// deadline itself it may already have refused the call, so that millisecond
+/// counts as expired. (A strict `>` let a send refused UNAVAILABLE be stored
+/// after all when the router woke within that millisecond.)
 fn expired(request: &RouterRequest, now_ms: i64) -> bool {
-    request.answer_by_unix_ms > 0 && now_ms > request.answer_by_unix_ms
+    request.answer_by_unix_ms > 0 && now_ms >= request.answer_by_unix_ms
 }
 
 /// The operation's name, for traces and logs.
@@ -219,6 +224,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::DeleteMessage(_) => "delete_message",
         Op::EditMessage(_) => "edit_message",
         Op::Typing(_) => "typing",
+        Op::React(_) => "react",
+        Op::ListReactions(_) => "list_reactions",
         Op::Sync(_) => "sync",
         Op::CreateGroup(_) => "create_group",
         Op::InviteMember(_) => "invite_member",
@@ -307,6 +314,8 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::DeleteMessage(r) => Reply::DeleteMessage(router.delete_message(caller, r).await?),
         Op::EditMessage(r) => Reply::EditMessage(router.edit_message(caller, r).await?),
         Op::Typing(r) => Reply::Typing(router.typing(caller, r).await?),
+        Op::React(r) => Reply::React(router.react(caller, r).await?),
+        Op::ListReactions(r) => Reply::ListReactions(router.list_reactions(caller, r).await?),
         Op::Sync(r) => Reply::Sync(router.sync(caller, r).await?),
         Op::CreateGroup(r) => Reply::CreateGroup(router.create_group(caller, r).await?),
         Op::InviteMember(r) => Reply::InviteMember(router.invite_member(caller, r).await?),
@@ -337,4 +346,22 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::LeaveTopic(r) => Reply::LeaveTopic(router.leave_topic(caller, r).await?),
         Op::MuteTopic(r) => Reply::MuteTopic(router.mute_topic(caller, r).await?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_expires_in_the_millisecond_its_gateway_may_give_up() {
+        let by = |answer_by_unix_ms| RouterRequest {
+            answer_by_unix_ms,
+            ..RouterRequest::default()
+        };
+        assert!(!expired(&by(1_000), 999));
+        assert!(expired(&by(1_000), 1_000));
+        assert!(expired(&by(1_000), 1_001));
+        // Old gateways send no deadline: such a request never expires.
+        assert!(!expired(&by(0), i64::MAX));
+    }
 }
