@@ -164,6 +164,21 @@ pub enum Command {
         #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
     },
+    /// React to a message with an emoji (again with --off to take it back).
+    React {
+        /// The message id (`<conversation>#<seq>`).
+        message_id: String,
+        /// The emoji, e.g. 👍.
+        emoji: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Who reacted to a message, and with what.
+    Reactions {
+        /// The message id (`<conversation>#<seq>`).
+        message_id: String,
+    },
     /// Read cursors of everyone in a conversation.
     Receipts {
         /// A conversation id, a user id, or a group id.

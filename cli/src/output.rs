@@ -59,12 +59,14 @@ pub fn message(m: &pb::Message) -> Value {
         "deleted": m.deleted,
         "edited_at_ms": m.edited_at_ms,
         "mentions": m.mentions,
+        "reactions": reactions(&m.reactions),
     });
     if let Some(system) = &m.system {
         value["system"] = json!({
             "kind": system.kind().as_str_name(),
             "user_id": system.user_id,
             "actor_id": system.actor_id,
+            "detail": system.detail,
             "message_id": system.message_id,
         });
     }
@@ -80,6 +82,28 @@ pub fn message(m: &pb::Message) -> Value {
         });
     }
     value
+}
+
+pub fn reactions(reactions: &[pb::Reaction]) -> Value {
+    reactions
+        .iter()
+        .map(|r| json!({"emoji": r.emoji, "count": r.count, "mine": r.mine}))
+        .collect()
+}
+
+/// `👍 2 (you) · 🎉 1`, or `no reactions`.
+pub fn reactions_line(reactions: &[pb::Reaction]) -> String {
+    if reactions.is_empty() {
+        return "no reactions".into();
+    }
+    reactions
+        .iter()
+        .map(|r| {
+            let mine = if r.mine { " (you)" } else { "" };
+            format!("{} {}{mine}", r.emoji, r.count)
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 pub fn topic_tag(t: &pb::TopicTag) -> Value {
@@ -119,6 +143,11 @@ pub fn message_line(m: &pb::Message) -> String {
         format!("{} (edited)", m.text)
     } else {
         m.text.clone()
+    };
+    let text = if m.reactions.is_empty() {
+        text
+    } else {
+        format!("{text}  [{}]", reactions_line(&m.reactions))
     };
     match &m.topic {
         Some(t) => format!(

@@ -136,6 +136,13 @@ pub fn conversation_log(conv: &ConversationId) -> String {
     format!("sb:conv:{{c:{conv}}}:log")
 }
 
+/// Sorted set: the conversation's reactions, member `<seq, 20 digits>
+/// <user> <emoji>` scored by when it was added (standalone store only:
+/// with Redis, the history store keeps them).
+pub fn conversation_reactions(conv: &ConversationId) -> String {
+    format!("sb:conv:{{c:{conv}}}:reactions")
+}
+
 /// Sorted set: user id scored by their read seq (`ZADD GT`: it only moves
 /// forward, with no script).
 pub fn conversation_reads(conv: &ConversationId) -> String {

@@ -210,6 +210,56 @@ pub async fn edit(
     Ok(())
 }
 
+pub async fn react(
+    mut session: Session,
+    message_id: &str,
+    emoji: &str,
+    on: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let response = session
+        .clients
+        .chat
+        .react(pb::ReactRequest {
+            message_id: message_id.to_owned(),
+            emoji: emoji.to_owned(),
+            on,
+        })
+        .await?
+        .into_inner();
+    out.print(
+        json!({"message_id": message_id, "notice_seq": response.notice_seq,
+               "reactions": output::reactions(&response.reactions)}),
+        || {
+            let now = output::reactions_line(&response.reactions);
+            match (response.notice_seq, on) {
+                (0, true) => format!("{message_id}: you had reacted {emoji} already; {now}"),
+                (0, false) => format!("{message_id}: you had not reacted {emoji}; {now}"),
+                _ => format!("{message_id}: {now}"),
+            }
+        },
+    );
+    Ok(())
+}
+
+pub async fn reactions(mut session: Session, message_id: &str, out: &Output) -> anyhow::Result<()> {
+    let response = session
+        .clients
+        .chat
+        .list_reactions(pb::ListReactionsRequest {
+            message_id: message_id.to_owned(),
+        })
+        .await?
+        .into_inner();
+    for r in &response.reactors {
+        out.print(
+            json!({"user_id": r.user_id, "emoji": r.emoji, "at_ms": r.at_ms}),
+            || format!("{:<24} {}", r.user_id, r.emoji),
+        );
+    }
+    Ok(())
+}
+
 pub async fn receipts(
     mut session: Session,
     conversation: &str,

@@ -149,6 +149,14 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::React {
+            message_id,
+            emoji,
+            off,
+        } => chat::react(Session::open(&args).await?, message_id, emoji, !off, out).await,
+        Command::Reactions { message_id } => {
+            chat::reactions(Session::open(&args).await?, message_id, out).await
+        }
         Command::Receipts { conversation } => {
             chat::receipts(Session::open(&args).await?, conversation, out).await
         }

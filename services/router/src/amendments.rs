@@ -37,16 +37,16 @@ fn within_window(sent_at_ms: i64, now_ms: i64, window: Duration) -> bool {
 }
 
 /// A message someone asks to change, and what they are to its conversation.
-struct Target {
-    id: MessageId,
-    message: pb::Message,
-    membership: Membership,
+pub(crate) struct Target {
+    pub id: MessageId,
+    pub message: pb::Message,
+    pub membership: Membership,
 }
 
 impl Router {
     /// The message `raw` names, if the caller belongs to its conversation
     /// now and may read it; a system message is refused, it is nobody's.
-    async fn target(&self, caller: &Caller, raw: &str) -> RouterResult<Target> {
+    pub(crate) async fn target(&self, caller: &Caller, raw: &str) -> RouterResult<Target> {
         let id = MessageId::parse(raw)?;
         // A current member only: someone who left cannot reach back in.
         let membership = self.membership(&caller.user, &id.conversation).await?;
@@ -63,13 +63,14 @@ impl Router {
         })
     }
 
-    /// Posts the notice that `target` changed (`kind`), in its
-    /// conversation's order; returns its seq.
-    async fn post_notice(
+    /// Posts the notice that `target` changed (`kind`, with `detail`), in
+    /// its conversation's order; returns its seq.
+    pub(crate) async fn post_notice(
         &self,
         caller: &Caller,
         target: &Target,
         kind: Kind,
+        detail: &str,
         text: String,
     ) -> RouterResult<u64> {
         let (admission, index_for) = target.membership.write_rules(&caller.user);
@@ -83,7 +84,7 @@ impl Router {
                     kind: kind as i32,
                     user_id: target.message.sender.clone(),
                     actor_id: caller.user.to_string(),
-                    detail: String::new(),
+                    detail: detail.to_owned(),
                     message_id: target.id.to_string(),
                 }),
                 topic: target.message.topic.clone(),
@@ -132,10 +133,13 @@ impl Router {
         // device ever hears of.
         let text = format!("{} deleted a message", caller.user);
         let notice_seq = self
-            .post_notice(caller, &target, Kind::MessageDeleted, text)
+            .post_notice(caller, &target, Kind::MessageDeleted, "", text)
             .await?;
         self.store
             .amend_message(&target.id.conversation, target.id.seq, &Amendment::Erase)
+            .await?;
+        self.store
+            .drop_reactions(&target.id.conversation, target.id.seq)
             .await?;
         tracing::info!(message = %target.id, by = %caller.user, "message deleted for everyone");
         Ok(pb::DeleteMessageResponse { notice_seq })
@@ -190,7 +194,7 @@ impl Router {
         }
         let text = format!("{} edited a message", caller.user);
         let notice_seq = self
-            .post_notice(caller, &target, Kind::MessageEdited, text)
+            .post_notice(caller, &target, Kind::MessageEdited, "", text)
             .await?;
         Ok(pb::EditMessageResponse {
             notice_seq,

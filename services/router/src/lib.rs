@@ -30,6 +30,7 @@ pub mod messaging;
 pub mod outbox;
 pub mod posting;
 pub mod quotes;
+pub mod reactions;
 pub mod remembered;
 pub mod routing;
 pub mod service;

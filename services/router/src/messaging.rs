@@ -76,6 +76,7 @@ impl Router {
         };
         messages.sort_by_key(|m| m.seq);
         self.fill_quotes(&mut messages).await?;
+        self.fill_reactions(&caller.user, &mut messages).await?;
         Ok(pb::HistoryResponse {
             messages,
             has_more,

@@ -14,7 +14,7 @@ use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
     Admission, Amendment, AppendBatch, AuditRecord, GroupMembership, GroupRecord, MembershipChange,
-    NewMessage, SessionRecord, Store, StoreError, UserRecord,
+    NewMessage, Reacted, SessionRecord, Store, StoreError, StoredReaction, UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
@@ -460,6 +460,73 @@ async fn a_quote_is_stored_as_a_pointer_without_the_quoted_text() {
         assert_eq!(quote.message_id, format!("{conv}#1"));
         assert_eq!(quote.sender, "alice");
         assert!(quote.excerpt.is_empty(), "{quote:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reactions_are_set_per_person_capped_and_dropped_with_their_message() {
+    on_each_store(|store| async move {
+        let (alice, bob, ali) = (user("alice"), user("bob"), user("ali"));
+        let conv = ConversationId::direct(alice.clone(), bob.clone());
+        for body in ["one", "two"] {
+            store
+                .append(single(&conv, &alice, body, None))
+                .await
+                .unwrap();
+        }
+        let react = |user: &UserId, seq, emoji: &str, on, at_ms| {
+            let (store, conv, user, emoji) = (&store, &conv, user.clone(), emoji.to_owned());
+            async move {
+                store
+                    .react(conv, seq, &user, &emoji, on, at_ms, 2)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(react(&bob, 1, "👍", true, 30).await, Reacted::Changed);
+        assert_eq!(react(&bob, 1, "👍", true, 31).await, Reacted::Unchanged);
+        assert_eq!(react(&alice, 1, "👍", true, 10).await, Reacted::Changed);
+        assert_eq!(react(&bob, 1, "🎉", true, 40).await, Reacted::Changed);
+        // Bob has two on #1: a third is refused; another message is not #1.
+        assert_eq!(react(&bob, 1, "❤️", true, 50).await, Reacted::TooMany);
+        assert_eq!(react(&bob, 2, "❤️", true, 50).await, Reacted::Changed);
+        // A user whose id begins another's counts only their own.
+        assert_eq!(react(&ali, 1, "🎉", true, 60).await, Reacted::Changed);
+        assert_eq!(react(&ali, 1, "👍", true, 61).await, Reacted::Changed);
+        assert_eq!(react(&alice, 1, "🎉", false, 70).await, Reacted::Unchanged);
+        let seen = |found: Vec<StoredReaction>| {
+            found
+                .into_iter()
+                .map(|r| (r.seq, r.user.to_string(), r.emoji, r.at_ms))
+                .collect::<Vec<_>>()
+        };
+        let r = |seq, user: &str, emoji: &str, at| (seq, user.to_owned(), emoji.to_owned(), at);
+        assert_eq!(
+            seen(store.reactions(&conv, &[2, 1, 9]).await.unwrap()),
+            [
+                r(1, "alice", "👍", 10),
+                r(1, "bob", "👍", 30),
+                r(1, "bob", "🎉", 40),
+                r(1, "ali", "🎉", 60),
+                r(1, "ali", "👍", 61),
+                r(2, "bob", "❤️", 50),
+            ]
+        );
+        // Taken back: gone, and room for another.
+        assert_eq!(react(&bob, 1, "👍", false, 80).await, Reacted::Changed);
+        assert_eq!(react(&bob, 1, "👍", false, 81).await, Reacted::Unchanged);
+        assert_eq!(react(&bob, 1, "❤️", true, 90).await, Reacted::Changed);
+        // A deleted message's reactions go; the others' stay.
+        store.drop_reactions(&conv, 1).await.unwrap();
+        assert!(store.reactions(&conv, &[1]).await.unwrap().is_empty());
+        assert_eq!(
+            seen(store.reactions(&conv, &[2]).await.unwrap()),
+            [r(2, "bob", "❤️", 50)]
+        );
+        // A whole conversation's go with it.
+        store.erase_conversation(&conv).await.unwrap();
+        assert!(store.reactions(&conv, &[1, 2]).await.unwrap().is_empty());
     })
     .await;
 }

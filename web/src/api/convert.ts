@@ -14,6 +14,7 @@ import {
   type Group,
   type Member,
   type Message,
+  type Reaction as PbReaction,
   type TopicTag,
 } from "../gen/switchboard/v1/switchboard_pb";
 import { TopicContact_State, type Topic } from "../gen/switchboard/v1/topics_pb";
@@ -28,6 +29,7 @@ import type {
   GroupInfo,
   MemberInfo,
   MemberRole,
+  Reaction,
   TopicInfo,
   TopicRef,
 } from "../state/model";
@@ -60,7 +62,12 @@ const systemKinds: Record<SystemEvent_Kind, string> = {
   [SystemEvent_Kind.MESSAGE_DELETED]: "message-deleted",
   [SystemEvent_Kind.MESSAGE_EDITED]: "message-edited",
   [SystemEvent_Kind.GROUP_UPDATED]: "group-updated",
+  [SystemEvent_Kind.REACTIONS_CHANGED]: "reactions-changed",
 };
+
+export function reaction(r: PbReaction): Reaction {
+  return { emoji: r.emoji, count: r.count, mine: r.mine };
+}
 
 export function chatMessage(message: Message): ChatMessage {
   return {
@@ -83,6 +90,7 @@ export function chatMessage(message: Message): ChatMessage {
     deleted: message.deleted || undefined,
     editedAtMs: num(message.editedAtMs) || undefined,
     mentions: message.mentions.length ? [...message.mentions] : undefined,
+    reactions: message.reactions.length ? message.reactions.map(reaction) : undefined,
     replyTo: message.replyTo
       ? {
           messageId: message.replyTo.messageId,

@@ -312,7 +312,8 @@ export class Controller {
 
   private onMessage(store: ChatStore, message: ChatMessage): void {
     const outcome = store.applyMessage(message);
-    if (message.system?.kind === "message-edited" && message.system.messageId) {
+    const rereads = message.system?.kind === "message-edited" || message.system?.kind === "reactions-changed";
+    if (rereads && message.system?.messageId) {
       void this.messages.reread(message.system.messageId);
     }
     if (outcome.readUpTo) this.markRead(message.conversationId, outcome.readUpTo);

@@ -2,7 +2,7 @@
 // same client message id while the server is unreachable (stored once),
 // and on failure stays on screen with Retry and Discard.
 
-import { chatMessage } from "../api/convert";
+import { chatMessage, reaction } from "../api/convert";
 import { describeError, errorClause } from "../api/errors";
 import { withRetry } from "../api/retry";
 import { newClientMsgId } from "../api/session";
@@ -159,6 +159,28 @@ export class Messages {
     } catch (err) {
       this.ctx.notify(`Not edited: ${errorClause(err)}`);
       return false;
+    }
+  }
+
+  /** Adds (`on`) or takes back the reader's `emoji` on a message; shown at once from the answer. */
+  async react(messageId: string, emoji: string, on: boolean): Promise<void> {
+    try {
+      const answer = await withRetry(() => this.ctx.clients.chat.react({ messageId, emoji, on }));
+      this.ctx.store().setReactions(messageId, answer.reactions.map(reaction));
+      this.ctx.touch();
+    } catch (err) {
+      this.ctx.notify(`No reaction: ${errorClause(err)}`);
+    }
+  }
+
+  /** Who reacted to a message, and with what (oldest first); empty (and a notice) if refused. */
+  async reactors(messageId: string): Promise<{ userId: string; emoji: string }[]> {
+    try {
+      const answer = await withRetry(() => this.ctx.clients.chat.listReactions({ messageId }));
+      return answer.reactors.map((r) => ({ userId: r.userId, emoji: r.emoji }));
+    } catch (err) {
+      this.ctx.notify(`Cannot list reactions: ${errorClause(err)}`);
+      return [];
     }
   }
 

@@ -52,6 +52,15 @@ export interface ChatMessage {
   replyTo?: Quote;
   /** In a group: the members it names as @user. */
   mentions?: string[];
+  /** One per emoji, in the order each was first used (as the last History read said). */
+  reactions?: Reaction[];
+}
+
+export interface Reaction {
+  emoji: string;
+  count: number;
+  /** The reader is among them. */
+  mine: boolean;
 }
 
 /** A conversation's summary, as ListConversations and ConversationChanged give it. */

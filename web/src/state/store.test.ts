@@ -310,3 +310,22 @@ describe("ChatStore: typing", () => {
     expect(store.typingIn("g:two", 2_000)).toEqual([]);
   });
 });
+
+describe("ChatStore: reactions", () => {
+  it("shows the counts the server answered, and a deletion drops them", () => {
+    const store = new ChatStore("ann");
+    store.applyConversationList([group("g:one", "One")]);
+    store.applyMessage(message("g:one", 1, "ben", "picnic?"));
+    store.setReactions("g:one#1", [{ emoji: "👍", count: 2, mine: true }]);
+    expect(store.thread("g:one")!.messages[0]!.reactions).toEqual([{ emoji: "👍", count: 2, mine: true }]);
+    store.setReactions("g:one#1", []);
+    expect(store.thread("g:one")!.messages[0]!.reactions).toBeUndefined();
+    store.setReactions("g:one#1", [{ emoji: "🎉", count: 1, mine: false }]);
+    store.applyMessage({
+      ...message("g:one", 2, "", "ben deleted a message"),
+      system: { kind: "message-deleted", userId: "ben", actorId: "ben", messageId: "g:one#1" },
+    });
+    const [deleted] = store.thread("g:one")!.messages;
+    expect([deleted!.deleted, deleted!.reactions]).toEqual([true, undefined]);
+  });
+});

@@ -14,6 +14,7 @@ import type {
   ConversationKind,
   GroupInfo,
   MemberInfo,
+  Reaction,
   TopicInfo,
 } from "./model";
 
@@ -283,10 +284,17 @@ export class ChatStore {
     if (thread.info.lastMessage?.messageId === message.messageId) thread.info.lastMessage = message;
   }
 
+  /** The reactions a message has now (the reader's own change, as the server answered it). */
+  setReactions(messageId: string, reactions: Reaction[]): void {
+    const thread = this.conversations.get(messageId.slice(0, messageId.lastIndexOf("#")));
+    const at = thread?.messages.findIndex((m) => m.messageId === messageId) ?? -1;
+    if (thread && at >= 0) thread.messages[at] = { ...thread.messages[at]!, reactions: reactions.length ? reactions : undefined };
+  }
+
   /** A message deleted for everyone: its text goes, a tombstone stays. */
   private markDeleted(thread: Thread, messageId: string): void {
     const at = thread.messages.findIndex((m) => m.messageId === messageId);
-    if (at >= 0) thread.messages[at] = { ...thread.messages[at]!, text: "", deleted: true };
+    if (at >= 0) thread.messages[at] = { ...thread.messages[at]!, text: "", deleted: true, reactions: undefined };
     const last = thread.info.lastMessage;
     if (last?.messageId === messageId) thread.info.lastMessage = { ...last, text: "", deleted: true };
   }

@@ -115,6 +115,8 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
             onDelete={(id) => void controller.messages.remove(id)}
             onEdit={(id, text) => controller.messages.edit(id, text)}
             onReply={info.closed ? undefined : setReplying}
+            onReact={info.closed ? undefined : (id, emoji, on) => void controller.messages.react(id, emoji, on)}
+            onWho={(id) => controller.messages.reactors(id)}
           />
           {replying && (
             <div class="replying" role="status">

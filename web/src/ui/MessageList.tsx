@@ -34,8 +34,15 @@ interface Props {
   onEdit?: (messageId: string, text: string) => Promise<boolean>;
   /** Offers "Reply" on every message. */
   onReply?: (message: ChatMessage) => void;
+  /** Offers reactions on every message: adds (`on`) or takes back the reader's emoji. */
+  onReact?: (messageId: string, emoji: string, on: boolean) => void;
+  /** Who reacted to a message, and with what. */
+  onWho?: (messageId: string) => Promise<{ userId: string; emoji: string }[]>;
   compact?: boolean;
 }
+
+/** The emoji the picker offers. */
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🎉"];
 
 export function MessageList(props: Props) {
   const box = useRef<HTMLDivElement>(null);
@@ -108,7 +115,8 @@ export function MessageList(props: Props) {
       )}
       <ol class="message-items" role="log" aria-label={props.label} aria-busy={loadingOlder || !props.loaded}>
         {props.messages.map((message, i) => (
-          <MessageItem
+          // A reaction's notice changes the message it names; it is no line of its own.
+          message.system?.kind === "reactions-changed" ? null : <MessageItem
             key={message.seq}
             message={message}
             mine={message.sender === props.me}
@@ -120,6 +128,8 @@ export function MessageList(props: Props) {
             onDelete={props.onDelete}
             onEdit={props.onEdit}
             onReply={props.onReply}
+            onReact={props.onReact}
+            onWho={props.onWho}
             onJump={(seq) => void jumpTo(seq)}
           />
         ))}
@@ -162,6 +172,8 @@ function MessageItem({
   onDelete,
   onEdit,
   onReply,
+  onReact,
+  onWho,
   onJump,
 }: {
   message: ChatMessage;
@@ -174,9 +186,13 @@ function MessageItem({
   onDelete?: (messageId: string) => void;
   onEdit?: (messageId: string, text: string) => Promise<boolean>;
   onReply?: (message: ChatMessage) => void;
+  onReact?: (messageId: string, emoji: string, on: boolean) => void;
+  onWho?: (messageId: string) => Promise<{ userId: string; emoji: string }[]>;
   onJump?: (seq: number) => void;
 }) {
   const [draft, setDraft] = useState<string | undefined>(undefined);
+  const [picking, setPicking] = useState(false);
+  const [who, setWho] = useState<string | undefined>(undefined);
   if (message.system || !message.sender) {
     return (
       <li class="message system" data-seq={message.seq}>
@@ -244,6 +260,41 @@ function MessageItem({
       ) : (
         <div class="bubble">{body}</div>
       )}
+      {!message.deleted && (message.reactions?.length || picking || who) && (
+        <div class="reactions" role="group" aria-label="Reactions">
+          {message.reactions?.map((r) => (
+            <button
+              type="button"
+              key={r.emoji}
+              class={r.mine ? "reaction mine" : "reaction"}
+              aria-pressed={r.mine}
+              aria-label={`${r.emoji} ${r.count}`}
+              title={r.mine ? "Take yours back" : "React with this too"}
+              disabled={!onReact}
+              onClick={() => onReact?.(message.messageId, r.emoji, !r.mine)}
+            >
+              {r.emoji} {r.count}
+            </button>
+          ))}
+          {picking &&
+            QUICK_REACTIONS.map((emoji) => (
+              <button
+                type="button"
+                key={`pick-${emoji}`}
+                class="reaction pick"
+                aria-label={`React ${emoji}`}
+                onClick={() => {
+                  setPicking(false);
+                  const mine = message.reactions?.some((r) => r.emoji === emoji && r.mine);
+                  onReact?.(message.messageId, emoji, !mine);
+                }}
+              >
+                {emoji}
+              </button>
+            ))}
+          {who !== undefined && <span class="reactors">{who || "No reactions"}</span>}
+        </div>
+      )}
       <div class="meta">
         <time dateTime={new Date(message.sentAtMs).toISOString()} title={fullTime(message.sentAtMs)}>
           {shortTime(message.sentAtMs)}
@@ -259,6 +310,29 @@ function MessageItem({
             {" · "}
             <button type="button" class="link reply" aria-label={`Reply to “${message.text}”`} onClick={() => onReply(message)}>
               Reply
+            </button>
+          </>
+        )}
+        {onReact && !message.deleted && (
+          <>
+            {" · "}
+            <button type="button" class="link react" aria-expanded={picking} aria-label={`React to “${message.text}”`} onClick={() => setPicking(!picking)}>
+              React
+            </button>
+          </>
+        )}
+        {onWho && !message.deleted && !!message.reactions?.length && (
+          <>
+            {" · "}
+            <button
+              type="button"
+              class="link who"
+              aria-label={`Who reacted to “${message.text}”`}
+              onClick={() =>
+                void onWho(message.messageId).then((list) => setWho(list.map((r) => `${r.userId} ${r.emoji}`).join(", ")))
+              }
+            >
+              Who reacted
             </button>
           </>
         )}

@@ -371,3 +371,38 @@ test("an owner renames and describes a group; members see it", async ({ browser,
   await expect(pipPanel.locator(".group-description")).toHaveText("Tuesdays at the wall");
   await expect(pipPanel.getByRole("button", { name: "Rename or describe" })).toHaveCount(0);
 });
+
+test("reactions are counted live on every page, each reader's own marked, and listed by who", async ({ browser, cluster, people }) => {
+  const rex = await Person.register(browser, cluster, "rex", 0);
+  const sam = await Person.register(browser, cluster, "sam", 1);
+  const tea = await Person.register(browser, cluster, "tea", 0);
+  people.push(rex, sam, tea);
+  await rex.createGroup("Picnic", ["sam", "tea"]);
+  await sam.acceptInvitation("Picnic");
+  await tea.acceptInvitation("Picnic");
+  await rex.send("saturday at noon?");
+  for (const person of [sam, tea]) await expect(person.messageWithText("saturday at noon?")).toBeVisible();
+  const chip = (person: Person, name: string) => person.page.getByRole("button", { name, exact: true });
+
+  // Sam picks 👍: every page counts it, live; only Sam's marks it his.
+  await sam.page.getByRole("button", { name: "React to “saturday at noon?”" }).click();
+  await sam.page.getByRole("button", { name: "React 👍" }).click();
+  for (const person of [rex, sam, tea]) await expect(chip(person, "👍 1")).toBeVisible();
+  await expect(chip(sam, "👍 1")).toHaveAttribute("aria-pressed", "true");
+  await expect(chip(rex, "👍 1")).toHaveAttribute("aria-pressed", "false");
+
+  // Tea adds hers with one click on the count; the change is no line of its own.
+  await chip(tea, "👍 1").click();
+  for (const person of [rex, sam, tea]) await expect(chip(person, "👍 2")).toBeVisible();
+  await expect(rex.page.locator("main li.message.system", { hasText: "reacted" })).toHaveCount(0);
+  await rex.page.getByRole("button", { name: "Who reacted to “saturday at noon?”" }).click();
+  await expect(rex.page.locator("main .reactors")).toHaveText("sam 👍, tea 👍");
+
+  // Sam takes his back; a page loaded afresh reads the counts from history.
+  await chip(sam, "👍 2").click();
+  for (const person of [rex, sam, tea]) await expect(chip(person, "👍 1")).toBeVisible();
+  await tea.page.reload();
+  await tea.open("Picnic");
+  await expect(chip(tea, "👍 1")).toHaveAttribute("aria-pressed", "true");
+  await expect(chip(sam, "👍 1")).toHaveAttribute("aria-pressed", "false");
+});

@@ -361,6 +361,20 @@ impl ChatService for Api {
         forward!(self, request, EditMessage)
     }
 
+    async fn react(
+        &self,
+        request: Request<pb::ReactRequest>,
+    ) -> Result<Response<pb::ReactResponse>, Status> {
+        forward!(self, request, React)
+    }
+
+    async fn list_reactions(
+        &self,
+        request: Request<pb::ListReactionsRequest>,
+    ) -> Result<Response<pb::ListReactionsResponse>, Status> {
+        forward!(self, request, ListReactions)
+    }
+
     async fn typing(
         &self,
         request: Request<pb::TypingRequest>,

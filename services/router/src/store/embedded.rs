@@ -23,11 +23,11 @@ use switchboard_shared::keys;
 use super::{
     Admission, Amendment, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
     ContactEntry, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
-    NewMessage, SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord,
-    TopicRecord, UserRecord, amended, decode_idempotency, decode_message, decode_message_ids,
-    decode_timeline_entry, encode_idempotency, encode_message, encode_message_ids,
-    encode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
-    role_name, same_targets,
+    NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency,
+    decode_message, decode_message_ids, decode_timeline_entry, encode_idempotency, encode_message,
+    encode_message_ids, encode_timeline_entry, history_name, parse_history, parse_policy,
+    parse_role, policy_name, role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -139,6 +139,46 @@ fn log_range(
         rows.push((k.value().1, v.value().to_vec()));
     }
     Ok(rows)
+}
+
+/// The members of a conversation's reactions set that belong to message
+/// `seq` (all of them when `None`), with their scores, in member order.
+fn reactions_of(
+    t: &impl ReadableTable<Pair, i64>,
+    key: &str,
+    seq: Option<u64>,
+) -> StoreResult<Vec<(String, i64)>> {
+    let prefix = seq.map(reaction_prefix).unwrap_or_default();
+    let mut found = Vec::new();
+    for entry in t.range((key, prefix.as_str())..).map_err(failed)? {
+        let (k, score) = entry.map_err(failed)?;
+        let (row_key, member) = k.value();
+        if row_key != key || !member.starts_with(&prefix) {
+            break;
+        }
+        found.push((member.to_owned(), score.value()));
+    }
+    Ok(found)
+}
+
+/// How the members of message `seq`'s reactions begin.
+fn reaction_prefix(seq: u64) -> String {
+    format!("{seq:020} ")
+}
+
+fn parse_reaction(member: &str, at_ms: i64) -> StoreResult<StoredReaction> {
+    let mut parts = member.splitn(3, ' ');
+    let (Some(seq), Some(user), Some(emoji)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(corrupt(format!("a stored reaction reads {member:?}")));
+    };
+    Ok(StoredReaction {
+        seq: seq
+            .parse()
+            .map_err(|_| corrupt("a stored reaction's seq"))?,
+        user: parse_user(user)?,
+        emoji: emoji.to_owned(),
+        at_ms,
+    })
 }
 
 fn parse_user(raw: &str) -> StoreResult<UserId> {
@@ -784,7 +824,96 @@ impl Store for EmbeddedStore {
             for seq in &seqs {
                 w.logs.remove((key.as_str(), *seq)).map_err(failed)?;
             }
+            let reactions = keys::conversation_reactions(&conv);
+            for (member, _) in reactions_of(&w.zsets, &reactions, None)? {
+                w.zsets
+                    .remove((reactions.as_str(), member.as_str()))
+                    .map_err(failed)?;
+            }
             Ok(seqs.len() as u64)
+        })
+        .await
+    }
+
+    async fn react(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        user: &UserId,
+        emoji: &str,
+        on: bool,
+        at_ms: i64,
+        max: usize,
+    ) -> StoreResult<Reacted> {
+        let key = keys::conversation_reactions(conv);
+        let mine = format!("{}{user} ", reaction_prefix(seq));
+        let member = format!("{mine}{emoji}");
+        self.write(move |w| {
+            let there = w
+                .zsets
+                .get((key.as_str(), member.as_str()))
+                .map_err(failed)?
+                .is_some();
+            if there == on {
+                return Ok(Reacted::Unchanged);
+            }
+            if !on {
+                w.zsets
+                    .remove((key.as_str(), member.as_str()))
+                    .map_err(failed)?;
+                return Ok(Reacted::Changed);
+            }
+            let held = reactions_of(&w.zsets, &key, Some(seq))?
+                .iter()
+                .filter(|(m, _)| m.starts_with(&mine))
+                .count();
+            if held >= max {
+                return Ok(Reacted::TooMany);
+            }
+            w.zsets
+                .insert((key.as_str(), member.as_str()), at_ms)
+                .map_err(failed)?;
+            Ok(Reacted::Changed)
+        })
+        .await
+    }
+
+    async fn reactions(
+        &self,
+        conv: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<StoredReaction>> {
+        let key = keys::conversation_reactions(conv);
+        let mut seqs = seqs.to_vec();
+        seqs.sort_unstable();
+        seqs.dedup();
+        self.read(move |txn| {
+            let zsets = txn.open_table(ZSETS).map_err(failed)?;
+            let mut found = Vec::new();
+            for seq in seqs {
+                let mut of_seq = reactions_of(&zsets, &key, Some(seq))?
+                    .into_iter()
+                    .map(|(member, at_ms)| parse_reaction(&member, at_ms))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                of_seq.sort_by(|a, b| {
+                    (a.at_ms, &a.user, &a.emoji).cmp(&(b.at_ms, &b.user, &b.emoji))
+                });
+                found.extend(of_seq);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()> {
+        let key = keys::conversation_reactions(conv);
+        self.write(move |w| {
+            for (member, _) in reactions_of(&w.zsets, &key, Some(seq))? {
+                w.zsets
+                    .remove((key.as_str(), member.as_str()))
+                    .map_err(failed)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -22,12 +22,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use switchboard_shared::ids::{ConversationId, random_token};
+use switchboard_shared::ids::{ConversationId, UserId, random_token};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::{StoreError, StoreResult};
+use super::{Reacted, StoreError, StoreResult, StoredReaction};
 
 /// The schema this code reads and writes; a database with another refuses
 /// to be used.
@@ -561,6 +561,130 @@ impl PgHistory {
             )
             .await
             .map_err(failed)
+    }
+
+    /// Adds (`on`) or takes back a reaction; adding is refused when `user`
+    /// has `max` different ones on the message already.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn react(
+        &self,
+        conversation: &ConversationId,
+        seq: u64,
+        user: &UserId,
+        emoji: &str,
+        on: bool,
+        at_ms: i64,
+        max: usize,
+    ) -> StoreResult<Reacted> {
+        let (shard, conv) = (shard_key(conversation), conversation.to_string());
+        let (seq, user) = (seq as i64, user.as_str());
+        let client = self.client().await?;
+        if !on {
+            let removed = client
+                .execute(
+                    "DELETE FROM reactions WHERE shard_key = $1 AND conversation = $2
+                       AND seq = $3 AND user_id = $4 AND emoji = $5",
+                    &[&shard, &conv, &seq, &user, &emoji],
+                )
+                .await
+                .map_err(failed)?;
+            return Ok(if removed > 0 {
+                Reacted::Changed
+            } else {
+                Reacted::Unchanged
+            });
+        }
+        // Two adds of one person at once may pass the count together and
+        // end one over `max`: a bound on abuse, not an exact quota.
+        let added = client
+            .execute(
+                "INSERT INTO reactions (shard_key, conversation, seq, user_id, emoji, at)
+                 SELECT $1, $2, $3, $4, $5, $6
+                 WHERE (SELECT count(*) FROM reactions WHERE shard_key = $1
+                          AND conversation = $2 AND seq = $3 AND user_id = $4) < $7
+                 ON CONFLICT DO NOTHING",
+                &[&shard, &conv, &seq, &user, &emoji, &at_ms, &(max as i64)],
+            )
+            .await
+            .map_err(failed)?;
+        if added > 0 {
+            return Ok(Reacted::Changed);
+        }
+        let there = client
+            .query_opt(
+                "SELECT 1 FROM reactions WHERE shard_key = $1 AND conversation = $2
+                   AND seq = $3 AND user_id = $4 AND emoji = $5",
+                &[&shard, &conv, &seq, &user, &emoji],
+            )
+            .await
+            .map_err(failed)?;
+        Ok(if there.is_some() {
+            Reacted::Unchanged
+        } else {
+            Reacted::TooMany
+        })
+    }
+
+    /// The reactions to messages `seqs`, by seq, then oldest first.
+    pub async fn reactions(
+        &self,
+        conversation: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<StoredReaction>> {
+        let seqs: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq, user_id, emoji, at FROM reactions
+                 WHERE shard_key = $1 AND conversation = $2 AND seq = ANY($3)
+                 ORDER BY seq, at, user_id, emoji",
+                &[&shard_key(conversation), &conversation.to_string(), &seqs],
+            )
+            .await
+            .map_err(failed)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredReaction {
+                    seq: row.get::<_, i64>(0) as u64,
+                    user: UserId::parse(row.get::<_, &str>(1))
+                        .map_err(|e| StoreError::Corrupt(e.0))?,
+                    emoji: row.get(2),
+                    at_ms: row.get(3),
+                })
+            })
+            .collect()
+    }
+
+    /// Drops the reactions to message `seq`, or (`None`) to every message
+    /// of the conversation.
+    pub async fn drop_reactions(
+        &self,
+        conversation: &ConversationId,
+        seq: Option<u64>,
+    ) -> StoreResult<()> {
+        let client = self.client().await?;
+        let (shard, conv) = (shard_key(conversation), conversation.to_string());
+        match seq {
+            Some(seq) => {
+                client
+                    .execute(
+                        "DELETE FROM reactions
+                         WHERE shard_key = $1 AND conversation = $2 AND seq = $3",
+                        &[&shard, &conv, &(seq as i64)],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .execute(
+                        "DELETE FROM reactions WHERE shard_key = $1 AND conversation = $2",
+                        &[&shard, &conv],
+                    )
+                    .await
+            }
+        }
+        .map_err(failed)?;
+        Ok(())
     }
 
     /// Each conversation's last seq (0 for one with no messages).

@@ -453,6 +453,25 @@ pub fn encode_message(message: &pb::Message) -> Vec<u8> {
     }
 }
 
+/// One person's reaction to a message, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReaction {
+    pub seq: u64,
+    pub user: UserId,
+    pub emoji: String,
+    pub at_ms: i64,
+}
+
+/// What setting a reaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reacted {
+    Changed,
+    /// It was already so: added and there, or taken back and not there.
+    Unchanged,
+    /// Not added: the person has the most different ones there already.
+    TooMany,
+}
+
 /// A change of one stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Amendment {
@@ -617,9 +636,32 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
         amendment: &Amendment,
     ) -> StoreResult<bool>;
-    /// Removes every message of the conversation; its head stays (seqs are
-    /// never reused). How many were removed.
+    /// Removes every message of the conversation, and their reactions; its
+    /// head stays (seqs are never reused). How many were removed.
     async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64>;
+    /// Adds (`on`) or takes back `user`'s `emoji` on message `seq`; one
+    /// more would take the user past `max` different ones there: `TooMany`.
+    /// The caller has checked that the message exists.
+    #[allow(clippy::too_many_arguments)]
+    async fn react(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        user: &UserId,
+        emoji: &str,
+        on: bool,
+        at_ms: i64,
+        max: usize,
+    ) -> StoreResult<Reacted>;
+    /// The reactions to the messages `seqs` of a conversation, by seq, then
+    /// oldest first.
+    async fn reactions(
+        &self,
+        conv: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<StoredReaction>>;
+    /// Drops every reaction to message `seq` (it was deleted).
+    async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()>;
     /// Appends to the audit log (about the last `switchboard_shared::keys::AUDIT_KEPT` kept).
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     /// The audit log, newest first, before the entry `before` (if any).

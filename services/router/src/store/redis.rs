@@ -25,9 +25,10 @@ use super::history::{HistoryWriter, PgHistory};
 use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
     GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
-    SessionRecord, Store, StoreError, StoreResult, ThreadState, TimelineRecord, TopicRecord,
-    UserRecord, amended, decode_idempotency, decode_message_ids, decode_timeline_entry,
-    history_name, parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
+    Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction, ThreadState,
+    TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency, decode_message_ids,
+    decode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
+    role_name, same_targets,
 };
 use crate::remembered::Remembered;
 
@@ -1017,7 +1018,35 @@ impl Store for RedisStore {
     }
 
     async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64> {
-        self.history.log.remove_all(conv).await
+        let removed = self.history.log.remove_all(conv).await?;
+        self.history.log.drop_reactions(conv, None).await?;
+        Ok(removed)
+    }
+
+    async fn react(
+        &self,
+        conv: &ConversationId,
+        seq: u64,
+        user: &UserId,
+        emoji: &str,
+        on: bool,
+        at_ms: i64,
+        max: usize,
+    ) -> StoreResult<Reacted> {
+        let history = &self.history.log;
+        history.react(conv, seq, user, emoji, on, at_ms, max).await
+    }
+
+    async fn reactions(
+        &self,
+        conv: &ConversationId,
+        seqs: &[u64],
+    ) -> StoreResult<Vec<StoredReaction>> {
+        self.history.log.reactions(conv, seqs).await
+    }
+
+    async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()> {
+        self.history.log.drop_reactions(conv, Some(seq)).await
     }
 
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {

@@ -10,7 +10,8 @@ use tracing::Instrument as _;
 use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
     GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
-    SessionRecord, Store, StoreResult, ThreadState, TimelineRecord, TopicRecord, UserRecord,
+    Reacted, SessionRecord, Store, StoreResult, StoredReaction, ThreadState, TimelineRecord,
+    TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -51,6 +52,9 @@ timed! {
     fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64>;
     fn amend_message(&self, conv: &ConversationId, seq: u64, amendment: &Amendment) -> StoreResult<bool>;
     fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64>;
+    fn react(&self, conv: &ConversationId, seq: u64, user: &UserId, emoji: &str, on: bool, at_ms: i64, max: usize) -> StoreResult<Reacted>;
+    fn reactions(&self, conv: &ConversationId, seqs: &[u64]) -> StoreResult<Vec<StoredReaction>>;
+    fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()>;
     fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;

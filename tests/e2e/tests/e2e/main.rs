@@ -18,6 +18,7 @@ mod load;
 mod messaging;
 mod operations;
 mod presence;
+mod reactions;
 mod resilience;
 mod tls;
 mod topics;

@@ -42,3 +42,16 @@ CREATE TABLE messages (
 
 CREATE UNIQUE INDEX messages_retry_key
   ON messages (shard_key, conversation, retry_key) WHERE retry_key IS NOT NULL;
+
+-- One row per person, emoji and message. Beside the message, not in its
+-- body: setting one is one keyed insert or delete, never a read and
+-- rewrite of the message that a concurrent edit could race.
+CREATE TABLE reactions (
+  shard_key    text   NOT NULL,
+  conversation text   NOT NULL,
+  seq          bigint NOT NULL,
+  user_id      text   NOT NULL,
+  emoji        text   NOT NULL,
+  at           bigint NOT NULL,
+  PRIMARY KEY (shard_key, conversation, seq, user_id, emoji)
+);
