@@ -491,10 +491,17 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
     let refused = refused.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     alice.dm(&bob, "after").await;
+    // The last lines of a log, for a failure to say what each side did.
+    let tail = |log: String| {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
     assert_eq!(
         texts(&bob.history("dm:alice:bob").await),
         ["before", "after"],
-        "the refused send was not stored later"
+        "the refused send ({refused:?}) was stored later\n\nrouter log:\n{}\n\ngateway log:\n{}",
+        tail(cluster.routers[0].log()),
+        tail(cluster.gateways[0].log()),
     );
     // Waits for the count; past WAIT, answers what the router did count.
     let deadline = std::time::Instant::now() + WAIT;
@@ -514,10 +521,6 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
                 l.starts_with("switchboard_") && (l.contains("request") || l.contains("nats"))
             })
             .collect();
-        let tail = |log: String| {
-            let lines: Vec<&str> = log.lines().collect();
-            lines[lines.len().saturating_sub(30)..].join("\n")
-        };
         panic!(
             "the router did not count the send it got too late (refused with {refused:?}); it counted:\n{}\n\nrouter log:\n{}\n\ngateway log:\n{}",
             counted.join("\n"),
