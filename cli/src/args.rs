@@ -94,6 +94,11 @@ pub enum Command {
     Logout,
     /// Who the saved session belongs to.
     Whoami,
+    /// Change your display name (none: your user id).
+    Rename {
+        #[arg(num_args = 0..)]
+        name: Vec<String>,
+    },
     /// Send a message to a user, a group (--group) or a conversation (--conversation).
     Send {
         /// A user id (or a group id with --group, a conversation id with --conversation).
@@ -171,6 +176,15 @@ pub enum Command {
         /// The emoji, e.g. 👍.
         emoji: String,
         /// Take the reaction back.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Mute a chat or group on all your devices (again with --off to unmute):
+    /// its messages still arrive, without notifications unless they mention you.
+    Mute {
+        /// A conversation id (`g:<group>` for a group), or a user id.
+        conversation: String,
+        /// Unmute it.
         #[arg(long)]
         off: bool,
     },
@@ -425,6 +439,15 @@ pub enum ContactsCommand {
     Remove {
         /// Their user id.
         user: String,
+    },
+    /// Find people: the user with exactly this id, and people you share a
+    /// group with (or have as contacts) whose name or id starts with it.
+    Find {
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// At most this many (the server's default 20, at most 50).
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 

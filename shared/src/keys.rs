@@ -117,6 +117,11 @@ pub fn user_invites(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:invites")
 }
 
+/// Set: the direct and group conversations `user` muted.
+pub fn user_muted(user: &UserId) -> String {
+    format!("sb:user:{{u:{user}}}:muted")
+}
+
 /// Sorted set: direct and topic-thread conversations of `user`, scored by
 /// last activity (ms). Groups are found through [`user_groups`].
 pub fn user_conversations(user: &UserId) -> String {

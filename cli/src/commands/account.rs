@@ -182,6 +182,24 @@ pub async fn logout(mut session: Session, out: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn rename(mut session: Session, name: &str, out: &Output) -> anyhow::Result<()> {
+    let user = session
+        .clients
+        .accounts
+        .update_profile(pb::UpdateProfileRequest {
+            display_name: name.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .user
+        .unwrap_or_default();
+    out.print(
+        json!({"user_id": user.user_id, "display_name": user.display_name}),
+        || format!("{} is now called {}", user.user_id, user.display_name),
+    );
+    Ok(())
+}
+
 pub fn whoami(args: &Args, out: &Output) -> anyhow::Result<()> {
     let saved = profile::load(args.home.as_deref(), &args.profile)?;
     out.print(

@@ -127,8 +127,9 @@ pub async fn conversations(mut session: Session, out: &Output) -> anyhow::Result
                 .as_ref()
                 .map(output::message_line)
                 .unwrap_or_default();
+            let muted = if c.muted { " (muted)" } else { "" };
             format!(
-                "{:<40} {:<24} unread {:>3}  {last}",
+                "{:<40} {:<24} unread {:>3}{muted}  {last}",
                 c.conversation_id, c.title, c.unread
             )
         });
@@ -237,6 +238,31 @@ pub async fn react(
                 (0, false) => format!("{message_id}: you had not reacted {emoji}; {now}"),
                 _ => format!("{message_id}: {now}"),
             }
+        },
+    );
+    Ok(())
+}
+
+pub async fn mute(
+    mut session: Session,
+    conversation: &str,
+    muted: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let conversation_id = session.conversation(conversation);
+    session
+        .clients
+        .chat
+        .mute_conversation(pb::MuteConversationRequest {
+            conversation_id: conversation_id.clone(),
+            muted,
+        })
+        .await?;
+    out.print(
+        json!({"conversation_id": conversation_id, "muted": muted}),
+        || {
+            let what = if muted { "muted" } else { "unmuted" };
+            format!("{conversation_id} {what}")
         },
     );
     Ok(())

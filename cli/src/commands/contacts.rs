@@ -53,6 +53,21 @@ pub async fn run(
                 }
             });
         }
+        ContactsCommand::Find { query, limit } => {
+            let response = contacts
+                .find_people(pb::FindPeopleRequest {
+                    query: query.join(" "),
+                    limit: limit.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            for u in &response.users {
+                out.print(
+                    json!({"user_id": u.user_id, "display_name": u.display_name}),
+                    || format!("{:<24} {}", u.user_id, u.display_name),
+                );
+            }
+        }
         ContactsCommand::Remove { user } => {
             contacts
                 .remove_contact(pb::RemoveContactRequest {

@@ -80,6 +80,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         }
         Command::Logout => account::logout(Session::open(&args).await?, out).await,
         Command::Whoami => account::whoami(&args, out),
+        Command::Rename { name } => {
+            account::rename(Session::open(&args).await?, &name.join(" "), out).await
+        }
         Command::Send {
             to,
             text,
@@ -154,6 +157,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             emoji,
             off,
         } => chat::react(Session::open(&args).await?, message_id, emoji, !off, out).await,
+        Command::Mute { conversation, off } => {
+            chat::mute(Session::open(&args).await?, conversation, !off, out).await
+        }
         Command::Reactions { message_id } => {
             chat::reactions(Session::open(&args).await?, message_id, out).await
         }

@@ -28,6 +28,7 @@ pub mod membership;
 pub mod mentions;
 pub mod messaging;
 pub mod outbox;
+pub mod people;
 pub mod posting;
 pub mod quotes;
 pub mod reactions;

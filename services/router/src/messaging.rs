@@ -1,7 +1,7 @@
 //! Reading: history, read cursors, the conversation list, and the sync a
 //! gateway makes when a client subscribes (sending is [`crate::posting`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::future::try_join_all;
 use switchboard_proto::bus::{SyncRequest, SyncResponse};
@@ -189,11 +189,37 @@ impl Router {
         _req: pb::ListConversationsRequest,
     ) -> RouterResult<pb::ListConversationsResponse> {
         let user = &caller.user;
-        let (convs, groups) = self.conversations_of(user).await?;
-        let (epoch, heads, reads, lasts) = futures::try_join!(
-            self.store.epoch(),
-            self.store.heads(&convs),
-            self.store.read_cursors_of(user, &convs),
+        let (convs, _) = self.conversations_of(user).await?;
+        let (epoch, mut conversations) = futures::try_join!(
+            async { Ok(self.store.epoch().await?) },
+            self.summaries(user, &convs)
+        )?;
+        conversations.sort_by_key(|c| {
+            std::cmp::Reverse(c.last_message.as_ref().map_or(0, |m| m.sent_at_ms))
+        });
+        Ok(pb::ListConversationsResponse {
+            conversations,
+            epoch,
+        })
+    }
+
+    /// What `user` sees of each of `convs` in their conversation list.
+    pub(crate) async fn summaries(
+        &self,
+        user: &UserId,
+        convs: &[ConversationId],
+    ) -> RouterResult<Vec<pb::Conversation>> {
+        let groups: Vec<GroupId> = convs
+            .iter()
+            .filter_map(|c| match c {
+                ConversationId::Group(group) => Some(group.clone()),
+                _ => None,
+            })
+            .collect();
+        let (heads, reads, muted, lasts) = futures::try_join!(
+            self.store.heads(convs),
+            self.store.read_cursors_of(user, convs),
+            self.store.muted_conversations(user),
             try_join_all(
                 convs
                     .iter()
@@ -231,7 +257,8 @@ impl Router {
                     .map(|g| (g.id.to_string(), g.name)),
             )
             .collect();
-        let mut conversations: Vec<pb::Conversation> = convs
+        let muted: HashSet<ConversationId> = muted.into_iter().collect();
+        Ok(convs
             .iter()
             .zip(heads)
             .zip(reads)
@@ -243,6 +270,7 @@ impl Router {
                     read_seq,
                     unread: head_seq.saturating_sub(read_seq),
                     last_message: last.pop(),
+                    muted: muted.contains(conv),
                     ..Default::default()
                 };
                 match conv {
@@ -276,13 +304,38 @@ impl Router {
                 }
                 summary
             })
-            .collect();
-        conversations.sort_by_key(|c| {
-            std::cmp::Reverse(c.last_message.as_ref().map_or(0, |m| m.sent_at_ms))
-        });
-        Ok(pb::ListConversationsResponse {
-            conversations,
-            epoch,
-        })
+            .collect())
+    }
+
+    pub async fn mute_conversation(
+        &self,
+        caller: &Caller,
+        req: pb::MuteConversationRequest,
+    ) -> RouterResult<pb::MuteConversationResponse> {
+        let conv = ConversationId::parse(&req.conversation_id)?;
+        if matches!(conv, ConversationId::TopicThread { .. }) {
+            return Err(RouterError::InvalidArgument(
+                "a topic's contact mutes it with MuteTopic; its owner mutes no thread".into(),
+            ));
+        }
+        self.membership(&caller.user, &conv).await?;
+        let user = &caller.user;
+        if self
+            .store
+            .set_conversation_muted(user, &conv, req.muted)
+            .await?
+        {
+            // The caller's other devices follow.
+            let summary = self.summaries(user, std::slice::from_ref(&conv)).await?;
+            if let Some(summary) = summary.into_iter().next() {
+                self.tell(
+                    vec![user.clone()],
+                    pb::conversation_changed::Change::Updated,
+                    summary,
+                )
+                .await;
+            }
+        }
+        Ok(pb::MuteConversationResponse {})
     }
 }

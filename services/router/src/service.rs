@@ -226,6 +226,9 @@ fn op_name(op: &Op) -> &'static str {
         Op::Typing(_) => "typing",
         Op::React(_) => "react",
         Op::ListReactions(_) => "list_reactions",
+        Op::MuteConversation(_) => "mute_conversation",
+        Op::UpdateProfile(_) => "update_profile",
+        Op::FindPeople(_) => "find_people",
         Op::Sync(_) => "sync",
         Op::CreateGroup(_) => "create_group",
         Op::InviteMember(_) => "invite_member",
@@ -316,6 +319,11 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::Typing(r) => Reply::Typing(router.typing(caller, r).await?),
         Op::React(r) => Reply::React(router.react(caller, r).await?),
         Op::ListReactions(r) => Reply::ListReactions(router.list_reactions(caller, r).await?),
+        Op::UpdateProfile(r) => Reply::UpdateProfile(router.update_profile(caller, r).await?),
+        Op::FindPeople(r) => Reply::FindPeople(router.find_people(caller, r).await?),
+        Op::MuteConversation(r) => {
+            Reply::MuteConversation(router.mute_conversation(caller, r).await?)
+        }
         Op::Sync(r) => Reply::Sync(router.sync(caller, r).await?),
         Op::CreateGroup(r) => Reply::CreateGroup(router.create_group(caller, r).await?),
         Op::InviteMember(r) => Reply::InviteMember(router.invite_member(caller, r).await?),

@@ -302,7 +302,7 @@ impl Router {
     }
 
     /// Delivers a conversation change (not stored: the lists have the state).
-    async fn tell(
+    pub(crate) async fn tell(
         &self,
         users: Vec<UserId>,
         change: pb::conversation_changed::Change,

@@ -292,7 +292,7 @@ async fn a_users_sessions_are_listed_until_they_end() {
 }
 
 #[tokio::test]
-async fn bans_and_passwords_change_existing_accounts_only() {
+async fn bans_passwords_and_names_change_existing_accounts_only() {
     on_each_store(|store| async move {
         assert!(store.create_user(&account("eve")).await.unwrap());
         assert!(store.set_banned(&user("eve"), true).await.unwrap());
@@ -314,7 +314,31 @@ async fn bans_and_passwords_change_existing_accounts_only() {
                 .unwrap()
         );
         assert_eq!(eve().await.password_hash, "$argon2id$new");
-        // Nobody is created by either.
+        assert!(
+            store
+                .set_display_name(&user("eve"), "Eve M.")
+                .await
+                .unwrap()
+        );
+        assert_eq!(eve().await.display_name, "Eve M.");
+        // A deleted account keeps no name.
+        assert!(store.create_user(&account("gone")).await.unwrap());
+        assert!(store.delete_account(&user("gone")).await.unwrap());
+        assert!(!store.set_display_name(&user("gone"), "Back").await.unwrap());
+        let gone = store
+            .users(&[user("gone")])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        assert!(gone.display_name.is_empty(), "{gone:?}");
+        // Nobody is created by any of them.
+        assert!(
+            !store
+                .set_display_name(&user("ghost"), "Ghost")
+                .await
+                .unwrap()
+        );
         assert!(!store.set_banned(&user("ghost"), true).await.unwrap());
         assert!(
             !store
@@ -527,6 +551,44 @@ async fn reactions_are_set_per_person_capped_and_dropped_with_their_message() {
         // A whole conversation's go with it.
         store.erase_conversation(&conv).await.unwrap();
         assert!(store.reactions(&conv, &[1, 2]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_users_muted_conversations_are_theirs_alone() {
+    on_each_store(|store| async move {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let dm = ConversationId::direct(alice.clone(), bob.clone());
+        let group = ConversationId::Group(GroupId::generate());
+        assert!(store.muted_conversations(&bob).await.unwrap().is_empty());
+        assert!(store.set_conversation_muted(&bob, &dm, true).await.unwrap());
+        assert!(!store.set_conversation_muted(&bob, &dm, true).await.unwrap());
+        assert!(
+            store
+                .set_conversation_muted(&bob, &group, true)
+                .await
+                .unwrap()
+        );
+        let mut muted = store.muted_conversations(&bob).await.unwrap();
+        muted.sort_by_key(ToString::to_string);
+        let mut expected = vec![dm.clone(), group.clone()];
+        expected.sort_by_key(ToString::to_string);
+        assert_eq!(muted, expected);
+        assert!(store.muted_conversations(&alice).await.unwrap().is_empty());
+        assert!(
+            store
+                .set_conversation_muted(&bob, &dm, false)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_conversation_muted(&bob, &dm, false)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.muted_conversations(&bob).await.unwrap(), [group]);
     })
     .await;
 }

@@ -26,6 +26,12 @@ export class Contacts {
     });
   }
 
+  /** People to talk to: the user with this exact id, and those one shares a group with by name or id. */
+  async find(query: string): Promise<{ userId: string; displayName: string }[]> {
+    const answer = await this.ctx.act("Could not search", () => this.ctx.clients.contacts.findPeople({ query }));
+    return answer?.users.map((u) => ({ userId: u.userId, displayName: u.displayName })) ?? [];
+  }
+
   /** Contacts change on the other side too (someone added us back): ask again. */
   async refresh(): Promise<void> {
     try {

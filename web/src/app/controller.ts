@@ -19,6 +19,7 @@ import { Contacts } from "./contacts";
 import type { AppContext } from "./context";
 import { Groups } from "./groups";
 import { Messages } from "./messages";
+import { showNotification } from "./notifications";
 import { Topics } from "./topics";
 
 export type { BindingAnswer } from "./topics";
@@ -115,6 +116,18 @@ export class Controller {
       return;
     }
     await this.begin(saved);
+  }
+
+  /** Changes the reader's display name; resolves to whether it was saved. */
+  async rename(displayName: string): Promise<boolean> {
+    const answer = await this.act("Could not change your name", () =>
+      this.clients.accounts.updateProfile({ displayName }),
+    );
+    if (!answer?.user || !this.session) return false;
+    this.session = { ...this.session, displayName: answer.user.displayName };
+    saveSession(this.session);
+    this.changed();
+    return true;
   }
 
   /** Logs in; returns the error to show, if any. */
@@ -328,10 +341,13 @@ export class Controller {
     }
     // A contact removed from (or leaving) a topic: the thread closes; the lists say so.
     if (message.system && message.topic) this.scheduleRefresh();
-    if (outcome.isNew && !outcome.readUpTo && message.sender && message.sender !== store.me) {
+    const mentioned = !!message.mentions?.includes(store.me);
+    const heard = !thread?.info.muted || mentioned;
+    if (outcome.isNew && !outcome.readUpTo && message.sender && message.sender !== store.me && heard) {
       const where = thread?.info.topic?.ownerId === store.me ? thread.info.topic.topicName : thread?.info.title;
-      const what = message.mentions?.includes(store.me) ? `${message.sender} mentioned you` : `New message from ${message.sender}`;
+      const what = mentioned ? `${message.sender} mentioned you` : `New message from ${message.sender}`;
       this.announce(`${what}${where ? ` in ${where}` : ""}: ${message.text}`);
+      if (!store.visible) showNotification(`${what}${where ? ` in ${where}` : ""}`, message.text, message.conversationId);
     }
   }
 

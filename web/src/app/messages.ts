@@ -184,6 +184,18 @@ export class Messages {
     }
   }
 
+  /** Mutes (or unmutes) a chat or group on all the reader's devices: no badge, no notifications but mentions. */
+  async mute(conversationId: string, muted: boolean): Promise<void> {
+    try {
+      await withRetry(() => this.ctx.clients.chat.muteConversation({ conversationId, muted }));
+      const thread = this.ctx.store().thread(conversationId);
+      if (thread) thread.info = { ...thread.info, muted };
+      this.ctx.touch();
+    } catch (err) {
+      this.ctx.notify(`${muted ? "Not muted" : "Not unmuted"}: ${errorClause(err)}`);
+    }
+  }
+
   /** Deletes a message for everyone; the stream's notice marks it deleted here too. */
   async remove(messageId: string): Promise<void> {
     try {

@@ -28,6 +28,16 @@ export function placeKey(place: Place): string {
   return `${place.kind}:${place.id}`;
 }
 
+/** Unread messages the reader is to hear of: every entry's, muted ones not counted. */
+export function unreadTotal(store: ChatStore): number {
+  return sidebarEntries(store).reduce((sum, entry) => sum + entry.unread, 0);
+}
+
+/** The tab's title: the unread total first, so it shows in a row of tabs. */
+export function pageTitle(unread: number): string {
+  return unread > 0 ? `(${unread}) Switchboard` : "Switchboard";
+}
+
 export function sidebarEntries(store: ChatStore): SidebarEntry[] {
   const entries: SidebarEntry[] = [];
   for (const thread of store.conversations.values()) {
@@ -55,7 +65,7 @@ export function sidebarEntries(store: ChatStore): SidebarEntry[] {
       section: info.kind === "group" ? "groups" : "chats",
       title: info.title || info.peerId || info.id,
       label: info.kind === "group" ? "group" : "chat",
-      unread: info.unread,
+      unread: info.muted ? 0 : info.unread,
       lastMessage: info.lastMessage,
       muted: info.muted,
       closed: info.closed,

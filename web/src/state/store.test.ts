@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 
 import type { ChatMessage, ConversationInfo } from "./model";
-import { preview, sidebarEntries } from "./sidebar";
+import { pageTitle, preview, sidebarEntries, unreadTotal } from "./sidebar";
 import { ChatStore } from "./store";
 
 let clock = 1_000;
@@ -327,5 +327,17 @@ describe("ChatStore: reactions", () => {
     });
     const [deleted] = store.thread("g:one")!.messages;
     expect([deleted!.deleted, deleted!.reactions]).toEqual([true, undefined]);
+  });
+});
+
+describe("the tab's title", () => {
+  it("counts what is unread everywhere, muted conversations not", () => {
+    const store = new ChatStore("ann");
+    store.applyConversationList([group("g:one", "One", 3, 1), { ...group("g:two", "Two", 5, 0), muted: true }, group("g:three", "Three", 2, 2)]);
+    expect(unreadTotal(store)).toBe(2);
+    expect(pageTitle(unreadTotal(store))).toBe("(2) Switchboard");
+    store.applyMessage(message("g:three", 3, "ben"));
+    expect(pageTitle(unreadTotal(store))).toBe("(3) Switchboard");
+    expect(pageTitle(0)).toBe("Switchboard");
   });
 });

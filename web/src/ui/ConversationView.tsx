@@ -75,6 +75,11 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
               Members
             </button>
           )}
+          {!isTopic && (
+            <button type="button" aria-pressed={info.muted} onClick={() => void controller.messages.mute(info.id, !info.muted)}>
+              {info.muted ? "Unmute" : "Mute"}
+            </button>
+          )}
           {isGroup && (
             <button
               type="button"

@@ -8,7 +8,7 @@ import type { Place } from "../state/sidebar";
 import { parseIds } from "./format";
 import { Modal } from "./Modal";
 
-export type DialogKind = "new-chat" | "new-group" | "join-group" | "new-topic" | "contacts" | undefined;
+export type DialogKind = "new-chat" | "new-group" | "join-group" | "new-topic" | "contacts" | "profile" | undefined;
 
 interface Props {
   controller: Controller;
@@ -33,6 +33,8 @@ export function Dialogs({ controller, dialog, onClose, onOpen }: Props) {
       return <NewTopic controller={controller} onClose={onClose} onDone={done} />;
     case "contacts":
       return <Contacts controller={controller} onClose={onClose} onDone={done} />;
+    case "profile":
+      return <Profile controller={controller} onClose={onClose} onDone={done} />;
     default:
       return null;
   }
@@ -44,12 +46,88 @@ interface DialogProps {
   onDone: (place?: Place) => void;
 }
 
+function Profile({ controller, onClose, onDone }: DialogProps) {
+  const [name, setName] = useState(controller.session?.displayName ?? "");
+  const [busy, setBusy] = useState(false);
+  return (
+    <Modal title="Your profile" onClose={onClose}>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          setBusy(true);
+          const saved = await controller.rename(name);
+          setBusy(false);
+          if (saved) onDone();
+        }}
+      >
+        <label class="field">
+          <span>Display name</span>
+          <input value={name} maxLength={80} onInput={(e) => setName(e.currentTarget.value)} />
+        </label>
+        <p class="hint">Empty: your user id. People see it in their contacts and conversations.</p>
+        <div class="modal-actions">
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button class="primary" type="submit" disabled={busy}>
+            Save
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
+/** Finds people by exact id, or by the start of a name among those one shares a group with. */
+function FindPeople({ controller, onPick }: { controller: Controller; onPick: (userId: string) => void }) {
+  const [query, setQuery] = useState("");
+  const [found, setFound] = useState<{ userId: string; displayName: string }[] | undefined>(undefined);
+  const search = async () => {
+    if (query.trim()) setFound(await controller.contacts.find(query.trim()));
+  };
+  return (
+    <div class="find-people">
+      <label class="field">
+        <span>Find people</span>
+        <input
+          type="search"
+          value={query}
+          placeholder="Name or user id"
+          onInput={(e) => setQuery(e.currentTarget.value)}
+          onKeyDown={(e) => {
+            if (e.key === "Enter") {
+              e.preventDefault();
+              void search();
+            }
+          }}
+        />
+      </label>
+      <button type="button" onClick={() => void search()} disabled={!query.trim()}>
+        Search
+      </button>
+      {found && (
+        <ul class="found" aria-label="People found">
+          {found.length === 0 && <li class="empty">Nobody found.</li>}
+          {found.map((person) => (
+            <li key={person.userId}>
+              <button type="button" class="link" onClick={() => onPick(person.userId)}>
+                {person.displayName} <span class="me-id">@{person.userId}</span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
 function NewChat({ controller, onClose, onDone }: DialogProps) {
   const [userId, setUserId] = useState("");
   const [text, setText] = useState("");
   const [busy, setBusy] = useState(false);
   return (
     <Modal title="New chat" onClose={onClose}>
+      <FindPeople controller={controller} onPick={setUserId} />
       <form
         onSubmit={async (e) => {
           e.preventDefault();

@@ -5,7 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 
 import type { Controller } from "../app/controller";
-import type { Place } from "../state/sidebar";
+import { pageTitle, unreadTotal, type Place } from "../state/sidebar";
 import { ConversationView } from "./ConversationView";
 import { Dialogs, type DialogKind } from "./Dialogs";
 import { Notices } from "./Notices";
@@ -41,6 +41,11 @@ export function Shell({ controller }: { controller: Controller }) {
     }
     setPlace(next);
   }
+
+  const title = pageTitle(unreadTotal(store));
+  useEffect(() => {
+    document.title = title;
+  }, [title]);
 
   const showing = place && !gone ? place : undefined;
   return (

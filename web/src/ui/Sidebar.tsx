@@ -1,7 +1,10 @@
 // Groups, chats and topics, each with its unread count and latest message.
 // Updated live from the one stream: nothing needs to be opened to be seen.
 
+import { useState } from "preact/hooks";
+
 import type { Controller } from "../app/controller";
+import { askForNotifications, mayAskForNotifications } from "../app/notifications";
 import { placeKey, preview, sidebarEntries, type Place, type SidebarEntry } from "../state/sidebar";
 import { ConnectionStatus } from "./ConnectionStatus";
 import type { DialogKind } from "./Dialogs";
@@ -26,6 +29,7 @@ export function Sidebar({ controller, place, onOpen, onDialog }: Props) {
   const entries = sidebarEntries(store);
   const current = place ? placeKey(place) : "";
   const invitations = [...store.invitations.values()];
+  const [mayAsk, setMayAsk] = useState(mayAskForNotifications);
 
   return (
     <nav class="sidebar" aria-label="Conversations">
@@ -33,7 +37,9 @@ export function Sidebar({ controller, place, onOpen, onDialog }: Props) {
         <div class="me">
           <span class="brand-mark small" aria-hidden="true" />
           <div class="me-text">
-            <strong class="me-name">{session.displayName || session.userId}</strong>
+            <button type="button" class="link me-name" aria-label="Your profile" onClick={() => onDialog("profile")}>
+              {session.displayName || session.userId}
+            </button>
             <span class="me-id">@{session.userId}</span>
           </div>
           <button type="button" class="link" onClick={() => void controller.logout()}>
@@ -41,6 +47,15 @@ export function Sidebar({ controller, place, onOpen, onDialog }: Props) {
           </button>
         </div>
         <ConnectionStatus controller={controller} />
+        {mayAsk && (
+          <button
+            type="button"
+            class="link notify"
+            onClick={() => void askForNotifications().finally(() => setMayAsk(mayAskForNotifications()))}
+          >
+            Turn on notifications
+          </button>
+        )}
       </header>
       <div class="sidebar-actions" role="group" aria-label="Start something">
         <button type="button" onClick={() => onDialog("new-chat")}>New chat</button>

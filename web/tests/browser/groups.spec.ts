@@ -406,3 +406,101 @@ test("reactions are counted live on every page, each reader's own marked, and li
   await expect(chip(tea, "👍 1")).toHaveAttribute("aria-pressed", "true");
   await expect(chip(sam, "👍 1")).toHaveAttribute("aria-pressed", "false");
 });
+
+test("a muted group stays quiet: no count in the tab's title, no notification, except a mention", async ({ browser, cluster, people }) => {
+  const val = await Person.register(browser, cluster, "val", 0);
+  const wes = await Person.register(browser, cluster, "wes", 1);
+  people.push(val, wes);
+  await val.createGroup("Quiet", ["wes"]);
+  await wes.acceptInvitation("Quiet");
+  // Read up to now (with the tab in front), so what follows is all that is new.
+  await wes.open("Quiet");
+  await expect(wes.page).toHaveTitle("Switchboard");
+  // Wes's tab is in the background and records the notifications it would
+  // show: headless Chromium has neither a hidden tab nor a notification centre.
+  await wes.context.addInitScript(() => {
+    const shown: { title: string; body: string }[] = [];
+    let permission = "default";
+    class Recorded {
+      static get permission() {
+        return permission;
+      }
+      static async requestPermission() {
+        permission = "granted";
+        return permission;
+      }
+      onclick: (() => void) | null = null;
+      constructor(title: string, options?: { body?: string }) {
+        shown.push({ title, body: options?.body ?? "" });
+      }
+      close() {}
+    }
+    Object.assign(window, { Notification: Recorded, shownNotifications: shown });
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+  });
+  await wes.page.reload();
+  await wes.open("Quiet");
+  await wes.page.getByRole("button", { name: "Turn on notifications" }).click();
+  await expect(wes.page.getByRole("button", { name: "Turn on notifications" })).toHaveCount(0);
+  const shown = () => wes.page.evaluate(() => (window as unknown as { shownNotifications: { title: string; body: string }[] }).shownNotifications);
+
+  await val.send("first");
+  await expect(wes.messageWithText("first")).toBeVisible();
+  await expect(wes.page).toHaveTitle("(1) Switchboard");
+  expect(await shown()).toEqual([{ title: "New message from val in Quiet", body: "first" }]);
+
+  // Muted: still delivered, no longer counted in the title nor notified.
+  await wes.page.getByRole("button", { name: "Mute", exact: true }).click();
+  await expect(wes.page.getByRole("button", { name: "Unmute" })).toHaveAttribute("aria-pressed", "true");
+  await expect(wes.entry("Quiet")).toContainText("muted");
+  await expect(wes.page).toHaveTitle("Switchboard");
+  await val.send("second");
+  await expect(wes.messageWithText("second")).toBeVisible();
+  await expect(wes.page).toHaveTitle("Switchboard");
+  expect(await shown()).toHaveLength(1);
+
+  // A mention gets through; unmuted, the count comes back.
+  await val.send("@wes are you in?");
+  await expect.poll(shown).toHaveLength(2);
+  expect((await shown())[1]).toEqual({ title: "val mentioned you in Quiet", body: "@wes are you in?" });
+  await wes.page.getByRole("button", { name: "Unmute" }).click();
+  await expect(wes.page).toHaveTitle("(3) Switchboard");
+  // The server keeps it: a page loaded afresh shows it unmuted.
+  await wes.page.reload();
+  await wes.open("Quiet");
+  await expect(wes.page.getByRole("button", { name: "Mute", exact: true })).toHaveAttribute("aria-pressed", "false");
+});
+
+test("a person renames themselves; someone in their group finds them by the new name and writes", async ({ browser, cluster, people }) => {
+  const xia = await Person.register(browser, cluster, "xia", 0);
+  const yul = await Person.register(browser, cluster, "yul", 1);
+  people.push(xia, yul);
+  await xia.createGroup("Choir", ["yul"]);
+  await yul.acceptInvitation("Choir");
+
+  // Xia renames herself from her name at the top of the sidebar.
+  await xia.page.getByRole("button", { name: "Your profile" }).click();
+  const profile = xia.page.getByRole("dialog");
+  await profile.getByLabel("Display name").fill("Xia Lin");
+  await profile.getByRole("button", { name: "Save" }).click();
+  await expect(xia.page.getByRole("button", { name: "Your profile" })).toHaveText("Xia Lin");
+
+  // Yul finds her by the start of it, picks her, and writes.
+  const chat = await yul.dialog("New chat");
+  await chat.getByLabel("Find people").fill("zzz");
+  await chat.getByRole("button", { name: "Search" }).click();
+  await expect(chat.getByRole("list", { name: "People found" })).toHaveText("Nobody found.");
+  await chat.getByLabel("Find people").fill("xia l");
+  await chat.getByRole("button", { name: "Search" }).click();
+  await chat.getByRole("button", { name: "Xia Lin @xia" }).click();
+  await expect(chat.getByLabel("User id")).toHaveValue("xia");
+  await chat.getByLabel("First message").fill("hello Xia");
+  await chat.getByRole("button", { name: "Send" }).click();
+  await expect(xia.entry("Yul")).toBeVisible();
+
+  // Both pages, loaded afresh, call her by her new name.
+  await yul.page.reload();
+  await expect(yul.entry("Xia Lin")).toBeVisible();
+  await xia.page.reload();
+  await expect(xia.page.getByRole("button", { name: "Your profile" })).toHaveText("Xia Lin");
+});

@@ -87,6 +87,13 @@ impl AccountService for Api {
         forward!(self, request, Logout)
     }
 
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        forward!(self, request, UpdateProfile)
+    }
+
     async fn login_with_token(
         &self,
         request: Request<pb::LoginWithTokenRequest>,

@@ -375,6 +375,13 @@ impl ChatService for Api {
         forward!(self, request, ListReactions)
     }
 
+    async fn mute_conversation(
+        &self,
+        request: Request<pb::MuteConversationRequest>,
+    ) -> Result<Response<pb::MuteConversationResponse>, Status> {
+        forward!(self, request, MuteConversation)
+    }
+
     async fn typing(
         &self,
         request: Request<pb::TypingRequest>,

@@ -19,6 +19,13 @@ impl ContactService for Api {
         forward!(self, request, RemoveContact)
     }
 
+    async fn find_people(
+        &self,
+        request: Request<pb::FindPeopleRequest>,
+    ) -> Result<Response<pb::FindPeopleResponse>, Status> {
+        forward!(self, request, FindPeople)
+    }
+
     async fn list_contacts(
         &self,
         request: Request<pb::ListContactsRequest>,

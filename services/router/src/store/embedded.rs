@@ -707,6 +707,19 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn set_display_name(&self, user: &UserId, name: &str) -> StoreResult<bool> {
+        let (key, name) = (keys::user(user), name.to_owned());
+        self.write(move |w| {
+            let deleted = hget(&w.hashes, &key, "deleted")?.is_some_and(|d| d == b"1");
+            if !w.hexists(&key, "pw")? || deleted {
+                return Ok(false);
+            }
+            w.hset(&key, "name", name.as_bytes())?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn delete_account(&self, user: &UserId) -> StoreResult<bool> {
         let key = keys::user(user);
         self.write(move |w| {
@@ -901,6 +914,44 @@ impl Store for EmbeddedStore {
                 found.extend(of_seq);
             }
             Ok(found)
+        })
+        .await
+    }
+
+    async fn set_conversation_muted(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        muted: bool,
+    ) -> StoreResult<bool> {
+        let (key, member) = (keys::user_muted(user), conv.to_string());
+        self.write(move |w| {
+            let there = w
+                .sets
+                .get((key.as_str(), member.as_str()))
+                .map_err(failed)?
+                .is_some();
+            if there == muted {
+                return Ok(false);
+            }
+            if muted {
+                w.sadd(&key, &member)?;
+            } else {
+                w.srem(&key, &member)?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
+        let key = keys::user_muted(user);
+        self.read(move |txn| {
+            let sets = txn.open_table(SETS).map_err(failed)?;
+            smembers(&sets, &key)?
+                .iter()
+                .map(|id| ConversationId::parse(id).map_err(|e| corrupt(e.0.clone())))
+                .collect()
         })
         .await
     }

@@ -616,6 +616,9 @@ pub trait Store: Send + Sync + 'static {
     /// Turns the account into a tombstone: no display name, no password,
     /// banned, deleted; the id stays taken. False if there is no such user.
     async fn delete_account(&self, user: &UserId) -> StoreResult<bool>;
+    /// Renames an account; false if there is no such account or it was
+    /// deleted.
+    async fn set_display_name(&self, user: &UserId, name: &str) -> StoreResult<bool>;
     /// Every group the user has ever been a member of.
     async fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
     /// Deletes the group: its record (reads find no such group from then
@@ -660,6 +663,15 @@ pub trait Store: Send + Sync + 'static {
         conv: &ConversationId,
         seqs: &[u64],
     ) -> StoreResult<Vec<StoredReaction>>;
+    /// Mutes (or unmutes) a conversation for `user`; false if it already was.
+    async fn set_conversation_muted(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        muted: bool,
+    ) -> StoreResult<bool>;
+    /// The conversations `user` muted.
+    async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
     /// Drops every reaction to message `seq` (it was deleted).
     async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()>;
     /// Appends to the audit log (about the last `switchboard_shared::keys::AUDIT_KEPT` kept).

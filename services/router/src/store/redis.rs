@@ -927,6 +927,21 @@ impl Store for RedisStore {
         Ok(found == 1)
     }
 
+    async fn set_display_name(&self, user: &UserId, name: &str) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let found: i64 = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 \
+                or redis.call('HGET', KEYS[1], 'deleted') == '1' then return 0 end \
+             redis.call('HSET', KEYS[1], 'name', ARGV[1]) return 1",
+        )
+        .key(keys::user(user))
+        .arg(name)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| self.unavailable(e))?;
+        Ok(found == 1)
+    }
+
     async fn delete_account(&self, user: &UserId) -> StoreResult<bool> {
         let mut conn = self.conn().await?;
         let found: i64 = redis::Script::new(
@@ -1047,6 +1062,32 @@ impl Store for RedisStore {
 
     async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()> {
         self.history.log.drop_reactions(conv, Some(seq)).await
+    }
+
+    async fn set_conversation_muted(
+        &self,
+        user: &UserId,
+        conv: &ConversationId,
+        muted: bool,
+    ) -> StoreResult<bool> {
+        let mut change = cmd(if muted { "SADD" } else { "SREM" });
+        change.arg(keys::user_muted(user)).arg(conv.to_string());
+        let replies = self.query_all(vec![change]).await?;
+        let changed: i64 = redis::from_redis_value_ref(&replies[0])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(changed == 1)
+    }
+
+    async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::user_muted(user))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        ids.iter()
+            .map(|id| ConversationId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
     }
 
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {

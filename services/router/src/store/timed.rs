@@ -47,6 +47,7 @@ timed! {
     fn set_banned(&self, user: &UserId, banned: bool) -> StoreResult<bool>;
     fn set_password(&self, user: &UserId, password_hash: &str) -> StoreResult<bool>;
     fn delete_account(&self, user: &UserId) -> StoreResult<bool>;
+    fn set_display_name(&self, user: &UserId, name: &str) -> StoreResult<bool>;
     fn user_groups_ever(&self, user: &UserId) -> StoreResult<Vec<GroupId>>;
     fn delete_group(&self, group: &GroupId) -> StoreResult<Option<GroupDeleted>>;
     fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64>;
@@ -55,6 +56,8 @@ timed! {
     fn react(&self, conv: &ConversationId, seq: u64, user: &UserId, emoji: &str, on: bool, at_ms: i64, max: usize) -> StoreResult<Reacted>;
     fn reactions(&self, conv: &ConversationId, seqs: &[u64]) -> StoreResult<Vec<StoredReaction>>;
     fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()>;
+    fn set_conversation_muted(&self, user: &UserId, conv: &ConversationId, muted: bool) -> StoreResult<bool>;
+    fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
     fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;

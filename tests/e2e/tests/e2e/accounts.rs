@@ -339,3 +339,125 @@ async fn app_tokens_are_refused_where_none_are_trusted() {
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert!(refused.message().contains("app tokens"), "{refused:?}");
 }
+
+/// `(id, display name)` of each user `finder` finds by `query`.
+async fn find(
+    finder: &crate::harness::User,
+    query: &str,
+) -> Result<Vec<(String, String)>, tonic::Status> {
+    Ok(finder
+        .contacts()
+        .find_people(pb::FindPeopleRequest {
+            query: query.into(),
+            limit: 0,
+        })
+        .await?
+        .into_inner()
+        .users
+        .into_iter()
+        .map(|u| (u.user_id, u.display_name))
+        .collect())
+}
+
+both_modes!(
+    people_rename_themselves_and_are_found_by_those_who_know_them,
+    profiles_and_lookup
+);
+async fn profiles_and_lookup(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let anna = cluster.user("anna", 1).await;
+    let stranger = cluster.user("alfred", 0).await;
+    let group = bob.create_group("Book club", pb::JoinPolicy::Open).await;
+    alice.join(&group.group_id).await;
+    anna.join(&group.group_id).await;
+
+    // Alice renames herself; bob's list of contacts shows the new name.
+    let renamed = alice
+        .accounts()
+        .update_profile(pb::UpdateProfileRequest {
+            display_name: "  Alice Liddell ".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(renamed.display_name, "Alice Liddell");
+    bob.add_contact(&alice).await;
+    let listed = bob
+        .contacts()
+        .list_contacts(pb::ListContactsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .contacts;
+    assert_eq!(listed[0].display_name, "Alice Liddell");
+
+    // By name: only people one shares a group with (or has as a contact);
+    // by exact id: anyone.
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(id, name)| ((*id).to_owned(), (*name).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        find(&bob, "ali").await.unwrap(),
+        owned(&[("alice", "Alice Liddell")])
+    );
+    assert_eq!(
+        find(&bob, "A").await.unwrap(),
+        owned(&[("alice", "Alice Liddell"), ("anna", "anna (display)")])
+    );
+    assert_eq!(
+        find(&bob, "alfred").await.unwrap(),
+        owned(&[("alfred", "alfred (display)")])
+    );
+    assert!(find(&stranger, "ali").await.unwrap().is_empty());
+    assert!(
+        find(&alice, "alice").await.unwrap().is_empty(),
+        "not oneself"
+    );
+
+    // Back to the id when the name is cleared; bad input changes nothing.
+    let cleared = anna
+        .accounts()
+        .update_profile(pb::UpdateProfileRequest {
+            display_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(cleared.display_name, "anna");
+    let bad = alice
+        .accounts()
+        .update_profile(pb::UpdateProfileRequest {
+            display_name: "a\u{7}b".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    let long = alice
+        .accounts()
+        .update_profile(pb::UpdateProfileRequest {
+            display_name: "x".repeat(81),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(long.code(), Code::InvalidArgument, "{long:?}");
+    assert_eq!(
+        find(&bob, "alice").await.unwrap(),
+        owned(&[("alice", "Alice Liddell")])
+    );
+    for query in ["", "   ", &"q".repeat(81)] {
+        let refused = find(&bob, query).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{query:?}: {refused:?}"
+        );
+    }
+}

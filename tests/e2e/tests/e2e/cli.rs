@@ -186,6 +186,56 @@ async fn cli_session(cluster: Cluster) {
             (Some("Team B"), Some("the B team"))
         );
 
+        // Reactions: set, counted per reader in history, listed by who.
+        let reacted = sb.json("bob", &["react", &first, "👍"]);
+        assert_eq!(
+            reacted[0]["reactions"],
+            serde_json::json!([{"emoji": "👍", "count": 1, "mine": true}])
+        );
+        let history = sb.json("alice", &["history", "bob"]);
+        let reacted_to = history
+            .iter()
+            .find(|m| m["message_id"] == first.as_str())
+            .unwrap();
+        assert_eq!(
+            reacted_to["reactions"],
+            serde_json::json!([{"emoji": "👍", "count": 1, "mine": false}])
+        );
+        let who = sb.json("alice", &["reactions", &first]);
+        assert_eq!(
+            (who[0]["user_id"].as_str(), who[0]["emoji"].as_str()),
+            (Some("bob"), Some("👍"))
+        );
+        let taken_back = sb.json("bob", &["react", &first, "👍", "--off"]);
+        assert_eq!(taken_back[0]["reactions"], serde_json::json!([]));
+        let bad = sb.run("bob", &["react", &first, "two words"]);
+        let error: Value = serde_json::from_slice(&bad.stderr).unwrap();
+        assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+
+        // Muting a group shows in the conversation list.
+        let group_conversation = format!("g:{group_id}");
+        sb.json("bob", &["mute", &group_conversation]);
+        let listed = sb.json("bob", &["conversations"]);
+        let muted = |listed: &[Value]| {
+            listed
+                .iter()
+                .find(|c| c["conversation_id"] == group_conversation.as_str())
+                .unwrap()["muted"]
+                .as_bool()
+        };
+        assert_eq!(muted(&listed), Some(true));
+        sb.json("bob", &["mute", &group_conversation, "--off"]);
+        assert_eq!(muted(&sb.json("bob", &["conversations"])), Some(false));
+
+        // A new name, found by its start.
+        let renamed = sb.json("bob", &["rename", "Robert", "B."]);
+        assert_eq!(renamed[0]["display_name"], "Robert B.");
+        let found = sb.json("alice", &["contacts", "find", "rob"]);
+        assert_eq!(
+            found,
+            [serde_json::json!({"user_id": "bob", "display_name": "Robert B."})]
+        );
+
         // A logged-in command goes to the saved gateway, or to the one named.
         let saved = sb.run_at(None, "alice", &["conversations"]);
         assert!(saved.status.success(), "{saved:?}");

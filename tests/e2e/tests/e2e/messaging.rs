@@ -792,3 +792,105 @@ async fn typing_notices(cluster: Cluster) {
         "{malformed:?}"
     );
 }
+
+async fn mute(user: &User, conversation: &str, muted: bool) -> Result<(), tonic::Status> {
+    user.chat()
+        .mute_conversation(pb::MuteConversationRequest {
+            conversation_id: conversation.into(),
+            muted,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Whether `user`'s conversation list shows `conversation` muted.
+async fn listed_muted(user: &User, conversation: &str) -> bool {
+    user.chat()
+        .list_conversations(pb::ListConversationsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations
+        .into_iter()
+        .find(|c| c.conversation_id == conversation)
+        .unwrap_or_else(|| panic!("{} does not list {conversation}", user.id))
+        .muted
+}
+
+both_modes!(
+    a_muted_conversation_is_muted_on_every_device_and_still_delivered,
+    mute_conversations
+);
+async fn mute_conversations(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let group = alice.create_group("Noisy", pb::JoinPolicy::Open).await;
+    bob.join(&group.group_id).await;
+    let dm = alice.dm(&bob, "hi").await.conversation_id;
+    let phone = bob.another_device(&cluster, 0, "phone").await;
+    let mut phone_events = phone.subscribe().await;
+
+    // Bob mutes the group: his other device hears it, his list says so,
+    // alice's does not, and messages still arrive and count.
+    mute(&bob, &group.conversation_id, true).await.unwrap();
+    let (changed, _) = phone_events
+        .until(|e| match &e.kind {
+            Some(Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Updated =>
+            {
+                c.conversation.clone()
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (
+            changed.conversation_id.as_str(),
+            changed.muted,
+            changed.title.as_str()
+        ),
+        (group.conversation_id.as_str(), true, "Noisy")
+    );
+    assert!(listed_muted(&bob, &group.conversation_id).await);
+    assert!(!listed_muted(&bob, &dm).await);
+    assert!(!listed_muted(&alice, &group.conversation_id).await);
+    alice.post(&group.group_id, "still here").await;
+    phone_events.messages_until("still here").await;
+
+    // Again changes nothing; a chat mutes too; unmuting undoes it.
+    mute(&bob, &group.conversation_id, true).await.unwrap();
+    mute(&bob, &dm, true).await.unwrap();
+    assert!(listed_muted(&bob, &dm).await);
+    mute(&bob, &group.conversation_id, false).await.unwrap();
+    assert!(!listed_muted(&bob, &group.conversation_id).await);
+    assert!(listed_muted(&phone, &dm).await);
+
+    // Refused with why: not one's conversation, a topic thread, nonsense.
+    let carol = cluster.user("carol", 0).await;
+    let outsider = mute(&carol, &dm, true).await.unwrap_err();
+    assert_eq!(
+        outsider.code(),
+        tonic::Code::PermissionDenied,
+        "{outsider:?}"
+    );
+    let topic = alice
+        .topics()
+        .create_topic(pb::CreateTopicRequest {
+            name: "News".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .topic
+        .unwrap();
+    let thread = format!("t:{}:bob", topic.topic_id);
+    let refused = mute(&bob, &thread, true).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let malformed = mute(&bob, "nonsense", true).await.unwrap_err();
+    assert_eq!(
+        malformed.code(),
+        tonic::Code::InvalidArgument,
+        "{malformed:?}"
+    );
+}
