@@ -440,6 +440,18 @@ pub enum ContactsCommand {
         /// Their user id.
         user: String,
     },
+    /// Block a user: no direct messages either way, no presence, no topics.
+    Block {
+        /// Their user id.
+        user: String,
+    },
+    /// Unblock a user.
+    Unblock {
+        /// Their user id.
+        user: String,
+    },
+    /// The users you blocked.
+    Blocked,
     /// Find people: the user with exactly this id, and people you share a
     /// group with (or have as contacts) whose name or id starts with it.
     Find {

@@ -69,6 +69,17 @@ pub fn contacts(user: &UserId) -> String {
     format!("sb:contacts:{{u:{user}}}")
 }
 
+/// Hash: user id -> blocked-at ms. The users `user` blocked.
+pub fn blocked(user: &UserId) -> String {
+    format!("sb:blocked:{{u:{user}}}")
+}
+
+/// Hash: user id -> blocked-at ms. The users who blocked `user` (reverse
+/// index, in `user`'s slot, so one user's view of a pair is one slot).
+pub fn blocked_by(user: &UserId) -> String {
+    format!("sb:blocked-by:{{u:{user}}}")
+}
+
 /// Hash: user id -> added-at ms. The users who added `user` (reverse index).
 pub fn contacted_by(user: &UserId) -> String {
     format!("sb:contacted-by:{{u:{user}}}")

@@ -53,6 +53,30 @@ pub async fn run(
                 }
             });
         }
+        ContactsCommand::Block { user } | ContactsCommand::Unblock { user } => {
+            let blocked = matches!(command, ContactsCommand::Block { .. });
+            contacts
+                .block_user(pb::BlockUserRequest {
+                    user_id: user.clone(),
+                    blocked,
+                })
+                .await?;
+            out.print(json!({"user_id": user, "blocked": blocked}), || {
+                format!("{user} {}", if blocked { "blocked" } else { "unblocked" })
+            });
+        }
+        ContactsCommand::Blocked => {
+            let response = contacts
+                .list_blocked(pb::ListBlockedRequest {})
+                .await?
+                .into_inner();
+            for b in &response.blocked {
+                out.print(
+                    json!({"user_id": b.user_id, "display_name": b.display_name, "blocked_at_ms": b.added_at_ms}),
+                    || format!("{:<24} {}", b.user_id, b.display_name),
+                );
+            }
+        }
         ContactsCommand::Find { query, limit } => {
             let response = contacts
                 .find_people(pb::FindPeopleRequest {

@@ -211,6 +211,24 @@ impl Router {
         }
     }
 
+    /// A direct message goes only between two who have not blocked each other.
+    async fn require_unblocked(&self, user: &UserId, peer: &UserId) -> RouterResult<()> {
+        match self
+            .store
+            .block_states(user, std::slice::from_ref(peer))
+            .await?
+            .pop()
+        {
+            Some((true, _)) => Err(RouterError::FailedPrecondition(format!(
+                "you blocked {peer}; unblock them to write to them"
+            ))),
+            Some((false, true)) => Err(RouterError::PermissionDenied(format!(
+                "{peer} does not take messages from you"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub async fn send(
         &self,
         caller: &Caller,
@@ -240,7 +258,10 @@ impl Router {
         let mut topic_tag = None;
         let mut timeline = None;
         match &membership {
-            Membership::Direct { peer } => self.require_user(peer).await?,
+            Membership::Direct { peer } => {
+                self.require_user(peer).await?;
+                self.require_unblocked(&caller.user, peer).await?;
+            }
             Membership::Group { .. } => {}
             Membership::TopicThread { topic, contact } => {
                 topic_writable(topic, contact, &caller.user)?;

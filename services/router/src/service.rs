@@ -229,6 +229,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::MuteConversation(_) => "mute_conversation",
         Op::UpdateProfile(_) => "update_profile",
         Op::FindPeople(_) => "find_people",
+        Op::BlockUser(_) => "block_user",
+        Op::ListBlocked(_) => "list_blocked",
         Op::Sync(_) => "sync",
         Op::CreateGroup(_) => "create_group",
         Op::InviteMember(_) => "invite_member",
@@ -321,6 +323,8 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::ListReactions(r) => Reply::ListReactions(router.list_reactions(caller, r).await?),
         Op::UpdateProfile(r) => Reply::UpdateProfile(router.update_profile(caller, r).await?),
         Op::FindPeople(r) => Reply::FindPeople(router.find_people(caller, r).await?),
+        Op::BlockUser(r) => Reply::BlockUser(router.block_user(caller, r).await?),
+        Op::ListBlocked(r) => Reply::ListBlocked(router.list_blocked(caller, r).await?),
         Op::MuteConversation(r) => {
             Reply::MuteConversation(router.mute_conversation(caller, r).await?)
         }

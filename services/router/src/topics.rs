@@ -141,18 +141,6 @@ impl Router {
         Ok(())
     }
 
-    /// The owner's mutual contacts: who may be written to in their topics.
-    async fn mutual_contacts(&self, owner: &UserId) -> RouterResult<HashSet<UserId>> {
-        let (mine, theirs) =
-            futures::try_join!(self.store.contacts(owner), self.store.contacted_by(owner),)?;
-        let theirs: HashSet<UserId> = theirs.into_iter().map(|c| c.user).collect();
-        Ok(mine
-            .into_iter()
-            .map(|c| c.user)
-            .filter(|u| theirs.contains(u))
-            .collect())
-    }
-
     async fn topic_view(&self, topic: &TopicRecord) -> RouterResult<pb::Topic> {
         let users: Vec<UserId> = topic.contacts.iter().map(|(u, _)| u.clone()).collect();
         let (records, mutual) = futures::try_join!(
@@ -201,13 +189,10 @@ impl Router {
                 wanted.push(user);
             }
         }
-        let (exists, mine, theirs) = futures::try_join!(
-            self.store.users(&wanted),
-            self.store.contacts(&topic.owner),
-            self.store.contacted_by(&topic.owner),
+        let (exists, mutual) = futures::try_join!(
+            async { Ok(self.store.users(&wanted).await?) },
+            self.mutual_contacts(&topic.owner),
         )?;
-        let mine: HashSet<&UserId> = mine.iter().map(|c| &c.user).collect();
-        let theirs: HashSet<&UserId> = theirs.iter().map(|c| &c.user).collect();
         let mut results = Vec::with_capacity(wanted.len());
         let mut eligible = Vec::new();
         for (user, record) in wanted.iter().zip(exists) {
@@ -217,7 +202,7 @@ impl Router {
                     Outcome::NoSuchUser,
                     format!("no user {user}"),
                 ));
-            } else if !(mine.contains(user) && theirs.contains(user)) {
+            } else if !mutual.contains(user) {
                 // Consent: only someone who added the owner back can be broadcast to.
                 results.push(result(
                     user.as_str(),

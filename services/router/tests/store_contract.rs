@@ -13,8 +13,9 @@ use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
-    Admission, Amendment, AppendBatch, AuditRecord, GroupMembership, GroupRecord, MembershipChange,
-    NewMessage, Reacted, SessionRecord, Store, StoreError, StoredReaction, UserRecord,
+    Admission, Amendment, AppendBatch, AuditRecord, ContactEntry, GroupMembership, GroupRecord,
+    MembershipChange, NewMessage, Reacted, SessionRecord, Store, StoreError, StoredReaction,
+    UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
@@ -1078,6 +1079,60 @@ async fn mutual_contacts_are_those_who_added_each_other() {
         );
         assert!(store.mutual(&bob, &alice).await.unwrap());
         assert!(store.mutual_among(&alice, &[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_block_ends_mutuality_either_way_until_lifted() {
+    on_each_store(|store| async move {
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        for (a, b) in [
+            (&alice, &bob),
+            (&bob, &alice),
+            (&alice, &carol),
+            (&carol, &alice),
+        ] {
+            store.add_contact(a, b, 1).await.unwrap();
+        }
+        assert!(store.set_blocked(&bob, &alice, true, 7).await.unwrap());
+        assert!(!store.set_blocked(&bob, &alice, true, 8).await.unwrap());
+        // Neither side sees the other as mutual; carol is unaffected.
+        assert_eq!(
+            store
+                .mutual_among(&alice, &[bob.clone(), carol.clone()])
+                .await
+                .unwrap(),
+            [false, true]
+        );
+        assert!(!store.mutual(&bob, &alice).await.unwrap());
+        assert_eq!(
+            store
+                .block_states(&alice, &[bob.clone(), carol.clone()])
+                .await
+                .unwrap(),
+            [(false, true), (false, false)]
+        );
+        assert_eq!(
+            store
+                .block_states(&bob, std::slice::from_ref(&alice))
+                .await
+                .unwrap(),
+            [(true, false)]
+        );
+        let entry = |u: &UserId, at| ContactEntry {
+            user: u.clone(),
+            added_at_ms: at,
+        };
+        assert_eq!(store.blocked(&bob).await.unwrap(), [entry(&alice, 7)]);
+        assert_eq!(store.blocked_by(&alice).await.unwrap(), [entry(&bob, 7)]);
+        assert!(store.blocked(&alice).await.unwrap().is_empty());
+        // Lifted: as before.
+        assert!(store.set_blocked(&bob, &alice, false, 9).await.unwrap());
+        assert!(!store.set_blocked(&bob, &alice, false, 9).await.unwrap());
+        assert!(store.mutual(&alice, &bob).await.unwrap());
+        assert!(store.blocked_by(&alice).await.unwrap().is_empty());
+        assert!(store.block_states(&alice, &[]).await.unwrap().is_empty());
     })
     .await;
 }

@@ -26,6 +26,14 @@ export class Contacts {
     });
   }
 
+  /** Blocks (or unblocks) a user: no direct messages either way, no presence; their group messages are hidden here. */
+  async block(userId: string, blocked: boolean): Promise<void> {
+    await this.ctx.act(blocked ? "Could not block" : "Could not unblock", async () => {
+      await this.ctx.clients.contacts.blockUser({ userId, blocked });
+      await this.refresh();
+    });
+  }
+
   /** People to talk to: the user with this exact id, and those one shares a group with by name or id. */
   async find(query: string): Promise<{ userId: string; displayName: string }[]> {
     const answer = await this.ctx.act("Could not search", () => this.ctx.clients.contacts.findPeople({ query }));
@@ -35,8 +43,15 @@ export class Contacts {
   /** Contacts change on the other side too (someone added us back): ask again. */
   async refresh(): Promise<void> {
     try {
-      const answer = await this.ctx.clients.contacts.listContacts({});
-      this.ctx.store().setContacts(answer.contacts.map(contactInfo), answer.requests.map(contactInfo));
+      const [answer, blocked] = await Promise.all([
+        this.ctx.clients.contacts.listContacts({}),
+        this.ctx.clients.contacts.listBlocked({}),
+      ]);
+      this.ctx.store().setContacts(
+        answer.contacts.map(contactInfo),
+        answer.requests.map(contactInfo),
+        blocked.blocked.map((b) => b.userId),
+      );
       this.ctx.touch();
     } catch (err) {
       console.warn("listing contacts failed", err);

@@ -217,11 +217,12 @@ export class Controller {
    */
   private async loadEverything(first: boolean): Promise<void> {
     const store = this.requireStore();
-    const [conversations, groups, topics, contacts] = await Promise.all([
+    const [conversations, groups, topics, contacts, blocked] = await Promise.all([
       this.clients.chat.listConversations({}),
       this.clients.groups.listMyGroups({}),
       this.clients.topics.listTopics({}),
       this.clients.contacts.listContacts({}),
+      this.clients.contacts.listBlocked({}),
     ]);
     if (store !== this.store) return;
     if (first) {
@@ -231,7 +232,11 @@ export class Controller {
     store.setGroups(groups.groups.map(groupInfo), groups.invitations.map(groupInfo));
     store.applyConversationList(conversations.conversations.map(conversationInfo));
     store.setTopics(topics.topics.map(topicInfo));
-    store.setContacts(contacts.contacts.map(contactInfo), contacts.requests.map(contactInfo));
+    store.setContacts(
+      contacts.contacts.map(contactInfo),
+      contacts.requests.map(contactInfo),
+      blocked.blocked.map((b) => b.userId),
+    );
     this.markReadable(store.setOnScreen(this.onScreen));
     this.listsLoaded = true;
     this.touch();

@@ -86,6 +86,8 @@ export class ChatStore {
   contacts: ContactInfo[] = [];
   /** Users who added this user and were not added back. */
   contactRequests: ContactInfo[] = [];
+  /** The users the reader blocked. */
+  blocked = new Set<string>();
   readonly presence = new Map<string, boolean>();
   /** Who is typing where: conversation → user → until (ms since the epoch). */
   private readonly typing = new Map<string, Map<string, number>>();
@@ -474,9 +476,10 @@ export class ChatStore {
     this.invitations = new Map(invitations.map((g) => [g.id, g]));
   }
 
-  setContacts(contacts: ContactInfo[], requests: ContactInfo[]): void {
+  setContacts(contacts: ContactInfo[], requests: ContactInfo[], blocked: string[] = []): void {
     this.contacts = contacts;
     this.contactRequests = requests;
+    this.blocked = new Set(blocked);
     for (const contact of contacts) {
       if (contact.mutual) this.presence.set(contact.userId, contact.online);
     }

@@ -45,6 +45,7 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
   const isGroup = info.kind === "group";
   const typists = store.typingIn(conversationId);
   const isTopic = info.kind === "topic-thread";
+  const blocked = info.kind === "direct" && store.blocked.has(info.peerId);
   const peerOnline = info.kind === "direct" ? store.presence.get(info.peerId) : undefined;
   let subtitle: string;
   if (isGroup) {
@@ -73,6 +74,19 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
           {isGroup && (
             <button type="button" aria-expanded={showMembers} onClick={() => setShowMembers(!showMembers)}>
               Members
+            </button>
+          )}
+          {info.kind === "direct" && info.peerId && (
+            <button
+              type="button"
+              class={blocked ? "" : "danger"}
+              onClick={() => {
+                if (blocked || window.confirm(`Block ${info.peerId}? Neither of you can write to the other.`)) {
+                  void controller.contacts.block(info.peerId, !blocked);
+                }
+              }}
+            >
+              {blocked ? "Unblock" : "Block"}
             </button>
           )}
           {!isTopic && (
@@ -122,6 +136,7 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
             onReply={info.closed ? undefined : setReplying}
             onReact={info.closed ? undefined : (id, emoji, on) => void controller.messages.react(id, emoji, on)}
             onWho={(id) => controller.messages.reactors(id)}
+            blocked={store.blocked}
           />
           {replying && (
             <div class="replying" role="status">

@@ -427,6 +427,21 @@ function Contacts({ controller, onClose, onDone }: DialogProps) {
           );
         })}
       </ul>
+      {store.blocked.size > 0 && (
+        <>
+          <h3>Blocked</h3>
+          <ul class="contact-list">
+            {[...store.blocked].sort().map((userId) => (
+              <li key={userId} class="contact" data-blocked={userId}>
+                <span class="contact-name">{userId}</span>
+                <button type="button" class="small" onClick={() => void controller.contacts.block(userId, false)}>
+                  Unblock
+                </button>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
     </Modal>
   );
 }

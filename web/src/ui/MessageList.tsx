@@ -38,6 +38,8 @@ interface Props {
   onReact?: (messageId: string, emoji: string, on: boolean) => void;
   /** Who reacted to a message, and with what. */
   onWho?: (messageId: string) => Promise<{ userId: string; emoji: string }[]>;
+  /** Senders the reader blocked: their messages are folded away until shown. */
+  blocked?: Set<string>;
   compact?: boolean;
 }
 
@@ -130,6 +132,7 @@ export function MessageList(props: Props) {
             onReply={props.onReply}
             onReact={props.onReact}
             onWho={props.onWho}
+            fromBlocked={!!props.blocked?.has(message.sender)}
             onJump={(seq) => void jumpTo(seq)}
           />
         ))}
@@ -174,6 +177,7 @@ function MessageItem({
   onReply,
   onReact,
   onWho,
+  fromBlocked,
   onJump,
 }: {
   message: ChatMessage;
@@ -188,15 +192,31 @@ function MessageItem({
   onReply?: (message: ChatMessage) => void;
   onReact?: (messageId: string, emoji: string, on: boolean) => void;
   onWho?: (messageId: string) => Promise<{ userId: string; emoji: string }[]>;
+  fromBlocked?: boolean;
   onJump?: (seq: number) => void;
 }) {
   const [draft, setDraft] = useState<string | undefined>(undefined);
+  const [revealed, setRevealed] = useState(false);
   const [picking, setPicking] = useState(false);
   const [who, setWho] = useState<string | undefined>(undefined);
   if (message.system || !message.sender) {
     return (
       <li class="message system" data-seq={message.seq}>
         <span>{message.text}</span> <time dateTime={new Date(message.sentAtMs).toISOString()}>{shortTime(message.sentAtMs)}</time>
+      </li>
+    );
+  }
+  if (fromBlocked && !revealed) {
+    return (
+      <li class="message theirs folded" data-seq={message.seq} data-sender={message.sender}>
+        <div class="bubble">
+          <p class="text deleted">Message from someone you blocked</p>
+        </div>
+        <div class="meta">
+          <button type="button" class="link" onClick={() => setRevealed(true)}>
+            Show
+          </button>
+        </div>
       </li>
     );
   }

@@ -504,3 +504,50 @@ test("a person renames themselves; someone in their group finds them by the new 
   await xia.page.reload();
   await expect(xia.page.getByRole("button", { name: "Your profile" })).toHaveText("Xia Lin");
 });
+
+test("blocking someone closes your chat both ways and folds their group messages away", async ({ browser, cluster, people }) => {
+  const kit = await Person.register(browser, cluster, "kit", 0);
+  const lou = await Person.register(browser, cluster, "lou", 1);
+  people.push(kit, lou);
+  await kit.createGroup("Band", ["lou"]);
+  await lou.acceptInvitation("Band");
+  const chat = await lou.dialog("New chat");
+  await chat.getByLabel("User id").fill("kit");
+  await chat.getByLabel("First message").fill("fancy a jam?");
+  await chat.getByRole("button", { name: "Send" }).click();
+  await expect(kit.entry("Lou")).toBeVisible();
+
+  // Kit blocks Lou from their chat.
+  await kit.open("Lou");
+  kit.page.once("dialog", (dialog) => void dialog.accept());
+  await kit.page.getByRole("button", { name: "Block", exact: true }).click();
+  await expect(kit.page.getByRole("button", { name: "Unblock", exact: true })).toBeVisible();
+
+  // Lou's next message there is refused, and says why.
+  const box = lou.page.getByLabel(/^Message to/);
+  await box.fill("hello?");
+  await box.press("Enter");
+  const failed = lou.page.locator("main li.message.pending.failed");
+  await expect(failed).toContainText("kit does not take messages from you");
+  await failed.getByRole("button", { name: "Discard" }).click();
+
+  // In the group they share, Lou's message reaches Kit folded away.
+  await lou.open("Band");
+  await lou.send("new song tonight");
+  await kit.open("Band");
+  const folded = kit.page.locator("main li.message.folded");
+  await expect(folded).toContainText("Message from someone you blocked");
+  await expect(kit.messageWithText("new song tonight")).toHaveCount(0);
+  await folded.getByRole("button", { name: "Show" }).click();
+  await expect(kit.messageWithText("new song tonight")).toBeVisible();
+
+  // Unblocked from the contacts dialog: Lou writes again.
+  const contacts = await kit.dialog("Contacts");
+  await contacts.locator("[data-blocked=lou]").getByRole("button", { name: "Unblock" }).click();
+  await expect(contacts.locator("[data-blocked=lou]")).toHaveCount(0);
+  await contacts.getByRole("button", { name: "Close" }).click();
+  await lou.open("Kit");
+  await lou.send("back on?");
+  await kit.open("Lou");
+  await expect(kit.messageWithText("back on?")).toBeVisible();
+});

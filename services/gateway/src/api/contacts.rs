@@ -26,6 +26,20 @@ impl ContactService for Api {
         forward!(self, request, FindPeople)
     }
 
+    async fn block_user(
+        &self,
+        request: Request<pb::BlockUserRequest>,
+    ) -> Result<Response<pb::BlockUserResponse>, Status> {
+        forward!(self, request, BlockUser)
+    }
+
+    async fn list_blocked(
+        &self,
+        request: Request<pb::ListBlockedRequest>,
+    ) -> Result<Response<pb::ListBlockedResponse>, Status> {
+        forward!(self, request, ListBlocked)
+    }
+
     async fn list_contacts(
         &self,
         request: Request<pb::ListContactsRequest>,

@@ -1065,10 +1065,68 @@ impl Store for EmbeddedStore {
             others
                 .iter()
                 .map(|other| {
-                    Ok(
-                        hget(&hashes, &keys::contacts(&user), other.as_str())?.is_some()
-                            && hget(&hashes, &keys::contacts(other), user.as_str())?.is_some(),
-                    )
+                    let has = |key: String, field: &UserId| -> StoreResult<bool> {
+                        Ok(hget(&hashes, &key, field.as_str())?.is_some())
+                    };
+                    Ok(has(keys::contacts(&user), other)?
+                        && has(keys::contacts(other), &user)?
+                        && !has(keys::blocked(&user), other)?
+                        && !has(keys::blocked(other), &user)?)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_blocked(
+        &self,
+        user: &UserId,
+        other: &UserId,
+        blocked: bool,
+        at_ms: i64,
+    ) -> StoreResult<bool> {
+        let (user, other) = (user.clone(), other.clone());
+        self.write(move |w| {
+            let (forward, reverse) = (keys::blocked(&user), keys::blocked_by(&other));
+            if w.hexists(&forward, other.as_str())? == blocked {
+                return Ok(false);
+            }
+            if blocked {
+                let at = at_ms.to_string();
+                w.hset(&forward, other.as_str(), at.as_bytes())?;
+                w.hset(&reverse, user.as_str(), at.as_bytes())?;
+            } else {
+                w.hdel(&forward, other.as_str())?;
+                w.hdel(&reverse, user.as_str())?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::blocked(user)).await
+    }
+
+    async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::blocked_by(user)).await
+    }
+
+    async fn block_states(
+        &self,
+        user: &UserId,
+        others: &[UserId],
+    ) -> StoreResult<Vec<(bool, bool)>> {
+        let (user, others) = (user.clone(), others.to_vec());
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            others
+                .iter()
+                .map(|other| {
+                    Ok((
+                        hget(&hashes, &keys::blocked(&user), other.as_str())?.is_some(),
+                        hget(&hashes, &keys::blocked_by(&user), other.as_str())?.is_some(),
+                    ))
                 })
                 .collect()
         })

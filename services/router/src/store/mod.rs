@@ -693,7 +693,27 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.mutual_among(a, std::slice::from_ref(b)).await?[0])
     }
     /// For each of `others`, whether they and `user` added each other.
+    /// For each of `others`: whether they and `user` added each other and
+    /// neither blocked the other.
     async fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>>;
+    /// Blocks (or unblocks) `other` for `user`; false if it already was so.
+    async fn set_blocked(
+        &self,
+        user: &UserId,
+        other: &UserId,
+        blocked: bool,
+        at_ms: i64,
+    ) -> StoreResult<bool>;
+    /// The users `user` blocked, with when.
+    async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    /// The users who blocked `user`.
+    async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    /// For each of `others`: (`user` blocked them, they blocked `user`).
+    async fn block_states(
+        &self,
+        user: &UserId,
+        others: &[UserId],
+    ) -> StoreResult<Vec<(bool, bool)>>;
 
     // ---- groups
     async fn create_group(

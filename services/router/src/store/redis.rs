@@ -1185,26 +1185,72 @@ impl Store for RedisStore {
         if others.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut mine = redis::cmd("HMGET");
-        let mut theirs = redis::cmd("HMGET");
-        mine.arg(keys::contacts(user));
-        theirs.arg(keys::contacted_by(user));
-        for other in others {
-            mine.arg(other.as_str());
-            theirs.arg(other.as_str());
-        }
-        let (mine, theirs): (Vec<Option<i64>>, Vec<Option<i64>>) = redis::pipe()
-            .add_command(mine)
-            .add_command(theirs)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        Ok(mine
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| a.is_some() && b.is_some())
+        // Four hashes of `user`'s slot: one round trip.
+        let [mine, theirs, blocked, blocked_by] = self
+            .user_fields(
+                [
+                    keys::contacts(user),
+                    keys::contacted_by(user),
+                    keys::blocked(user),
+                    keys::blocked_by(user),
+                ],
+                others,
+            )
+            .await?;
+        Ok((0..others.len())
+            .map(|i| mine[i] && theirs[i] && !blocked[i] && !blocked_by[i])
             .collect())
+    }
+
+    async fn set_blocked(
+        &self,
+        user: &UserId,
+        other: &UserId,
+        blocked: bool,
+        at_ms: i64,
+    ) -> StoreResult<bool> {
+        // The user's own record first, the reverse index after: a block
+        // is in force from the blocker's side at once, and asking again
+        // finishes one cut short.
+        let (mut forward, mut reverse) = if blocked {
+            // Blocked again: it keeps the first time.
+            (cmd("HSETNX"), cmd("HSETNX"))
+        } else {
+            (cmd("HDEL"), cmd("HDEL"))
+        };
+        forward.arg(keys::blocked(user)).arg(other.as_str());
+        reverse.arg(keys::blocked_by(other)).arg(user.as_str());
+        if blocked {
+            forward.arg(at_ms);
+            reverse.arg(at_ms);
+        }
+        let replies = self.query_all(vec![forward]).await?;
+        self.query_all(vec![reverse]).await?;
+        let changed: i64 = redis::from_redis_value_ref(&replies[0])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(changed == 1)
+    }
+
+    async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::blocked(user)).await
+    }
+
+    async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
+        self.contact_hash(keys::blocked_by(user)).await
+    }
+
+    async fn block_states(
+        &self,
+        user: &UserId,
+        others: &[UserId],
+    ) -> StoreResult<Vec<(bool, bool)>> {
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let [blocked, blocked_by] = self
+            .user_fields([keys::blocked(user), keys::blocked_by(user)], others)
+            .await?;
+        Ok(blocked.into_iter().zip(blocked_by).collect())
     }
 
     async fn create_group(
@@ -1881,6 +1927,36 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
+    /// For each of `N` hashes of one slot, whether each of `fields` is in it:
+    /// one pipeline of HMGETs.
+    async fn user_fields<const N: usize>(
+        &self,
+        hashes: [String; N],
+        fields: &[UserId],
+    ) -> StoreResult<[Vec<bool>; N]> {
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for hash in &hashes {
+            let mut get = redis::cmd("HMGET");
+            get.arg(hash);
+            for field in fields {
+                get.arg(field.as_str());
+            }
+            pipe.add_command(get);
+        }
+        let found: Vec<Vec<Option<i64>>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        let found: Vec<Vec<bool>> = found
+            .into_iter()
+            .map(|values| values.iter().map(Option::is_some).collect())
+            .collect();
+        found.try_into().map_err(|_| {
+            StoreError::Corrupt("a pipeline answered the wrong number of replies".into())
+        })
+    }
+
     async fn contact_hash(&self, key: String) -> StoreResult<Vec<ContactEntry>> {
         let mut conn = self.conn().await?;
         let rows: Vec<(String, i64)> = redis::cmd("HGETALL")

@@ -65,6 +65,10 @@ timed! {
     fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactEntry>>;
     fn contacted_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
     fn mutual_among(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<bool>>;
+    fn set_blocked(&self, user: &UserId, other: &UserId, blocked: bool, at_ms: i64) -> StoreResult<bool>;
+    fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
+    fn block_states(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<(bool, bool)>>;
     fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
     fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
     fn update_group(&self, group: &GroupId, name: Option<&str>, description: Option<&str>) -> StoreResult<bool>;

@@ -1,10 +1,11 @@
 //! Contacts.
 
-use switchboard_proto::pb;
+use switchboard_proto::pb::{self, event::Kind};
+use switchboard_testkit::eventually;
 use tonic::Code;
 
 use crate::both_modes;
-use crate::harness::Cluster;
+use crate::harness::{Cluster, WAIT};
 
 both_modes!(contacts_are_added_listed_and_removed, contacts);
 async fn contacts(cluster: Cluster) {
@@ -460,4 +461,135 @@ async fn profiles_and_lookup(cluster: Cluster) {
             "{query:?}: {refused:?}"
         );
     }
+}
+
+async fn block(
+    user: &crate::harness::User,
+    other: &str,
+    blocked: bool,
+) -> Result<(), tonic::Status> {
+    user.contacts()
+        .block_user(pb::BlockUserRequest {
+            user_id: other.into(),
+            blocked,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// `(user, mutual, online)` of each of `user`'s contacts, and the ids of
+/// their contact requests.
+async fn contact_view(user: &crate::harness::User) -> (Vec<(String, bool, bool)>, Vec<String>) {
+    let listed = user
+        .contacts()
+        .list_contacts(pb::ListContactsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        listed
+            .contacts
+            .into_iter()
+            .map(|c| (c.user_id, c.mutual, c.online))
+            .collect(),
+        listed.requests.into_iter().map(|c| c.user_id).collect(),
+    )
+}
+
+both_modes!(a_blocked_user_cannot_write_see_presence_or_bind, blocking);
+async fn blocking(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let mallory = cluster.user("mallory", 0).await;
+    alice.add_contact(&bob).await;
+    bob.add_contact(&alice).await;
+    let _bob_online = bob.subscribe().await;
+    let mut alice_events = alice.subscribe().await;
+    alice.dm(&bob, "hi bob").await;
+    let group = alice.create_group("Shared", pb::JoinPolicy::Open).await;
+    bob.join(&group.group_id).await;
+    let mutual_and_online = || async {
+        (contact_view(&alice).await.0 == [("bob".to_owned(), true, true)]).then_some(())
+    };
+    eventually(WAIT, "bob mutual and online", mutual_and_online).await;
+
+    // Alice blocks bob: she hears he is gone, and neither can write.
+    block(&alice, "bob", true).await.unwrap();
+    let (offline, _) = alice_events
+        .until(|e| match &e.kind {
+            Some(Kind::Presence(p)) if p.user_id == "bob" => Some(p.online),
+            _ => None,
+        })
+        .await;
+    assert!(!offline, "bob shows offline to the one who blocked him");
+    assert_eq!(
+        contact_view(&alice).await.0,
+        [("bob".to_owned(), false, false)]
+    );
+    assert_eq!(
+        contact_view(&bob).await.0,
+        [("alice".to_owned(), false, false)]
+    );
+    let refused = bob
+        .send(pb::send_request::To::UserId("alice".into()), "hello?", "")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let own = alice
+        .send(pb::send_request::To::UserId("bob".into()), "one more", "")
+        .await
+        .unwrap_err();
+    assert_eq!(own.code(), Code::FailedPrecondition, "{own:?}");
+    assert_eq!(
+        alice.history("dm:alice:bob").await.len(),
+        1,
+        "nothing was stored past the block"
+    );
+    // The group they share still works.
+    bob.post(&group.group_id, "still in the group").await;
+
+    // Alice binds nobody who blocked her, nor whom she blocked.
+    let topic = alice
+        .topics()
+        .create_topic(pb::CreateTopicRequest {
+            name: "News".into(),
+            contacts: vec!["bob".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        topic.results[0].outcome(),
+        pb::binding_result::Outcome::NotAContact,
+        "{topic:?}"
+    );
+
+    // A blocked user's contact request is not shown.
+    mallory.add_contact(&alice).await;
+    assert_eq!(contact_view(&alice).await.1, ["mallory".to_owned()]);
+    block(&alice, "mallory", true).await.unwrap();
+    assert!(contact_view(&alice).await.1.is_empty());
+    let listed: Vec<String> = alice
+        .contacts()
+        .list_blocked(pb::ListBlockedRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .blocked
+        .into_iter()
+        .map(|b| b.user_id)
+        .collect();
+    assert_eq!(listed, ["bob", "mallory"]);
+
+    // Bad input is refused with why.
+    let myself = block(&alice, "alice", true).await.unwrap_err();
+    assert_eq!(myself.code(), Code::InvalidArgument, "{myself:?}");
+    let nobody = block(&alice, "nobody", true).await.unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound, "{nobody:?}");
+
+    // Unblocked: as before.
+    block(&alice, "bob", false).await.unwrap();
+    block(&alice, "bob", false).await.unwrap();
+    eventually(WAIT, "bob mutual and online again", mutual_and_online).await;
+    bob.dm(&alice, "back again").await;
 }

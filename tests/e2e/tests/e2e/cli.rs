@@ -236,6 +236,17 @@ async fn cli_session(cluster: Cluster) {
             [serde_json::json!({"user_id": "bob", "display_name": "Robert B."})]
         );
 
+        // Blocked: bob cannot write to alice until she unblocks him.
+        sb.json("alice", &["contacts", "block", "bob"]);
+        let blocked = sb.json("alice", &["contacts", "blocked"]);
+        assert_eq!(blocked[0]["user_id"], "bob");
+        let refused = sb.run("bob", &["send", "alice", "still", "there?"]);
+        let error: Value = serde_json::from_slice(&refused.stderr).unwrap();
+        assert_eq!(error["error"]["code"], "PERMISSION_DENIED");
+        sb.json("alice", &["contacts", "unblock", "bob"]);
+        assert!(sb.json("alice", &["contacts", "blocked"]).is_empty());
+        sb.json("bob", &["send", "alice", "still", "there?"]);
+
         // A logged-in command goes to the saved gateway, or to the one named.
         let saved = sb.run_at(None, "alice", &["conversations"]);
         assert!(saved.status.success(), "{saved:?}");
