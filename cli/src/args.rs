@@ -96,6 +96,7 @@ pub enum Command {
     Whoami,
     /// Change your display name (none: your user id).
     Rename {
+        /// The new display name (at most 80 characters).
         #[arg(num_args = 0..)]
         name: Vec<String>,
     },
@@ -178,6 +179,11 @@ pub enum Command {
         /// Take the reaction back.
         #[arg(long)]
         off: bool,
+    },
+    /// Accept a message request: a chat someone not in your contacts started.
+    Accept {
+        /// A user id, or the conversation id.
+        conversation: String,
     },
     /// Mute a chat or group on all your devices (again with --off to unmute):
     /// its messages still arrive, without notifications unless they mention you.
@@ -455,6 +461,7 @@ pub enum ContactsCommand {
     /// Find people: the user with exactly this id, and people you share a
     /// group with (or have as contacts) whose name or id starts with it.
     Find {
+        /// An exact user id, or the start of a name or id.
         #[arg(required = true, num_args = 1..)]
         query: Vec<String>,
         /// At most this many (the server's default 20, at most 50).

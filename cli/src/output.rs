@@ -170,6 +170,7 @@ pub fn conversation(c: &pb::Conversation) -> Value {
         "group_id": c.group_id,
         "topic": c.topic.as_ref().map(topic_tag),
         "muted": c.muted,
+        "request": c.request,
         "closed": c.closed,
         "last_message": c.last_message.as_ref().map(message),
     })

@@ -128,6 +128,12 @@ pub fn user_invites(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:invites")
 }
 
+/// Set: the direct conversations `user` accepted (wrote in, or accepted as
+/// a message request); one with a contact needs no entry.
+pub fn user_accepted(user: &UserId) -> String {
+    format!("sb:user:{{u:{user}}}:accepted")
+}
+
 /// Set: the direct and group conversations `user` muted.
 pub fn user_muted(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:muted")

@@ -127,7 +127,11 @@ pub async fn conversations(mut session: Session, out: &Output) -> anyhow::Result
                 .as_ref()
                 .map(output::message_line)
                 .unwrap_or_default();
-            let muted = if c.muted { " (muted)" } else { "" };
+            let muted = match (c.request, c.muted) {
+                (true, _) => " (request)",
+                (false, true) => " (muted)",
+                _ => "",
+            };
             format!(
                 "{:<40} {:<24} unread {:>3}{muted}  {last}",
                 c.conversation_id, c.title, c.unread
@@ -239,6 +243,22 @@ pub async fn react(
                 _ => format!("{message_id}: {now}"),
             }
         },
+    );
+    Ok(())
+}
+
+pub async fn accept(mut session: Session, conversation: &str, out: &Output) -> anyhow::Result<()> {
+    let conversation_id = session.conversation(conversation);
+    session
+        .clients
+        .chat
+        .accept_conversation(pb::AcceptConversationRequest {
+            conversation_id: conversation_id.clone(),
+        })
+        .await?;
+    out.print(
+        json!({"conversation_id": conversation_id, "accepted": true}),
+        || format!("{conversation_id} accepted"),
     );
     Ok(())
 }

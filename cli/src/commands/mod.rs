@@ -157,6 +157,9 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
             emoji,
             off,
         } => chat::react(Session::open(&args).await?, message_id, emoji, !off, out).await,
+        Command::Accept { conversation } => {
+            chat::accept(Session::open(&args).await?, conversation, out).await
+        }
         Command::Mute { conversation, off } => {
             chat::mute(Session::open(&args).await?, conversation, !off, out).await
         }

@@ -216,10 +216,27 @@ impl Router {
                 _ => None,
             })
             .collect();
-        let (heads, reads, muted, lasts) = futures::try_join!(
+        let has_direct = convs
+            .iter()
+            .any(|c| matches!(c, ConversationId::Direct(..)));
+        let (heads, reads, muted, accepted, contacts, lasts) = futures::try_join!(
             self.store.heads(convs),
             self.store.read_cursors_of(user, convs),
             self.store.muted_conversations(user),
+            async {
+                if has_direct {
+                    self.store.accepted_conversations(user).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                if has_direct {
+                    self.store.contacts(user).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
             try_join_all(
                 convs
                     .iter()
@@ -258,6 +275,8 @@ impl Router {
             )
             .collect();
         let muted: HashSet<ConversationId> = muted.into_iter().collect();
+        let accepted: HashSet<ConversationId> = accepted.into_iter().collect();
+        let contacts: HashSet<UserId> = contacts.into_iter().map(|c| c.user).collect();
         Ok(convs
             .iter()
             .zip(heads)
@@ -280,6 +299,8 @@ impl Router {
                             .unwrap_or_default();
                         summary.kind = pb::ConversationKind::Direct as i32;
                         summary.title = names.get(&peer).cloned().unwrap_or_else(|| peer.clone());
+                        summary.request = !accepted.contains(conv)
+                            && !UserId::parse(&peer).is_ok_and(|p| contacts.contains(&p));
                         summary.peer_id = peer;
                     }
                     ConversationId::Group(group) => {
@@ -307,6 +328,40 @@ impl Router {
             .collect())
     }
 
+    /// Tells `user`'s devices how `conv` reads for them now.
+    async fn tell_own_devices(&self, user: &UserId, conv: &ConversationId) -> RouterResult<()> {
+        let summary = self.summaries(user, std::slice::from_ref(conv)).await?;
+        if let Some(summary) = summary.into_iter().next() {
+            self.tell(
+                vec![user.clone()],
+                pb::conversation_changed::Change::Updated,
+                summary,
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    pub async fn accept_conversation(
+        &self,
+        caller: &Caller,
+        req: pb::AcceptConversationRequest,
+    ) -> RouterResult<pb::AcceptConversationResponse> {
+        let conv = ConversationId::parse(&req.conversation_id)?;
+        if !matches!(conv, ConversationId::Direct(..)) {
+            return Err(RouterError::InvalidArgument(
+                "only a direct conversation can be a message request".into(),
+            ));
+        }
+        self.membership(&caller.user, &conv).await?;
+        let user = &caller.user;
+        if self.store.accept_conversation(user, &conv).await? {
+            // The caller's other devices move it to the inbox too.
+            self.tell_own_devices(user, &conv).await?;
+        }
+        Ok(pb::AcceptConversationResponse {})
+    }
+
     pub async fn mute_conversation(
         &self,
         caller: &Caller,
@@ -326,15 +381,7 @@ impl Router {
             .await?
         {
             // The caller's other devices follow.
-            let summary = self.summaries(user, std::slice::from_ref(&conv)).await?;
-            if let Some(summary) = summary.into_iter().next() {
-                self.tell(
-                    vec![user.clone()],
-                    pb::conversation_changed::Change::Updated,
-                    summary,
-                )
-                .await;
-            }
+            self.tell_own_devices(user, &conv).await?;
         }
         Ok(pb::MuteConversationResponse {})
     }

@@ -211,22 +211,30 @@ impl Router {
         }
     }
 
-    /// A direct message goes only between two who have not blocked each other.
-    async fn require_unblocked(&self, user: &UserId, peer: &UserId) -> RouterResult<()> {
-        match self
-            .store
-            .block_states(user, std::slice::from_ref(peer))
-            .await?
-            .pop()
-        {
-            Some((true, _)) => Err(RouterError::FailedPrecondition(format!(
+    /// A direct message goes only between two who have not blocked each
+    /// other; writing in a conversation accepts it (a message request
+    /// answered is one no more).
+    async fn admit_direct(
+        &self,
+        user: &UserId,
+        peer: &UserId,
+        conv: &ConversationId,
+    ) -> RouterResult<()> {
+        let states = self.store.direct_states(user, peer, conv).await?;
+        if states.blocked {
+            return Err(RouterError::FailedPrecondition(format!(
                 "you blocked {peer}; unblock them to write to them"
-            ))),
-            Some((false, true)) => Err(RouterError::PermissionDenied(format!(
-                "{peer} does not take messages from you"
-            ))),
-            _ => Ok(()),
+            )));
         }
+        if states.blocked_by {
+            return Err(RouterError::PermissionDenied(format!(
+                "{peer} does not take messages from you"
+            )));
+        }
+        if !states.accepted {
+            self.store.accept_conversation(user, conv).await?;
+        }
+        Ok(())
     }
 
     pub async fn send(
@@ -260,7 +268,7 @@ impl Router {
         match &membership {
             Membership::Direct { peer } => {
                 self.require_user(peer).await?;
-                self.require_unblocked(&caller.user, peer).await?;
+                self.admit_direct(&caller.user, peer, &conv).await?;
             }
             Membership::Group { .. } => {}
             Membership::TopicThread { topic, contact } => {

@@ -227,6 +227,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::React(_) => "react",
         Op::ListReactions(_) => "list_reactions",
         Op::MuteConversation(_) => "mute_conversation",
+        Op::AcceptConversation(_) => "accept_conversation",
         Op::UpdateProfile(_) => "update_profile",
         Op::FindPeople(_) => "find_people",
         Op::BlockUser(_) => "block_user",
@@ -325,6 +326,9 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::FindPeople(r) => Reply::FindPeople(router.find_people(caller, r).await?),
         Op::BlockUser(r) => Reply::BlockUser(router.block_user(caller, r).await?),
         Op::ListBlocked(r) => Reply::ListBlocked(router.list_blocked(caller, r).await?),
+        Op::AcceptConversation(r) => {
+            Reply::AcceptConversation(router.accept_conversation(caller, r).await?)
+        }
         Op::MuteConversation(r) => {
             Reply::MuteConversation(router.mute_conversation(caller, r).await?)
         }

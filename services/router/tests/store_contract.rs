@@ -13,9 +13,9 @@ use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
-    Admission, Amendment, AppendBatch, AuditRecord, ContactEntry, GroupMembership, GroupRecord,
-    MembershipChange, NewMessage, Reacted, SessionRecord, Store, StoreError, StoredReaction,
-    UserRecord,
+    Admission, Amendment, AppendBatch, AuditRecord, ContactEntry, DirectStates, GroupMembership,
+    GroupRecord, MembershipChange, NewMessage, Reacted, SessionRecord, Store, StoreError,
+    StoredReaction, UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
@@ -552,6 +552,53 @@ async fn reactions_are_set_per_person_capped_and_dropped_with_their_message() {
         // A whole conversation's go with it.
         store.erase_conversation(&conv).await.unwrap();
         assert!(store.reactions(&conv, &[1, 2]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_direct_conversation_is_accepted_by_a_contact_or_by_accepting_it() {
+    on_each_store(|store| async move {
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let with_bob = ConversationId::direct(alice.clone(), bob.clone());
+        let with_carol = ConversationId::direct(alice.clone(), carol.clone());
+        let accepted = |peer: UserId, conv: ConversationId| {
+            let (store, alice) = (&store, alice.clone());
+            async move {
+                store
+                    .direct_states(&alice, &peer, &conv)
+                    .await
+                    .unwrap()
+                    .accepted
+            }
+        };
+        assert!(!accepted(bob.clone(), with_bob.clone()).await);
+        store.add_contact(&alice, &bob, 1).await.unwrap();
+        assert!(accepted(bob.clone(), with_bob.clone()).await, "a contact's");
+        assert!(!accepted(carol.clone(), with_carol.clone()).await);
+        assert!(
+            store
+                .accept_conversation(&alice, &with_carol)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .accept_conversation(&alice, &with_carol)
+                .await
+                .unwrap()
+        );
+        assert!(accepted(carol.clone(), with_carol.clone()).await);
+        assert_eq!(
+            store.accepted_conversations(&alice).await.unwrap(),
+            std::slice::from_ref(&with_carol)
+        );
+        // One side's acceptance is not the other's.
+        let carols = store
+            .direct_states(&carol, &alice, &with_carol)
+            .await
+            .unwrap();
+        assert!(!carols.accepted);
     })
     .await;
 }
@@ -1106,19 +1153,22 @@ async fn a_block_ends_mutuality_either_way_until_lifted() {
             [false, true]
         );
         assert!(!store.mutual(&bob, &alice).await.unwrap());
+        let dm = ConversationId::direct(alice.clone(), bob.clone());
         assert_eq!(
-            store
-                .block_states(&alice, &[bob.clone(), carol.clone()])
-                .await
-                .unwrap(),
-            [(false, true), (false, false)]
+            store.direct_states(&alice, &bob, &dm).await.unwrap(),
+            DirectStates {
+                blocked: false,
+                blocked_by: true,
+                accepted: true
+            }
         );
         assert_eq!(
-            store
-                .block_states(&bob, std::slice::from_ref(&alice))
-                .await
-                .unwrap(),
-            [(true, false)]
+            store.direct_states(&bob, &alice, &dm).await.unwrap(),
+            DirectStates {
+                blocked: true,
+                blocked_by: false,
+                accepted: true
+            }
         );
         let entry = |u: &UserId, at| ContactEntry {
             user: u.clone(),
@@ -1132,7 +1182,6 @@ async fn a_block_ends_mutuality_either_way_until_lifted() {
         assert!(!store.set_blocked(&bob, &alice, false, 9).await.unwrap());
         assert!(store.mutual(&alice, &bob).await.unwrap());
         assert!(store.blocked_by(&alice).await.unwrap().is_empty());
-        assert!(store.block_states(&alice, &[]).await.unwrap().is_empty());
     })
     .await;
 }

@@ -127,6 +127,7 @@ export function conversationInfo(conversation: Conversation): ConversationInfo {
     topic: topicRef(conversation.topic),
     muted: conversation.muted,
     closed: conversation.closed,
+    request: conversation.request || undefined,
   };
 }
 

@@ -347,7 +347,7 @@ export class Controller {
     // A contact removed from (or leaving) a topic: the thread closes; the lists say so.
     if (message.system && message.topic) this.scheduleRefresh();
     const mentioned = !!message.mentions?.includes(store.me);
-    const heard = !thread?.info.muted || mentioned;
+    const heard = (!thread?.info.muted && !thread?.info.request) || mentioned;
     if (outcome.isNew && !outcome.readUpTo && message.sender && message.sender !== store.me && heard) {
       const where = thread?.info.topic?.ownerId === store.me ? thread.info.topic.topicName : thread?.info.title;
       const what = mentioned ? `${message.sender} mentioned you` : `New message from ${message.sender}`;

@@ -184,6 +184,18 @@ export class Messages {
     }
   }
 
+  /** Accepts a message request: the chat joins the inbox on all the reader's devices. */
+  async accept(conversationId: string): Promise<void> {
+    try {
+      await withRetry(() => this.ctx.clients.chat.acceptConversation({ conversationId }));
+      const thread = this.ctx.store().thread(conversationId);
+      if (thread) thread.info = { ...thread.info, request: undefined };
+      this.ctx.touch();
+    } catch (err) {
+      this.ctx.notify(`Not accepted: ${errorClause(err)}`);
+    }
+  }
+
   /** Mutes (or unmutes) a chat or group on all the reader's devices: no badge, no notifications but mentions. */
   async mute(conversationId: string, muted: boolean): Promise<void> {
     try {

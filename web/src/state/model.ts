@@ -77,6 +77,8 @@ export interface ConversationInfo {
   topic?: TopicRef;
   muted: boolean;
   closed: boolean;
+  /** Direct: someone not among the reader's contacts wrote; not answered or accepted yet. */
+  request?: boolean;
 }
 
 /** `not-mutual`: still bound, but one of the two removed the other as a contact. */

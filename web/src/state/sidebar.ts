@@ -12,7 +12,7 @@ export type Place = { kind: "conversation"; id: string } | { kind: "topic"; id: 
 export interface SidebarEntry {
   key: string;
   place: Place;
-  section: "groups" | "chats" | "topics";
+  section: "requests" | "groups" | "chats" | "topics";
   title: string;
   /** Says what it is, e.g. "topic from ann" (read out with the title). */
   label: string;
@@ -62,10 +62,11 @@ export function sidebarEntries(store: ChatStore): SidebarEntry[] {
     entries.push({
       key: `conversation:${info.id}`,
       place: { kind: "conversation", id: info.id },
-      section: info.kind === "group" ? "groups" : "chats",
+      // A message request waits apart, and counts nowhere until accepted.
+      section: info.request ? "requests" : info.kind === "group" ? "groups" : "chats",
       title: info.title || info.peerId || info.id,
-      label: info.kind === "group" ? "group" : "chat",
-      unread: info.muted ? 0 : info.unread,
+      label: info.request ? "message request" : info.kind === "group" ? "group" : "chat",
+      unread: info.muted || info.request ? 0 : info.unread,
       lastMessage: info.lastMessage,
       muted: info.muted,
       closed: info.closed,

@@ -117,6 +117,16 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
           )}
         </div>
       </header>
+      {info.request && !blocked && (
+        <div class="request-banner" role="region" aria-label="Message request">
+          <p>
+            <strong>{info.title || info.peerId}</strong> is not in your contacts. Accept to chat (writing back accepts too), or block them.
+          </p>
+          <button type="button" class="primary" onClick={() => void controller.messages.accept(info.id)}>
+            Accept
+          </button>
+        </div>
+      )}
       <div class="conversation-body">
         <div class="conversation-main">
           <MessageList

@@ -18,6 +18,7 @@ interface Props {
 }
 
 const SECTIONS: { id: SidebarEntry["section"]; title: string; empty: string }[] = [
+  { id: "requests", title: "Message requests", empty: "" },
   { id: "groups", title: "Groups", empty: "No groups yet." },
   { id: "chats", title: "Chats", empty: "No chats yet." },
   { id: "topics", title: "Topics", empty: "No topics yet." },
@@ -70,6 +71,7 @@ export function Sidebar({ controller, place, onOpen, onDialog }: Props) {
         {SECTIONS.map((section) => {
           const items = entries.filter((e) => e.section === section.id);
           const unread = items.reduce((sum, e) => sum + e.unread, 0);
+          if (section.id === "requests" && items.length === 0) return null;
           return (
             <section key={section.id} class="sidebar-section" aria-labelledby={`section-${section.id}`}>
               <h2 id={`section-${section.id}`} class="section-title">

@@ -551,3 +551,29 @@ test("blocking someone closes your chat both ways and folds their group messages
   await kit.open("Lou");
   await expect(kit.messageWithText("back on?")).toBeVisible();
 });
+
+test("a stranger's message waits under Message requests, uncounted, until accepted", async ({ browser, cluster, people }) => {
+  const nia = await Person.register(browser, cluster, "nia", 0);
+  const oto = await Person.register(browser, cluster, "oto", 1);
+  people.push(nia, oto);
+  const chat = await oto.dialog("New chat");
+  await chat.getByLabel("User id").fill("nia");
+  await chat.getByLabel("First message").fill("is the bike still for sale?");
+  await chat.getByRole("button", { name: "Send" }).click();
+
+  const requests = nia.sidebar.getByRole("region", { name: "Message requests" });
+  await expect(requests.getByRole("button", { name: /Oto/ })).toBeVisible();
+  await expect(nia.page).toHaveTitle("Switchboard");
+  // Oto started it: for him it is an ordinary chat.
+  await expect(oto.sidebar.getByRole("region", { name: "Message requests" })).toHaveCount(0);
+
+  await nia.open("Oto");
+  const banner = nia.page.getByRole("region", { name: "Message request", exact: true });
+  await expect(banner).toContainText("Oto is not in your contacts");
+  await banner.getByRole("button", { name: "Accept" }).click();
+  await expect(banner).toHaveCount(0);
+  await expect(nia.sidebar.getByRole("region", { name: "Message requests" })).toHaveCount(0);
+  await expect(nia.sidebar.getByRole("region", { name: "Chats" }).getByRole("button", { name: /Oto/ })).toBeVisible();
+  await nia.page.reload();
+  await expect(nia.sidebar.getByRole("region", { name: "Chats" }).getByRole("button", { name: /Oto/ })).toBeVisible();
+});

@@ -11,6 +11,8 @@ test("restarting the page's gateway: it reconnects and misses nothing, twice not
 
   await hal.createGroup("Night shift", ["gus"]);
   await gus.acceptInvitation("Night shift");
+  // Hal is among gus's contacts: his direct message is no message request.
+  await gus.addContact("hal");
   await gus.send("on my way");
   await expect(hal.messageWithText("on my way")).toBeVisible();
 

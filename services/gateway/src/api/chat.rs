@@ -375,6 +375,13 @@ impl ChatService for Api {
         forward!(self, request, ListReactions)
     }
 
+    async fn accept_conversation(
+        &self,
+        request: Request<pb::AcceptConversationRequest>,
+    ) -> Result<Response<pb::AcceptConversationResponse>, Status> {
+        forward!(self, request, AcceptConversation)
+    }
+
     async fn mute_conversation(
         &self,
         request: Request<pb::MuteConversationRequest>,

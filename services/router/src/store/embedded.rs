@@ -22,12 +22,12 @@ use switchboard_shared::keys;
 
 use super::{
     Admission, Amendment, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
-    ContactEntry, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
-    NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction,
-    ThreadState, TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency,
-    decode_message, decode_message_ids, decode_timeline_entry, encode_idempotency, encode_message,
-    encode_message_ids, encode_timeline_entry, history_name, parse_history, parse_policy,
-    parse_role, policy_name, role_name, same_targets,
+    ContactEntry, DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures,
+    MembershipChange, NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult,
+    StoredReaction, ThreadState, TimelineRecord, TopicRecord, UserRecord, amended,
+    decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry,
+    encode_idempotency, encode_message, encode_message_ids, encode_timeline_entry, history_name,
+    parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 
 type Pair = (&'static str, &'static str);
@@ -434,6 +434,17 @@ impl EmbeddedStore {
                         added_at_ms: number(&at)?,
                     })
                 })
+                .collect()
+        })
+        .await
+    }
+
+    async fn conversation_set(&self, key: String) -> StoreResult<Vec<ConversationId>> {
+        self.read(move |txn| {
+            let sets = txn.open_table(SETS).map_err(failed)?;
+            smembers(&sets, &key)?
+                .iter()
+                .map(|id| ConversationId::parse(id).map_err(|e| corrupt(e.0.clone())))
                 .collect()
         })
         .await
@@ -945,15 +956,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
-        let key = keys::user_muted(user);
-        self.read(move |txn| {
-            let sets = txn.open_table(SETS).map_err(failed)?;
-            smembers(&sets, &key)?
-                .iter()
-                .map(|id| ConversationId::parse(id).map_err(|e| corrupt(e.0.clone())))
-                .collect()
-        })
-        .await
+        self.conversation_set(keys::user_muted(user)).await
     }
 
     async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()> {
@@ -1112,25 +1115,50 @@ impl Store for EmbeddedStore {
         self.contact_hash(keys::blocked_by(user)).await
     }
 
-    async fn block_states(
+    async fn direct_states(
         &self,
         user: &UserId,
-        others: &[UserId],
-    ) -> StoreResult<Vec<(bool, bool)>> {
-        let (user, others) = (user.clone(), others.to_vec());
+        peer: &UserId,
+        conv: &ConversationId,
+    ) -> StoreResult<DirectStates> {
+        let (user, peer, conv) = (user.clone(), peer.clone(), conv.to_string());
         self.read(move |txn| {
             let hashes = txn.open_table(HASHES).map_err(failed)?;
-            others
-                .iter()
-                .map(|other| {
-                    Ok((
-                        hget(&hashes, &keys::blocked(&user), other.as_str())?.is_some(),
-                        hget(&hashes, &keys::blocked_by(&user), other.as_str())?.is_some(),
-                    ))
-                })
-                .collect()
+            let sets = txn.open_table(SETS).map_err(failed)?;
+            let has = |key: String| -> StoreResult<bool> {
+                Ok(hget(&hashes, &key, peer.as_str())?.is_some())
+            };
+            let accepted = sets
+                .get((keys::user_accepted(&user).as_str(), conv.as_str()))
+                .map_err(failed)?
+                .is_some();
+            Ok(DirectStates {
+                blocked: has(keys::blocked(&user))?,
+                blocked_by: has(keys::blocked_by(&user))?,
+                accepted: has(keys::contacts(&user))? || accepted,
+            })
         })
         .await
+    }
+
+    async fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool> {
+        let (key, member) = (keys::user_accepted(user), conv.to_string());
+        self.write(move |w| {
+            if w.sets
+                .get((key.as_str(), member.as_str()))
+                .map_err(failed)?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            w.sadd(&key, &member)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
+        self.conversation_set(keys::user_accepted(user)).await
     }
 
     async fn create_group(

@@ -453,6 +453,17 @@ pub fn encode_message(message: &pb::Message) -> Vec<u8> {
     }
 }
 
+/// Where one side of a direct conversation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirectStates {
+    /// The user blocked the peer.
+    pub blocked: bool,
+    /// The peer blocked the user.
+    pub blocked_by: bool,
+    /// The user has the peer as a contact, or accepted the conversation.
+    pub accepted: bool,
+}
+
 /// One person's reaction to a message, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredReaction {
@@ -708,12 +719,19 @@ pub trait Store: Send + Sync + 'static {
     async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
     /// The users who blocked `user`.
     async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
-    /// For each of `others`: (`user` blocked them, they blocked `user`).
-    async fn block_states(
+    /// What `user` writing to `peer` in their direct conversation `conv`
+    /// depends on, in one read of `user`'s slot.
+    async fn direct_states(
         &self,
         user: &UserId,
-        others: &[UserId],
-    ) -> StoreResult<Vec<(bool, bool)>>;
+        peer: &UserId,
+        conv: &ConversationId,
+    ) -> StoreResult<DirectStates>;
+    /// `user` accepts the direct conversation `conv`; false if they had.
+    async fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool>;
+    /// The direct conversations `user` accepted (those with contacts need
+    /// not be among them).
+    async fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
 
     // ---- groups
     async fn create_group(

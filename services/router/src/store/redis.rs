@@ -24,11 +24,11 @@ mod logged;
 use super::history::{HistoryWriter, PgHistory};
 use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
-    GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
-    Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction, ThreadState,
-    TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency, decode_message_ids,
-    decode_timeline_entry, history_name, parse_history, parse_policy, parse_role, policy_name,
-    role_name, same_targets,
+    DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
+    NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency,
+    decode_message_ids, decode_timeline_entry, history_name, parse_history, parse_policy,
+    parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
 
@@ -1079,15 +1079,7 @@ impl Store for RedisStore {
     }
 
     async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
-        let mut conn = self.conn().await?;
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(keys::user_muted(user))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        ids.iter()
-            .map(|id| ConversationId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
-            .collect()
+        self.conversation_set(keys::user_muted(user)).await
     }
 
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {
@@ -1239,18 +1231,48 @@ impl Store for RedisStore {
         self.contact_hash(keys::blocked_by(user)).await
     }
 
-    async fn block_states(
+    async fn direct_states(
         &self,
         user: &UserId,
-        others: &[UserId],
-    ) -> StoreResult<Vec<(bool, bool)>> {
-        if others.is_empty() {
-            return Ok(Vec::new());
-        }
-        let [blocked, blocked_by] = self
-            .user_fields([keys::blocked(user), keys::blocked_by(user)], others)
-            .await?;
-        Ok(blocked.into_iter().zip(blocked_by).collect())
+        peer: &UserId,
+        conv: &ConversationId,
+    ) -> StoreResult<DirectStates> {
+        // One slot, one round trip.
+        let mut conn = self.conn().await?;
+        let (blocked, blocked_by, contact, accepted): (bool, bool, bool, bool) = redis::pipe()
+            .cmd("HEXISTS")
+            .arg(keys::blocked(user))
+            .arg(peer.as_str())
+            .cmd("HEXISTS")
+            .arg(keys::blocked_by(user))
+            .arg(peer.as_str())
+            .cmd("HEXISTS")
+            .arg(keys::contacts(user))
+            .arg(peer.as_str())
+            .cmd("SISMEMBER")
+            .arg(keys::user_accepted(user))
+            .arg(conv.to_string())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(DirectStates {
+            blocked,
+            blocked_by,
+            accepted: contact || accepted,
+        })
+    }
+
+    async fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool> {
+        let mut add = cmd("SADD");
+        add.arg(keys::user_accepted(user)).arg(conv.to_string());
+        let replies = self.query_all(vec![add]).await?;
+        let added: i64 = redis::from_redis_value_ref(&replies[0])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(added == 1)
+    }
+
+    async fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
+        self.conversation_set(keys::user_accepted(user)).await
     }
 
     async fn create_group(
@@ -1955,6 +1977,18 @@ impl RedisStore {
         found.try_into().map_err(|_| {
             StoreError::Corrupt("a pipeline answered the wrong number of replies".into())
         })
+    }
+
+    async fn conversation_set(&self, key: String) -> StoreResult<Vec<ConversationId>> {
+        let mut conn = self.conn().await?;
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        ids.iter()
+            .map(|id| ConversationId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
+            .collect()
     }
 
     async fn contact_hash(&self, key: String) -> StoreResult<Vec<ContactEntry>> {

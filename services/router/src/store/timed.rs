@@ -9,9 +9,9 @@ use tracing::Instrument as _;
 
 use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
-    GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange, NewMessage,
-    Reacted, SessionRecord, Store, StoreResult, StoredReaction, ThreadState, TimelineRecord,
-    TopicRecord, UserRecord,
+    DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
+    NewMessage, Reacted, SessionRecord, Store, StoreResult, StoredReaction, ThreadState,
+    TimelineRecord, TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -68,7 +68,9 @@ timed! {
     fn set_blocked(&self, user: &UserId, other: &UserId, blocked: bool, at_ms: i64) -> StoreResult<bool>;
     fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
     fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
-    fn block_states(&self, user: &UserId, others: &[UserId]) -> StoreResult<Vec<(bool, bool)>>;
+    fn direct_states(&self, user: &UserId, peer: &UserId, conv: &ConversationId) -> StoreResult<DirectStates>;
+    fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool>;
+    fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
     fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
     fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
     fn update_group(&self, group: &GroupId, name: Option<&str>, description: Option<&str>) -> StoreResult<bool>;

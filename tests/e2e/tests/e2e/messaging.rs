@@ -894,3 +894,102 @@ async fn mute_conversations(cluster: Cluster) {
         "{malformed:?}"
     );
 }
+
+/// Whether `user`'s list shows `conversation` as a message request.
+async fn listed_request(user: &User, conversation: &str) -> bool {
+    user.chat()
+        .list_conversations(pb::ListConversationsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .conversations
+        .into_iter()
+        .find(|c| c.conversation_id == conversation)
+        .unwrap_or_else(|| panic!("{} does not list {conversation}", user.id))
+        .request
+}
+
+both_modes!(
+    a_stranger_s_message_waits_as_a_request_until_accepted_or_answered,
+    message_requests
+);
+async fn message_requests(cluster: Cluster) {
+    let alice = cluster.user("alice", 0).await;
+    let bob = cluster.user("bob", 1).await;
+    let carol = cluster.user("carol", 0).await;
+    let phone = alice.another_device(&cluster, 1, "phone").await;
+    let mut phone_events = phone.subscribe().await;
+
+    // A stranger writes: delivered, and a request for alice, not for him.
+    let from_bob = bob.dm(&alice, "hi, we met at the conference").await;
+    phone_events
+        .messages_until("hi, we met at the conference")
+        .await;
+    let dm = from_bob.conversation_id.clone();
+    assert!(listed_request(&alice, &dm).await);
+    assert!(
+        !listed_request(&bob, &dm).await,
+        "who started it accepted it"
+    );
+
+    // Accepted: on every device of hers.
+    alice
+        .chat()
+        .accept_conversation(pb::AcceptConversationRequest {
+            conversation_id: dm.clone(),
+        })
+        .await
+        .unwrap();
+    let (changed, _) = phone_events
+        .until(|e| match &e.kind {
+            Some(Kind::Conversation(c))
+                if c.change() == pb::conversation_changed::Change::Updated =>
+            {
+                c.conversation.clone()
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (changed.conversation_id.as_str(), changed.request),
+        (dm.as_str(), false)
+    );
+    assert!(!listed_request(&alice, &dm).await);
+
+    // Answering accepts too; a contact's message is never a request.
+    let from_carol = carol.dm(&alice, "lunch?").await.conversation_id;
+    assert!(listed_request(&alice, &from_carol).await);
+    alice.dm(&carol, "sure").await;
+    assert!(!listed_request(&alice, &from_carol).await);
+    let dave = cluster.user("dave", 1).await;
+    alice.add_contact(&dave).await;
+    let from_dave = dave.dm(&alice, "hey").await.conversation_id;
+    assert!(!listed_request(&alice, &from_dave).await);
+
+    // Only a direct conversation of one's own can be accepted.
+    let group = alice.create_group("Team", pb::JoinPolicy::Open).await;
+    let not_direct = alice
+        .chat()
+        .accept_conversation(pb::AcceptConversationRequest {
+            conversation_id: group.conversation_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        not_direct.code(),
+        tonic::Code::InvalidArgument,
+        "{not_direct:?}"
+    );
+    let not_mine = carol
+        .chat()
+        .accept_conversation(pb::AcceptConversationRequest {
+            conversation_id: dm.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        not_mine.code(),
+        tonic::Code::PermissionDenied,
+        "{not_mine:?}"
+    );
+}
