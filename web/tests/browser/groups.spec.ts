@@ -409,16 +409,16 @@ test("reactions are counted live on every page, each reader's own marked, and li
 
 test("a muted group stays quiet: no count in the tab's title, no notification, except a mention", async ({ browser, cluster, people }) => {
   const val = await Person.register(browser, cluster, "val", 0);
-  const wes = await Person.register(browser, cluster, "wes", 1);
-  people.push(val, wes);
-  await val.createGroup("Quiet", ["wes"]);
-  await wes.acceptInvitation("Quiet");
+  const wyn = await Person.register(browser, cluster, "wyn", 1);
+  people.push(val, wyn);
+  await val.createGroup("Quiet", ["wyn"]);
+  await wyn.acceptInvitation("Quiet");
   // Read up to now (with the tab in front), so what follows is all that is new.
-  await wes.open("Quiet");
-  await expect(wes.page).toHaveTitle("Switchboard");
-  // Wes's tab is in the background and records the notifications it would
+  await wyn.open("Quiet");
+  await expect(wyn.page).toHaveTitle("Switchboard");
+  // Wyn's tab is in the background and records the notifications it would
   // show: headless Chromium has neither a hidden tab nor a notification centre.
-  await wes.context.addInitScript(() => {
+  await wyn.context.addInitScript(() => {
     const shown: { title: string; body: string }[] = [];
     let permission = "default";
     class Recorded {
@@ -438,37 +438,37 @@ test("a muted group stays quiet: no count in the tab's title, no notification, e
     Object.assign(window, { Notification: Recorded, shownNotifications: shown });
     Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
   });
-  await wes.page.reload();
-  await wes.open("Quiet");
-  await wes.page.getByRole("button", { name: "Turn on notifications" }).click();
-  await expect(wes.page.getByRole("button", { name: "Turn on notifications" })).toHaveCount(0);
-  const shown = () => wes.page.evaluate(() => (window as unknown as { shownNotifications: { title: string; body: string }[] }).shownNotifications);
+  await wyn.page.reload();
+  await wyn.open("Quiet");
+  await wyn.page.getByRole("button", { name: "Turn on notifications" }).click();
+  await expect(wyn.page.getByRole("button", { name: "Turn on notifications" })).toHaveCount(0);
+  const shown = () => wyn.page.evaluate(() => (window as unknown as { shownNotifications: { title: string; body: string }[] }).shownNotifications);
 
   await val.send("first");
-  await expect(wes.messageWithText("first")).toBeVisible();
-  await expect(wes.page).toHaveTitle("(1) Switchboard");
+  await expect(wyn.messageWithText("first")).toBeVisible();
+  await expect(wyn.page).toHaveTitle("(1) Switchboard");
   expect(await shown()).toEqual([{ title: "New message from val in Quiet", body: "first" }]);
 
   // Muted: still delivered, no longer counted in the title nor notified.
-  await wes.page.getByRole("button", { name: "Mute", exact: true }).click();
-  await expect(wes.page.getByRole("button", { name: "Unmute" })).toHaveAttribute("aria-pressed", "true");
-  await expect(wes.entry("Quiet")).toContainText("muted");
-  await expect(wes.page).toHaveTitle("Switchboard");
+  await wyn.page.getByRole("button", { name: "Mute", exact: true }).click();
+  await expect(wyn.page.getByRole("button", { name: "Unmute" })).toHaveAttribute("aria-pressed", "true");
+  await expect(wyn.entry("Quiet")).toContainText("muted");
+  await expect(wyn.page).toHaveTitle("Switchboard");
   await val.send("second");
-  await expect(wes.messageWithText("second")).toBeVisible();
-  await expect(wes.page).toHaveTitle("Switchboard");
+  await expect(wyn.messageWithText("second")).toBeVisible();
+  await expect(wyn.page).toHaveTitle("Switchboard");
   expect(await shown()).toHaveLength(1);
 
   // A mention gets through; unmuted, the count comes back.
-  await val.send("@wes are you in?");
+  await val.send("@wyn are you in?");
   await expect.poll(shown).toHaveLength(2);
-  expect((await shown())[1]).toEqual({ title: "val mentioned you in Quiet", body: "@wes are you in?" });
-  await wes.page.getByRole("button", { name: "Unmute" }).click();
-  await expect(wes.page).toHaveTitle("(3) Switchboard");
+  expect((await shown())[1]).toEqual({ title: "val mentioned you in Quiet", body: "@wyn are you in?" });
+  await wyn.page.getByRole("button", { name: "Unmute" }).click();
+  await expect(wyn.page).toHaveTitle("(3) Switchboard");
   // The server keeps it: a page loaded afresh shows it unmuted.
-  await wes.page.reload();
-  await wes.open("Quiet");
-  await expect(wes.page.getByRole("button", { name: "Mute", exact: true })).toHaveAttribute("aria-pressed", "false");
+  await wyn.page.reload();
+  await wyn.open("Quiet");
+  await expect(wyn.page.getByRole("button", { name: "Mute", exact: true })).toHaveAttribute("aria-pressed", "false");
 });
 
 test("a person renames themselves; someone in their group finds them by the new name and writes", async ({ browser, cluster, people }) => {
