@@ -69,15 +69,48 @@ pub fn contacts(user: &UserId) -> String {
     format!("sb:contacts:{{u:{user}}}")
 }
 
-/// Hash: user id -> blocked-at ms. The users `user` blocked.
-pub fn blocked(user: &UserId) -> String {
-    format!("sb:blocked:{{u:{user}}}")
+/// Hash: what `user` and each other user have settled, a field per fact
+/// ([`peer_field`]), so that a direct send reads all it depends on with
+/// one HMGET in the sender's slot.
+pub fn user_peers(user: &UserId) -> String {
+    format!("sb:user:{{u:{user}}}:peers")
 }
 
-/// Hash: user id -> blocked-at ms. The users who blocked `user` (reverse
-/// index, in `user`'s slot, so one user's view of a pair is one slot).
-pub fn blocked_by(user: &UserId) -> String {
-    format!("sb:blocked-by:{{u:{user}}}")
+/// A fact about `user` and one other user, kept in [`user_peers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerFact {
+    /// `user` blocked them (value: when, ms).
+    Blocked,
+    /// They blocked `user` (value: when, ms); the mirror of their `Blocked`.
+    BlockedBy,
+    /// `user` wrote in, or accepted, their direct conversation.
+    Accepted,
+}
+
+impl PeerFact {
+    const ALL: [Self; 3] = [Self::Blocked, Self::BlockedBy, Self::Accepted];
+
+    fn tag(self) -> char {
+        match self {
+            Self::Blocked => 'b',
+            Self::BlockedBy => 'B',
+            Self::Accepted => 'a',
+        }
+    }
+
+    /// The fact and the other user a field of [`user_peers`] names.
+    pub fn parse_field(field: &str) -> Option<(Self, &str)> {
+        let (peer, tag) = field.rsplit_once(' ')?;
+        let fact = Self::ALL
+            .into_iter()
+            .find(|f| tag.len() == 1 && tag.starts_with(f.tag()))?;
+        Some((fact, peer))
+    }
+}
+
+/// The field of [`user_peers`] holding `fact` about `peer`.
+pub fn peer_field(peer: &UserId, fact: PeerFact) -> String {
+    format!("{peer} {}", fact.tag())
 }
 
 /// Hash: user id -> added-at ms. The users who added `user` (reverse index).
@@ -126,12 +159,6 @@ pub fn user_groups_ever(user: &UserId) -> String {
 /// Set: the groups `user` is invited to.
 pub fn user_invites(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:invites")
-}
-
-/// Set: the direct conversations `user` accepted (wrote in, or accepted as
-/// a message request); one with a contact needs no entry.
-pub fn user_accepted(user: &UserId) -> String {
-    format!("sb:user:{{u:{user}}}:accepted")
 }
 
 /// Set: the direct and group conversations `user` muted.
@@ -336,6 +363,17 @@ mod tests {
         assert_eq!(user(&alice), "sb:user:{u:alice}");
         assert_eq!(session(&s), "sb:session:sabcdefgh");
         assert_eq!(user_sessions(&alice), "sb:user:{u:alice}:sessions");
+        assert_eq!(user_peers(&alice), "sb:user:{u:alice}:peers");
+        assert_eq!(user_muted(&alice), "sb:user:{u:alice}:muted");
+        assert_eq!(peer_field(&bob, PeerFact::BlockedBy), "bob B");
+        for fact in PeerFact::ALL {
+            assert_eq!(
+                PeerFact::parse_field(&peer_field(&bob, fact)),
+                Some((fact, "bob"))
+            );
+        }
+        assert_eq!(PeerFact::parse_field("bob x"), None);
+        assert_eq!(PeerFact::parse_field("bob"), None);
         assert_eq!(users(), "sb:users");
         assert_eq!(audit(), "sb:audit");
         assert_eq!(contacts(&alice), "sb:contacts:{u:alice}");

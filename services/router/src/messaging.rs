@@ -11,6 +11,7 @@ use switchboard_shared::ids::{ConversationId, GroupId, MessageId, TopicId, UserI
 
 use crate::access::{direct_peer, page_size};
 use crate::error::{RouterError, RouterResult};
+use crate::membership::Membership;
 use crate::routing::Outgoing;
 use crate::store::TopicRecord;
 use crate::{Caller, Router};
@@ -225,7 +226,7 @@ impl Router {
             self.store.muted_conversations(user),
             async {
                 if has_direct {
-                    self.store.accepted_conversations(user).await
+                    self.store.accepted_peers(user).await
                 } else {
                     Ok(Vec::new())
                 }
@@ -275,7 +276,7 @@ impl Router {
             )
             .collect();
         let muted: HashSet<ConversationId> = muted.into_iter().collect();
-        let accepted: HashSet<ConversationId> = accepted.into_iter().collect();
+        let accepted: HashSet<UserId> = accepted.into_iter().collect();
         let contacts: HashSet<UserId> = contacts.into_iter().map(|c| c.user).collect();
         Ok(convs
             .iter()
@@ -299,8 +300,8 @@ impl Router {
                             .unwrap_or_default();
                         summary.kind = pb::ConversationKind::Direct as i32;
                         summary.title = names.get(&peer).cloned().unwrap_or_else(|| peer.clone());
-                        summary.request = !accepted.contains(conv)
-                            && !UserId::parse(&peer).is_ok_and(|p| contacts.contains(&p));
+                        summary.request = !UserId::parse(&peer)
+                            .is_ok_and(|p| accepted.contains(&p) || contacts.contains(&p));
                         summary.peer_id = peer;
                     }
                     ConversationId::Group(group) => {
@@ -348,14 +349,13 @@ impl Router {
         req: pb::AcceptConversationRequest,
     ) -> RouterResult<pb::AcceptConversationResponse> {
         let conv = ConversationId::parse(&req.conversation_id)?;
-        if !matches!(conv, ConversationId::Direct(..)) {
+        let Membership::Direct { peer } = self.membership(&caller.user, &conv).await? else {
             return Err(RouterError::InvalidArgument(
                 "only a direct conversation can be a message request".into(),
             ));
-        }
-        self.membership(&caller.user, &conv).await?;
+        };
         let user = &caller.user;
-        if self.store.accept_conversation(user, &conv).await? {
+        if self.store.accept_direct(user, &peer).await? {
             // The caller's other devices move it to the inbox too.
             self.tell_own_devices(user, &conv).await?;
         }

@@ -17,8 +17,9 @@ use crate::{Caller, Router};
 const MAX_QUERY_CHARS: usize = 80;
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 50;
-/// People looked at by name, at most: a member of many large groups sees
-/// the first ones (contacts first, then groups in id order).
+/// People looked at by name, at most: for a member of many large groups,
+/// their contacts and the members of their groups read in id order until
+/// this many are known (then the lowest ids).
 const MAX_CANDIDATES: usize = 5_000;
 /// Groups whose member lists are read at once.
 const GROUP_READS: usize = 8;

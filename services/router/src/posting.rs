@@ -214,13 +214,8 @@ impl Router {
     /// A direct message goes only between two who have not blocked each
     /// other; writing in a conversation accepts it (a message request
     /// answered is one no more).
-    async fn admit_direct(
-        &self,
-        user: &UserId,
-        peer: &UserId,
-        conv: &ConversationId,
-    ) -> RouterResult<()> {
-        let states = self.store.direct_states(user, peer, conv).await?;
+    async fn admit_direct(&self, user: &UserId, peer: &UserId) -> RouterResult<()> {
+        let states = self.store.direct_states(user, peer).await?;
         if states.blocked {
             return Err(RouterError::FailedPrecondition(format!(
                 "you blocked {peer}; unblock them to write to them"
@@ -232,7 +227,7 @@ impl Router {
             )));
         }
         if !states.accepted {
-            self.store.accept_conversation(user, conv).await?;
+            self.store.accept_direct(user, peer).await?;
         }
         Ok(())
     }
@@ -268,7 +263,7 @@ impl Router {
         match &membership {
             Membership::Direct { peer } => {
                 self.require_user(peer).await?;
-                self.admit_direct(&caller.user, peer, &conv).await?;
+                self.admit_direct(&caller.user, peer).await?;
             }
             Membership::Group { .. } => {}
             Membership::TopicThread { topic, contact } => {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use switchboard_proto::pb::{self, system_event::Kind};
 use switchboard_shared::clock::now_ms;
-use switchboard_shared::ids::{ConversationId, UserId};
+use switchboard_shared::ids::{ConversationId, MessageId, UserId};
 
 use crate::error::{RouterError, RouterResult};
 use crate::store::{Reacted, StoredReaction};
@@ -120,7 +120,7 @@ impl Router {
         caller: &Caller,
         req: pb::ListReactionsRequest,
     ) -> RouterResult<pb::ListReactionsResponse> {
-        let id = switchboard_shared::ids::MessageId::parse(&req.message_id)?;
+        let id = MessageId::parse(&req.message_id)?;
         let message = self.readable_message(&caller.user, &id).await?;
         if message.deleted {
             return Ok(pb::ListReactionsResponse::default());

@@ -557,48 +557,32 @@ async fn reactions_are_set_per_person_capped_and_dropped_with_their_message() {
 }
 
 #[tokio::test]
-async fn a_direct_conversation_is_accepted_by_a_contact_or_by_accepting_it() {
+async fn a_direct_conversation_is_accepted_once_by_one_side() {
     on_each_store(|store| async move {
         let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
-        let with_bob = ConversationId::direct(alice.clone(), bob.clone());
-        let with_carol = ConversationId::direct(alice.clone(), carol.clone());
-        let accepted = |peer: UserId, conv: ConversationId| {
-            let (store, alice) = (&store, alice.clone());
-            async move {
-                store
-                    .direct_states(&alice, &peer, &conv)
-                    .await
-                    .unwrap()
-                    .accepted
-            }
+        let accepted = |of: UserId, peer: UserId| {
+            let store = &store;
+            async move { store.direct_states(&of, &peer).await.unwrap().accepted }
         };
-        assert!(!accepted(bob.clone(), with_bob.clone()).await);
-        store.add_contact(&alice, &bob, 1).await.unwrap();
-        assert!(accepted(bob.clone(), with_bob.clone()).await, "a contact's");
-        assert!(!accepted(carol.clone(), with_carol.clone()).await);
+        assert!(!accepted(alice.clone(), carol.clone()).await);
+        assert!(store.accept_direct(&alice, &carol).await.unwrap());
+        assert!(!store.accept_direct(&alice, &carol).await.unwrap());
+        assert!(accepted(alice.clone(), carol.clone()).await);
+        assert!(!accepted(carol.clone(), alice.clone()).await, "one side's");
+        assert!(!accepted(alice.clone(), bob.clone()).await);
+        store.accept_direct(&alice, &bob).await.unwrap();
+        // Beside blocks in the same record, each fact stays apart.
+        store.set_blocked(&alice, &bob, true, 5).await.unwrap();
+        let states = store.direct_states(&alice, &bob).await.unwrap();
+        assert!(states.blocked && states.accepted && !states.blocked_by);
+        assert_eq!(store.accepted_peers(&alice).await.unwrap(), [bob, carol]);
         assert!(
             store
-                .accept_conversation(&alice, &with_carol)
+                .accepted_peers(&user("dave"))
                 .await
                 .unwrap()
+                .is_empty()
         );
-        assert!(
-            !store
-                .accept_conversation(&alice, &with_carol)
-                .await
-                .unwrap()
-        );
-        assert!(accepted(carol.clone(), with_carol.clone()).await);
-        assert_eq!(
-            store.accepted_conversations(&alice).await.unwrap(),
-            std::slice::from_ref(&with_carol)
-        );
-        // One side's acceptance is not the other's.
-        let carols = store
-            .direct_states(&carol, &alice, &with_carol)
-            .await
-            .unwrap();
-        assert!(!carols.accepted);
     })
     .await;
 }
@@ -1153,21 +1137,20 @@ async fn a_block_ends_mutuality_either_way_until_lifted() {
             [false, true]
         );
         assert!(!store.mutual(&bob, &alice).await.unwrap());
-        let dm = ConversationId::direct(alice.clone(), bob.clone());
         assert_eq!(
-            store.direct_states(&alice, &bob, &dm).await.unwrap(),
+            store.direct_states(&alice, &bob).await.unwrap(),
             DirectStates {
                 blocked: false,
                 blocked_by: true,
-                accepted: true
+                accepted: false
             }
         );
         assert_eq!(
-            store.direct_states(&bob, &alice, &dm).await.unwrap(),
+            store.direct_states(&bob, &alice).await.unwrap(),
             DirectStates {
                 blocked: true,
                 blocked_by: false,
-                accepted: true
+                accepted: false
             }
         );
         let entry = |u: &UserId, at| ContactEntry {

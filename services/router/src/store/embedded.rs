@@ -18,7 +18,7 @@ use switchboard_proto::pb;
 use switchboard_shared::ids::{
     ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
-use switchboard_shared::keys;
+use switchboard_shared::keys::{self, PeerFact};
 
 use super::{
     Admission, Amendment, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
@@ -435,6 +435,28 @@ impl EmbeddedStore {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// The other users of whom `fact` holds for `user`, with its value
+    /// (when, for a block).
+    async fn peers_with(&self, user: &UserId, fact: PeerFact) -> StoreResult<Vec<ContactEntry>> {
+        let peers = keys::user_peers(user);
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            let mut entries = Vec::new();
+            for (field, value) in hgetall(&hashes, &peers)? {
+                if let Some((found, peer)) = PeerFact::parse_field(&field)
+                    && found == fact
+                {
+                    entries.push(ContactEntry {
+                        user: parse_user(peer)?,
+                        added_at_ms: number(&value)?,
+                    });
+                }
+            }
+            Ok(entries)
         })
         .await
     }
@@ -1071,10 +1093,14 @@ impl Store for EmbeddedStore {
                     let has = |key: String, field: &UserId| -> StoreResult<bool> {
                         Ok(hget(&hashes, &key, field.as_str())?.is_some())
                     };
+                    let peers = keys::user_peers(&user);
+                    let fact = |fact| -> StoreResult<bool> {
+                        Ok(hget(&hashes, &peers, &keys::peer_field(other, fact))?.is_some())
+                    };
                     Ok(has(keys::contacts(&user), other)?
                         && has(keys::contacts(other), &user)?
-                        && !has(keys::blocked(&user), other)?
-                        && !has(keys::blocked(other), &user)?)
+                        && !fact(PeerFact::Blocked)?
+                        && !fact(PeerFact::BlockedBy)?)
                 })
                 .collect()
         })
@@ -1090,17 +1116,19 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<bool> {
         let (user, other) = (user.clone(), other.clone());
         self.write(move |w| {
-            let (forward, reverse) = (keys::blocked(&user), keys::blocked_by(&other));
-            if w.hexists(&forward, other.as_str())? == blocked {
+            let (mine, theirs) = (keys::user_peers(&user), keys::user_peers(&other));
+            let forward = keys::peer_field(&other, PeerFact::Blocked);
+            let reverse = keys::peer_field(&user, PeerFact::BlockedBy);
+            if w.hexists(&mine, &forward)? == blocked {
                 return Ok(false);
             }
             if blocked {
                 let at = at_ms.to_string();
-                w.hset(&forward, other.as_str(), at.as_bytes())?;
-                w.hset(&reverse, user.as_str(), at.as_bytes())?;
+                w.hset(&mine, &forward, at.as_bytes())?;
+                w.hset(&theirs, &reverse, at.as_bytes())?;
             } else {
-                w.hdel(&forward, other.as_str())?;
-                w.hdel(&reverse, user.as_str())?;
+                w.hdel(&mine, &forward)?;
+                w.hdel(&theirs, &reverse)?;
             }
             Ok(true)
         })
@@ -1108,57 +1136,51 @@ impl Store for EmbeddedStore {
     }
 
     async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
-        self.contact_hash(keys::blocked(user)).await
+        self.peers_with(user, PeerFact::Blocked).await
     }
 
     async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
-        self.contact_hash(keys::blocked_by(user)).await
+        self.peers_with(user, PeerFact::BlockedBy).await
     }
 
-    async fn direct_states(
-        &self,
-        user: &UserId,
-        peer: &UserId,
-        conv: &ConversationId,
-    ) -> StoreResult<DirectStates> {
-        let (user, peer, conv) = (user.clone(), peer.clone(), conv.to_string());
+    async fn direct_states(&self, user: &UserId, peer: &UserId) -> StoreResult<DirectStates> {
+        let (peers, peer) = (keys::user_peers(user), peer.clone());
         self.read(move |txn| {
             let hashes = txn.open_table(HASHES).map_err(failed)?;
-            let sets = txn.open_table(SETS).map_err(failed)?;
-            let has = |key: String| -> StoreResult<bool> {
-                Ok(hget(&hashes, &key, peer.as_str())?.is_some())
+            let has = |fact| -> StoreResult<bool> {
+                Ok(hget(&hashes, &peers, &keys::peer_field(&peer, fact))?.is_some())
             };
-            let accepted = sets
-                .get((keys::user_accepted(&user).as_str(), conv.as_str()))
-                .map_err(failed)?
-                .is_some();
             Ok(DirectStates {
-                blocked: has(keys::blocked(&user))?,
-                blocked_by: has(keys::blocked_by(&user))?,
-                accepted: has(keys::contacts(&user))? || accepted,
+                blocked: has(PeerFact::Blocked)?,
+                blocked_by: has(PeerFact::BlockedBy)?,
+                accepted: has(PeerFact::Accepted)?,
             })
         })
         .await
     }
 
-    async fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool> {
-        let (key, member) = (keys::user_accepted(user), conv.to_string());
+    async fn accept_direct(&self, user: &UserId, peer: &UserId) -> StoreResult<bool> {
+        let (peers, field) = (
+            keys::user_peers(user),
+            keys::peer_field(peer, PeerFact::Accepted),
+        );
         self.write(move |w| {
-            if w.sets
-                .get((key.as_str(), member.as_str()))
-                .map_err(failed)?
-                .is_some()
-            {
+            if w.hexists(&peers, &field)? {
                 return Ok(false);
             }
-            w.sadd(&key, &member)?;
+            w.hset(&peers, &field, b"1")?;
             Ok(true)
         })
         .await
     }
 
-    async fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
-        self.conversation_set(keys::user_accepted(user)).await
+    async fn accepted_peers(&self, user: &UserId) -> StoreResult<Vec<UserId>> {
+        Ok(self
+            .peers_with(user, PeerFact::Accepted)
+            .await?
+            .into_iter()
+            .map(|entry| entry.user)
+            .collect())
     }
 
     async fn create_group(

@@ -460,7 +460,7 @@ pub struct DirectStates {
     pub blocked: bool,
     /// The peer blocked the user.
     pub blocked_by: bool,
-    /// The user has the peer as a contact, or accepted the conversation.
+    /// The user wrote in, or accepted, their direct conversation.
     pub accepted: bool,
 }
 
@@ -719,19 +719,13 @@ pub trait Store: Send + Sync + 'static {
     async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
     /// The users who blocked `user`.
     async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
-    /// What `user` writing to `peer` in their direct conversation `conv`
-    /// depends on, in one read of `user`'s slot.
-    async fn direct_states(
-        &self,
-        user: &UserId,
-        peer: &UserId,
-        conv: &ConversationId,
-    ) -> StoreResult<DirectStates>;
-    /// `user` accepts the direct conversation `conv`; false if they had.
-    async fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool>;
-    /// The direct conversations `user` accepted (those with contacts need
-    /// not be among them).
-    async fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
+    /// What `user` writing to `peer` directly depends on: one read.
+    async fn direct_states(&self, user: &UserId, peer: &UserId) -> StoreResult<DirectStates>;
+    /// `user` accepts their direct conversation with `peer`; false if they had.
+    async fn accept_direct(&self, user: &UserId, peer: &UserId) -> StoreResult<bool>;
+    /// The users whose direct conversation with `user` they accepted (or
+    /// wrote in).
+    async fn accepted_peers(&self, user: &UserId) -> StoreResult<Vec<UserId>>;
 
     // ---- groups
     async fn create_group(

@@ -16,7 +16,7 @@ use switchboard_proto::pb;
 use switchboard_shared::ids::{
     ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId, random_token,
 };
-use switchboard_shared::keys;
+use switchboard_shared::keys::{self, PeerFact};
 use switchboard_shared::redis_pool::{Connection, Pool};
 
 mod logged;
@@ -1177,20 +1177,34 @@ impl Store for RedisStore {
         if others.is_empty() {
             return Ok(Vec::new());
         }
-        // Four hashes of `user`'s slot: one round trip.
-        let [mine, theirs, blocked, blocked_by] = self
-            .user_fields(
-                [
-                    keys::contacts(user),
-                    keys::contacted_by(user),
-                    keys::blocked(user),
-                    keys::blocked_by(user),
-                ],
-                others,
-            )
-            .await?;
+        // Three hashes of `user`'s slot: one round trip.
+        let mut conn = self.conn().await?;
+        let mut mine = redis::cmd("HMGET");
+        let mut theirs = redis::cmd("HMGET");
+        let mut blocks = redis::cmd("HMGET");
+        mine.arg(keys::contacts(user));
+        theirs.arg(keys::contacted_by(user));
+        blocks.arg(keys::user_peers(user));
+        for other in others {
+            mine.arg(other.as_str());
+            theirs.arg(other.as_str());
+            blocks
+                .arg(keys::peer_field(other, PeerFact::Blocked))
+                .arg(keys::peer_field(other, PeerFact::BlockedBy));
+        }
+        let (mine, theirs, blocks): (Vec<Option<i64>>, Vec<Option<i64>>, Vec<Option<i64>>) =
+            redis::pipe()
+                .add_command(mine)
+                .add_command(theirs)
+                .add_command(blocks)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.unavailable(e))?;
         Ok((0..others.len())
-            .map(|i| mine[i] && theirs[i] && !blocked[i] && !blocked_by[i])
+            .map(|i| {
+                let blocked = blocks[2 * i].is_some() || blocks[2 * i + 1].is_some();
+                mine[i].is_some() && theirs[i].is_some() && !blocked
+            })
             .collect())
     }
 
@@ -1201,17 +1215,20 @@ impl Store for RedisStore {
         blocked: bool,
         at_ms: i64,
     ) -> StoreResult<bool> {
-        // The user's own record first, the reverse index after: a block
-        // is in force from the blocker's side at once, and asking again
-        // finishes one cut short.
+        // The blocker's record first, its mirror after: a block is in force
+        // from the blocker's side at once, and asking again finishes one
+        // cut short. Blocked again, it keeps the first time.
         let (mut forward, mut reverse) = if blocked {
-            // Blocked again: it keeps the first time.
             (cmd("HSETNX"), cmd("HSETNX"))
         } else {
             (cmd("HDEL"), cmd("HDEL"))
         };
-        forward.arg(keys::blocked(user)).arg(other.as_str());
-        reverse.arg(keys::blocked_by(other)).arg(user.as_str());
+        forward
+            .arg(keys::user_peers(user))
+            .arg(keys::peer_field(other, PeerFact::Blocked));
+        reverse
+            .arg(keys::user_peers(other))
+            .arg(keys::peer_field(user, PeerFact::BlockedBy));
         if blocked {
             forward.arg(at_ms);
             reverse.arg(at_ms);
@@ -1224,55 +1241,50 @@ impl Store for RedisStore {
     }
 
     async fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
-        self.contact_hash(keys::blocked(user)).await
+        self.peers_with(user, PeerFact::Blocked).await
     }
 
     async fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>> {
-        self.contact_hash(keys::blocked_by(user)).await
+        self.peers_with(user, PeerFact::BlockedBy).await
     }
 
-    async fn direct_states(
-        &self,
-        user: &UserId,
-        peer: &UserId,
-        conv: &ConversationId,
-    ) -> StoreResult<DirectStates> {
-        // One slot, one round trip.
+    async fn direct_states(&self, user: &UserId, peer: &UserId) -> StoreResult<DirectStates> {
         let mut conn = self.conn().await?;
-        let (blocked, blocked_by, contact, accepted): (bool, bool, bool, bool) = redis::pipe()
-            .cmd("HEXISTS")
-            .arg(keys::blocked(user))
-            .arg(peer.as_str())
-            .cmd("HEXISTS")
-            .arg(keys::blocked_by(user))
-            .arg(peer.as_str())
-            .cmd("HEXISTS")
-            .arg(keys::contacts(user))
-            .arg(peer.as_str())
-            .cmd("SISMEMBER")
-            .arg(keys::user_accepted(user))
-            .arg(conv.to_string())
+        let facts: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(keys::user_peers(user))
+            .arg(keys::peer_field(peer, PeerFact::Blocked))
+            .arg(keys::peer_field(peer, PeerFact::BlockedBy))
+            .arg(keys::peer_field(peer, PeerFact::Accepted))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
+        let has = |i: usize| facts.get(i).is_some_and(Option::is_some);
         Ok(DirectStates {
-            blocked,
-            blocked_by,
-            accepted: contact || accepted,
+            blocked: has(0),
+            blocked_by: has(1),
+            accepted: has(2),
         })
     }
 
-    async fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool> {
-        let mut add = cmd("SADD");
-        add.arg(keys::user_accepted(user)).arg(conv.to_string());
-        let replies = self.query_all(vec![add]).await?;
+    async fn accept_direct(&self, user: &UserId, peer: &UserId) -> StoreResult<bool> {
+        let mut accept = cmd("HSETNX");
+        accept
+            .arg(keys::user_peers(user))
+            .arg(keys::peer_field(peer, PeerFact::Accepted))
+            .arg(1);
+        let replies = self.query_all(vec![accept]).await?;
         let added: i64 = redis::from_redis_value_ref(&replies[0])
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(added == 1)
     }
 
-    async fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
-        self.conversation_set(keys::user_accepted(user)).await
+    async fn accepted_peers(&self, user: &UserId) -> StoreResult<Vec<UserId>> {
+        Ok(self
+            .peers_with(user, PeerFact::Accepted)
+            .await?
+            .into_iter()
+            .map(|entry| entry.user)
+            .collect())
     }
 
     async fn create_group(
@@ -1949,34 +1961,28 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
-    /// For each of `N` hashes of one slot, whether each of `fields` is in it:
-    /// one pipeline of HMGETs.
-    async fn user_fields<const N: usize>(
-        &self,
-        hashes: [String; N],
-        fields: &[UserId],
-    ) -> StoreResult<[Vec<bool>; N]> {
+    /// The other users of whom `fact` holds for `user`, with its value
+    /// (when, for a block).
+    async fn peers_with(&self, user: &UserId, fact: PeerFact) -> StoreResult<Vec<ContactEntry>> {
         let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for hash in &hashes {
-            let mut get = redis::cmd("HMGET");
-            get.arg(hash);
-            for field in fields {
-                get.arg(field.as_str());
-            }
-            pipe.add_command(get);
-        }
-        let found: Vec<Vec<Option<i64>>> = pipe
+        let rows: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(keys::user_peers(user))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.unavailable(e))?;
-        let found: Vec<Vec<bool>> = found
-            .into_iter()
-            .map(|values| values.iter().map(Option::is_some).collect())
-            .collect();
-        found.try_into().map_err(|_| {
-            StoreError::Corrupt("a pipeline answered the wrong number of replies".into())
-        })
+        let mut entries = Vec::new();
+        for (field, value) in rows {
+            if let Some((found, peer)) = PeerFact::parse_field(&field)
+                && found == fact
+            {
+                entries.push(ContactEntry {
+                    user: UserId::parse(peer).map_err(|e| StoreError::Corrupt(e.0))?,
+                    added_at_ms: value,
+                });
+            }
+        }
+        entries.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(entries)
     }
 
     async fn conversation_set(&self, key: String) -> StoreResult<Vec<ConversationId>> {

@@ -68,9 +68,9 @@ timed! {
     fn set_blocked(&self, user: &UserId, other: &UserId, blocked: bool, at_ms: i64) -> StoreResult<bool>;
     fn blocked(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
     fn blocked_by(&self, user: &UserId) -> StoreResult<Vec<ContactEntry>>;
-    fn direct_states(&self, user: &UserId, peer: &UserId, conv: &ConversationId) -> StoreResult<DirectStates>;
-    fn accept_conversation(&self, user: &UserId, conv: &ConversationId) -> StoreResult<bool>;
-    fn accepted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
+    fn direct_states(&self, user: &UserId, peer: &UserId) -> StoreResult<DirectStates>;
+    fn accept_direct(&self, user: &UserId, peer: &UserId) -> StoreResult<bool>;
+    fn accepted_peers(&self, user: &UserId) -> StoreResult<Vec<UserId>>;
     fn create_group(&self, group: &GroupRecord, created: NewMessage) -> StoreResult<AppendOutcome>;
     fn groups(&self, ids: &[GroupId]) -> StoreResult<Vec<Option<GroupRecord>>>;
     fn update_group(&self, group: &GroupId, name: Option<&str>, description: Option<&str>) -> StoreResult<bool>;
