@@ -472,37 +472,37 @@ test("a muted group stays quiet: no count in the tab's title, no notification, e
 });
 
 test("a person renames themselves; someone in their group finds them by the new name and writes", async ({ browser, cluster, people }) => {
-  const xia = await Person.register(browser, cluster, "xia", 0);
+  const zia = await Person.register(browser, cluster, "zia", 0);
   const yul = await Person.register(browser, cluster, "yul", 1);
-  people.push(xia, yul);
-  await xia.createGroup("Choir", ["yul"]);
+  people.push(zia, yul);
+  await zia.createGroup("Choir", ["yul"]);
   await yul.acceptInvitation("Choir");
 
-  // Xia renames herself from her name at the top of the sidebar.
-  await xia.page.getByRole("button", { name: "Your profile" }).click();
-  const profile = xia.page.getByRole("dialog");
-  await profile.getByLabel("Display name").fill("Xia Lin");
+  // Zia renames herself from her name at the top of the sidebar.
+  await zia.page.getByRole("button", { name: "Your profile" }).click();
+  const profile = zia.page.getByRole("dialog");
+  await profile.getByLabel("Display name").fill("Zia Lin");
   await profile.getByRole("button", { name: "Save" }).click();
-  await expect(xia.page.getByRole("button", { name: "Your profile" })).toHaveText("Xia Lin");
+  await expect(zia.page.getByRole("button", { name: "Your profile" })).toHaveText("Zia Lin");
 
   // Yul finds her by the start of it, picks her, and writes.
   const chat = await yul.dialog("New chat");
   await chat.getByLabel("Find people").fill("zzz");
   await chat.getByRole("button", { name: "Search" }).click();
   await expect(chat.getByRole("list", { name: "People found" })).toHaveText("Nobody found.");
-  await chat.getByLabel("Find people").fill("xia l");
+  await chat.getByLabel("Find people").fill("zia l");
   await chat.getByRole("button", { name: "Search" }).click();
-  await chat.getByRole("button", { name: "Xia Lin @xia" }).click();
-  await expect(chat.getByLabel("User id")).toHaveValue("xia");
-  await chat.getByLabel("First message").fill("hello Xia");
+  await chat.getByRole("button", { name: "Zia Lin @zia" }).click();
+  await expect(chat.getByLabel("User id")).toHaveValue("zia");
+  await chat.getByLabel("First message").fill("hello Zia");
   await chat.getByRole("button", { name: "Send" }).click();
-  await expect(xia.entry("Yul")).toBeVisible();
+  await expect(zia.entry("Yul")).toBeVisible();
 
   // Both pages, loaded afresh, call her by her new name.
   await yul.page.reload();
-  await expect(yul.entry("Xia Lin")).toBeVisible();
-  await xia.page.reload();
-  await expect(xia.page.getByRole("button", { name: "Your profile" })).toHaveText("Xia Lin");
+  await expect(yul.entry("Zia Lin")).toBeVisible();
+  await zia.page.reload();
+  await expect(zia.page.getByRole("button", { name: "Your profile" })).toHaveText("Zia Lin");
 });
 
 test("blocking someone closes your chat both ways and folds their group messages away", async ({ browser, cluster, people }) => {
