@@ -12,6 +12,13 @@ import { Cluster, REPO_DIR, defaultClusterDir } from "../cluster";
 const SCREENSHOTS = path.resolve(REPO_DIR, "web/test-results/screenshots");
 const DOCS_SCREENSHOTS = path.resolve(REPO_DIR, "docs/screenshots");
 
+/**
+ * The user ids opened in this worker, whose cluster every test shares: a
+ * test that took another's id would find that user there already (and
+ * pass or fail by the order tests ran in), so an id is used once.
+ */
+const openedIds = new Set<string>();
+
 export class Person {
   /** What the browser refused under the gateway's Content-Security-Policy. */
   readonly cspViolations: string[] = [];
@@ -32,6 +39,8 @@ export class Person {
 
   /** Opens the page served from `url` (a gateway, or another site hosting it). */
   static async openAt(browser: Browser, url: string, id: string, viewport?: { width: number; height: number }): Promise<Person> {
+    if (openedIds.has(id)) throw new Error(`user id ${id} is already another browser test's: pick one no test uses`);
+    openedIds.add(id);
     const context = await browser.newContext({
       baseURL: url,
       viewport: viewport ?? { width: 1280, height: 800 },
