@@ -188,8 +188,7 @@ export class Messages {
   async accept(conversationId: string): Promise<void> {
     try {
       await withRetry(() => this.ctx.clients.chat.acceptConversation({ conversationId }));
-      const thread = this.ctx.store().thread(conversationId);
-      if (thread) thread.info = { ...thread.info, request: undefined };
+      this.ctx.store().patchConversation(conversationId, { request: undefined });
       this.ctx.touch();
     } catch (err) {
       this.ctx.notify(`Not accepted: ${errorClause(err)}`);
@@ -200,8 +199,7 @@ export class Messages {
   async mute(conversationId: string, muted: boolean): Promise<void> {
     try {
       await withRetry(() => this.ctx.clients.chat.muteConversation({ conversationId, muted }));
-      const thread = this.ctx.store().thread(conversationId);
-      if (thread) thread.info = { ...thread.info, muted };
+      this.ctx.store().patchConversation(conversationId, { muted });
       this.ctx.touch();
     } catch (err) {
       this.ctx.notify(`${muted ? "Not muted" : "Not unmuted"}: ${errorClause(err)}`);

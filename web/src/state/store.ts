@@ -286,6 +286,12 @@ export class ChatStore {
     if (thread.info.lastMessage?.messageId === message.messageId) thread.info.lastMessage = message;
   }
 
+  /** Changes what the page holds of one conversation's summary (the reader's own change, as the server took it). */
+  patchConversation(conversationId: string, patch: Partial<ConversationInfo>): void {
+    const thread = this.conversations.get(conversationId);
+    if (thread) thread.info = { ...thread.info, ...patch };
+  }
+
   /** The reactions a message has now (the reader's own change, as the server answered it). */
   setReactions(messageId: string, reactions: Reaction[]): void {
     const thread = this.conversations.get(messageId.slice(0, messageId.lastIndexOf("#")));
