@@ -127,13 +127,13 @@ pub async fn conversations(mut session: Session, out: &Output) -> anyhow::Result
                 .as_ref()
                 .map(output::message_line)
                 .unwrap_or_default();
-            let muted = match (c.request, c.muted) {
+            let mark = match (c.request, c.muted) {
                 (true, _) => " (request)",
                 (false, true) => " (muted)",
                 _ => "",
             };
             format!(
-                "{:<40} {:<24} unread {:>3}{muted}  {last}",
+                "{:<40} {:<24} unread {:>3}{mark}  {last}",
                 c.conversation_id, c.title, c.unread
             )
         });
