@@ -444,13 +444,36 @@ async fn rapid_resets_end_the_connection() {
     );
 }
 
-/// SIGSTOP or SIGCONT for a process.
-fn signal(pid: u32, which: &str) {
+/// SIGSTOP or SIGCONT for a process. A STOP returns once every thread of
+/// it has stopped: one thread takes the signal and then stops the others,
+/// and on a busy machine the others run on meanwhile (a router so took up
+/// a request after `kill -STOP` had returned, and CI failed).
+async fn signal(pid: u32, which: &str) {
     let status = std::process::Command::new("kill")
         .args([format!("-{which}"), pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success(), "kill -{which} {pid}");
+    if which == "STOP" {
+        eventually(WAIT, "every thread of the process stopped", || async {
+            all_threads_stopped(pid).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in its stat line).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
 
 /// One gateway (its router calls given up after `router_timeout_ms`) and
@@ -483,11 +506,11 @@ async fn a_request_nobody_waits_for_any_more_is_not_worked() {
     let expired = |text: String| sample(&text, "switchboard_router_requests_expired_total");
     assert_eq!(expired(scrape(port).await), Some(0.0));
 
-    signal(router, "STOP");
+    signal(router, "STOP").await;
     let refused = alice
         .send(To::UserId("bob".into()), "while frozen", "frozen-1")
         .await;
-    signal(router, "CONT");
+    signal(router, "CONT").await;
     let refused = refused.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     alice.dm(&bob, "after").await;
@@ -559,7 +582,7 @@ async fn the_cli_sends_an_unanswered_message_again_with_its_id() {
     let router = cluster.routers[0].pid().unwrap();
     let gateway = cluster.gateways[0].metrics_port.unwrap();
 
-    signal(router, "STOP");
+    signal(router, "STOP").await;
     let sending = tokio::task::spawn_blocking(move || {
         let sent = sb.json("alice", &["send", "bob", "through", "--id", "retry-1"]);
         (sb, sent)
@@ -574,7 +597,7 @@ async fn the_cli_sends_an_unanswered_message_again_with_its_id() {
             .then_some(())
     })
     .await;
-    signal(router, "CONT");
+    signal(router, "CONT").await;
     let (sb, sent) = sending.await.unwrap();
     assert_eq!(sent[0]["client_msg_id"], "retry-1");
     assert_eq!(sent[0]["seq"], 1);
