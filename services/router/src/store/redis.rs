@@ -1964,12 +1964,7 @@ impl RedisStore {
     /// The other users of whom `fact` holds for `user`, with its value
     /// (when, for a block).
     async fn peers_with(&self, user: &UserId, fact: PeerFact) -> StoreResult<Vec<ContactEntry>> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<(String, i64)> = redis::cmd("HGETALL")
-            .arg(keys::user_peers(user))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let rows = self.numbers_hash(keys::user_peers(user)).await?;
         let mut entries = Vec::new();
         for (field, value) in rows {
             if let Some((found, peer)) = PeerFact::parse_field(&field)
@@ -1985,26 +1980,37 @@ impl RedisStore {
         Ok(entries)
     }
 
-    async fn conversation_set(&self, key: String) -> StoreResult<Vec<ConversationId>> {
+    /// A hash whose values are numbers, as (field, value) pairs.
+    async fn numbers_hash(&self, key: String) -> StoreResult<Vec<(String, i64)>> {
         let mut conn = self.conn().await?;
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
+        redis::cmd("HGETALL")
             .arg(key)
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.unavailable(e))?;
-        ids.iter()
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn set_members(&self, key: String) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn().await?;
+        redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    async fn conversation_set(&self, key: String) -> StoreResult<Vec<ConversationId>> {
+        self.set_members(key)
+            .await?
+            .iter()
             .map(|id| ConversationId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
             .collect()
     }
 
     async fn contact_hash(&self, key: String) -> StoreResult<Vec<ContactEntry>> {
-        let mut conn = self.conn().await?;
-        let rows: Vec<(String, i64)> = redis::cmd("HGETALL")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        let mut entries = rows
+        let mut entries = self
+            .numbers_hash(key)
+            .await?
             .into_iter()
             .map(|(user, added_at_ms)| {
                 Ok(ContactEntry {
@@ -2018,13 +2024,9 @@ impl RedisStore {
     }
 
     async fn group_set(&self, key: String) -> StoreResult<Vec<GroupId>> {
-        let mut conn = self.conn().await?;
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.unavailable(e))?;
-        let mut groups = ids
+        let mut groups = self
+            .set_members(key)
+            .await?
             .iter()
             .map(|id| GroupId::parse(id).map_err(|e| StoreError::Corrupt(e.0)))
             .collect::<StoreResult<Vec<_>>>()?;
