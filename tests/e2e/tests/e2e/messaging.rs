@@ -803,8 +803,8 @@ async fn mute(user: &User, conversation: &str, muted: bool) -> Result<(), tonic:
         .map(|_| ())
 }
 
-/// Whether `user`'s conversation list shows `conversation` muted.
-async fn listed_muted(user: &User, conversation: &str) -> bool {
+/// `conversation` as `user`'s conversation list shows it.
+async fn listed(user: &User, conversation: &str) -> pb::Conversation {
     user.chat()
         .list_conversations(pb::ListConversationsRequest {})
         .await
@@ -814,7 +814,11 @@ async fn listed_muted(user: &User, conversation: &str) -> bool {
         .into_iter()
         .find(|c| c.conversation_id == conversation)
         .unwrap_or_else(|| panic!("{} does not list {conversation}", user.id))
-        .muted
+}
+
+/// Whether `user`'s conversation list shows `conversation` muted.
+async fn listed_muted(user: &User, conversation: &str) -> bool {
+    listed(user, conversation).await.muted
 }
 
 both_modes!(
@@ -897,16 +901,7 @@ async fn mute_conversations(cluster: Cluster) {
 
 /// Whether `user`'s list shows `conversation` as a message request.
 async fn listed_request(user: &User, conversation: &str) -> bool {
-    user.chat()
-        .list_conversations(pb::ListConversationsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .conversations
-        .into_iter()
-        .find(|c| c.conversation_id == conversation)
-        .unwrap_or_else(|| panic!("{} does not list {conversation}", user.id))
-        .request
+    listed(user, conversation).await.request
 }
 
 both_modes!(
