@@ -199,6 +199,21 @@ pub enum Command {
         /// The message id (`<conversation>#<seq>`).
         message_id: String,
     },
+    /// Search your history by words (each matches a word's start), newest first.
+    Search {
+        /// The words to find; a message must have all of them.
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+        /// Only this conversation (a conversation id, a user id, or a group id).
+        #[arg(long = "in")]
+        conversation: Option<String>,
+        /// Hits per page.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Go on from an earlier search's next page token.
+        #[arg(long)]
+        page: Option<String>,
+    },
     /// Read cursors of everyone in a conversation.
     Receipts {
         /// A conversation id, a user id, or a group id.

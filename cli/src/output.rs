@@ -158,6 +158,35 @@ pub fn message_line(m: &pb::Message) -> String {
     }
 }
 
+/// A search hit: the message, and its text in pieces saying what matched.
+pub fn search_hit(m: &pb::Message, pieces: &[pb::TextPiece]) -> Value {
+    let mut value = message(m);
+    value["pieces"] = pieces
+        .iter()
+        .map(|p| json!({"text": p.text, "matched": p.matched}))
+        .collect();
+    value
+}
+
+/// A search hit as a line, with what matched in `*stars*`.
+pub fn search_line(m: &pb::Message, pieces: &[pb::TextPiece]) -> String {
+    let text: String = pieces
+        .iter()
+        .map(|p| {
+            if p.matched {
+                format!("*{}*", p.text)
+            } else {
+                p.text.clone()
+            }
+        })
+        .collect();
+    message_line(&pb::Message {
+        text,
+        reactions: Vec::new(),
+        ..m.clone()
+    })
+}
+
 pub fn conversation(c: &pb::Conversation) -> Value {
     json!({
         "conversation_id": c.conversation_id,

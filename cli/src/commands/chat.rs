@@ -306,6 +306,46 @@ pub async fn reactions(mut session: Session, message_id: &str, out: &Output) -> 
     Ok(())
 }
 
+/// What `sb search` asks.
+pub struct Search {
+    pub query: String,
+    pub conversation: Option<String>,
+    pub limit: u32,
+    pub page: String,
+}
+
+pub async fn search(mut session: Session, search: Search, out: &Output) -> anyhow::Result<()> {
+    let conversation_id = search
+        .conversation
+        .as_deref()
+        .map(|c| session.conversation(c))
+        .unwrap_or_default();
+    let response = session
+        .clients
+        .chat
+        .search(pb::SearchRequest {
+            query: search.query,
+            conversation_id,
+            limit: search.limit,
+            page_token: search.page,
+        })
+        .await?
+        .into_inner();
+    for hit in &response.hits {
+        if let Some(message) = &hit.message {
+            out.print(output::search_hit(message, &hit.pieces), || {
+                output::search_line(message, &hit.pieces)
+            });
+        }
+    }
+    if !response.next_page_token.is_empty() {
+        out.print(json!({"next_page_token": response.next_page_token}), || {
+            format!("-- more: --page {}", response.next_page_token)
+        });
+    }
+    Ok(())
+}
+
 pub async fn receipts(
     mut session: Session,
     conversation: &str,

@@ -166,6 +166,20 @@ pub async fn run(args: Args, out: &Output) -> anyhow::Result<()> {
         Command::Reactions { message_id } => {
             chat::reactions(Session::open(&args).await?, message_id, out).await
         }
+        Command::Search {
+            words,
+            conversation,
+            limit,
+            page,
+        } => {
+            let search = chat::Search {
+                query: words.join(" "),
+                conversation: conversation.clone(),
+                limit: *limit,
+                page: page.clone().unwrap_or_default(),
+            };
+            chat::search(Session::open(&args).await?, search, out).await
+        }
         Command::Receipts { conversation } => {
             chat::receipts(Session::open(&args).await?, conversation, out).await
         }

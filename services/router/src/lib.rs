@@ -34,6 +34,7 @@ pub mod quotes;
 pub mod reactions;
 pub mod remembered;
 pub mod routing;
+pub mod search;
 pub mod service;
 pub mod sessions;
 pub mod store;

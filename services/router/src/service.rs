@@ -228,6 +228,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::ListReactions(_) => "list_reactions",
         Op::MuteConversation(_) => "mute_conversation",
         Op::AcceptConversation(_) => "accept_conversation",
+        Op::Search(_) => "search",
         Op::UpdateProfile(_) => "update_profile",
         Op::FindPeople(_) => "find_people",
         Op::BlockUser(_) => "block_user",
@@ -329,6 +330,7 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::AcceptConversation(r) => {
             Reply::AcceptConversation(router.accept_conversation(caller, r).await?)
         }
+        Op::Search(r) => Reply::Search(router.search(caller, r).await?),
         Op::MuteConversation(r) => {
             Reply::MuteConversation(router.mute_conversation(caller, r).await?)
         }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use switchboard_proto::pb::{self, system_event::Kind};
+use switchboard_router::search::{Query, SearchPosition, SearchScope};
 use switchboard_router::store::embedded::EmbeddedStore;
 use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory};
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
@@ -458,6 +459,159 @@ async fn a_senders_messages_are_erased_to_tombstones_and_others_stay() {
             .await
             .unwrap();
         assert_eq!(next.single().unwrap().seq, 4);
+    })
+    .await;
+}
+
+/// What a search answers, as `<conversation>#<seq> <text>`.
+async fn searched(
+    store: &dyn Store,
+    scopes: &[SearchScope],
+    query: &str,
+    after: Option<&SearchPosition>,
+    limit: usize,
+) -> Vec<String> {
+    let words = Query::parse(query).unwrap().words;
+    store
+        .search(scopes, &words, after, limit)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {}", m.message_id, m.text))
+        .collect()
+}
+
+#[tokio::test]
+async fn search_finds_word_starts_newest_first_within_what_may_be_read() {
+    on_each_store(|store| async move {
+        let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+        let dm = ConversationId::direct(alice.clone(), bob.clone());
+        let other = ConversationId::direct(bob.clone(), carol.clone());
+        let at = |conv: &ConversationId, who: &UserId, body: &str, now: i64| AppendBatch {
+            idempotency: None,
+            items: vec![text(conv, who, body, now)],
+            now_ms: now,
+            timeline: None,
+            memo: String::new(),
+        };
+        for (conv, who, body, now) in [
+            (&dm, &alice, "Meeting at noon?", 1_000),
+            (&dm, &bob, "yes, the meeting room upstairs", 2_000),
+            (&other, &carol, "meet me, not alice", 3_000),
+            (&dm, &alice, "no: greeted", 4_000),
+            (&dm, &bob, "MEET in Zürich then", 5_000),
+        ] {
+            store.append(at(conv, who, body, now)).await.unwrap();
+        }
+        let all = |conv: &ConversationId| SearchScope {
+            conversation: conv.clone(),
+            from: 1,
+            to: None,
+        };
+        let mine = [all(&dm)];
+        let d = dm.to_string();
+        assert_eq!(
+            searched(&*store, &mine, "meet", None, 10).await,
+            [
+                format!("{d}#4 MEET in Zürich then"),
+                format!("{d}#2 yes, the meeting room upstairs"),
+                format!("{d}#1 Meeting at noon?"),
+            ],
+            "word starts only, case aside, newest first, only the scope's conversations"
+        );
+        assert_eq!(
+            searched(&*store, &mine, "zur meet", None, 10).await,
+            Vec::<String>::new(),
+            "ü is no u"
+        );
+        assert_eq!(
+            searched(&*store, &mine, "zür MEE", None, 10).await,
+            [format!("{d}#4 MEET in Zürich then")],
+            "every word must be there"
+        );
+        // A range of seqs (a group read from a join, or up to a leaving).
+        let window = [SearchScope {
+            conversation: dm.clone(),
+            from: 2,
+            to: Some(3),
+        }];
+        assert_eq!(
+            searched(&*store, &window, "meet", None, 10).await,
+            [format!("{d}#2 yes, the meeting room upstairs")]
+        );
+        // Pages: each goes on after the last hit of the one before, across
+        // conversations.
+        let both = [all(&dm), all(&other)];
+        let first = store
+            .search(&both, &["meet".to_owned()], None, 2)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        let last = SearchPosition::of(&first[1]);
+        let o = other.to_string();
+        assert_eq!(last.conversation, o);
+        assert_eq!(
+            searched(&*store, &both, "meet", Some(&last), 2).await,
+            [
+                format!("{d}#2 yes, the meeting room upstairs"),
+                format!("{d}#1 Meeting at noon?"),
+            ]
+        );
+        // An edit is found by its new words only; a deleted message not at all.
+        store
+            .amend_message(
+                &dm,
+                2,
+                &Amendment::Edit {
+                    text: "yes, upstairs".into(),
+                    at_ms: 6_000,
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .amend_message(&dm, 1, &Amendment::Erase)
+            .await
+            .unwrap();
+        assert_eq!(
+            searched(&*store, &mine, "meet", None, 10).await,
+            [format!("{d}#4 MEET in Zürich then")]
+        );
+        assert_eq!(
+            searched(&*store, &mine, "upstairs", None, 10).await,
+            [format!("{d}#2 yes, upstairs")]
+        );
+        // A sender's erased messages, and an erased conversation, are gone.
+        store.erase_sent(&dm, &bob).await.unwrap();
+        assert_eq!(
+            searched(&*store, &mine, "upstairs", None, 10).await,
+            Vec::<String>::new()
+        );
+        store.erase_conversation(&other).await.unwrap();
+        assert_eq!(
+            searched(&*store, &both, "meet", None, 10).await,
+            Vec::<String>::new()
+        );
+        // System messages are not searched.
+        let (_, conv) = open_group(&*store, &alice, "Standup").await;
+        let mut note = text(&conv, &alice, "alice renamed the meeting", 7_000);
+        note.message.system = Some(pb::SystemEvent {
+            kind: Kind::GroupUpdated as i32,
+            ..Default::default()
+        });
+        store
+            .append(AppendBatch {
+                idempotency: None,
+                items: vec![note, text(&conv, &alice, "meeting notes", 7_000)],
+                now_ms: 7_000,
+                timeline: None,
+                memo: String::new(),
+            })
+            .await
+            .unwrap();
+        let hits = searched(&*store, &[all(&conv)], "meeting", None, 10).await;
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert!(hits[0].ends_with(" meeting notes"), "{hits:?}");
     })
     .await;
 }

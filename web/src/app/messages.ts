@@ -7,7 +7,7 @@ import { describeError, errorClause } from "../api/errors";
 import { withRetry } from "../api/retry";
 import { newClientMsgId } from "../api/session";
 import { seqOf } from "../state/messages";
-import type { Quote } from "../state/model";
+import type { Quote, SearchHit } from "../state/model";
 import type { AppContext } from "./context";
 
 const HISTORY_PAGE = 40;
@@ -38,6 +38,20 @@ export class Messages {
       this.ctx.touch();
     } catch (err) {
       this.ctx.notify(`Could not load the conversation: ${errorClause(err)}`);
+    }
+  }
+
+  /** One page of a search of the reader's history (`pageToken` from the page before). */
+  async search(query: string, pageToken = ""): Promise<{ hits: SearchHit[]; next: string } | undefined> {
+    try {
+      const page = await withRetry(() => this.ctx.clients.chat.search({ query, pageToken, limit: 20 }));
+      const hits = page.hits.flatMap((hit) =>
+        hit.message ? [{ message: chatMessage(hit.message), pieces: hit.pieces.map((p) => ({ text: p.text, matched: p.matched })) }] : [],
+      );
+      return { hits, next: page.nextPageToken };
+    } catch (err) {
+      this.ctx.notify(`Could not search: ${errorClause(err)}`);
+      return undefined;
     }
   }
 

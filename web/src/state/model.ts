@@ -63,6 +63,12 @@ export interface Reaction {
   mine: boolean;
 }
 
+/** One message a search found, its text in pieces that say what matched. */
+export interface SearchHit {
+  message: ChatMessage;
+  pieces: { text: string; matched: boolean }[];
+}
+
 /** A conversation's summary, as ListConversations and ConversationChanged give it. */
 export interface ConversationInfo {
   id: string;

@@ -7,7 +7,7 @@ import type { ChatStore } from "./store";
 import { topicSummary } from "./topics";
 
 /** Where an entry leads: one conversation, or the owner's window of a topic. */
-export type Place = { kind: "conversation"; id: string } | { kind: "topic"; id: string };
+export type Place = { kind: "conversation"; id: string; seq?: number } | { kind: "topic"; id: string };
 
 export interface SidebarEntry {
   key: string;

@@ -15,10 +15,12 @@ import { MessageList } from "./MessageList";
 interface Props {
   controller: Controller;
   conversationId: string;
+  /** A message to bring into view once loaded (a search hit). */
+  focusSeq?: number;
   onBack: () => void;
 }
 
-export function ConversationView({ controller, conversationId, onBack }: Props) {
+export function ConversationView({ controller, conversationId, focusSeq, onBack }: Props) {
   const store = controller.store!;
   const thread = store.thread(conversationId);
   const [draft, setDraft] = useState("");
@@ -137,6 +139,7 @@ export function ConversationView({ controller, conversationId, onBack }: Props) 
             loaded={thread.loaded}
             hasMore={thread.hasMoreBefore}
             onLoadOlder={() => controller.messages.older(conversationId)}
+            focusSeq={focusSeq}
             showSenders={isGroup}
             annotate={(message) => (message.seq === lastOwnSeq(thread, store.me) ? <ReadLine thread={thread} seq={message.seq} me={store.me} group={isGroup} /> : null)}
             onRetry={(id) => controller.messages.retry(id)}

@@ -3,12 +3,20 @@
 import { useEffect, useState } from "preact/hooks";
 
 import type { BindingAnswer, Controller } from "../app/controller";
-import type { GroupHistory, GroupPolicy } from "../state/model";
+import type { ChatMessage, GroupHistory, GroupPolicy, SearchHit } from "../state/model";
 import type { Place } from "../state/sidebar";
-import { parseIds } from "./format";
+import { parseIds, shortTime } from "./format";
 import { Modal } from "./Modal";
 
-export type DialogKind = "new-chat" | "new-group" | "join-group" | "new-topic" | "contacts" | "profile" | undefined;
+export type DialogKind =
+  | "new-chat"
+  | "new-group"
+  | "join-group"
+  | "new-topic"
+  | "contacts"
+  | "profile"
+  | "search"
+  | undefined;
 
 interface Props {
   controller: Controller;
@@ -35,6 +43,8 @@ export function Dialogs({ controller, dialog, onClose, onOpen }: Props) {
       return <Contacts controller={controller} onClose={onClose} onDone={done} />;
     case "profile":
       return <Profile controller={controller} onClose={onClose} onDone={done} />;
+    case "search":
+      return <SearchMessages controller={controller} onClose={onClose} onDone={done} />;
     default:
       return null;
   }
@@ -44,6 +54,79 @@ interface DialogProps {
   controller: Controller;
   onClose: () => void;
   onDone: (place?: Place) => void;
+}
+
+/** Searches the reader's history; a hit opens its conversation at the message. */
+function SearchMessages({ controller, onClose, onDone }: DialogProps) {
+  const [query, setQuery] = useState("");
+  const [hits, setHits] = useState<SearchHit[] | undefined>(undefined);
+  const [next, setNext] = useState("");
+  const [busy, setBusy] = useState(false);
+  const store = controller.store!;
+
+  async function run(more: boolean) {
+    setBusy(true);
+    const page = await controller.messages.search(query.trim(), more ? next : "");
+    setBusy(false);
+    if (!page) return;
+    setHits(more ? [...(hits ?? []), ...page.hits] : page.hits);
+    setNext(page.next);
+  }
+
+  function placeOf(message: ChatMessage): Place {
+    // A topic's owner reads its threads in the topic's window.
+    if (message.topic && message.topic.ownerId === store.me) return { kind: "topic", id: message.topic.topicId };
+    return { kind: "conversation", id: message.conversationId, seq: message.seq };
+  }
+
+  return (
+    <Modal title="Search messages" onClose={onClose}>
+      <form
+        role="search"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run(false);
+        }}
+      >
+        <label class="field">
+          <span>Words</span>
+          <input type="search" value={query} autocapitalize="none" onInput={(e) => setQuery(e.currentTarget.value)} />
+        </label>
+        <p class="hint">Finds messages with every word, each as the start of a word, newest first.</p>
+        <div class="modal-actions">
+          <button type="button" onClick={onClose}>
+            Close
+          </button>
+          <button class="primary" type="submit" disabled={busy || !query.trim()}>
+            Search
+          </button>
+        </div>
+      </form>
+      {hits && hits.length === 0 && <p class="hint">No messages found.</p>}
+      {hits && hits.length > 0 && (
+        <ul class="search-hits" aria-label="Search results">
+          {hits.map((hit) => (
+            <li key={hit.message.messageId}>
+              <button type="button" class="search-hit" onClick={() => onDone(placeOf(hit.message))}>
+                <span class="hit-where">
+                  {store.thread(hit.message.conversationId)?.info.title || hit.message.conversationId} ·{" "}
+                  {hit.message.sender} · {shortTime(hit.message.sentAtMs)}
+                </span>
+                <span class="hit-text">
+                  {hit.pieces.map((piece, i) => (piece.matched ? <mark key={i}>{piece.text}</mark> : piece.text))}
+                </span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {next && (
+        <button type="button" class="link" disabled={busy} onClick={() => void run(true)}>
+          More results
+        </button>
+      )}
+    </Modal>
+  );
 }
 
 function Profile({ controller, onClose, onDone }: DialogProps) {

@@ -2,7 +2,7 @@
 // new messages keep the view at the bottom unless the reader scrolled away.
 
 import type { ComponentChildren } from "preact";
-import { useLayoutEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 
 import type { ChatMessage } from "../state/model";
 import { seqOf, shownText, startsBlock } from "../state/messages";
@@ -17,6 +17,8 @@ interface Props {
   loaded: boolean;
   hasMore: boolean;
   onLoadOlder?: () => Promise<void>;
+  /** A message to bring into view once the list is loaded. */
+  focusSeq?: number;
   /** Show sender names (groups). */
   showSenders?: boolean;
   /** Under a message (topic copy status). */
@@ -66,6 +68,10 @@ export function MessageList(props: Props) {
       el.scrollTop = el.scrollHeight;
     }
   }, [first, last, pendingCount, props.loaded]);
+
+  useEffect(() => {
+    if (props.loaded && props.focusSeq) void jumpTo(props.focusSeq);
+  }, [props.loaded, props.focusSeq]);
 
   async function loadOlder() {
     const el = box.current;

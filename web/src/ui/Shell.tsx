@@ -53,7 +53,13 @@ export function Shell({ controller }: { controller: Controller }) {
       <Sidebar controller={controller} place={showing} onOpen={(p) => open(p)} onDialog={setDialog} />
       <main class="main" aria-label="Conversation">
         {showing?.kind === "conversation" && (
-          <ConversationView key={showing.id} controller={controller} conversationId={showing.id} onBack={() => open(undefined)} />
+          <ConversationView
+            key={showing.id}
+            controller={controller}
+            conversationId={showing.id}
+            focusSeq={showing.seq}
+            onBack={() => open(undefined)}
+          />
         )}
         {showing?.kind === "topic" && (
           <TopicWindow key={showing.id} controller={controller} topicId={showing.id} onBack={() => open(undefined)} />

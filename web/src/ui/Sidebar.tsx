@@ -63,6 +63,7 @@ export function Sidebar({ controller, place, onOpen, onDialog }: Props) {
         <button type="button" onClick={() => onDialog("new-group")}>New group</button>
         <button type="button" onClick={() => onDialog("join-group")}>Join group</button>
         <button type="button" onClick={() => onDialog("new-topic")}>New topic</button>
+        <button type="button" onClick={() => onDialog("search")}>Search</button>
         <button type="button" onClick={() => onDialog("contacts")}>
           Contacts{store.contactRequests.length > 0 && <span class="badge">{store.contactRequests.length}</span>}
         </button>

@@ -577,3 +577,44 @@ test("a stranger's message waits under Message requests, uncounted, until accept
   await nia.page.reload();
   await expect(nia.sidebar.getByRole("region", { name: "Chats" }).getByRole("button", { name: /Oto/ })).toBeVisible();
 });
+
+test("search finds a message by its words' starts, marks them, and opens the conversation at it", async ({ browser, cluster, people }) => {
+  const bea = await Person.register(browser, cluster, "bea", 0);
+  const dot = await Person.register(browser, cluster, "dot", 1);
+  people.push(bea, dot);
+  await bea.createGroup("Archive", ["dot"]);
+  await dot.acceptInvitation("Archive");
+  await bea.send("the Invoice number is 4411");
+  // Enough after it that it is not on the first page the conversation loads.
+  for (let i = 1; i <= 42; i++) await bea.send(`later note ${i}`);
+  await expect(dot.messageWithText("later note 42")).toBeVisible();
+  // Loaded afresh, the page holds the latest page only.
+  await dot.page.reload();
+  await dot.open("Archive");
+  await expect(dot.messageWithText("later note 42")).toBeVisible();
+  await expect(dot.messageWithText("the Invoice number is 4411")).toHaveCount(0);
+
+  const dialog = await dot.dialog("Search");
+  await dialog.getByLabel("Words").fill("invo 44");
+  await dialog.getByRole("button", { name: "Search", exact: true }).click();
+  const hits = dialog.getByRole("list", { name: "Search results" }).getByRole("button");
+  await expect(hits).toHaveCount(1);
+  await expect(hits.locator(".hit-text")).toHaveText("the Invoice number is 4411");
+  await expect(hits.locator("mark")).toHaveText(["Invoice", "4411"]);
+  await hits.click();
+  await expect(dialog).toBeHidden();
+  await expect(dot.messageWithText("the Invoice number is 4411")).toBeInViewport();
+
+  // Words nobody wrote find nothing; a page of hits goes on with "More results".
+  const again = await dot.dialog("Search");
+  await again.getByLabel("Words").fill("invoice receipt");
+  await again.getByRole("button", { name: "Search", exact: true }).click();
+  await expect(again.getByText("No messages found.")).toBeVisible();
+  await again.getByLabel("Words").fill("later");
+  await again.getByRole("button", { name: "Search", exact: true }).click();
+  const later = again.getByRole("list", { name: "Search results" }).getByRole("button");
+  await expect(later).toHaveCount(20);
+  await expect(later.first().locator(".hit-text")).toHaveText("later note 42");
+  await again.getByRole("button", { name: "More results" }).click();
+  await expect(later).toHaveCount(40);
+});

@@ -382,6 +382,13 @@ impl ChatService for Api {
         forward!(self, request, AcceptConversation)
     }
 
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        forward!(self, request, Search)
+    }
+
     async fn mute_conversation(
         &self,
         request: Request<pb::MuteConversationRequest>,

@@ -9,6 +9,7 @@
 //! that carries it while a connection to deliver to still exists; after a
 //! crash clients reconnect and the replay from their cursors covers it.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ use super::{
     parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 
+use crate::search::{Query, SearchPosition, SearchScope, indexed_words};
+
 type Pair = (&'static str, &'static str);
 
 const HASHES: TableDefinition<'static, Pair, &'static [u8]> = TableDefinition::new("hashes");
@@ -39,6 +42,11 @@ const STRINGS: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("strings");
 const LOGS: TableDefinition<'static, (&'static str, u64), &'static [u8]> =
     TableDefinition::new("logs");
+/// The search index: (word, conversation, seq) → when the message was sent.
+/// Kept by [`Write::put_message`] and [`Write::remove_message`], the only
+/// writers of messages.
+const WORDS: TableDefinition<'static, (&'static str, &'static str, u64), i64> =
+    TableDefinition::new("words");
 
 fn failed(err: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {err}"))
@@ -196,9 +204,59 @@ struct Write<'t> {
     zsets: redb::Table<'t, Pair, i64>,
     strings: redb::Table<'t, &'static str, &'static [u8]>,
     logs: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    words: redb::Table<'t, (&'static str, &'static str, u64), i64>,
 }
 
 impl Write<'_> {
+    /// Stores message `seq` of `conv` (new or rewritten) and indexes its
+    /// words in place of the old body's.
+    fn put_message(&mut self, conv: &ConversationId, seq: u64, body: &[u8]) -> StoreResult<()> {
+        let key = keys::conversation_log(conv);
+        let old = self
+            .logs
+            .insert((key.as_str(), seq), body)
+            .map_err(failed)?
+            .map(|old| old.value().to_vec());
+        if let Some(old) = old {
+            self.index(conv, seq, &old, false)?;
+        }
+        self.index(conv, seq, body, true)
+    }
+
+    fn remove_message(&mut self, conv: &ConversationId, seq: u64) -> StoreResult<()> {
+        let key = keys::conversation_log(conv);
+        let old = self
+            .logs
+            .remove((key.as_str(), seq))
+            .map_err(failed)?
+            .map(|old| old.value().to_vec());
+        match old {
+            Some(old) => self.index(conv, seq, &old, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds (or takes out) the postings of a stored body's words.
+    fn index(
+        &mut self,
+        conv: &ConversationId,
+        seq: u64,
+        body: &[u8],
+        add: bool,
+    ) -> StoreResult<()> {
+        let message = decode_message(conv, seq, body)?;
+        let name = conv.to_string();
+        for word in indexed_words(&message) {
+            let key = (word.as_str(), name.as_str(), seq);
+            if add {
+                self.words.insert(key, message.sent_at_ms).map_err(failed)?;
+            } else {
+                self.words.remove(key).map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
     fn hset(&mut self, key: &str, field: &str, value: &[u8]) -> StoreResult<()> {
         self.hashes.insert((key, field), value).map_err(failed)?;
         Ok(())
@@ -289,13 +347,7 @@ impl Write<'_> {
     fn write_item(&mut self, item: &NewMessage, now_ms: i64) -> StoreResult<Appended> {
         let conv = &item.conversation;
         let seq = self.incr(&keys::conversation_seq(conv))?;
-        let log_key = keys::conversation_log(conv);
-        self.logs
-            .insert(
-                (log_key.as_str(), seq),
-                encode_message(&item.message).as_slice(),
-            )
-            .map_err(failed)?;
+        self.put_message(conv, seq, &encode_message(&item.message))?;
         if let Some(reader) = &item.read_by {
             let reads = keys::conversation_reads(conv);
             if seq > self.hget_u64(&reads, reader.as_str())? {
@@ -351,6 +403,7 @@ impl EmbeddedStore {
         txn.open_table(ZSETS).map_err(failed)?;
         txn.open_table(STRINGS).map_err(failed)?;
         txn.open_table(LOGS).map_err(failed)?;
+        txn.open_table(WORDS).map_err(failed)?;
         let epoch = {
             let mut strings = txn.open_table(STRINGS).map_err(failed)?;
             let key = keys::epoch();
@@ -393,6 +446,7 @@ impl EmbeddedStore {
                     zsets: txn.open_table(ZSETS).map_err(failed)?,
                     strings: txn.open_table(STRINGS).map_err(failed)?,
                     logs: txn.open_table(LOGS).map_err(failed)?,
+                    words: txn.open_table(WORDS).map_err(failed)?,
                 };
                 f(&mut w)
             };
@@ -817,7 +871,6 @@ impl Store for EmbeddedStore {
     async fn erase_sent(&self, conv: &ConversationId, sender: &UserId) -> StoreResult<u64> {
         let (conv, sender) = (conv.clone(), sender.clone());
         self.write(move |w| {
-            let key = keys::conversation_log(&conv);
             let mut tombstones = Vec::new();
             for (seq, body) in log_range(&w.logs, &conv, 0, u64::MAX)? {
                 if let Some(tombstone) =
@@ -827,9 +880,7 @@ impl Store for EmbeddedStore {
                 }
             }
             for (seq, tombstone) in &tombstones {
-                w.logs
-                    .insert((key.as_str(), *seq), tombstone.as_slice())
-                    .map_err(failed)?;
+                w.put_message(&conv, *seq, tombstone)?;
             }
             Ok(tombstones.len() as u64)
         })
@@ -850,10 +901,7 @@ impl Store for EmbeddedStore {
             let Some(changed) = amended(&conv, seq, &body, &amendment, None)? else {
                 return Ok(false);
             };
-            let key = keys::conversation_log(&conv);
-            w.logs
-                .insert((key.as_str(), seq), changed.as_slice())
-                .map_err(failed)?;
+            w.put_message(&conv, seq, &changed)?;
             Ok(true)
         })
         .await
@@ -862,13 +910,12 @@ impl Store for EmbeddedStore {
     async fn erase_conversation(&self, conv: &ConversationId) -> StoreResult<u64> {
         let conv = conv.clone();
         self.write(move |w| {
-            let key = keys::conversation_log(&conv);
             let seqs: Vec<u64> = log_range(&w.logs, &conv, 0, u64::MAX)?
                 .into_iter()
                 .map(|(seq, _)| seq)
                 .collect();
             for seq in &seqs {
-                w.logs.remove((key.as_str(), *seq)).map_err(failed)?;
+                w.remove_message(&conv, *seq)?;
             }
             let reactions = keys::conversation_reactions(&conv);
             for (member, _) in reactions_of(&w.zsets, &reactions, None)? {
@@ -1564,6 +1611,68 @@ impl Store for EmbeddedStore {
                 .skip(skip)
                 .map(|(seq, bytes)| decode_message(&conv, seq, &bytes))
                 .collect()
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        scopes: &[SearchScope],
+        words: &[String],
+        after: Option<&SearchPosition>,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>> {
+        let scopes: HashMap<String, SearchScope> = scopes
+            .iter()
+            .map(|s| (s.conversation.to_string(), s.clone()))
+            .collect();
+        let words = words.to_vec();
+        let after = after.cloned();
+        self.read(move |txn| {
+            let index = txn.open_table(WORDS).map_err(failed)?;
+            let logs = txn.open_table(LOGS).map_err(failed)?;
+            // The postings of the longest word (the fewest, as a rule),
+            // newest first; each candidate is then read and must have
+            // every word.
+            let Some(longest) = words.iter().max_by_key(|w| w.len()) else {
+                return Ok(Vec::new());
+            };
+            let mut candidates = Vec::new();
+            for entry in index.range((longest.as_str(), "", 0)..).map_err(failed)? {
+                let (key, sent_at) = entry.map_err(failed)?;
+                let (word, conv, seq) = key.value();
+                if !word.starts_with(longest.as_str()) {
+                    break;
+                }
+                let position = SearchPosition {
+                    sent_at_ms: sent_at.value(),
+                    conversation: conv.to_owned(),
+                    seq,
+                };
+                let in_scope = scopes.get(conv).is_some_and(|s| s.holds(seq));
+                if in_scope && after.as_ref().is_none_or(|after| &position < after) {
+                    candidates.push(position);
+                }
+            }
+            candidates.sort_by(|a, b| b.cmp(a));
+            candidates.dedup();
+            let query = Query { words };
+            let mut found = Vec::new();
+            for position in candidates {
+                let conv = &scopes[&position.conversation].conversation;
+                let Some((seq, body)) = log_range(&logs, conv, position.seq, position.seq)?.pop()
+                else {
+                    continue;
+                };
+                let message = decode_message(conv, seq, &body)?;
+                if query.found_in(&indexed_words(&message)) {
+                    found.push(message);
+                    if found.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(found)
         })
         .await
     }

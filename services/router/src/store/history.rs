@@ -28,6 +28,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::{Reacted, StoreError, StoreResult, StoredReaction};
+use crate::search::{SearchPosition, SearchScope, indexed_words_of_body, search_bound};
 
 /// The schema this code reads and writes; a database with another refuses
 /// to be used.
@@ -35,7 +36,8 @@ pub const SCHEMA_VERSION: i32 = 1;
 const SCHEMA: &str = include_str!("sql/history.sql");
 
 /// Set on every connection of the history store (see [`PgHistory::connect`]).
-const SESSION_OPTIONS: &str = "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
+const SESSION_OPTIONS: &str =
+    "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan -c jit=off";
 
 /// Serialises schema creation between routers starting together.
 const SCHEMA_LOCK: i64 = 0x5357_4254_4348_0001;
@@ -138,7 +140,10 @@ impl PgHistory {
         // Planning the append each time costs ~0.5 ms, so plans are made once
         // per connection (generic); a plan made while a table was nearly
         // empty would then scan or hash the whole table for ever after, so
-        // sequential scans are off. Added to whatever the address asks for.
+        // sequential scans are off. That makes plans look dear, and JIT
+        // compiles any plan that looks dear: 30-200 ms of compiling for a
+        // search that runs in 10 (measured, docs/STORAGE.md "Search"), so JIT
+        // is off. Added to whatever the address asks for.
         let options = [config.get_options().unwrap_or_default(), SESSION_OPTIONS]
             .join(" ")
             .trim()
@@ -267,6 +272,7 @@ impl PgHistory {
             .map(|&i| batch[i].retry_key.as_deref())
             .collect();
         let bodies: Vec<&[u8]> = sent.iter().map(|&i| batch[i].body.as_ref()).collect();
+        let words: Vec<Option<String>> = sent.iter().map(|&i| ts_words(&batch[i].body)).collect();
         let fences: Vec<Option<i64>> = sent
             .iter()
             .map(|&i| batch[i].fence.map(|f| f as i64))
@@ -278,7 +284,7 @@ impl PgHistory {
         let rows = client
             .query(
                 &statement,
-                &[&shards, &convs, &times, &keys, &bodies, &fences],
+                &[&shards, &convs, &times, &keys, &bodies, &fences, &words],
             )
             .await
             .map_err(attempt_error)?;
@@ -518,6 +524,7 @@ impl PgHistory {
             let page = self.page(conversation, PAGE_AFTER, after, limit).await?;
             let mut seqs = Vec::new();
             let mut bodies = Vec::new();
+            let mut words = Vec::new();
             // Seqs may have holes (a removed conversation): past `until`
             // is not this call's.
             let page: Vec<_> = page
@@ -527,6 +534,7 @@ impl PgHistory {
             for message in &page {
                 if let Some(body) = rewrite(message.seq, &message.body)? {
                     seqs.push(message.seq as i64);
+                    words.push(ts_words(&body));
                     bodies.push(body);
                 }
             }
@@ -534,10 +542,10 @@ impl PgHistory {
                 let client = self.client().await?;
                 let changed = client
                     .execute(
-                        "UPDATE messages m SET body = k.body
-                         FROM UNNEST($3::bigint[], $4::bytea[]) AS k(seq, body)
+                        "UPDATE messages m SET body = k.body, words = k.words::tsvector
+                         FROM UNNEST($3::bigint[], $4::bytea[], $5::text[]) AS k(seq, body, words)
                          WHERE m.shard_key = $1 AND m.conversation = $2 AND m.seq = k.seq",
-                        &[&shard, &conv, &seqs, &bodies],
+                        &[&shard, &conv, &seqs, &bodies, &words],
                     )
                     .await
                     .map_err(failed)?;
@@ -548,6 +556,141 @@ impl PgHistory {
                 _ => return Ok(rewritten),
             }
         }
+    }
+
+    /// Messages of `scopes` (each a conversation and the seqs of it to
+    /// look at) with every one of `words` as a word's start, newest first
+    /// ([`SearchPosition`] order), after `after`; at most `limit`.
+    ///
+    /// Each conversation answers its newest `limit` matches, and those are
+    /// merged. Small conversations go together in one statement through
+    /// the words index (`messages_words`: its postings of the conversation
+    /// and of each word intersected, then the matches sorted). In a large
+    /// one a common word can match tens of thousands of messages, all of
+    /// which that way would be read to sort them, so each large one is
+    /// asked alone, planned for its own words: the planner then walks its
+    /// newest messages (`messages_recent`) until it has enough for a
+    /// common word, and takes the words index for a rare one.
+    pub async fn search(
+        &self,
+        scopes: &[SearchScope],
+        words: &[String],
+        after: Option<&SearchPosition>,
+        limit: usize,
+    ) -> StoreResult<Vec<(ConversationId, StoredMessage)>> {
+        let convs: Vec<ConversationId> = scopes.iter().map(|s| s.conversation.clone()).collect();
+        let heads = self.heads(&convs).await?;
+        let (large, small): (Vec<_>, Vec<_>) = scopes
+            .iter()
+            .zip(heads)
+            .filter(|(_, head)| *head > 0)
+            .partition(|(_, head)| *head > LARGE_CONVERSATION);
+        let query = words
+            .iter()
+            .map(|w| format!("{}:*", ts_lexeme(w)))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        let small: Vec<&SearchScope> = small.into_iter().map(|(s, _)| s).collect();
+        let (mut found, each) = futures::try_join!(
+            self.search_small(&small, &query, after, limit),
+            futures::future::try_join_all(
+                large
+                    .iter()
+                    .map(|(scope, _)| self.search_large(scope, &query, after, limit))
+            ),
+        )?;
+        found.extend(each.into_iter().flatten());
+        let position = |(conv, m): &(ConversationId, StoredMessage)| SearchPosition {
+            sent_at_ms: m.sent_at_ms,
+            conversation: conv.to_string(),
+            seq: m.seq,
+        };
+        found.sort_by_cached_key(|hit| std::cmp::Reverse(position(hit)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn search_small(
+        &self,
+        scopes: &[&SearchScope],
+        query: &str,
+        after: Option<&SearchPosition>,
+        limit: usize,
+    ) -> StoreResult<Vec<(ConversationId, StoredMessage)>> {
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shards: Vec<String> = scopes.iter().map(|s| shard_key(&s.conversation)).collect();
+        let convs: Vec<String> = scopes.iter().map(|s| s.conversation.to_string()).collect();
+        let (from, to) = seq_ranges(scopes);
+        let (below_sent, below_seq): (Vec<i64>, Vec<i64>) =
+            convs.iter().map(|conv| search_bound(after, conv)).unzip();
+        let client = self.client().await?;
+        let statement = client.prepare_cached(SEARCH_SMALL).await.map_err(failed)?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &shards,
+                    &convs,
+                    &from,
+                    &to,
+                    &below_sent,
+                    &below_seq,
+                    &query,
+                    &(limit as i64),
+                ],
+            )
+            .await
+            .map_err(failed)?;
+        rows.iter()
+            .map(|row| {
+                let conversation = ConversationId::parse(row.get::<_, &str>(3))
+                    .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+                Ok((conversation, StoredMessage::from_row(row)))
+            })
+            .collect()
+    }
+
+    async fn search_large(
+        &self,
+        scope: &SearchScope,
+        query: &str,
+        after: Option<&SearchPosition>,
+        limit: usize,
+    ) -> StoreResult<Vec<(ConversationId, StoredMessage)>> {
+        let conv = scope.conversation.to_string();
+        let (below_sent, below_seq) = search_bound(after, &conv);
+        let (from, to) = seq_ranges(&[scope]);
+        let mut client = self.client().await?;
+        // Planned with its values (the session plans generically), so the
+        // planner sees how common the words are and how large this
+        // conversation is.
+        let tx = client.transaction().await.map_err(failed)?;
+        tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await
+            .map_err(failed)?;
+        let rows = tx
+            .query(
+                SEARCH_LARGE,
+                &[
+                    &shard_key(&scope.conversation),
+                    &conv,
+                    &from[0],
+                    &to[0],
+                    &below_sent,
+                    &below_seq,
+                    &query,
+                    &(limit as i64),
+                ],
+            )
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(rows
+            .iter()
+            .map(|row| (scope.conversation.clone(), StoredMessage::from_row(row)))
+            .collect())
     }
 
     /// Removes every message of a conversation; its head stays, so seqs are
@@ -863,8 +1006,9 @@ async fn lane(
 /// insert fails and the batch runs again.)
 const APPEND: &str = "
 WITH batch AS (
-  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::bigint[])
-    WITH ORDINALITY AS b(shard_key, conversation, sent_at, retry_key, body, fence, ord)
+  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::bigint[],
+                       $7::text[])
+    WITH ORDINALITY AS b(shard_key, conversation, sent_at, retry_key, body, fence, words, ord)
 ), known AS (
   -- A lookup per item (a subquery, never a join that reads the table).
   -- (LATERAL: an index lookup per item, in the order of the batch.)
@@ -911,12 +1055,52 @@ WITH batch AS (
   -- read none; the second then fails on a taken seq and runs again.)
   SELECT r.*, coalesce(r.old_head, 0) + r.rank AS seq FROM ranked r WHERE admitted
 ), stored AS (
-  INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body)
-  SELECT shard_key, conversation, seq, sent_at, retry_key, body FROM placed
+  INSERT INTO messages (shard_key, conversation, seq, sent_at, retry_key, body, words)
+  SELECT shard_key, conversation, seq, sent_at, retry_key, body, words::tsvector FROM placed
 )
 SELECT ord, seq, false, sent_at FROM placed
 UNION ALL
 SELECT ord, seq, true, sent_at FROM known";
+
+/// Above this many messages a conversation is searched on its own
+/// ([`PgHistory::search`]).
+const LARGE_CONVERSATION: u64 = 2_000;
+
+/// For each scope, its newest matches below its bound, by the words index
+/// (`messages_words`); then the newest of all of them, conversations in
+/// byte order as the router orders them.
+const SEARCH_SMALL: &str = "
+SELECT m.seq, m.sent_at, m.body, s.conversation
+FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+  AS s(shard_key, conversation, lo, hi, below_sent, below_seq)
+CROSS JOIN LATERAL (
+  SELECT seq, sent_at, body FROM messages
+  WHERE shard_key = s.shard_key AND conversation = s.conversation
+    AND words IS NOT NULL AND words @@ $7::text::tsquery
+    AND seq BETWEEN s.lo AND s.hi
+    AND (sent_at, seq) < (s.below_sent, s.below_seq)
+  ORDER BY sent_at DESC, seq DESC LIMIT $8
+) m
+ORDER BY m.sent_at DESC, s.conversation COLLATE \"C\" DESC, m.seq DESC LIMIT $8";
+
+/// One conversation's newest matches below the bound: by `messages_recent`
+/// walking back with the words as a filter, or by the words index, as the
+/// planner judges.
+const SEARCH_LARGE: &str = "
+SELECT seq, sent_at, body FROM messages
+WHERE shard_key = $1 AND conversation = $2
+  AND words IS NOT NULL AND words @@ $7::text::tsquery
+  AND seq BETWEEN $3 AND $4
+  AND (sent_at, seq) < ($5, $6)
+ORDER BY sent_at DESC, seq DESC LIMIT $8";
+
+/// The scopes' seq ranges as columns (`i64::MAX`: up to the head).
+fn seq_ranges(scopes: &[&SearchScope]) -> (Vec<i64>, Vec<i64>) {
+    scopes
+        .iter()
+        .map(|s| (s.from as i64, s.to.map_or(i64::MAX, |to| to as i64)))
+        .unzip()
+}
 
 const PAGE_AFTER: &str = "SELECT seq, sent_at, body FROM messages
   WHERE shard_key = $1 AND conversation = $2 AND seq > $3 ORDER BY seq LIMIT $4";
@@ -966,6 +1150,25 @@ fn failed(err: tokio_postgres::Error) -> StoreError {
 }
 
 /// An error with its causes ("db error" alone says nothing).
+/// A stored body's words as a `tsvector` literal, or `None` for a message
+/// found by none.
+fn ts_words(body: &[u8]) -> Option<String> {
+    let words = indexed_words_of_body(body);
+    (!words.is_empty()).then(|| {
+        words
+            .iter()
+            .map(|w| ts_lexeme(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// One lexeme, quoted for a `tsvector` or `tsquery` literal: taken as it
+/// is, never normalised by a text search configuration.
+fn ts_lexeme(word: &str) -> String {
+    format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 fn chain(err: &dyn std::error::Error) -> String {
     let mut described = err.to_string();
     let mut cause = err.source();

@@ -12,6 +12,7 @@ pub mod history;
 pub mod redis;
 pub mod timed;
 
+use crate::search::{SearchPosition, SearchScope};
 use async_trait::async_trait;
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
@@ -788,6 +789,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<pb::Message>>;
     /// Last seq of each conversation (0 if none).
+    /// Messages of `scopes` found by every one of `words` (each as a
+    /// word's start, [`crate::search`]), newest first ([`SearchPosition`]
+    /// order), after `after`; at most `limit`.
+    async fn search(
+        &self,
+        scopes: &[SearchScope],
+        words: &[String],
+        after: Option<&SearchPosition>,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>>;
     async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
     /// Direct and topic-thread conversations of the user, most recent first.
     async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;

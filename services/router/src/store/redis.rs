@@ -27,10 +27,11 @@ use super::{
     DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
     NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction,
     ThreadState, TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency,
-    decode_message_ids, decode_timeline_entry, history_name, parse_history, parse_policy,
-    parse_role, policy_name, role_name, same_targets,
+    decode_message, decode_message_ids, decode_timeline_entry, history_name, parse_history,
+    parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
+use crate::search::{SearchPosition, SearchScope};
 
 macro_rules! script {
     ($file:literal) => {
@@ -1497,6 +1498,20 @@ impl Store for RedisStore {
         let before = if before == u64::MAX { 0 } else { before };
         let history = &self.history.log;
         logged::decode_stored(conv, history.before(conv, before, limit).await?)
+    }
+
+    async fn search(
+        &self,
+        scopes: &[SearchScope],
+        words: &[String],
+        after: Option<&SearchPosition>,
+        limit: usize,
+    ) -> StoreResult<Vec<pb::Message>> {
+        let found = self.history.log.search(scopes, words, after, limit).await?;
+        found
+            .iter()
+            .map(|(conv, m)| decode_message(conv, m.seq, &m.body))
+            .collect()
     }
 
     async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>> {

@@ -1,6 +1,7 @@
 //! A [`Store`] that times every operation (latency histogram by operation)
 //! and wraps it in a trace span, whatever the backend underneath.
 
+use crate::search::{SearchPosition, SearchScope};
 use async_trait::async_trait;
 use switchboard_proto::pb;
 use switchboard_shared::ids::{ConversationId, GroupId, MessageId, SessionId, TopicId, UserId};
@@ -86,6 +87,7 @@ timed! {
     fn messages_after(&self, conv: &ConversationId, after: u64, limit: usize) -> StoreResult<Vec<pb::Message>>;
     fn messages_at(&self, conv: &ConversationId, seqs: &[u64]) -> StoreResult<Vec<pb::Message>>;
     fn messages_before(&self, conv: &ConversationId, before: u64, limit: usize) -> StoreResult<Vec<pb::Message>>;
+    fn search(&self, scopes: &[SearchScope], words: &[String], after: Option<&SearchPosition>, limit: usize) -> StoreResult<Vec<pb::Message>>;
     fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
     fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
     fn mark_read(&self, conv: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64>;

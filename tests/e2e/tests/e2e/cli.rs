@@ -212,6 +212,24 @@ async fn cli_session(cluster: Cluster) {
         let error: Value = serde_json::from_slice(&bad.stderr).unwrap();
         assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
 
+        // Search: the hits with what matched, a page at a time.
+        let found = sb.json("alice", &["search", "hel", "--limit", "1"]);
+        assert_eq!(found.len(), 2, "a hit and the next page's token: {found:?}");
+        assert_eq!(found[0]["text"], "hello back");
+        assert_eq!(
+            found[0]["pieces"],
+            serde_json::json!([
+                {"text": "hello", "matched": true},
+                {"text": " back", "matched": false}
+            ])
+        );
+        let token = found[1]["next_page_token"].as_str().unwrap();
+        let next = sb.json("alice", &["search", "hel", "--limit", "1", "--page", token]);
+        assert_eq!(next[0]["text"], "hello from the cli");
+        let in_group = sb.json("bob", &["search", "hi", "--in", &format!("g:{group_id}")]);
+        assert_eq!(in_group.len(), 1, "{in_group:?}");
+        assert_eq!(in_group[0]["text"], "hi team");
+
         // Muting a group shows in the conversation list.
         let group_conversation = format!("g:{group_id}");
         sb.json("bob", &["mute", &group_conversation]);

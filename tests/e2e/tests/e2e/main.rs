@@ -20,6 +20,7 @@ mod operations;
 mod presence;
 mod reactions;
 mod resilience;
+mod search;
 mod tls;
 mod topics;
 mod trace;

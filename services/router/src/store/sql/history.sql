@@ -37,8 +37,25 @@ CREATE TABLE messages (
   retry_key    text,
   -- The protobuf Message, without the fields the store fills in on reads.
   body         bytea  NOT NULL,
+  -- The words it is found by (router `search::words`, made there, never
+  -- by a text search configuration here); NULL for a message with none (a
+  -- system message, a tombstone). Rewritten with the body.
+  words        tsvector,
   PRIMARY KEY (shard_key, conversation, seq)
 );
+
+-- Search within a reader's conversations: one GIN index over both the
+-- conversation and the words (btree_gin), so the posting lists of a word
+-- and of a conversation are intersected in the index, never by reading
+-- every message of either.
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX messages_words ON messages USING gin (conversation, words)
+  WHERE words IS NOT NULL;
+-- A large conversation's searchable messages newest first: a common word
+-- is found by walking back through them rather than by sorting all its
+-- matches (router `PgHistory::search`).
+CREATE INDEX messages_recent ON messages (shard_key, conversation, sent_at DESC, seq DESC)
+  WHERE words IS NOT NULL;
 
 CREATE UNIQUE INDEX messages_retry_key
   ON messages (shard_key, conversation, retry_key) WHERE retry_key IS NOT NULL;
