@@ -11,6 +11,7 @@ and counts what survived against what was acknowledged.
 
     bench/storage.py                # everything (~10 min)
     bench/storage.py --quick        # smaller numbers, to try it
+    bench/storage.py --stores search  # the router's search over 1M messages (~15 min)
 
 Results: one JSON object per line on stdout, and a summary table.
 """
@@ -258,7 +259,8 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--stores", default="postgresql,writer,jetstream",
                         help="comma-separated: postgresql (prototype), writer (the router's "
-                             "HistoryWriter on PostgreSQL), jetstream")
+                             "HistoryWriter on PostgreSQL), jetstream; search (the router's "
+                             "search on PostgreSQL, not in the default set)")
     args = parser.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "switchboard-history-proto"], cwd=ROOT, check=True)
     messages = "20000" if args.quick else "200000"
@@ -302,6 +304,27 @@ def main():
         finally:
             pg.stop()
 
+    if "search" in stores:
+        # The router's search (PgHistory::search, its schema and index) over
+        # a filled history; a table of its own below.
+        pg = Postgres()
+        try:
+            messages = "100000" if args.quick else "1000000"
+            result = proto("pg-search", "--url", pg.url, "--messages", messages, timeout=3600)
+            print(json.dumps(result), flush=True)
+            print(f"\nsearch over {int(result['messages']):,} messages in {result['conversations']:,} "
+                  f"conversations: filled at {round(result['fill_messages_per_second']):,} msgs/s, "
+                  f"{result['table_bytes_per_message']} B/msg with indexes, of which the words index "
+                  f"{result['words_index_bytes_per_message']} B/msg")
+            print("\n| index | conversations searched | hits per search | p50 ms | p99 ms | max ms |")
+            print("|---|---|---|---|---|---|")
+            for run in result["runs"]:
+                lat = run["search_ms"]
+                print(f"| {run['when']} | {run['scope']} | {run['hits_per_search']:.1f} | {lat['p50']} "
+                      f"| {lat['p99']} | {lat['max']} |")
+        finally:
+            pg.stop()
+
     for name, binary in nats_binaries() if "jetstream" in stores else []:
         for sync_always in [False, True]:
             label = {"server": f"{name} {version(binary)}", "sync": "always" if sync_always else "default"}
@@ -327,6 +350,8 @@ def main():
             finally:
                 js.stop()
 
+    if not results:
+        return
     print("\n| store | test | settings | msgs/s | ack/page p50 ms | p99 ms | server CPU µs/msg | disk B/msg | lost after SIGKILL |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:

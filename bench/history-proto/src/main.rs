@@ -111,6 +111,32 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         size: usize,
     },
+    /// The router's search (`PgHistory::search`, with its schema and words
+    /// index) over `--messages` messages spread over `--conversations`
+    /// conversations, written by `PgHistory::append` as the router writes
+    /// them. Each search looks in `--scope` random conversations (one
+    /// reader's) for one or two words drawn as people write them (Zipf over
+    /// a `--vocabulary` of made-up words; three in ten cut to a prefix).
+    /// One more conversation holds `--deep` of the messages (a busy group)
+    /// and is searched alone too. Measured once right after the writes (the
+    /// index's pending list as writes leave it) and once after `VACUUM`.
+    PgSearch {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 10_000)]
+        conversations: u64,
+        /// Conversations per reader, comma-separated for several runs.
+        #[arg(long, default_value = "20,200")]
+        scope: String,
+        #[arg(long, default_value_t = 2_000)]
+        searches: u64,
+        #[arg(long, default_value_t = 20_000)]
+        vocabulary: usize,
+        #[arg(long, default_value_t = 100_000)]
+        deep: u64,
+    },
     /// Messages stored (after a kill and a restart).
     PgCount {
         #[arg(long)]
@@ -612,6 +638,197 @@ mod shared_histogram {
     }
 }
 
+mod search_bench {
+    //! `pg-search`: the router's own search code on a filled history.
+
+    use std::time::Instant;
+
+    use rand::Rng as _;
+    use rand::seq::IndexedRandom as _;
+    use serde_json::json;
+    use switchboard_proto::pb;
+    use switchboard_router::search::{Query, SearchScope};
+    use switchboard_router::store::encode_message;
+    use switchboard_router::store::history::{HistoryAppend, PgHistory};
+    use switchboard_shared::ids::{ConversationId, GroupId};
+
+    pub struct Corpus {
+        pub messages: u64,
+        pub conversations: u64,
+        pub vocabulary: usize,
+        pub deep: u64,
+    }
+
+    const SYLLABLES: [&str; 16] = [
+        "ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pu", "da", "fe", "go", "hi", "ju",
+        "be",
+    ];
+
+    /// The `i`th made-up word: two or more syllables.
+    fn word(mut i: usize) -> String {
+        let mut out = String::new();
+        loop {
+            out.push_str(SYLLABLES[i % 16]);
+            i /= 16;
+            if i == 0 && out.len() >= 4 {
+                return out;
+            }
+        }
+    }
+
+    /// Draws word ranks with P(rank k) ∝ 1/k^1.07 (how word use falls off).
+    struct Zipf(Vec<f64>);
+
+    impl Zipf {
+        fn new(n: usize) -> Self {
+            let mut total = 0.0;
+            let cdf = (1..=n)
+                .map(|k| {
+                    total += 1.0 / (k as f64).powf(1.07);
+                    total
+                })
+                .collect::<Vec<_>>();
+            Self(cdf.into_iter().map(|c| c / total).collect())
+        }
+
+        fn draw(&self, rng: &mut impl rand::Rng) -> usize {
+            let x: f64 = rng.random();
+            self.0.partition_point(|c| *c < x).min(self.0.len() - 1)
+        }
+    }
+
+    fn conversation(i: u64) -> ConversationId {
+        ConversationId::Group(GroupId::parse(&format!("gbench{i:07}")).unwrap())
+    }
+
+    pub async fn run(
+        url: &str,
+        corpus: &Corpus,
+        scopes: &[usize],
+        searches: u64,
+    ) -> anyhow::Result<serde_json::Value> {
+        let history = PgHistory::connect(url, 4).await?;
+        let zipf = Zipf::new(corpus.vocabulary);
+        let words: Vec<String> = (0..corpus.vocabulary).map(word).collect();
+        let mut rng = rand::rng();
+        let filled = Instant::now();
+        let mut written = 0;
+        while written < corpus.messages {
+            let n = (corpus.messages - written).min(2_000);
+            let batch: Vec<HistoryAppend> = (0..n)
+                .map(|k| {
+                    let length = rng.random_range(4..=16);
+                    let text = (0..length)
+                        .map(|_| words[zipf.draw(&mut rng)].as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let sent_at_ms = 1_700_000_000_000 + (written + k) as i64;
+                    let message = pb::Message {
+                        sender: "someone".into(),
+                        sent_at_ms,
+                        text,
+                        ..Default::default()
+                    };
+                    let which = if written + k < corpus.deep {
+                        corpus.conversations
+                    } else {
+                        rng.random_range(0..corpus.conversations)
+                    };
+                    HistoryAppend {
+                        conversation: conversation(which),
+                        sent_at_ms,
+                        retry_key: None,
+                        body: encode_message(&message).into(),
+                        fence: None,
+                    }
+                })
+                .collect();
+            history.append(&batch).await?;
+            written += n;
+        }
+        let fill_seconds = filled.elapsed().as_secs_f64();
+        let client = super::pg(url).await?;
+        let table_bytes: f64 = client
+            .query_one(
+                "SELECT pg_total_relation_size('messages')::float8 / greatest(count(*), 1) FROM messages",
+                &[],
+            )
+            .await?
+            .get(0);
+        let index_bytes: f64 = client
+            .query_one(
+                "SELECT pg_relation_size('messages_words')::float8 / greatest(count(*), 1) FROM messages",
+                &[],
+            )
+            .await?
+            .get(0);
+        let mut runs = Vec::new();
+        for (when, vacuum) in [("after writes", false), ("after vacuum", true)] {
+            if vacuum {
+                client.batch_execute("VACUUM ANALYZE messages").await?;
+            }
+            // 0: the deep conversation alone.
+            for &scope in scopes.iter().chain(&[0]) {
+                let mut latency = super::histogram();
+                let mut hits = 0_u64;
+                let all: Vec<u64> = (0..corpus.conversations).collect();
+                for _ in 0..searches {
+                    let chosen: Vec<u64> = match scope {
+                        0 => vec![corpus.conversations],
+                        n => all.choose_multiple(&mut rng, n).copied().collect(),
+                    };
+                    let scopes: Vec<SearchScope> = chosen
+                        .iter()
+                        .map(|&i| SearchScope {
+                            conversation: conversation(i),
+                            from: 1,
+                            to: None,
+                        })
+                        .collect();
+                    let query = (0..rng.random_range(1..=2))
+                        .map(|_| {
+                            let word = &words[zipf.draw(&mut rng)];
+                            if rng.random_bool(0.3) {
+                                word[..word.len().min(3)].to_owned()
+                            } else {
+                                word.clone()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    let query = Query::parse(&query)?;
+                    let at = Instant::now();
+                    let found = history.search(&scopes, &query.words, None, 21).await?;
+                    latency.record((at.elapsed().as_micros() as u64).max(1))?;
+                    hits += found.len() as u64;
+                }
+                let scope = match scope {
+                    0 => format!("1 of {} messages", corpus.deep),
+                    n => n.to_string(),
+                };
+                runs.push(json!({
+                    "when": when, "scope": scope, "searches": searches,
+                    "hits_per_search": hits as f64 / searches as f64,
+                    "search_ms": {
+                        "p50": super::ms(&latency, 0.5),
+                        "p99": super::ms(&latency, 0.99),
+                        "max": super::ms(&latency, 1.0)
+                    },
+                }));
+            }
+        }
+        Ok(json!({
+            "store": "postgresql", "test": "search", "messages": corpus.messages,
+            "conversations": corpus.conversations, "vocabulary": corpus.vocabulary,
+            "fill_seconds": fill_seconds,
+            "fill_messages_per_second": corpus.messages as f64 / fill_seconds,
+            "table_bytes_per_message": (table_bytes * 10.0).round() / 10.0,
+            "words_index_bytes_per_message": (index_bytes * 10.0).round() / 10.0,
+            "runs": runs,
+        }))
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().command {
@@ -664,6 +881,27 @@ async fn main() -> anyhow::Result<()> {
                 size,
             )
             .await?
+        }
+        Command::PgSearch {
+            url,
+            messages,
+            conversations,
+            scope,
+            searches,
+            vocabulary,
+            deep,
+        } => {
+            let scopes = scope
+                .split(',')
+                .map(|s| s.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let corpus = search_bench::Corpus {
+                messages,
+                conversations,
+                vocabulary,
+                deep,
+            };
+            search_bench::run(&url, &corpus, &scopes, searches).await?
         }
         Command::PgCount { url } => {
             let stored: i64 = pg(&url)
