@@ -16,6 +16,20 @@ use crate::routing::Outgoing;
 use crate::store::TopicRecord;
 use crate::{Caller, Router};
 
+/// The topics of the topic threads among `convs`, each once.
+pub(crate) fn thread_topics(convs: &[ConversationId]) -> Vec<TopicId> {
+    let mut topics: Vec<TopicId> = convs
+        .iter()
+        .filter_map(|c| match c {
+            ConversationId::TopicThread { topic, .. } => Some(topic.clone()),
+            _ => None,
+        })
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
 impl Router {
     /// Delivers events that are not messages (receipts, presence, changes).
     /// They are state kept elsewhere too, so a failure is logged, not retried.
@@ -245,15 +259,7 @@ impl Router {
             ),
         )?;
         let peers: Vec<UserId> = convs.iter().filter_map(|c| direct_peer(c, user)).collect();
-        let mut topic_ids: Vec<TopicId> = convs
-            .iter()
-            .filter_map(|c| match c {
-                ConversationId::TopicThread { topic, .. } => Some(topic.clone()),
-                _ => None,
-            })
-            .collect();
-        topic_ids.sort();
-        topic_ids.dedup();
+        let topic_ids = thread_topics(convs);
         let (peer_records, group_records, topic_records) = futures::try_join!(
             self.store.users(&peers),
             self.store.groups(&groups),

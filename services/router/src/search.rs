@@ -17,10 +17,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::try_join_all;
 use switchboard_proto::pb;
-use switchboard_shared::ids::{ConversationId, GroupId, TopicId, UserId};
+use switchboard_shared::ids::{ConversationId, GroupId, UserId};
 
 use crate::access::{Readable, readable_in_group};
 use crate::error::{RouterError, RouterResult};
+use crate::messaging::thread_topics;
 use crate::{Caller, Router};
 
 /// Longer words are indexed and matched by their first this many characters.
@@ -290,15 +291,7 @@ impl Router {
         let mut groups: Vec<GroupId> = now.into_iter().chain(ever).collect();
         groups.sort();
         groups.dedup();
-        let mut topic_ids: Vec<TopicId> = convs
-            .iter()
-            .filter_map(|c| match c {
-                ConversationId::TopicThread { topic, .. } => Some(topic.clone()),
-                _ => None,
-            })
-            .collect();
-        topic_ids.sort();
-        topic_ids.dedup();
+        let topic_ids = thread_topics(&convs);
         let (topics, records, places) = futures::try_join!(
             self.store.topics(&topic_ids),
             self.store.groups(&groups),

@@ -397,25 +397,8 @@ async fn deletion(cluster: Cluster) {
     bob.join(&shared.group_id).await;
     let lonely = alice.create_group("Lonely", pb::JoinPolicy::Open).await;
     let topic = alice
-        .topics()
-        .create_topic(pb::CreateTopicRequest {
-            name: "News".into(),
-            contacts: vec!["bob".into()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .topic
-        .unwrap();
-    alice
-        .topics()
-        .send_to_topic(pb::SendToTopicRequest {
-            topic_id: topic.topic_id.clone(),
-            text: "topic news".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        .topic_with_broadcast("News", &[&bob], "topic news")
+        .await;
 
     // While she owns a group others are in, she cannot be deleted: the
     // answer names it, and nothing changed.

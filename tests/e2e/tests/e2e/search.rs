@@ -177,25 +177,8 @@ async fn searching(cluster: Cluster) {
         contact.add_contact(&alice).await;
     }
     let topic = alice
-        .topics()
-        .create_topic(pb::CreateTopicRequest {
-            name: "Notes".into(),
-            contacts: vec![bob.id.clone(), dave.id.clone()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .topic
-        .unwrap();
-    alice
-        .topics()
-        .send_to_topic(pb::SendToTopicRequest {
-            topic_id: topic.topic_id.clone(),
-            text: "quarterly memo".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        .topic_with_broadcast("Notes", &[&bob, &dave], "quarterly memo")
+        .await;
     let own_thread = |user: &User| format!("t:{}:{}", topic.topic_id, user.id);
     for contact in [&bob, &dave] {
         let hits = search(contact, "memo", "").await.unwrap().hits;

@@ -217,6 +217,36 @@ impl User {
         }
     }
 
+    /// A topic of this user's bound to `contacts` (mutual contacts
+    /// already), with one broadcast of `text` to all of them.
+    pub async fn topic_with_broadcast(
+        &self,
+        name: &str,
+        contacts: &[&User],
+        text: &str,
+    ) -> pb::Topic {
+        let topic = self
+            .topics()
+            .create_topic(pb::CreateTopicRequest {
+                name: name.into(),
+                contacts: contacts.iter().map(|c| c.id.clone()).collect(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{} creates topic {name}: {s}", self.id))
+            .into_inner()
+            .topic
+            .expect("topic");
+        self.topics()
+            .send_to_topic(pb::SendToTopicRequest {
+                topic_id: topic.topic_id.clone(),
+                text: text.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{} sends to topic {name}: {s}", self.id));
+        topic
+    }
+
     pub async fn add_contact(&self, other: &User) {
         self.contacts()
             .add_contact(pb::AddContactRequest {
