@@ -136,14 +136,15 @@ impl PgHistory {
         let mut config = tokio_postgres::Config::from_str(url).map_err(|err| {
             StoreError::Unavailable(format!("history store address: {}", chain(&err)))
         })?;
-        // Every statement here is a keyed lookup or a range of one key.
+        // Every statement here is a keyed lookup or a range of one key
+        // (search: one per conversation, or a large one planned alone).
         // Planning the append each time costs ~0.5 ms, so plans are made once
         // per connection (generic); a plan made while a table was nearly
         // empty would then scan or hash the whole table for ever after, so
         // sequential scans are off. That makes plans look dear, and JIT
-        // compiles any plan that looks dear: 30-200 ms of compiling for a
-        // search that runs in 10 (measured, docs/STORAGE.md "Search"), so JIT
-        // is off. Added to whatever the address asks for.
+        // compiled search plans for 30-200 ms that ran in 15-40 ms without it
+        // (docs/STORAGE.md "Search"), so JIT is off. Added to whatever the
+        // address asks for.
         let options = [config.get_options().unwrap_or_default(), SESSION_OPTIONS]
             .join(" ")
             .trim()
