@@ -116,6 +116,24 @@ impl ChildProcess {
         }
     }
 
+    /// SIGSTOP, returning once every thread has stopped: one thread takes
+    /// the signal and then stops the others, and on a busy machine the
+    /// others run on meanwhile (a router so took up a request after `kill
+    /// -STOP` had returned, and CI failed). Panics after 10 s.
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+        let Some(pid) = self.pid() else { return };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop within 10 s of SIGSTOP",
+                self.name
+            );
+            std::thread::park_timeout(Duration::from_millis(2));
+        }
+    }
+
     /// SIGTERM, then waits up to `grace` for a clean exit. Returns the exit
     /// status, or None if it had to be killed.
     pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
@@ -166,4 +184,19 @@ impl Drop for ChildProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` or `t` in its stat
+/// line).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }

@@ -143,9 +143,10 @@ impl RedisServer {
         self.process.kill();
     }
 
-    /// SIGSTOP: it keeps its connections and answers nothing (a stalled Redis).
+    /// SIGSTOP: it keeps its connections and answers nothing (a stalled
+    /// Redis). Returns once every thread of it has stopped.
     pub fn pause(&self) {
-        self.process.signal(nix::sys::signal::Signal::SIGSTOP);
+        self.process.stop();
     }
 
     /// SIGCONT after [`RedisServer::pause`].

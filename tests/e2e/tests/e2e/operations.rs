@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use switchboard_proto::pb::{self, send_request::To};
 use switchboard_testkit::eventually;
+use switchboard_testkit::process::all_threads_stopped;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tonic::Code;
@@ -460,20 +461,6 @@ async fn signal(pid: u32, which: &str) {
         })
         .await;
     }
-}
-
-/// Whether every thread of `pid` is stopped (state `T` in its stat line).
-fn all_threads_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.flatten().all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state == "T" || state == "t")
-        })
-    })
 }
 
 /// One gateway (its router calls given up after `router_timeout_ms`) and
