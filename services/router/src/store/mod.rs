@@ -12,12 +12,13 @@ pub mod history;
 pub mod redis;
 pub mod timed;
 
-use crate::search::{SearchPosition, SearchScope};
 use async_trait::async_trait;
 use switchboard_proto::pb;
 use switchboard_shared::ids::{
     ClientMsgId, ConversationId, DeviceId, GroupId, MessageId, SessionId, TopicId, UserId,
 };
+
+use crate::search::{SearchPosition, SearchScope};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -788,7 +789,6 @@ pub trait Store: Send + Sync + 'static {
         before: u64,
         limit: usize,
     ) -> StoreResult<Vec<pb::Message>>;
-    /// Last seq of each conversation (0 if none).
     /// Messages of `scopes` found by every one of `words` (each as a
     /// word's start, [`crate::search`]), newest first ([`SearchPosition`]
     /// order), after `after`; at most `limit`.
@@ -799,6 +799,7 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&SearchPosition>,
         limit: usize,
     ) -> StoreResult<Vec<pb::Message>>;
+    /// Last seq of each conversation (0 if none).
     async fn heads(&self, convs: &[ConversationId]) -> StoreResult<Vec<u64>>;
     /// Direct and topic-thread conversations of the user, most recent first.
     async fn user_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
