@@ -108,15 +108,8 @@ async fn join_policy(cluster: Cluster) {
         })
         .await
         .unwrap();
-    let (invited, _) = guest_events
-        .until(|e| match &e.kind {
-            Some(Kind::Conversation(c))
-                if c.change() == pb::conversation_changed::Change::Invited =>
-            {
-                c.conversation.clone()
-            }
-            _ => None,
-        })
+    let invited = guest_events
+        .until_changed(pb::conversation_changed::Change::Invited)
         .await;
     assert_eq!(invited.group_id, private.group_id);
     let listed = guest

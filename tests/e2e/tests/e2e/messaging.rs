@@ -837,15 +837,8 @@ async fn mute_conversations(cluster: Cluster) {
     // Bob mutes the group: his other device hears it, his list says so,
     // alice's does not, and messages still arrive and count.
     mute(&bob, &group.conversation_id, true).await.unwrap();
-    let (changed, _) = phone_events
-        .until(|e| match &e.kind {
-            Some(Kind::Conversation(c))
-                if c.change() == pb::conversation_changed::Change::Updated =>
-            {
-                c.conversation.clone()
-            }
-            _ => None,
-        })
+    let changed = phone_events
+        .until_changed(pb::conversation_changed::Change::Updated)
         .await;
     assert_eq!(
         (
@@ -935,15 +928,8 @@ async fn message_requests(cluster: Cluster) {
         })
         .await
         .unwrap();
-    let (changed, _) = phone_events
-        .until(|e| match &e.kind {
-            Some(Kind::Conversation(c))
-                if c.change() == pb::conversation_changed::Change::Updated =>
-            {
-                c.conversation.clone()
-            }
-            _ => None,
-        })
+    let changed = phone_events
+        .until_changed(pb::conversation_changed::Change::Updated)
         .await;
     assert_eq!(
         (changed.conversation_id.as_str(), changed.request),

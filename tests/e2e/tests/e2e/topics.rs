@@ -126,15 +126,8 @@ async fn told_when_bound(cluster: Cluster) {
     let world = World::new(&cluster, &["ann"]).await;
     let mut ann = world.contact("ann").subscribe().await;
     let topic = world.topic("Picnic", &["ann"]).await;
-    let (dialog, _) = ann
-        .until(|e| match &e.kind {
-            Some(Kind::Conversation(c))
-                if c.change() == pb::conversation_changed::Change::Added =>
-            {
-                c.conversation.clone()
-            }
-            _ => None,
-        })
+    let dialog = ann
+        .until_changed(pb::conversation_changed::Change::Added)
         .await;
     assert_eq!(dialog.conversation_id, thread(&topic, "ann"));
     assert_eq!(dialog.title, "Picnic (from owner)");

@@ -385,6 +385,20 @@ impl Events {
         }
     }
 
+    /// Waits for the next ConversationChanged of kind `change`; its
+    /// conversation.
+    pub async fn until_changed(
+        &mut self,
+        change: pb::conversation_changed::Change,
+    ) -> pb::Conversation {
+        self.until(|e| match &e.kind {
+            Some(Kind::Conversation(c)) if c.change() == change => c.conversation.clone(),
+            _ => None,
+        })
+        .await
+        .0
+    }
+
     /// Waits until the stream says `conversation` was removed.
     pub async fn until_removed(&mut self, conversation: &str) {
         self.until(|e| match &e.kind {
