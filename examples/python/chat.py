@@ -8,6 +8,10 @@ arrive on the stream, then pages the conversation's history.
     ./generate.sh
     python3 chat.py --server http://127.0.0.1:7300 alice bob "hello from python"
 
+With --offline the recipient opens no stream (it adds the sender as a contact
+instead, so the message is not a request): the server's webhook, if one is
+configured, tells the app to wake them (see webhook_receiver.py).
+
 An https:// server is reached over TLS (--ca names a private CA's PEM file).
 Exits 0 once the message has arrived live and is in history.
 """
@@ -54,6 +58,7 @@ def main() -> int:
     parser.add_argument("sender")
     parser.add_argument("recipient")
     parser.add_argument("text")
+    parser.add_argument("--offline", action="store_true", help="the recipient stays offline")
     args = parser.parse_args()
 
     with channel(args.server, args.ca) as ch:
@@ -64,10 +69,15 @@ def main() -> int:
 
         # The recipient's one stream: every conversation's events. Wait until
         # it has caught up, so the message below arrives live.
-        stream = chat.Subscribe(pb.SubscribeRequest(), metadata=recipient, timeout=30)
-        for event in stream:
-            if event.WhichOneof("kind") == "synced":
-                break
+        if args.offline:
+            contacts = rpc.ContactServiceStub(ch)
+            contacts.AddContact(pb.AddContactRequest(user_id=args.sender), metadata=recipient)
+            stream = None
+        else:
+            stream = chat.Subscribe(pb.SubscribeRequest(), metadata=recipient, timeout=30)
+            for event in stream:
+                if event.WhichOneof("kind") == "synced":
+                    break
 
         sent = chat.Send(
             pb.SendRequest(user_id=args.recipient, client_msg_id=str(uuid.uuid4()), text=args.text),
@@ -75,11 +85,12 @@ def main() -> int:
         )
         print(f"sent #{sent.seq} in {sent.conversation_id}")
 
-        for event in stream:
-            if event.WhichOneof("kind") == "message" and event.message.message_id == sent.message_id:
-                print(f"received live: {event.message.sender}: {event.message.text}")
-                break
-        stream.cancel()
+        if stream is not None:
+            for event in stream:
+                if event.WhichOneof("kind") == "message" and event.message.message_id == sent.message_id:
+                    print(f"received live: {event.message.sender}: {event.message.text}")
+                    break
+            stream.cancel()
 
         page = chat.History(pb.HistoryRequest(conversation_id=sent.conversation_id, limit=50), metadata=recipient)
         print(f"history of {sent.conversation_id} ({len(page.messages)} messages, more: {page.has_more}):")

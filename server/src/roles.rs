@@ -119,7 +119,8 @@ async fn start_router(
     bus: SharedBus,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Arc<Router>> {
-    let router = Router::new(config, keys, store, directory, bus, shutdown.clone());
+    let router = Router::new(config, keys, store, directory, bus, shutdown.clone())
+        .map_err(anyhow::Error::msg)?;
     switchboard_router::service::start(router.clone(), shutdown.clone()).await?;
     Ok(router)
 }

@@ -66,6 +66,27 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+/// What became of a webhook (router): each attempt that will be tried
+/// again, and each webhook's end.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The receiver took it (2xx).
+    Delivered,
+    /// An attempt failed and another follows.
+    Retried,
+    /// The receiver refused it (a 4xx other than 408 and 429); not retried.
+    Refused,
+    /// Every attempt failed.
+    Failed,
+    /// The queue was full; never sent.
+    Dropped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     // gateway
@@ -92,6 +113,7 @@ pub struct Metrics {
     pub redelivered: Counter,
     pub expired_requests: Counter,
     pub store_duration: Family<OperationLabels, Histogram>,
+    pub webhooks: Family<WebhookLabels, Counter>,
     // bus
     pub nats_reconnects: Counter,
     pub nats_slow_consumers: Counter,
@@ -130,6 +152,7 @@ impl Metrics {
             redelivered: Counter::default(),
             expired_requests: Counter::default(),
             store_duration: Family::new_with_constructor(latency),
+            webhooks: Family::default(),
             nats_reconnects: Counter::default(),
             nats_slow_consumers: Counter::default(),
             online_users: Gauge::default(),
@@ -249,6 +272,11 @@ impl Metrics {
             metrics.store_duration.clone(),
         );
         r.register(
+            "router_webhooks",
+            "Webhooks by outcome: delivered, retried (per attempt), refused, failed (every attempt), dropped (queue full)",
+            metrics.webhooks.clone(),
+        );
+        r.register(
             "nats_reconnects",
             "Reconnections to NATS",
             metrics.nats_reconnects.clone(),
@@ -273,6 +301,19 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    pub fn webhook(&self, outcome: WebhookOutcome) -> Counter {
+        let outcome = match outcome {
+            WebhookOutcome::Delivered => "delivered",
+            WebhookOutcome::Retried => "retried",
+            WebhookOutcome::Refused => "refused",
+            WebhookOutcome::Failed => "failed",
+            WebhookOutcome::Dropped => "dropped",
+        };
+        self.webhooks
+            .get_or_create(&WebhookLabels { outcome })
+            .clone()
     }
 
     pub fn observe_store(&self, operation: &'static str, elapsed: Duration) {

@@ -98,7 +98,7 @@ pub struct AppTokens {
     files: Vec<AppKey>,
     urls: Vec<String>,
     fetched: parking_lot::RwLock<Vec<AppKey>>,
-    fetcher: Option<crate::jwks::Fetcher>,
+    fetcher: Option<crate::web_client::WebClient>,
     refresh_every: std::time::Duration,
     /// A token named a key no source has given yet.
     unknown_key: tokio::sync::Notify,
@@ -215,7 +215,7 @@ impl AppTokens {
         let mut files = Vec::new();
         let mut urls = Vec::new();
         for source in &settings.key_files {
-            if crate::jwks::is_url(source)? {
+            if crate::web_client::is_url(source)? {
                 urls.push(source.clone());
             } else {
                 files.extend(load_file(Path::new(source))?);
@@ -231,7 +231,7 @@ impl AppTokens {
                     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
                 })
                 .transpose()?;
-            Some(crate::jwks::Fetcher::new(ca.as_deref())?)
+            Some(crate::web_client::WebClient::new(ca.as_deref())?)
         };
         Ok(Self {
             issuer,

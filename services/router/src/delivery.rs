@@ -83,14 +83,14 @@ impl Deliverer {
     }
 
     /// Delivers the events; `stored` are the messages among them whose
-    /// outbox entries this completes.
+    /// outbox entries this completes. Answers where their users were found.
     pub async fn deliver(
         &self,
         outgoing: &[Outgoing],
         epoch: &str,
         accepted_at_ms: i64,
         stored: Vec<MessageId>,
-    ) -> RouterResult<()> {
+    ) -> RouterResult<Locations> {
         let locations = self.locate(outgoing).await?;
         let batches = plan(outgoing, &locations, epoch, accepted_at_ms);
         metrics().fanout_gateways.observe(batches.len() as f64);
@@ -110,7 +110,7 @@ impl Deliverer {
             // a duplicate the gateways drop, never a loss.
             let _ = self.delivered.try_send(id);
         }
-        Ok(())
+        Ok(locations)
     }
 }
 

@@ -23,10 +23,10 @@ pub mod delivery;
 pub mod error;
 pub mod groups;
 pub mod hashing;
-pub mod jwks;
 pub mod membership;
 pub mod mentions;
 pub mod messaging;
+pub mod offline;
 pub mod outbox;
 pub mod people;
 pub mod posting;
@@ -40,6 +40,8 @@ pub mod sessions;
 pub mod store;
 pub mod topics;
 pub mod typing;
+pub mod web_client;
+pub mod webhooks;
 
 use std::sync::{Arc, Weak};
 
@@ -76,6 +78,8 @@ pub struct Router {
     bus: SharedBus,
     sessions: SessionCache,
     deliverer: Deliverer,
+    /// Posts offline users' new messages to the app's backend, if set up.
+    webhooks: Option<webhooks::Webhooks>,
     shutdown: Shutdown,
     me: Weak<Router>,
     /// Where passwords are hashed (idle-priority threads, a short queue).
@@ -86,7 +90,8 @@ pub struct Router {
 }
 
 impl Router {
-    /// `store` is wrapped so every operation is timed and traced.
+    /// `store` is wrapped so every operation is timed and traced. An error
+    /// for settings that cannot work (webhooks).
     pub fn new(
         config: RouterConfig,
         keys: config::RouterKeys,
@@ -94,7 +99,8 @@ impl Router {
         directory: Arc<dyn Directory>,
         bus: SharedBus,
         shutdown: Shutdown,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, String> {
+        let webhooks = webhooks::Webhooks::start(&config.webhooks, &shutdown)?;
         let store: Arc<dyn Store> = Arc::new(store::timed::Timed(store));
         let deliverer = Deliverer::start(bus.clone(), directory.clone(), store.clone(), &shutdown);
         let hasher = hashing::Hasher::start(
@@ -102,7 +108,7 @@ impl Router {
             config.hashing_queue,
             config.hashing_max_wait,
         );
-        Arc::new_cyclic(|me| Self {
+        Ok(Arc::new_cyclic(|me| Self {
             sessions: SessionCache::new(config.session_cache_ttl),
             config,
             keys,
@@ -110,11 +116,12 @@ impl Router {
             directory,
             bus,
             deliverer,
+            webhooks,
             shutdown,
             me: me.clone(),
             hasher,
             known_users: remembered::Remembered::new(KNOWN_USER_TTL),
-        })
+        }))
     }
 
     /// A handle for work that outlives the request (deliveries after the reply).

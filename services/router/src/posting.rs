@@ -378,6 +378,7 @@ impl Router {
         messages: Vec<pb::Message>,
         epoch: &str,
     ) -> RouterResult<()> {
+        let concerned = self.concerned(&messages);
         let mut outgoing = Vec::new();
         let mut stored = Vec::new();
         let mut accepted_at_ms = 0;
@@ -388,9 +389,14 @@ impl Router {
             )?);
             outgoing.extend(self.outgoing_for_message(message).await?);
         }
-        self.deliverer
+        let located = self
+            .deliverer
             .deliver(&outgoing, epoch, accepted_at_ms, stored)
-            .await
+            .await?;
+        if !concerned.is_empty() {
+            self.tell_offline(concerned, &located).await?;
+        }
+        Ok(())
     }
 
     /// Who receives a stored message, and what else they must be told.

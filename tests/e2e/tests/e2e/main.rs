@@ -24,3 +24,4 @@ mod search;
 mod tls;
 mod topics;
 mod trace;
+mod webhooks;

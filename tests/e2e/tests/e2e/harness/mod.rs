@@ -4,6 +4,7 @@
 pub mod client;
 pub mod cluster;
 pub mod raw;
+pub mod webhook_receiver;
 
 pub use client::{Events, User};
 pub use cluster::{Cluster, Mode, Options};

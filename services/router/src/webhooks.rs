@@ -1,0 +1,609 @@
+//! Webhooks for app backends: a new message for a user with no device
+//! online is POSTed to the deployment's URL, so its app can wake the user
+//! through FCM, APNs or mail itself. Who is told (a direct message's
+//! recipient, a topic thread's other side, a group's mentioned members) is
+//! decided by [`recipients`], plain code; whether they are offline, muted or
+//! asked by a stranger, by the router ([`crate::Router::tell_offline`]).
+//!
+//! The requests follow Standard Webhooks (standardwebhooks.com), so an app
+//! can verify them with that project's libraries: headers `webhook-id` (the
+//! same on every attempt: a receiver drops the repeats), `webhook-timestamp`
+//! (Unix seconds, of this attempt) and `webhook-signature`: `v1,` and the
+//! base64 HMAC-SHA256 of `id.timestamp.body` under the secret
+//! (`whsec_` + base64 of its bytes). A receiver refuses a timestamp more than
+//! a few minutes away from its clock, which is what makes a replay fail.
+//!
+//! Delivery is at least once within a bounded effort: a `2xx` answer is
+//! done; a connection error, a timeout, `408`, `429` or a `5xx` is tried
+//! again after a doubling wait (with jitter; `Retry-After` if longer) up to
+//! the attempts allowed; any other answer (a receiver that refuses the
+//! signature, a wrong path) is given up at once. What waits or is being
+//! tried is bounded by the queue size; past it a new webhook is dropped and
+//! counted (`router_webhooks{outcome="dropped"}`), never slowing a send.
+//! Webhooks still queued when the router stops are lost: they are
+//! notifications, not messages (the message itself is stored and delivered
+//! on the user's next connection whatever happens here).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use hmac::{Hmac, Mac as _};
+use rand::Rng as _;
+use serde::Serialize;
+use sha2::Sha256;
+use switchboard_proto::pb;
+use switchboard_shared::ids::{ConversationId, UserId};
+use switchboard_shared::metrics::{WebhookOutcome, metrics};
+use switchboard_shared::settings::millis;
+use switchboard_shared::shutdown::Shutdown;
+use tokio::sync::Semaphore;
+
+use crate::web_client::{Answer, WebClient, check_url};
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The event type every payload carries.
+pub const MESSAGE_OFFLINE: &str = "message.offline";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookSettings {
+    /// Where new messages for users with no device online are POSTed (https://, or http:// to a loopback address). Unset: no webhooks.
+    #[arg(id = "webhook_url", long = "webhook-url", env = "SB_WEBHOOK_URL")]
+    pub url: Option<String>,
+    /// The webhooks' signing secret: `whsec_` and the base64 of 24 to 64 random bytes (Standard Webhooks).
+    #[arg(
+        id = "webhook_secret",
+        long = "webhook-secret",
+        env = "SB_WEBHOOK_SECRET",
+        hide_env_values = true,
+        value_parser = WebhookSecret::parse
+    )]
+    pub secret: Option<WebhookSecret>,
+    /// A PEM file of CA certificates trusted for the webhook URL besides the bundled web roots.
+    #[arg(id = "webhook_ca", long = "webhook-ca", env = "SB_WEBHOOK_CA")]
+    pub ca: Option<PathBuf>,
+    /// Webhooks waiting or being retried at most; past it a new one is dropped (and counted).
+    #[arg(
+        id = "webhook_queue",
+        long = "webhook-queue",
+        env = "SB_WEBHOOK_QUEUE",
+        default_value_t = 10_000
+    )]
+    pub queue: usize,
+    /// POSTs in flight at once.
+    #[arg(
+        id = "webhook_concurrency",
+        long = "webhook-concurrency",
+        env = "SB_WEBHOOK_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub concurrency: usize,
+    /// Attempts per webhook before it is given up.
+    #[arg(
+        id = "webhook_attempts",
+        long = "webhook-attempts",
+        env = "SB_WEBHOOK_ATTEMPTS",
+        default_value_t = 8
+    )]
+    pub attempts: u32,
+    /// The wait before the first retry, in milliseconds; doubled for each further one (at most 5 minutes), with jitter.
+    #[arg(
+        id = "webhook_retry_ms",
+        long = "webhook-retry-ms",
+        env = "SB_WEBHOOK_RETRY_MS",
+        default_value = "1000",
+        value_parser = millis
+    )]
+    pub first_retry: Duration,
+    /// How long one POST may take, in milliseconds, before it counts as failed.
+    #[arg(
+        id = "webhook_timeout_ms",
+        long = "webhook-timeout-ms",
+        env = "SB_WEBHOOK_TIMEOUT_MS",
+        default_value = "5000",
+        value_parser = millis
+    )]
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        switchboard_shared::settings::defaults()
+    }
+}
+
+/// The key that signs webhooks; never printed.
+#[derive(Clone)]
+pub struct WebhookSecret(Arc<[u8]>);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(…)")
+    }
+}
+
+impl WebhookSecret {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let encoded = raw
+            .strip_prefix("whsec_")
+            .ok_or("a webhook secret starts with whsec_ (then base64)")?;
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|e| format!("a webhook secret is whsec_ and base64: {e}"))?;
+        if !(24..=64).contains(&key.len()) {
+            return Err(format!(
+                "a webhook secret holds 24 to 64 bytes, this one {}",
+                key.len()
+            ));
+        }
+        Ok(Self(key.into()))
+    }
+
+    /// `webhook-signature` for one attempt.
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key size");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// Why a user is told of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A direct message to them.
+    Direct,
+    /// A message in a topic thread they are part of (the owner's broadcast
+    /// or message to a contact, or a contact's reply to the owner).
+    Topic,
+    /// A group message that names them.
+    Mention,
+}
+
+/// Who a stored message may need to reach while they are offline, and why.
+/// Only a person's message is told: never a system message, a notice of an
+/// edit or reaction, or a tombstone; never to its sender.
+pub fn recipients(message: &pb::Message) -> Vec<(UserId, Reason)> {
+    if message.system.is_some() || message.deleted || message.text.is_empty() {
+        return Vec::new();
+    }
+    let Ok(conv) = ConversationId::parse(&message.conversation_id) else {
+        return Vec::new();
+    };
+    let not_sender = |user: &UserId| user.as_str() != message.sender;
+    match conv {
+        ConversationId::Direct(a, b) => [a, b]
+            .into_iter()
+            .filter(not_sender)
+            .map(|u| (u, Reason::Direct))
+            .collect(),
+        ConversationId::TopicThread { topic: _, contact } => {
+            let owner = message
+                .topic
+                .as_ref()
+                .and_then(|tag| UserId::parse(&tag.owner_id).ok());
+            [Some(contact), owner]
+                .into_iter()
+                .flatten()
+                .filter(not_sender)
+                .take(1)
+                .map(|u| (u, Reason::Topic))
+                .collect()
+        }
+        ConversationId::Group(_) => message
+            .mentions
+            .iter()
+            .filter_map(|m| UserId::parse(m).ok())
+            .filter(not_sender)
+            .map(|u| (u, Reason::Mention))
+            .collect(),
+    }
+}
+
+/// What one webhook says: Standard Webhooks' `type` and `data`.
+#[derive(Debug, Serialize)]
+pub struct Payload<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub data: OfflineMessage<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OfflineMessage<'a> {
+    /// Who should be woken.
+    pub user_id: &'a str,
+    pub reason: Reason,
+    pub conversation_id: &'a str,
+    pub seq: u64,
+    pub message_id: &'a str,
+    pub sender: &'a str,
+    pub sent_at_ms: i64,
+    pub text: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub topic_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub topic_name: &'a str,
+}
+
+/// One webhook ready to post: its id and body.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub body: Bytes,
+}
+
+impl Webhook {
+    pub fn offline_message(message: &pb::Message, user: &UserId, reason: Reason) -> Self {
+        let tag = message.topic.as_ref();
+        let payload = Payload {
+            kind: MESSAGE_OFFLINE,
+            data: OfflineMessage {
+                user_id: user.as_str(),
+                reason,
+                conversation_id: &message.conversation_id,
+                seq: message.seq,
+                message_id: &message.message_id,
+                sender: &message.sender,
+                sent_at_ms: message.sent_at_ms,
+                text: &message.text,
+                topic_id: tag.map_or("", |t| t.topic_id.as_str()),
+                topic_name: tag.map_or("", |t| t.topic_name.as_str()),
+            },
+        };
+        Self {
+            // The same on every attempt and every redelivery of the message.
+            id: format!("{}:{user}", message.message_id),
+            body: serde_json::to_vec(&payload)
+                .expect("a payload of strings and numbers serializes")
+                .into(),
+        }
+    }
+}
+
+/// What to do after an attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    /// Try again, not sooner than the server asked (if it did).
+    Retry(Option<Duration>),
+    GiveUp,
+}
+
+pub fn verdict(answer: &Result<Answer, String>) -> Verdict {
+    let Ok(answer) = answer else {
+        return Verdict::Retry(None);
+    };
+    let status = answer.status;
+    if status.is_success() {
+        Verdict::Done
+    } else if status.is_server_error()
+        || status == hyper::StatusCode::REQUEST_TIMEOUT
+        || status == hyper::StatusCode::TOO_MANY_REQUESTS
+    {
+        Verdict::Retry(answer.retry_after)
+    } else {
+        Verdict::GiveUp
+    }
+}
+
+/// The wait before attempt `attempt + 1` (the first retry follows attempt
+/// 1): `first` doubled per attempt, at most [`MAX_BACKOFF`], then scaled by
+/// `jitter` (0.8 to 1.2) so retries of many webhooks spread out.
+pub fn backoff(first: Duration, attempt: u32, jitter: f64) -> Duration {
+    let doubled = first.saturating_mul(1 << attempt.saturating_sub(1).min(20));
+    doubled.min(MAX_BACKOFF).mul_f64(jitter.clamp(0.8, 1.2))
+}
+
+/// The sender: a bounded set of webhooks in flight, posted by tasks on the
+/// router's shutdown tracker.
+#[derive(Clone)]
+pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    secret: WebhookSecret,
+    settings: WebhookSettings,
+    client: WebClient,
+    /// One permit per webhook waiting, in flight or between attempts.
+    room: Arc<Semaphore>,
+    /// One permit per POST in flight.
+    calls: Semaphore,
+    shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhooks {
+    /// `None` when no URL is set; an error for settings that cannot work.
+    pub fn start(settings: &WebhookSettings, shutdown: &Shutdown) -> Result<Option<Self>, String> {
+        let Some(url) = settings.url.clone() else {
+            return Ok(None);
+        };
+        check_url(&url, "webhooks are posted")?;
+        let secret = settings
+            .secret
+            .clone()
+            .ok_or("a webhook URL needs a webhook secret (SB_WEBHOOK_SECRET)")?;
+        if settings.queue == 0 || settings.concurrency == 0 || settings.attempts == 0 {
+            return Err("webhook queue, concurrency and attempts must be at least 1".into());
+        }
+        let ca = settings
+            .ca
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            })
+            .transpose()?;
+        Ok(Some(Self {
+            inner: Arc::new(Inner {
+                url,
+                secret,
+                client: WebClient::new(ca.as_deref())?,
+                room: Arc::new(Semaphore::new(settings.queue)),
+                calls: Semaphore::new(settings.concurrency),
+                settings: settings.clone(),
+                shutdown: shutdown.clone(),
+            }),
+        }))
+    }
+
+    /// Queues a webhook; never waits. Past the queue's bound it is dropped.
+    pub fn offer(&self, webhook: Webhook) {
+        let Ok(permit) = self.inner.room.clone().try_acquire_owned() else {
+            metrics().webhook(WebhookOutcome::Dropped).inc();
+            tracing::warn!(id = %webhook.id, "webhook queue full; dropped");
+            return;
+        };
+        let inner = self.inner.clone();
+        self.inner.shutdown.tracker.spawn(async move {
+            let token = inner.shutdown.token.clone();
+            tokio::select! {
+                () = inner.post(&webhook) => {}
+                () = token.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+impl Inner {
+    async fn post(&self, webhook: &Webhook) {
+        for attempt in 1..=self.settings.attempts {
+            let answer = {
+                let Ok(_call) = self.calls.acquire().await else {
+                    return;
+                };
+                let timestamp = switchboard_shared::clock::now_ms() / 1000;
+                let headers = [
+                    ("webhook-id", webhook.id.clone()),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    (
+                        "webhook-signature",
+                        self.secret.sign(&webhook.id, timestamp, &webhook.body),
+                    ),
+                ];
+                self.client
+                    .post_json(
+                        &self.url,
+                        &headers,
+                        webhook.body.clone(),
+                        self.settings.timeout,
+                    )
+                    .await
+            };
+            let wait = match verdict(&answer) {
+                Verdict::Done => {
+                    metrics().webhook(WebhookOutcome::Delivered).inc();
+                    return;
+                }
+                Verdict::GiveUp => {
+                    metrics().webhook(WebhookOutcome::Refused).inc();
+                    let status = answer.map(|a| a.status.as_u16()).unwrap_or_default();
+                    tracing::warn!(id = %webhook.id, status, "the webhook receiver refused a webhook; given up");
+                    return;
+                }
+                Verdict::Retry(asked) => {
+                    let jitter = rand::rng().random_range(0.8..=1.2);
+                    let wait = backoff(self.settings.first_retry, attempt, jitter);
+                    asked.map_or(wait, |asked| wait.max(asked.min(MAX_BACKOFF)))
+                }
+            };
+            if attempt == self.settings.attempts {
+                break;
+            }
+            metrics().webhook(WebhookOutcome::Retried).inc();
+            match &answer {
+                Ok(a) => {
+                    tracing::info!(id = %webhook.id, status = a.status.as_u16(), attempt, ?wait, "webhook not taken; trying again")
+                }
+                Err(err) => {
+                    tracing::info!(id = %webhook.id, %err, attempt, ?wait, "webhook not delivered; trying again")
+                }
+            }
+            tokio::time::sleep(wait).await;
+        }
+        metrics().webhook(WebhookOutcome::Failed).inc();
+        tracing::warn!(id = %webhook.id, attempts = self.settings.attempts, "webhook not delivered after every attempt; given up");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(conv: &str, sender: &str) -> pb::Message {
+        pb::Message {
+            conversation_id: conv.into(),
+            seq: 7,
+            message_id: "m1".into(),
+            sender: sender.into(),
+            sent_at_ms: 1_000,
+            text: "hello @cyd".into(),
+            ..Default::default()
+        }
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn the_signature_is_standard_webhooks() {
+        // The specification's own example (github.com/standard-webhooks),
+        // also what its Python library signs for these values.
+        let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(
+            secret.sign(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1_614_265_330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn secrets_are_whsec_base64_of_24_to_64_bytes() {
+        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(WebhookSecret::parse("whsec_not base64!").is_err());
+        let short = format!("whsec_{}", BASE64.encode([1u8; 16]));
+        assert!(WebhookSecret::parse(&short).unwrap_err().contains("16"));
+        let long = format!("whsec_{}", BASE64.encode([1u8; 65]));
+        assert!(WebhookSecret::parse(&long).is_err());
+        assert!(
+            format!(
+                "{:?}",
+                WebhookSecret::parse(&format!("whsec_{}", BASE64.encode([7u8; 32]))).unwrap()
+            )
+            .contains('…')
+        );
+    }
+
+    #[test]
+    fn who_is_told_of_what() {
+        let direct = message("dm:ann:bob", "ann");
+        assert_eq!(recipients(&direct), vec![(user("bob"), Reason::Direct)]);
+
+        let mut reply = message("t:tlaunch1:bob", "bob");
+        reply.topic = Some(pb::TopicTag {
+            topic_id: "tlaunch1".into(),
+            owner_id: "ann".into(),
+            contact_id: "bob".into(),
+            ..Default::default()
+        });
+        assert_eq!(recipients(&reply), vec![(user("ann"), Reason::Topic)]);
+        let mut copy = reply.clone();
+        copy.sender = "ann".into();
+        assert_eq!(recipients(&copy), vec![(user("bob"), Reason::Topic)]);
+
+        let mut mention = message("g:gcrew01", "ann");
+        mention.mentions = vec!["ann".into(), "cyd".into()];
+        assert_eq!(recipients(&mention), vec![(user("cyd"), Reason::Mention)]);
+        assert!(
+            recipients(&message("g:gcrew01", "ann")).is_empty(),
+            "a group message names nobody"
+        );
+
+        let mut system = direct.clone();
+        system.system = Some(pb::SystemEvent::default());
+        let mut deleted = direct.clone();
+        deleted.deleted = true;
+        deleted.text.clear();
+        for silent in [system, deleted] {
+            assert!(recipients(&silent).is_empty(), "{silent:?}");
+        }
+    }
+
+    #[test]
+    fn the_payload_names_the_user_and_carries_the_message() {
+        let mut copy = message("t:tlaunch1:bob", "ann");
+        copy.topic = Some(pb::TopicTag {
+            topic_id: "tlaunch1".into(),
+            topic_name: "Launch".into(),
+            owner_id: "ann".into(),
+            contact_id: "bob".into(),
+            ..Default::default()
+        });
+        let webhook = Webhook::offline_message(&copy, &user("bob"), Reason::Topic);
+        assert_eq!(webhook.id, "m1:bob");
+        let body: serde_json::Value = serde_json::from_slice(&webhook.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "message.offline",
+                "data": {
+                    "user_id": "bob", "reason": "topic", "conversation_id": "t:tlaunch1:bob",
+                    "seq": 7, "message_id": "m1", "sender": "ann", "sent_at_ms": 1000,
+                    "text": "hello @cyd", "topic_id": "tlaunch1", "topic_name": "Launch"
+                }
+            })
+        );
+        let direct =
+            Webhook::offline_message(&message("dm:ann:bob", "ann"), &user("bob"), Reason::Direct);
+        let body: serde_json::Value = serde_json::from_slice(&direct.body).unwrap();
+        assert!(body["data"].get("topic_id").is_none());
+    }
+
+    fn answer(status: u16, retry_after: Option<u64>) -> Result<Answer, String> {
+        Ok(Answer {
+            status: hyper::StatusCode::from_u16(status).unwrap(),
+            retry_after: retry_after.map(Duration::from_secs),
+            body: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn what_is_retried_and_what_is_given_up() {
+        assert_eq!(verdict(&answer(200, None)), Verdict::Done);
+        assert_eq!(verdict(&answer(204, None)), Verdict::Done);
+        assert_eq!(verdict(&answer(500, None)), Verdict::Retry(None));
+        assert_eq!(
+            verdict(&answer(503, Some(30))),
+            Verdict::Retry(Some(Duration::from_secs(30)))
+        );
+        assert_eq!(verdict(&answer(429, None)), Verdict::Retry(None));
+        assert_eq!(verdict(&answer(408, None)), Verdict::Retry(None));
+        assert_eq!(
+            verdict(&Err("connection refused".into())),
+            Verdict::Retry(None)
+        );
+        assert_eq!(
+            verdict(&answer(401, None)),
+            Verdict::GiveUp,
+            "a refused signature"
+        );
+        assert_eq!(verdict(&answer(404, None)), Verdict::GiveUp);
+    }
+
+    #[test]
+    fn waits_double_up_to_five_minutes() {
+        let first = Duration::from_secs(1);
+        assert_eq!(backoff(first, 1, 1.0), Duration::from_secs(1));
+        assert_eq!(backoff(first, 2, 1.0), Duration::from_secs(2));
+        assert_eq!(backoff(first, 4, 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(first, 12, 1.0), MAX_BACKOFF);
+        assert_eq!(backoff(first, 40, 1.0), MAX_BACKOFF);
+        assert_eq!(backoff(first, 2, 0.8), Duration::from_millis(1600));
+        assert_eq!(
+            backoff(first, 2, 5.0),
+            Duration::from_millis(2400),
+            "jitter is clamped"
+        );
+    }
+}
