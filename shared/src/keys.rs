@@ -161,6 +161,11 @@ pub fn user_invites(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:invites")
 }
 
+/// Hash: `user`'s Web Push subscriptions, endpoint → the rest (JSON).
+pub fn user_push(user: &UserId) -> String {
+    format!("sb:user:{{u:{user}}}:push")
+}
+
 /// Set: the direct and group conversations `user` muted.
 pub fn user_muted(user: &UserId) -> String {
     format!("sb:user:{{u:{user}}}:muted")
@@ -365,6 +370,7 @@ mod tests {
         assert_eq!(user_sessions(&alice), "sb:user:{u:alice}:sessions");
         assert_eq!(user_peers(&alice), "sb:user:{u:alice}:peers");
         assert_eq!(user_muted(&alice), "sb:user:{u:alice}:muted");
+        assert_eq!(user_push(&alice), "sb:user:{u:alice}:push");
         assert_eq!(peer_field(&bob, PeerFact::BlockedBy), "bob B");
         for fact in PeerFact::ALL {
             assert_eq!(

@@ -66,10 +66,10 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
-/// What became of a webhook (router): each attempt that will be tried
-/// again, and each webhook's end.
+/// What became of a notification the router sent out (a webhook, a Web
+/// Push): each attempt that will be tried again, and each one's end.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum WebhookOutcome {
+pub enum NotificationOutcome {
     /// The receiver took it (2xx).
     Delivered,
     /// An attempt failed and another follows.
@@ -82,8 +82,15 @@ pub enum WebhookOutcome {
     Dropped,
 }
 
+/// Label values for the notification channel.
+pub mod channel {
+    pub const WEBHOOK: &str = "webhook";
+    pub const WEB_PUSH: &str = "web_push";
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WebhookLabels {
+pub struct NotificationLabels {
+    pub channel: &'static str,
     pub outcome: &'static str,
 }
 
@@ -113,7 +120,7 @@ pub struct Metrics {
     pub redelivered: Counter,
     pub expired_requests: Counter,
     pub store_duration: Family<OperationLabels, Histogram>,
-    pub webhooks: Family<WebhookLabels, Counter>,
+    pub notifications: Family<NotificationLabels, Counter>,
     // bus
     pub nats_reconnects: Counter,
     pub nats_slow_consumers: Counter,
@@ -152,7 +159,7 @@ impl Metrics {
             redelivered: Counter::default(),
             expired_requests: Counter::default(),
             store_duration: Family::new_with_constructor(latency),
-            webhooks: Family::default(),
+            notifications: Family::default(),
             nats_reconnects: Counter::default(),
             nats_slow_consumers: Counter::default(),
             online_users: Gauge::default(),
@@ -272,9 +279,9 @@ impl Metrics {
             metrics.store_duration.clone(),
         );
         r.register(
-            "router_webhooks",
-            "Webhooks by outcome: delivered, retried (per attempt), refused, failed (every attempt), dropped (queue full)",
-            metrics.webhooks.clone(),
+            "router_notifications",
+            "Webhooks and Web Pushes by channel and outcome: delivered, retried (per attempt), refused, failed (every attempt), dropped (queue full)",
+            metrics.notifications.clone(),
         );
         r.register(
             "nats_reconnects",
@@ -303,16 +310,16 @@ impl Metrics {
         out
     }
 
-    pub fn webhook(&self, outcome: WebhookOutcome) -> Counter {
+    pub fn notification(&self, channel: &'static str, outcome: NotificationOutcome) -> Counter {
         let outcome = match outcome {
-            WebhookOutcome::Delivered => "delivered",
-            WebhookOutcome::Retried => "retried",
-            WebhookOutcome::Refused => "refused",
-            WebhookOutcome::Failed => "failed",
-            WebhookOutcome::Dropped => "dropped",
+            NotificationOutcome::Delivered => "delivered",
+            NotificationOutcome::Retried => "retried",
+            NotificationOutcome::Refused => "refused",
+            NotificationOutcome::Failed => "failed",
+            NotificationOutcome::Dropped => "dropped",
         };
-        self.webhooks
-            .get_or_create(&WebhookLabels { outcome })
+        self.notifications
+            .get_or_create(&NotificationLabels { channel, outcome })
             .clone()
     }
 

@@ -140,6 +140,8 @@ pub struct RouterConfig {
     pub app_tokens: crate::app_tokens::AppTokenSettings,
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookSettings,
+    #[command(flatten)]
+    pub push: crate::push::PushSettings,
     /// Admin credentials, comma-separated `name:secret` pairs (secrets of at least 32 bytes; the name goes in the audit log). Unset: the admin API is off.
     #[arg(
         long = "admin-tokens",

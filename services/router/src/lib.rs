@@ -27,9 +27,11 @@ pub mod membership;
 pub mod mentions;
 pub mod messaging;
 pub mod offline;
+pub mod outbound;
 pub mod outbox;
 pub mod people;
 pub mod posting;
+pub mod push;
 pub mod quotes;
 pub mod reactions;
 pub mod remembered;
@@ -80,6 +82,8 @@ pub struct Router {
     deliverer: Deliverer,
     /// Posts offline users' new messages to the app's backend, if set up.
     webhooks: Option<webhooks::Webhooks>,
+    /// Pushes them to their browsers (Web Push), if set up.
+    push: Option<push::Pusher>,
     shutdown: Shutdown,
     me: Weak<Router>,
     /// Where passwords are hashed (idle-priority threads, a short queue).
@@ -101,6 +105,7 @@ impl Router {
         shutdown: Shutdown,
     ) -> Result<Arc<Self>, String> {
         let webhooks = webhooks::Webhooks::start(&config.webhooks, &shutdown)?;
+        let push = push::Pusher::start(&config.push, &shutdown)?;
         let store: Arc<dyn Store> = Arc::new(store::timed::Timed(store));
         let deliverer = Deliverer::start(bus.clone(), directory.clone(), store.clone(), &shutdown);
         let hasher = hashing::Hasher::start(
@@ -117,6 +122,7 @@ impl Router {
             bus,
             deliverer,
             webhooks,
+            push,
             shutdown,
             me: me.clone(),
             hasher,

@@ -1,19 +1,25 @@
-//! Telling an app's backend of new messages for users with no device
-//! online, by webhook (`webhooks.rs` says how they are sent). Who a message
-//! concerns is [`webhooks::recipients`]; here the router drops those who are
-//! online, who muted the conversation (a mention reaches them anyway), and
-//! those a stranger wrote to (a message request stays quiet until accepted).
+//! Telling users with no device online of their new messages: by webhook
+//! to the app's backend (`webhooks.rs`) and by Web Push to the browsers they
+//! subscribed (`push.rs`). Who a message concerns is
+//! [`webhooks::recipients`]; here the router drops those who are online, who
+//! muted the conversation (a mention reaches them anyway), and those a
+//! stranger wrote to (a message request stays quiet until accepted). Also
+//! the two calls by which a page subscribes.
 
 use std::collections::HashMap;
 
-use switchboard_proto::pb;
-use switchboard_shared::ids::{ConversationId, GatewayId, UserId};
+use std::sync::Arc;
 
-use crate::Router;
+use switchboard_proto::pb;
+use switchboard_shared::clock::now_ms;
+use switchboard_shared::ids::{ConversationId, GatewayId, SessionId, UserId};
+
 use crate::error::{RouterError, RouterResult};
+use crate::push::{self, Pusher};
 use crate::routing::Locations;
-use crate::store::Binding;
+use crate::store::{Binding, PushSubscription, Store};
 use crate::webhooks::{self, Reason, Webhook};
+use crate::{Caller, Router};
 
 /// A delivered message and whom it may concern.
 pub type Concerned = (pb::Message, Vec<(UserId, Reason)>);
@@ -21,7 +27,7 @@ pub type Concerned = (pb::Message, Vec<(UserId, Reason)>);
 impl Router {
     /// The messages among `messages` that concern someone, if webhooks are on.
     pub(crate) fn concerned(&self, messages: &[pb::Message]) -> Vec<Concerned> {
-        if self.webhooks.is_none() {
+        if self.webhooks.is_none() && self.push.is_none() {
             return Vec::new();
         }
         messages
@@ -40,9 +46,6 @@ impl Router {
         concerned: Vec<Concerned>,
         located: &Locations,
     ) -> RouterResult<()> {
-        let Some(hooks) = &self.webhooks else {
-            return Ok(());
-        };
         // A group's mentioned members were not located one by one.
         let mut unlocated: Vec<UserId> = Vec::new();
         for (user, _) in concerned.iter().flat_map(|(_, r)| r) {
@@ -68,12 +71,101 @@ impl Router {
         };
         for (message, recipients) in concerned {
             for (user, reason) in recipients {
-                if !online(&user) && self.wants_to_hear(&user, &message, reason).await? {
+                if online(&user) || !self.wants_to_hear(&user, &message, reason).await? {
+                    continue;
+                }
+                if let Some(hooks) = &self.webhooks {
                     hooks.offer(Webhook::offline_message(&message, &user, reason));
+                }
+                if let Some(pusher) = &self.push {
+                    self.push_to(pusher, &user, &message, reason).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Pushes `message` to each browser `user` subscribed from a session
+    /// that still lasts (a subscription of an ended session is forgotten).
+    async fn push_to(
+        &self,
+        pusher: &Pusher,
+        user: &UserId,
+        message: &pb::Message,
+        reason: Reason,
+    ) -> RouterResult<()> {
+        for subscription in self.store.push_subscriptions(user).await? {
+            let live = match SessionId::parse(&subscription.session) {
+                Ok(session) => self.store.session(&session, now_ms()).await?.is_some(),
+                Err(_) => false,
+            };
+            if !live {
+                self.store.remove_push(user, &subscription.endpoint).await?;
+                continue;
+            }
+            let gone = forget_if_gone(
+                self.store.clone(),
+                user.clone(),
+                subscription.endpoint.clone(),
+            );
+            if let Err(err) = pusher.offer(message, reason, &subscription, gone) {
+                tracing::warn!(%err, %user, "cannot push to a subscription; forgotten");
+                self.store.remove_push(user, &subscription.endpoint).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn pusher(&self) -> RouterResult<&Pusher> {
+        self.push.as_ref().ok_or_else(|| {
+            RouterError::FailedPrecondition(
+                "Web Push is not set up on this deployment (SB_VAPID_PRIVATE_KEY)".into(),
+            )
+        })
+    }
+
+    pub fn push_key(&self) -> RouterResult<pb::GetPushKeyResponse> {
+        Ok(pb::GetPushKeyResponse {
+            vapid_public_key: self.pusher()?.vapid.public_key().to_owned(),
+        })
+    }
+
+    pub async fn set_push_subscription(
+        &self,
+        caller: &Caller,
+        req: pb::SetPushSubscriptionRequest,
+    ) -> RouterResult<pb::SetPushSubscriptionResponse> {
+        let pusher = self.pusher()?;
+        let user = &caller.user;
+        if req.remove {
+            self.store.remove_push(user, &req.endpoint).await?;
+            return Ok(pb::SetPushSubscriptionResponse {});
+        }
+        pusher
+            .vapid
+            .check(&req.endpoint, &req.p256dh, &req.auth)
+            .map_err(RouterError::InvalidArgument)?;
+        let mut kept = self.store.push_subscriptions(user).await?;
+        kept.retain(|s| s.endpoint != req.endpoint);
+        kept.sort_by_key(|s| s.added_at_ms);
+        let excess = (kept.len() + 1).saturating_sub(push::MAX_SUBSCRIPTIONS);
+        for oldest in kept.iter().take(excess) {
+            self.store.remove_push(user, &oldest.endpoint).await?;
+        }
+        self.store
+            .put_push(
+                user,
+                &PushSubscription {
+                    endpoint: req.endpoint,
+                    p256dh: req.p256dh,
+                    auth: req.auth,
+                    previews: req.previews,
+                    session: caller.session.to_string(),
+                    added_at_ms: now_ms(),
+                },
+            )
+            .await?;
+        Ok(pb::SetPushSubscriptionResponse {})
     }
 
     /// Whether `user` should be woken for `message`.
@@ -113,4 +205,21 @@ impl Router {
             (Reason::Topic, _) => Ok(true),
         }
     }
+}
+
+/// Forgets a subscription its push service no longer knows (404, 410).
+fn forget_if_gone(
+    store: Arc<dyn Store>,
+    user: UserId,
+    endpoint: String,
+) -> crate::outbound::OnRefused {
+    Box::new(move |status| {
+        Box::pin(async move {
+            if matches!(status, 404 | 410)
+                && let Err(err) = store.remove_push(&user, &endpoint).await
+            {
+                tracing::warn!(%err, %user, "cannot forget a push subscription that is gone");
+            }
+        })
+    })
 }

@@ -230,6 +230,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::AcceptConversation(_) => "accept_conversation",
         Op::Search(_) => "search",
         Op::UpdateProfile(_) => "update_profile",
+        Op::GetPushKey(_) => "get_push_key",
+        Op::SetPushSubscription(_) => "set_push_subscription",
         Op::FindPeople(_) => "find_people",
         Op::BlockUser(_) => "block_user",
         Op::ListBlocked(_) => "list_blocked",
@@ -324,6 +326,10 @@ async fn handle_authenticated(router: &Router, caller: &Caller, op: Op) -> Route
         Op::React(r) => Reply::React(router.react(caller, r).await?),
         Op::ListReactions(r) => Reply::ListReactions(router.list_reactions(caller, r).await?),
         Op::UpdateProfile(r) => Reply::UpdateProfile(router.update_profile(caller, r).await?),
+        Op::GetPushKey(_) => Reply::GetPushKey(router.push_key()?),
+        Op::SetPushSubscription(r) => {
+            Reply::SetPushSubscription(router.set_push_subscription(caller, r).await?)
+        }
         Op::FindPeople(r) => Reply::FindPeople(router.find_people(caller, r).await?),
         Op::BlockUser(r) => Reply::BlockUser(router.block_user(caller, r).await?),
         Op::ListBlocked(r) => Reply::ListBlocked(router.list_blocked(caller, r).await?),

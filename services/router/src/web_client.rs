@@ -110,17 +110,17 @@ impl WebClient {
         Ok(answer.body)
     }
 
-    /// `POST url` with a JSON body and extra headers, whatever the answer.
-    pub async fn post_json(
+    /// `POST url` with `body` and the headers given (its content type
+    /// among them), whatever the answer.
+    pub async fn post(
         &self,
         url: &str,
-        headers: &[(&str, String)],
+        headers: &[(&'static str, String)],
         body: Bytes,
         timeout: Duration,
     ) -> Result<Answer, String> {
-        let mut request = hyper::Request::post(url)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, "switchboard-webhooks");
+        let mut request =
+            hyper::Request::post(url).header(hyper::header::USER_AGENT, "switchboard");
         for (name, value) in headers {
             request = request.header(*name, value);
         }

@@ -13,16 +13,9 @@
 //! (`whsec_` + base64 of its bytes). A receiver refuses a timestamp more than
 //! a few minutes away from its clock, which is what makes a replay fail.
 //!
-//! Delivery is at least once within a bounded effort: a `2xx` answer is
-//! done; a connection error, a timeout, `408`, `429` or a `5xx` is tried
-//! again after a doubling wait (with jitter; `Retry-After` if longer) up to
-//! the attempts allowed; any other answer (a receiver that refuses the
-//! signature, a wrong path) is given up at once. What waits or is being
-//! tried is bounded by the queue size; past it a new webhook is dropped and
-//! counted (`router_webhooks{outcome="dropped"}`), never slowing a send.
-//! Webhooks still queued when the router stops are lost: they are
-//! notifications, not messages (the message itself is stored and delivered
-//! on the user's next connection whatever happens here).
+//! Delivery is at least once within a bounded effort, through the
+//! router's outbound queue (`outbound.rs`: retries with backoff, a bound past
+//! which new webhooks are dropped and counted, never slowing a send).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,20 +25,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use hmac::{Hmac, Mac as _};
-use rand::Rng as _;
 use serde::Serialize;
 use sha2::Sha256;
 use switchboard_proto::pb;
 use switchboard_shared::ids::{ConversationId, UserId};
-use switchboard_shared::metrics::{WebhookOutcome, metrics};
+use switchboard_shared::metrics::channel;
 use switchboard_shared::settings::millis;
 use switchboard_shared::shutdown::Shutdown;
-use tokio::sync::Semaphore;
 
-use crate::web_client::{Answer, WebClient, check_url};
+use crate::outbound::{Job, Outbound, Policy};
+use crate::web_client::{WebClient, check_url};
 
-/// The longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The event type every payload carries.
 pub const MESSAGE_OFFLINE: &str = "message.offline";
 
@@ -268,65 +258,12 @@ impl Webhook {
     }
 }
 
-/// What to do after an attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Done,
-    /// Try again, not sooner than the server asked (if it did).
-    Retry(Option<Duration>),
-    GiveUp,
-}
-
-pub fn verdict(answer: &Result<Answer, String>) -> Verdict {
-    let Ok(answer) = answer else {
-        return Verdict::Retry(None);
-    };
-    let status = answer.status;
-    if status.is_success() {
-        Verdict::Done
-    } else if status.is_server_error()
-        || status == hyper::StatusCode::REQUEST_TIMEOUT
-        || status == hyper::StatusCode::TOO_MANY_REQUESTS
-    {
-        Verdict::Retry(answer.retry_after)
-    } else {
-        Verdict::GiveUp
-    }
-}
-
-/// The wait before attempt `attempt + 1` (the first retry follows attempt
-/// 1): `first` doubled per attempt, at most [`MAX_BACKOFF`], then scaled by
-/// `jitter` (0.8 to 1.2) so retries of many webhooks spread out.
-pub fn backoff(first: Duration, attempt: u32, jitter: f64) -> Duration {
-    let doubled = first.saturating_mul(1 << attempt.saturating_sub(1).min(20));
-    doubled.min(MAX_BACKOFF).mul_f64(jitter.clamp(0.8, 1.2))
-}
-
-/// The sender: a bounded set of webhooks in flight, posted by tasks on the
-/// router's shutdown tracker.
-#[derive(Clone)]
+/// The sender: webhooks on a bounded, retrying queue of their own.
+#[derive(Clone, Debug)]
 pub struct Webhooks {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
     url: String,
     secret: WebhookSecret,
-    settings: WebhookSettings,
-    client: WebClient,
-    /// One permit per webhook waiting, in flight or between attempts.
-    room: Arc<Semaphore>,
-    /// One permit per POST in flight.
-    calls: Semaphore,
-    shutdown: Shutdown,
-}
-
-impl std::fmt::Debug for Webhooks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhooks")
-            .field("url", &self.inner.url)
-            .finish_non_exhaustive()
-    }
+    outbound: Outbound,
 }
 
 impl Webhooks {
@@ -340,9 +277,6 @@ impl Webhooks {
             .secret
             .clone()
             .ok_or("a webhook URL needs a webhook secret (SB_WEBHOOK_SECRET)")?;
-        if settings.queue == 0 || settings.concurrency == 0 || settings.attempts == 0 {
-            return Err("webhook queue, concurrency and attempts must be at least 1".into());
-        }
         let ca = settings
             .ca
             .as_ref()
@@ -350,96 +284,47 @@ impl Webhooks {
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
             })
             .transpose()?;
+        let policy = Policy {
+            queue: settings.queue,
+            concurrency: settings.concurrency,
+            attempts: settings.attempts,
+            first_retry: settings.first_retry,
+            timeout: settings.timeout,
+        };
+        let outbound = Outbound::start(
+            WebClient::new(ca.as_deref())?,
+            policy,
+            channel::WEBHOOK,
+            shutdown,
+        )?;
         Ok(Some(Self {
-            inner: Arc::new(Inner {
-                url,
-                secret,
-                client: WebClient::new(ca.as_deref())?,
-                room: Arc::new(Semaphore::new(settings.queue)),
-                calls: Semaphore::new(settings.concurrency),
-                settings: settings.clone(),
-                shutdown: shutdown.clone(),
-            }),
+            url,
+            secret,
+            outbound,
         }))
     }
 
-    /// Queues a webhook; never waits. Past the queue's bound it is dropped.
+    /// Queues a webhook; never waits.
     pub fn offer(&self, webhook: Webhook) {
-        let Ok(permit) = self.inner.room.clone().try_acquire_owned() else {
-            metrics().webhook(WebhookOutcome::Dropped).inc();
-            tracing::warn!(id = %webhook.id, "webhook queue full; dropped");
-            return;
+        let secret = self.secret.clone();
+        let (id, body) = (webhook.id.clone(), webhook.body.clone());
+        // Signed anew for each attempt: its timestamp is the attempt's.
+        let headers = move || {
+            let timestamp = switchboard_shared::clock::now_ms() / 1000;
+            vec![
+                ("content-type", "application/json".to_owned()),
+                ("webhook-id", id.clone()),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", secret.sign(&id, timestamp, &body)),
+            ]
         };
-        let inner = self.inner.clone();
-        self.inner.shutdown.tracker.spawn(async move {
-            let token = inner.shutdown.token.clone();
-            tokio::select! {
-                () = inner.post(&webhook) => {}
-                () = token.cancelled() => {}
-            }
-            drop(permit);
+        self.outbound.offer(Job {
+            id: webhook.id,
+            url: self.url.clone(),
+            body: webhook.body,
+            headers: Box::new(headers),
+            on_refused: None,
         });
-    }
-}
-
-impl Inner {
-    async fn post(&self, webhook: &Webhook) {
-        for attempt in 1..=self.settings.attempts {
-            let answer = {
-                let Ok(_call) = self.calls.acquire().await else {
-                    return;
-                };
-                let timestamp = switchboard_shared::clock::now_ms() / 1000;
-                let headers = [
-                    ("webhook-id", webhook.id.clone()),
-                    ("webhook-timestamp", timestamp.to_string()),
-                    (
-                        "webhook-signature",
-                        self.secret.sign(&webhook.id, timestamp, &webhook.body),
-                    ),
-                ];
-                self.client
-                    .post_json(
-                        &self.url,
-                        &headers,
-                        webhook.body.clone(),
-                        self.settings.timeout,
-                    )
-                    .await
-            };
-            let wait = match verdict(&answer) {
-                Verdict::Done => {
-                    metrics().webhook(WebhookOutcome::Delivered).inc();
-                    return;
-                }
-                Verdict::GiveUp => {
-                    metrics().webhook(WebhookOutcome::Refused).inc();
-                    let status = answer.map(|a| a.status.as_u16()).unwrap_or_default();
-                    tracing::warn!(id = %webhook.id, status, "the webhook receiver refused a webhook; given up");
-                    return;
-                }
-                Verdict::Retry(asked) => {
-                    let jitter = rand::rng().random_range(0.8..=1.2);
-                    let wait = backoff(self.settings.first_retry, attempt, jitter);
-                    asked.map_or(wait, |asked| wait.max(asked.min(MAX_BACKOFF)))
-                }
-            };
-            if attempt == self.settings.attempts {
-                break;
-            }
-            metrics().webhook(WebhookOutcome::Retried).inc();
-            match &answer {
-                Ok(a) => {
-                    tracing::info!(id = %webhook.id, status = a.status.as_u16(), attempt, ?wait, "webhook not taken; trying again")
-                }
-                Err(err) => {
-                    tracing::info!(id = %webhook.id, %err, attempt, ?wait, "webhook not delivered; trying again")
-                }
-            }
-            tokio::time::sleep(wait).await;
-        }
-        metrics().webhook(WebhookOutcome::Failed).inc();
-        tracing::warn!(id = %webhook.id, attempts = self.settings.attempts, "webhook not delivered after every attempt; given up");
     }
 }
 
@@ -558,52 +443,5 @@ mod tests {
             Webhook::offline_message(&message("dm:ann:bob", "ann"), &user("bob"), Reason::Direct);
         let body: serde_json::Value = serde_json::from_slice(&direct.body).unwrap();
         assert!(body["data"].get("topic_id").is_none());
-    }
-
-    fn answer(status: u16, retry_after: Option<u64>) -> Result<Answer, String> {
-        Ok(Answer {
-            status: hyper::StatusCode::from_u16(status).unwrap(),
-            retry_after: retry_after.map(Duration::from_secs),
-            body: Vec::new(),
-        })
-    }
-
-    #[test]
-    fn what_is_retried_and_what_is_given_up() {
-        assert_eq!(verdict(&answer(200, None)), Verdict::Done);
-        assert_eq!(verdict(&answer(204, None)), Verdict::Done);
-        assert_eq!(verdict(&answer(500, None)), Verdict::Retry(None));
-        assert_eq!(
-            verdict(&answer(503, Some(30))),
-            Verdict::Retry(Some(Duration::from_secs(30)))
-        );
-        assert_eq!(verdict(&answer(429, None)), Verdict::Retry(None));
-        assert_eq!(verdict(&answer(408, None)), Verdict::Retry(None));
-        assert_eq!(
-            verdict(&Err("connection refused".into())),
-            Verdict::Retry(None)
-        );
-        assert_eq!(
-            verdict(&answer(401, None)),
-            Verdict::GiveUp,
-            "a refused signature"
-        );
-        assert_eq!(verdict(&answer(404, None)), Verdict::GiveUp);
-    }
-
-    #[test]
-    fn waits_double_up_to_five_minutes() {
-        let first = Duration::from_secs(1);
-        assert_eq!(backoff(first, 1, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(first, 2, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff(first, 4, 1.0), Duration::from_secs(8));
-        assert_eq!(backoff(first, 12, 1.0), MAX_BACKOFF);
-        assert_eq!(backoff(first, 40, 1.0), MAX_BACKOFF);
-        assert_eq!(backoff(first, 2, 0.8), Duration::from_millis(1600));
-        assert_eq!(
-            backoff(first, 2, 5.0),
-            Duration::from_millis(2400),
-            "jitter is clamped"
-        );
     }
 }

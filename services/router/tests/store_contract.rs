@@ -15,8 +15,8 @@ use switchboard_router::store::history::{HistoryAppend, HistoryWriter, PgHistory
 use switchboard_router::store::redis::{RecordTtls, RedisStore};
 use switchboard_router::store::{
     Admission, Amendment, AppendBatch, AuditRecord, ContactEntry, DirectStates, GroupMembership,
-    GroupRecord, MembershipChange, NewMessage, Reacted, SessionRecord, Store, StoreError,
-    StoredReaction, UserRecord,
+    GroupRecord, MembershipChange, NewMessage, PushSubscription, Reacted, SessionRecord, Store,
+    StoreError, StoredReaction, UserRecord,
 };
 use switchboard_shared::ids::{ClientMsgId, ConversationId, DeviceId, GroupId, SessionId, UserId};
 use switchboard_shared::redis_pool::{self, RedisConfig};
@@ -775,6 +775,41 @@ async fn a_users_muted_conversations_are_theirs_alone() {
                 .unwrap()
         );
         assert_eq!(store.muted_conversations(&bob).await.unwrap(), [group]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn push_subscriptions_are_kept_per_user_by_endpoint() {
+    on_each_store(|store| async move {
+        let (alice, bob) = (user("alice"), user("bob"));
+        let subscription = |endpoint: &str, previews: bool, at: i64| PushSubscription {
+            endpoint: endpoint.into(),
+            p256dh: "BCVxsr7N".into(),
+            auth: "BTBZMqHH6r4Tts7J_aSIgg".into(),
+            previews,
+            session: "s1".into(),
+            added_at_ms: at,
+        };
+        assert!(store.push_subscriptions(&bob).await.unwrap().is_empty());
+        let laptop = subscription("https://fcm.googleapis.com/fcm/send/a", false, 1);
+        let phone = subscription(
+            "https://updates.push.services.mozilla.com/wpush/v2/b",
+            true,
+            2,
+        );
+        store.put_push(&bob, &laptop).await.unwrap();
+        store.put_push(&bob, &phone).await.unwrap();
+        // The same endpoint again replaces it.
+        let laptop_again = subscription(&laptop.endpoint, true, 3);
+        store.put_push(&bob, &laptop_again).await.unwrap();
+        let mut kept = store.push_subscriptions(&bob).await.unwrap();
+        kept.sort_by_key(|s| s.added_at_ms);
+        assert_eq!(kept, [phone.clone(), laptop_again]);
+        assert!(store.push_subscriptions(&alice).await.unwrap().is_empty());
+        assert!(store.remove_push(&bob, &laptop.endpoint).await.unwrap());
+        assert!(!store.remove_push(&bob, &laptop.endpoint).await.unwrap());
+        assert_eq!(store.push_subscriptions(&bob).await.unwrap(), [phone]);
     })
     .await;
 }

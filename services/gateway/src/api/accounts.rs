@@ -94,6 +94,20 @@ impl AccountService for Api {
         forward!(self, request, UpdateProfile)
     }
 
+    async fn get_push_key(
+        &self,
+        request: Request<pb::GetPushKeyRequest>,
+    ) -> Result<Response<pb::GetPushKeyResponse>, Status> {
+        forward!(self, request, GetPushKey)
+    }
+
+    async fn set_push_subscription(
+        &self,
+        request: Request<pb::SetPushSubscriptionRequest>,
+    ) -> Result<Response<pb::SetPushSubscriptionResponse>, Status> {
+        forward!(self, request, SetPushSubscription)
+    }
+
     async fn login_with_token(
         &self,
         request: Request<pb::LoginWithTokenRequest>,

@@ -24,8 +24,8 @@ use switchboard_shared::keys::{self, PeerFact};
 use super::{
     Admission, Amendment, AppendBatch, AppendOutcome, Appended, AuditRecord, BindOutcome, Binding,
     ContactEntry, DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures,
-    MembershipChange, NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult,
-    StoredReaction, ThreadState, TimelineRecord, TopicRecord, UserRecord, amended,
+    MembershipChange, NewMessage, PushSubscription, Reacted, SessionRecord, Store, StoreError,
+    StoreResult, StoredReaction, ThreadState, TimelineRecord, TopicRecord, UserRecord, amended,
     decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry,
     encode_idempotency, encode_message, encode_message_ids, encode_timeline_entry, history_name,
     parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
@@ -1026,6 +1026,32 @@ impl Store for EmbeddedStore {
 
     async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
         self.conversation_set(keys::user_muted(user)).await
+    }
+
+    async fn put_push(&self, user: &UserId, subscription: &PushSubscription) -> StoreResult<()> {
+        let (key, endpoint, stored) = (
+            keys::user_push(user),
+            subscription.endpoint.clone(),
+            subscription.encode(),
+        );
+        self.write(move |w| w.hset(&key, &endpoint, &stored)).await
+    }
+
+    async fn remove_push(&self, user: &UserId, endpoint: &str) -> StoreResult<bool> {
+        let (key, endpoint) = (keys::user_push(user), endpoint.to_owned());
+        self.write(move |w| w.hdel(&key, &endpoint)).await
+    }
+
+    async fn push_subscriptions(&self, user: &UserId) -> StoreResult<Vec<PushSubscription>> {
+        let key = keys::user_push(user);
+        self.read(move |txn| {
+            let hashes = txn.open_table(HASHES).map_err(failed)?;
+            hgetall(&hashes, &key)?
+                .into_iter()
+                .map(|(endpoint, stored)| PushSubscription::decode(endpoint, &stored))
+                .collect()
+        })
+        .await
     }
 
     async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()> {

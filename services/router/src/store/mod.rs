@@ -103,6 +103,34 @@ pub struct LoginFailures {
     pub address_window_left_ms: u64,
 }
 
+/// A device's Web Push subscription (RFC 8030), as its page registered it,
+/// kept while the session that registered it lasts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushSubscription {
+    #[serde(skip)]
+    pub endpoint: String,
+    /// The browser's P-256 public key and auth secret, base64url.
+    pub p256dh: String,
+    pub auth: String,
+    pub previews: bool,
+    pub session: String,
+    pub added_at_ms: i64,
+}
+
+impl PushSubscription {
+    /// The stored form (the endpoint is the hash field).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("strings and numbers serialize")
+    }
+
+    pub fn decode(endpoint: String, stored: &[u8]) -> StoreResult<Self> {
+        let mut sub: Self =
+            serde_json::from_slice(stored).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sub.endpoint = endpoint;
+        Ok(sub)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactEntry {
     pub user: UserId,
@@ -685,6 +713,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The conversations `user` muted.
     async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
+    /// Keeps (or replaces, by endpoint) one of `user`'s push subscriptions.
+    async fn put_push(&self, user: &UserId, subscription: &PushSubscription) -> StoreResult<()>;
+    /// Forgets one; false if it was not kept.
+    async fn remove_push(&self, user: &UserId, endpoint: &str) -> StoreResult<bool>;
+    /// `user`'s push subscriptions, in no order.
+    async fn push_subscriptions(&self, user: &UserId) -> StoreResult<Vec<PushSubscription>>;
     /// Drops every reaction to message `seq` (it was deleted).
     async fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()>;
     /// Appends to the audit log (about the last `switchboard_shared::keys::AUDIT_KEPT` kept).

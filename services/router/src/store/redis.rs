@@ -25,10 +25,10 @@ use super::history::{HistoryWriter, PgHistory};
 use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
     DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
-    NewMessage, Reacted, SessionRecord, Store, StoreError, StoreResult, StoredReaction,
-    ThreadState, TimelineRecord, TopicRecord, UserRecord, amended, decode_idempotency,
-    decode_message, decode_message_ids, decode_timeline_entry, history_name, parse_history,
-    parse_policy, parse_role, policy_name, role_name, same_targets,
+    NewMessage, PushSubscription, Reacted, SessionRecord, Store, StoreError, StoreResult,
+    StoredReaction, ThreadState, TimelineRecord, TopicRecord, UserRecord, amended,
+    decode_idempotency, decode_message, decode_message_ids, decode_timeline_entry, history_name,
+    parse_history, parse_policy, parse_role, policy_name, role_name, same_targets,
 };
 use crate::remembered::Remembered;
 use crate::search::{SearchPosition, SearchScope};
@@ -1081,6 +1081,41 @@ impl Store for RedisStore {
 
     async fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>> {
         self.conversation_set(keys::user_muted(user)).await
+    }
+
+    async fn put_push(&self, user: &UserId, subscription: &PushSubscription) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let _: i64 = redis::cmd("HSET")
+            .arg(keys::user_push(user))
+            .arg(&subscription.endpoint)
+            .arg(subscription.encode())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(())
+    }
+
+    async fn remove_push(&self, user: &UserId, endpoint: &str) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let removed: i64 = redis::cmd("HDEL")
+            .arg(keys::user_push(user))
+            .arg(endpoint)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(removed == 1)
+    }
+
+    async fn push_subscriptions(&self, user: &UserId) -> StoreResult<Vec<PushSubscription>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(keys::user_push(user))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        rows.into_iter()
+            .map(|(endpoint, stored)| PushSubscription::decode(endpoint, &stored))
+            .collect()
     }
 
     async fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()> {

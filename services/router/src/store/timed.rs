@@ -11,8 +11,8 @@ use tracing::Instrument as _;
 use super::{
     Amendment, AppendBatch, AppendOutcome, AuditRecord, BindOutcome, Binding, ContactEntry,
     DirectStates, GroupDeleted, GroupMembership, GroupRecord, LoginFailures, MembershipChange,
-    NewMessage, Reacted, SessionRecord, Store, StoreResult, StoredReaction, ThreadState,
-    TimelineRecord, TopicRecord, UserRecord,
+    NewMessage, PushSubscription, Reacted, SessionRecord, Store, StoreResult, StoredReaction,
+    ThreadState, TimelineRecord, TopicRecord, UserRecord,
 };
 
 pub struct Timed<S>(pub S);
@@ -59,6 +59,9 @@ timed! {
     fn drop_reactions(&self, conv: &ConversationId, seq: u64) -> StoreResult<()>;
     fn set_conversation_muted(&self, user: &UserId, conv: &ConversationId, muted: bool) -> StoreResult<bool>;
     fn muted_conversations(&self, user: &UserId) -> StoreResult<Vec<ConversationId>>;
+    fn put_push(&self, user: &UserId, subscription: &PushSubscription) -> StoreResult<()>;
+    fn remove_push(&self, user: &UserId, endpoint: &str) -> StoreResult<bool>;
+    fn push_subscriptions(&self, user: &UserId) -> StoreResult<Vec<PushSubscription>>;
     fn append_audit(&self, entry: &AuditRecord) -> StoreResult<()>;
     fn audit(&self, before: Option<&str>, limit: usize) -> StoreResult<Vec<AuditRecord>>;
     fn add_contact(&self, owner: &UserId, contact: &UserId, at_ms: i64) -> StoreResult<bool>;

@@ -18,6 +18,7 @@ mod load;
 mod messaging;
 mod operations;
 mod presence;
+mod push;
 mod reactions;
 mod resilience;
 mod search;

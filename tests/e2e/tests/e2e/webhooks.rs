@@ -174,7 +174,9 @@ async fn counted(cluster: &Cluster, outcome: &str) -> f64 {
     let metrics = crate::harness::raw::http_get(port, "/metrics").await;
     sample(
         &metrics,
-        &format!("switchboard_router_webhooks_total{{outcome=\"{outcome}\"}}"),
+        &format!(
+            "switchboard_router_notifications_total{{channel=\"webhook\",outcome=\"{outcome}\"}}"
+        ),
     )
     .unwrap_or(0.0)
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod cluster;
+pub mod push_service;
 pub mod raw;
 pub mod webhook_receiver;
 
