@@ -5,8 +5,9 @@
 // two routers and two gateways. Everything is killed at the end; one gateway
 // can be restarted on the same port (the page's origin) or frozen.
 
+import { generateKeyPairSync } from "node:crypto";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chownSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import path from "node:path";
@@ -219,6 +220,11 @@ export class Cluster {
   routers: Node[] = [];
   /** A port for a page of another origin that the gateways allow (CORS). */
   appPort = 0;
+  /**
+   * A port for the tests' Web Push service: the routers trust it
+   * (`--push-services`) and sign pushes with a VAPID key of this run's.
+   */
+  pushPort = 0;
 
   private constructor(readonly dir: string) {}
 
@@ -291,6 +297,12 @@ export class Cluster {
     };
     const common = ["--nats-url", natsUrl];
     this.appPort = await freePort();
+    this.pushPort = await freePort();
+    const vapidKey = path.join(dir, "vapid.pem");
+    writeFileSync(
+      vapidKey,
+      generateKeyPairSync("ec", { namedCurve: "prime256v1" }).privateKey.export({ type: "pkcs8", format: "pem" }),
+    );
     const services = [
       await role("presence", ["presence", ...common, "--redis-url", redisUrl, "--reap-every-ms", "250"]),
       ...(await Promise.all(
@@ -303,6 +315,8 @@ export class Cluster {
             "--history-url", postgres.url,
             "--outbox-redeliver-ms", "1000",
             "--admin-tokens", `web:${ADMIN_SECRET}`,
+            "--vapid-private-key", vapidKey,
+            "--push-services", `127.0.0.1:${this.pushPort}`,
           ]),
         ),
       )),

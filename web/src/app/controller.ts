@@ -20,6 +20,7 @@ import type { AppContext } from "./context";
 import { Groups } from "./groups";
 import { Messages } from "./messages";
 import { showNotification } from "./notifications";
+import { currentSubscription, disablePush, enablePush, pushKey, pushSupported } from "./push";
 import { Topics } from "./topics";
 
 export type { BindingAnswer } from "./topics";
@@ -42,6 +43,9 @@ const debugEvents = (() => {
 })();
 
 const NOTICE_MS = 12_000;
+
+/** Whether this browser's pushes carry message text (the reader's choice). */
+const PUSH_PREVIEWS = "switchboard.pushPreviews";
 
 export class Controller {
   screen: Screen = { kind: "starting" };
@@ -130,6 +134,33 @@ export class Controller {
     return true;
   }
 
+  /**
+   * Web Push in this browser: the deployment's key and whether this browser
+   * is subscribed (with previews or not); undefined where either side
+   * cannot push.
+   */
+  async pushState(): Promise<{ key: string; on: boolean; previews: boolean } | undefined> {
+    if (!pushSupported()) return undefined;
+    const key = await this.act("Could not ask about push notifications", () => pushKey(this.clients));
+    if (!key) return undefined;
+    const on = (await currentSubscription().catch(() => null)) !== null;
+    return { key, on, previews: localStorage.getItem(PUSH_PREVIEWS) === "1" };
+  }
+
+  /** Turns pushes on (with or without the text) or off; whether they are on now. */
+  async setPush(key: string, on: boolean, previews: boolean): Promise<boolean> {
+    if (!on) {
+      await this.act("Could not turn push notifications off", () => disablePush(this.clients));
+      return false;
+    }
+    const enabled = await this.act("Could not turn push notifications on", () =>
+      enablePush(this.clients, key, previews),
+    );
+    if (enabled) localStorage.setItem(PUSH_PREVIEWS, previews ? "1" : "0");
+    else if (enabled === false) this.notify("Push notifications need the browser's permission to notify.");
+    return enabled === true;
+  }
+
   /** Logs in; returns the error to show, if any. */
   async login(userId: string, password: string): Promise<string | undefined> {
     try {
@@ -165,6 +196,8 @@ export class Controller {
 
   async logout(): Promise<void> {
     try {
+      // This browser stops taking the account's pushes.
+      await disablePush(this.clients);
       await this.clients.accounts.logout({});
     } catch {
       // The token is forgotten here either way.

@@ -148,6 +148,7 @@ function Profile({ controller, onClose, onDone }: DialogProps) {
           <input value={name} maxLength={80} onInput={(e) => setName(e.currentTarget.value)} />
         </label>
         <p class="hint">Empty: your user id. People see it in their contacts and conversations.</p>
+        <PushSettings controller={controller} />
         <div class="modal-actions">
           <button type="button" onClick={onClose}>
             Cancel
@@ -158,6 +159,55 @@ function Profile({ controller, onClose, onDone }: DialogProps) {
         </div>
       </form>
     </Modal>
+  );
+}
+
+/**
+ * Pushes to this browser while no page is open (Web Push), offered where
+ * the deployment and the browser can do it.
+ */
+function PushSettings({ controller }: { controller: Controller }) {
+  const [state, setState] = useState<{ key: string; on: boolean; previews: boolean } | undefined>(undefined);
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    let live = true;
+    void controller.pushState().then((found) => live && setState(found));
+    return () => {
+      live = false;
+    };
+  }, [controller]);
+  if (!state) return null;
+  const change = async (on: boolean, previews: boolean) => {
+    setBusy(true);
+    const now = await controller.setPush(state.key, on, previews);
+    setState({ ...state, on: now, previews });
+    setBusy(false);
+  };
+  return (
+    <fieldset class="push-settings">
+      <legend>When this page is closed</legend>
+      <label class="checkbox">
+        <input
+          type="checkbox"
+          checked={state.on}
+          disabled={busy}
+          onChange={(e) => void change(e.currentTarget.checked, state.previews)}
+        />
+        <span>Push notifications to this browser</span>
+      </label>
+      <label class="checkbox">
+        <input
+          type="checkbox"
+          checked={state.previews}
+          disabled={busy || !state.on}
+          onChange={(e) => void change(true, e.currentTarget.checked)}
+        />
+        <span>Show message text in them</span>
+      </label>
+      <p class="hint" role="status">
+        {state.on ? "This browser is told of new messages while you are away." : "Off in this browser."}
+      </p>
+    </fieldset>
   );
 }
 
