@@ -1,13 +1,12 @@
 //! Telling users with no device online of their new messages: by webhook
 //! to the app's backend (`webhooks.rs`) and by Web Push to the browsers they
-//! subscribed (`push.rs`). Who a message concerns is
-//! [`webhooks::recipients`]; here the router drops those who are online, who
+//! subscribed (`push.rs`). Who a message concerns is [`recipients`], plain
+//! code; then the router drops those who are online, who
 //! muted the conversation (a mention reaches them anyway), and those a
 //! stranger wrote to (a message request stays quiet until accepted). Also
 //! the two calls by which a page subscribes.
 
 use std::collections::HashMap;
-
 use std::sync::Arc;
 
 use switchboard_proto::pb;
@@ -18,14 +17,68 @@ use crate::error::{RouterError, RouterResult};
 use crate::push::{self, Pusher};
 use crate::routing::Locations;
 use crate::store::{Binding, PushSubscription, Store};
-use crate::webhooks::{self, Reason, Webhook};
+use crate::webhooks::Webhook;
 use crate::{Caller, Router};
+
+/// Why a user is told of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A direct message to them.
+    Direct,
+    /// A message in a topic thread they are part of (the owner's broadcast
+    /// or message to a contact, or a contact's reply to the owner).
+    Topic,
+    /// A group message that names them.
+    Mention,
+}
+
+/// Who a stored message may need to reach while they are offline, and why.
+/// Only a person's message is told: never a system message, a notice of an
+/// edit or reaction, or a tombstone; never to its sender.
+pub fn recipients(message: &pb::Message) -> Vec<(UserId, Reason)> {
+    if message.system.is_some() || message.deleted || message.text.is_empty() {
+        return Vec::new();
+    }
+    let Ok(conv) = ConversationId::parse(&message.conversation_id) else {
+        return Vec::new();
+    };
+    let not_sender = |user: &UserId| user.as_str() != message.sender;
+    match conv {
+        ConversationId::Direct(a, b) => [a, b]
+            .into_iter()
+            .filter(not_sender)
+            .map(|u| (u, Reason::Direct))
+            .collect(),
+        ConversationId::TopicThread { topic: _, contact } => {
+            let owner = message
+                .topic
+                .as_ref()
+                .and_then(|tag| UserId::parse(&tag.owner_id).ok());
+            [Some(contact), owner]
+                .into_iter()
+                .flatten()
+                .filter(not_sender)
+                .take(1)
+                .map(|u| (u, Reason::Topic))
+                .collect()
+        }
+        ConversationId::Group(_) => message
+            .mentions
+            .iter()
+            .filter_map(|m| UserId::parse(m).ok())
+            .filter(not_sender)
+            .map(|u| (u, Reason::Mention))
+            .collect(),
+    }
+}
 
 /// A delivered message and whom it may concern.
 pub type Concerned = (pb::Message, Vec<(UserId, Reason)>);
 
 impl Router {
-    /// The messages among `messages` that concern someone, if webhooks are on.
+    /// The messages among `messages` that concern someone, if webhooks or
+    /// pushes are on.
     pub(crate) fn concerned(&self, messages: &[pb::Message]) -> Vec<Concerned> {
         if self.webhooks.is_none() && self.push.is_none() {
             return Vec::new();
@@ -33,14 +86,15 @@ impl Router {
         messages
             .iter()
             .filter_map(|message| {
-                let recipients = webhooks::recipients(message);
+                let recipients = recipients(message);
                 (!recipients.is_empty()).then(|| (message.clone(), recipients))
             })
             .collect()
     }
 
-    /// Queues a webhook for each concerned user who was offline when the
-    /// messages were delivered (`located`: where delivery found its users).
+    /// Queues a webhook and pushes for each concerned user who was offline
+    /// when the messages were delivered (`located`: where delivery found its
+    /// users).
     pub(crate) async fn tell_offline(
         &self,
         concerned: Vec<Concerned>,
@@ -222,4 +276,60 @@ fn forget_if_gone(
             }
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(conv: &str, sender: &str) -> pb::Message {
+        pb::Message {
+            conversation_id: conv.into(),
+            seq: 7,
+            message_id: "m1".into(),
+            sender: sender.into(),
+            sent_at_ms: 1_000,
+            text: "hello @cyd".into(),
+            ..Default::default()
+        }
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn who_is_told_of_what() {
+        let direct = message("dm:ann:bob", "ann");
+        assert_eq!(recipients(&direct), vec![(user("bob"), Reason::Direct)]);
+
+        let mut reply = message("t:tlaunch1:bob", "bob");
+        reply.topic = Some(pb::TopicTag {
+            topic_id: "tlaunch1".into(),
+            owner_id: "ann".into(),
+            contact_id: "bob".into(),
+            ..Default::default()
+        });
+        assert_eq!(recipients(&reply), vec![(user("ann"), Reason::Topic)]);
+        let mut copy = reply.clone();
+        copy.sender = "ann".into();
+        assert_eq!(recipients(&copy), vec![(user("bob"), Reason::Topic)]);
+
+        let mut mention = message("g:gcrew01", "ann");
+        mention.mentions = vec!["ann".into(), "cyd".into()];
+        assert_eq!(recipients(&mention), vec![(user("cyd"), Reason::Mention)]);
+        assert!(
+            recipients(&message("g:gcrew01", "ann")).is_empty(),
+            "a group message names nobody"
+        );
+
+        let mut system = direct.clone();
+        system.system = Some(pb::SystemEvent::default());
+        let mut deleted = direct.clone();
+        deleted.deleted = true;
+        deleted.text.clear();
+        for silent in [system, deleted] {
+            assert!(recipients(&silent).is_empty(), "{silent:?}");
+        }
+    }
 }

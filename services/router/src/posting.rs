@@ -393,8 +393,12 @@ impl Router {
             .deliverer
             .deliver(&outgoing, epoch, accepted_at_ms, stored)
             .await?;
-        if !concerned.is_empty() {
-            self.tell_offline(concerned, &located).await?;
+        // Delivered already: a failure here loses a notification, not a
+        // message, and is not the outbox's to retry.
+        if !concerned.is_empty()
+            && let Err(err) = self.tell_offline(concerned, &located).await
+        {
+            tracing::warn!(%err, "cannot tell offline users of their messages");
         }
         Ok(())
     }

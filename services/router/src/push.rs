@@ -26,10 +26,10 @@ use serde::Serialize;
 use sha2::Sha256;
 use switchboard_proto::pb;
 
+use crate::offline::Reason;
 use crate::outbound::{Job, Outbound, Policy};
 use crate::store::PushSubscription;
 use crate::web_client::WebClient;
-use crate::webhooks::Reason;
 
 /// How long a VAPID token is good for (RFC 8292 allows up to 24 h).
 const VAPID_LIFETIME_SECS: i64 = 12 * 3600;
@@ -160,8 +160,7 @@ impl Vapid {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
-        let listed_with_port =
-            uri.port_u16().is_some() && self.services.contains(&address);
+        let listed_with_port = uri.port_u16().is_some() && self.services.contains(&address);
         if uri.scheme_str() != Some("https") && !listed_with_port {
             return Err("the endpoint must be an https:// URL".into());
         }

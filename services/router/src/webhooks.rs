@@ -1,9 +1,7 @@
 //! Webhooks for app backends: a new message for a user with no device
 //! online is POSTed to the deployment's URL, so its app can wake the user
-//! through FCM, APNs or mail itself. Who is told (a direct message's
-//! recipient, a topic thread's other side, a group's mentioned members) is
-//! decided by [`recipients`], plain code; whether they are offline, muted or
-//! asked by a stranger, by the router ([`crate::Router::tell_offline`]).
+//! through FCM, APNs or mail itself. Who is told, and why, is decided in
+//! `offline.rs`, as for Web Push.
 //!
 //! The requests follow Standard Webhooks (standardwebhooks.com), so an app
 //! can verify them with that project's libraries: headers `webhook-id` (the
@@ -28,11 +26,12 @@ use hmac::{Hmac, Mac as _};
 use serde::Serialize;
 use sha2::Sha256;
 use switchboard_proto::pb;
-use switchboard_shared::ids::{ConversationId, UserId};
+use switchboard_shared::ids::UserId;
 use switchboard_shared::metrics::channel;
 use switchboard_shared::settings::millis;
 use switchboard_shared::shutdown::Shutdown;
 
+use crate::offline::Reason;
 use crate::outbound::{Job, Outbound, Policy};
 use crate::web_client::{WebClient, check_url};
 
@@ -142,59 +141,6 @@ impl WebhookSecret {
         mac.update(b".");
         mac.update(body);
         format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-    }
-}
-
-/// Why a user is told of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// A direct message to them.
-    Direct,
-    /// A message in a topic thread they are part of (the owner's broadcast
-    /// or message to a contact, or a contact's reply to the owner).
-    Topic,
-    /// A group message that names them.
-    Mention,
-}
-
-/// Who a stored message may need to reach while they are offline, and why.
-/// Only a person's message is told: never a system message, a notice of an
-/// edit or reaction, or a tombstone; never to its sender.
-pub fn recipients(message: &pb::Message) -> Vec<(UserId, Reason)> {
-    if message.system.is_some() || message.deleted || message.text.is_empty() {
-        return Vec::new();
-    }
-    let Ok(conv) = ConversationId::parse(&message.conversation_id) else {
-        return Vec::new();
-    };
-    let not_sender = |user: &UserId| user.as_str() != message.sender;
-    match conv {
-        ConversationId::Direct(a, b) => [a, b]
-            .into_iter()
-            .filter(not_sender)
-            .map(|u| (u, Reason::Direct))
-            .collect(),
-        ConversationId::TopicThread { topic: _, contact } => {
-            let owner = message
-                .topic
-                .as_ref()
-                .and_then(|tag| UserId::parse(&tag.owner_id).ok());
-            [Some(contact), owner]
-                .into_iter()
-                .flatten()
-                .filter(not_sender)
-                .take(1)
-                .map(|u| (u, Reason::Topic))
-                .collect()
-        }
-        ConversationId::Group(_) => message
-            .mentions
-            .iter()
-            .filter_map(|m| UserId::parse(m).ok())
-            .filter(not_sender)
-            .map(|u| (u, Reason::Mention))
-            .collect(),
     }
 }
 
@@ -378,41 +324,6 @@ mod tests {
             )
             .contains('…')
         );
-    }
-
-    #[test]
-    fn who_is_told_of_what() {
-        let direct = message("dm:ann:bob", "ann");
-        assert_eq!(recipients(&direct), vec![(user("bob"), Reason::Direct)]);
-
-        let mut reply = message("t:tlaunch1:bob", "bob");
-        reply.topic = Some(pb::TopicTag {
-            topic_id: "tlaunch1".into(),
-            owner_id: "ann".into(),
-            contact_id: "bob".into(),
-            ..Default::default()
-        });
-        assert_eq!(recipients(&reply), vec![(user("ann"), Reason::Topic)]);
-        let mut copy = reply.clone();
-        copy.sender = "ann".into();
-        assert_eq!(recipients(&copy), vec![(user("bob"), Reason::Topic)]);
-
-        let mut mention = message("g:gcrew01", "ann");
-        mention.mentions = vec!["ann".into(), "cyd".into()];
-        assert_eq!(recipients(&mention), vec![(user("cyd"), Reason::Mention)]);
-        assert!(
-            recipients(&message("g:gcrew01", "ann")).is_empty(),
-            "a group message names nobody"
-        );
-
-        let mut system = direct.clone();
-        system.system = Some(pb::SystemEvent::default());
-        let mut deleted = direct.clone();
-        deleted.deleted = true;
-        deleted.text.clear();
-        for silent in [system, deleted] {
-            assert!(recipients(&silent).is_empty(), "{silent:?}");
-        }
     }
 
     #[test]

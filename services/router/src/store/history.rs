@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::{StreamExt as _, TryStreamExt as _};
 use switchboard_shared::ids::{ConversationId, UserId, random_token};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
@@ -564,8 +565,8 @@ impl PgHistory {
     /// ([`SearchPosition`] order), after `after`; at most `limit`.
     ///
     /// Each conversation answers its newest `limit` matches, and those are
-    /// merged. Small conversations go together in one statement through
-    /// the words index (`messages_words`: its postings of the conversation
+    /// merged. Small conversations go together, up to 64 a statement (more
+    /// are split over statements run at once), through the words index (`messages_words`: its postings of the conversation
     /// and of each word intersected, then the matches sorted). In a large
     /// one a common word can match tens of thousands of messages, all of
     /// which that way would be read to sort them, so each large one is
@@ -592,15 +593,23 @@ impl PgHistory {
             .collect::<Vec<_>>()
             .join(" & ");
         let small: Vec<&SearchScope> = small.into_iter().map(|(s, _)| s).collect();
-        let (mut found, each) = futures::try_join!(
-            self.search_small(&small, &query, after, limit),
-            futures::future::try_join_all(
-                large
-                    .iter()
-                    .map(|(scope, _)| self.search_large(scope, &query, after, limit))
-            ),
-        )?;
-        found.extend(each.into_iter().flatten());
+        // Many small conversations are split over several connections, so
+        // their index lookups (~0.2 ms each) run side by side, not in a
+        // row; a search holds at most SEARCH_CONNECTIONS of the pool.
+        let mut work: Vec<futures::future::BoxFuture<'_, StoreResult<Vec<_>>>> = small
+            .chunks(SMALL_PER_STATEMENT)
+            .map(|chunk| Box::pin(self.search_small(chunk, &query, after, limit)) as _)
+            .collect();
+        work.extend(
+            large
+                .iter()
+                .map(|(scope, _)| Box::pin(self.search_large(scope, &query, after, limit)) as _),
+        );
+        let parts: Vec<Vec<_>> = futures::stream::iter(work)
+            .buffer_unordered(SEARCH_CONNECTIONS)
+            .try_collect()
+            .await?;
+        let mut found: Vec<_> = parts.into_iter().flatten().collect();
         let position = |(conv, m): &(ConversationId, StoredMessage)| SearchPosition {
             sent_at_ms: m.sent_at_ms,
             conversation: conv.to_string(),
@@ -1066,6 +1075,13 @@ SELECT ord, seq, true, sent_at FROM known";
 /// Above this many messages a conversation is searched on its own
 /// ([`PgHistory::search`]).
 const LARGE_CONVERSATION: u64 = 2_000;
+
+/// Small conversations searched by one statement: a reader of more has
+/// them split over several statements, run at once on as many connections.
+const SMALL_PER_STATEMENT: usize = 64;
+/// Connections one search uses at once, at most (of the pool, 8 by
+/// default): the rest stay free for the writes.
+const SEARCH_CONNECTIONS: usize = 3;
 
 /// For each scope, its newest matches below its bound, by the words index
 /// (`messages_words`); then the newest of all of them, conversations in
