@@ -224,14 +224,9 @@ impl AppTokens {
         let fetcher = if urls.is_empty() {
             None
         } else {
-            let ca = settings
-                .ca
-                .as_ref()
-                .map(|path| {
-                    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-                })
-                .transpose()?;
-            Some(crate::web_client::WebClient::new(ca.as_deref())?)
+            Some(crate::web_client::WebClient::with_ca_file(
+                settings.ca.as_deref(),
+            )?)
         };
         Ok(Self {
             issuer,

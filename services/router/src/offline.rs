@@ -279,10 +279,11 @@ fn forget_if_gone(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn message(conv: &str, sender: &str) -> pb::Message {
+    /// A person's message, for the tests of who is told and what.
+    pub(crate) fn message(conv: &str, sender: &str) -> pb::Message {
         pb::Message {
             conversation_id: conv.into(),
             seq: 7,
@@ -294,7 +295,7 @@ mod tests {
         }
     }
 
-    fn user(name: &str) -> UserId {
+    pub(crate) fn user(name: &str) -> UserId {
         UserId::parse(name).unwrap()
     }
 

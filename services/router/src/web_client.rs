@@ -1,5 +1,6 @@
 //! The router's outbound HTTP: fetching an app's JWKS document
-//! (`SB_JWT_KEYS` entries that are URLs) and posting webhooks. HTTP/1.1 over
+//! (`SB_JWT_KEYS` entries that are URLs), posting webhooks and Web Pushes
+//! (`outbound.rs`), one connection per request. HTTP/1.1 over
 //! rustls, trusting the bundled web roots and, if given, the deployment's
 //! own CA. Plain `http://` is refused except to a loopback address (a
 //! sidecar, or a test): both carry what must not be read or changed on the
@@ -93,6 +94,16 @@ impl WebClient {
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })
+    }
+
+    /// Trusting the bundled web roots and, if given, the PEM file `ca`.
+    pub fn with_ca_file(ca: Option<&std::path::Path>) -> Result<Self, String> {
+        let pem = ca
+            .map(|path| {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            })
+            .transpose()?;
+        Self::new(pem.as_deref())
     }
 
     /// The body of a `200` answer to `GET url`.

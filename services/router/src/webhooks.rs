@@ -223,13 +223,6 @@ impl Webhooks {
             .secret
             .clone()
             .ok_or("a webhook URL needs a webhook secret (SB_WEBHOOK_SECRET)")?;
-        let ca = settings
-            .ca
-            .as_ref()
-            .map(|path| {
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-            })
-            .transpose()?;
         let policy = Policy {
             queue: settings.queue,
             concurrency: settings.concurrency,
@@ -238,7 +231,7 @@ impl Webhooks {
             timeout: settings.timeout,
         };
         let outbound = Outbound::start(
-            WebClient::new(ca.as_deref())?,
+            WebClient::with_ca_file(settings.ca.as_deref())?,
             policy,
             channel::WEBHOOK,
             shutdown,
@@ -277,22 +270,7 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(conv: &str, sender: &str) -> pb::Message {
-        pb::Message {
-            conversation_id: conv.into(),
-            seq: 7,
-            message_id: "m1".into(),
-            sender: sender.into(),
-            sent_at_ms: 1_000,
-            text: "hello @cyd".into(),
-            ..Default::default()
-        }
-    }
-
-    fn user(name: &str) -> UserId {
-        UserId::parse(name).unwrap()
-    }
+    use crate::offline::tests::{message, user};
 
     #[test]
     fn the_signature_is_standard_webhooks() {

@@ -18,8 +18,10 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::{PublicKey, SecretKey};
 use parking_lot::Mutex;
 use sha2::Sha256;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
+
+use super::raw::read_http_request;
 
 /// One push as the service took it, decrypted.
 #[derive(Debug, Clone)]
@@ -132,34 +134,19 @@ pub fn vapid_key_pem() -> String {
 }
 
 async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, origin: String) {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
+    let Some((raw, headers, body)) = read_http_request(&mut stream).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let head = String::from_utf8_lossy(&raw);
     let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
     let header = |name: &str| {
-        head.lines()
-            .filter_map(|l| l.split_once(':'))
-            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_owned())
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let length: usize = header("content-length").parse().unwrap_or(0);
-    while raw.len() < head_end + length {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    }
-    let body = &raw[head_end..head_end + length];
+    let body = body.as_slice();
     let device = path.rsplit('/').next().unwrap_or_default().to_owned();
     let status = {
         let mut state = state.lock();

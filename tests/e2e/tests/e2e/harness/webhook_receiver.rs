@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use switchboard_testkit::eventually;
 
 use super::WAIT;
+use super::raw::read_http_request;
 
 /// How far a timestamp may be from the receiver's clock.
 const TOLERANCE_SECS: i64 = 300;
@@ -157,47 +158,12 @@ impl Receiver {
     }
 }
 
-/// Reads one request: its raw bytes, headers (lowercased names) and body.
-async fn read_request(stream: &mut TcpStream) -> Option<(Vec<u8>, Vec<(String, String)>, Vec<u8>)> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-    let headers: Vec<(String, String)> = head
-        .lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    while raw.len() < head_end + length {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    }
-    let body = raw[head_end..head_end + length].to_vec();
-    Some((raw, headers, body))
-}
-
 async fn serve(
     mut stream: TcpStream,
     state: Arc<Mutex<State>>,
     mut holding: watch::Receiver<bool>,
 ) {
-    let Some((raw, headers, body)) = read_request(&mut stream).await else {
+    let Some((raw, headers, body)) = read_http_request(&mut stream).await else {
         return;
     };
     let _ = holding.wait_for(|held| !held).await;
