@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use switchboard_proto::pb;
 use switchboard_shared::clock::now_ms;
-use switchboard_shared::ids::{ConversationId, GatewayId, SessionId, UserId};
+use switchboard_shared::ids::{ConversationId, GatewayId, SessionId, TopicId, UserId};
 
 use crate::error::{RouterError, RouterResult};
 use crate::push::{self, Pusher};
 use crate::routing::Locations;
-use crate::store::{Binding, PushSubscription, Store};
+use crate::store::{Binding, PushSubscription, Store, TopicRecord};
 use crate::webhooks::Webhook;
 use crate::{Caller, Router};
 
@@ -123,9 +123,15 @@ impl Router {
                 .or_else(|| found.get(user))
                 .is_some_and(|gateways| !gateways.is_empty())
         };
+        // A broadcast's copies share one topic: it is read once, not per contact.
+        let mut topics = HashMap::new();
         for (message, recipients) in concerned {
             for (user, reason) in recipients {
-                if online(&user) || !self.wants_to_hear(&user, &message, reason).await? {
+                if online(&user)
+                    || !self
+                        .wants_to_hear(&user, &message, reason, &mut topics)
+                        .await?
+                {
                     continue;
                 }
                 if let Some(hooks) = &self.webhooks {
@@ -222,12 +228,14 @@ impl Router {
         Ok(pb::SetPushSubscriptionResponse {})
     }
 
-    /// Whether `user` should be woken for `message`.
+    /// Whether `user` should be woken for `message`; `topics` keeps the
+    /// topics read so far.
     async fn wants_to_hear(
         &self,
         user: &UserId,
         message: &pb::Message,
         reason: Reason,
+        topics: &mut HashMap<TopicId, Option<TopicRecord>>,
     ) -> RouterResult<bool> {
         let conv = ConversationId::parse(&message.conversation_id)?;
         match (reason, &conv) {
@@ -250,9 +258,12 @@ impl Router {
                         .any(|c| c.user == sender))
             }
             (Reason::Topic, ConversationId::TopicThread { topic, contact }) if contact == user => {
-                let topic = self.store.topics(std::slice::from_ref(topic)).await?.pop();
-                Ok(topic
-                    .flatten()
+                if !topics.contains_key(topic) {
+                    let record = self.store.topics(std::slice::from_ref(topic)).await?.pop();
+                    topics.insert(topic.clone(), record.flatten());
+                }
+                Ok(topics[topic]
+                    .as_ref()
                     .is_some_and(|t| t.binding(user) == Some(Binding::Bound)))
             }
             // The owner hears every reply; they mute no thread.
