@@ -260,11 +260,7 @@ async fn webhooks_are_retried_refused_and_bounded() {
         receiver.taken().iter().filter(|t| t.id == taken.id).count(),
         1
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
+    let now = switchboard_shared::clock::now_ms() / 1000 + 1;
     let restamped = with_header(&captured.raw, "webhook-timestamp", &now.to_string());
     assert_eq!(receiver.replay(&restamped).await, 401);
     let text = String::from_utf8(captured.raw.clone()).unwrap();

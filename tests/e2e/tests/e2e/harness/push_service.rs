@@ -18,6 +18,7 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::{PublicKey, SecretKey};
 use parking_lot::Mutex;
 use sha2::Sha256;
+use switchboard_shared::clock::now_ms;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -77,13 +78,7 @@ impl PushService {
 
     /// A browser's new subscription on this service.
     pub fn subscribe(&self, device: &str) -> Subscription {
-        let mut bytes = [0u8; 32];
-        let key = loop {
-            rand_bytes(&mut bytes);
-            if let Ok(key) = SecretKey::from_slice(&bytes) {
-                break key;
-            }
-        };
+        let key = random_key();
         let mut auth = [0u8; 16];
         rand_bytes(&mut auth);
         let p256dh = BASE64URL.encode(key.public_key().to_sec1_bytes());
@@ -119,16 +114,21 @@ fn rand_bytes(out: &mut [u8]) {
     rand::RngCore::fill_bytes(&mut rand::rng(), out);
 }
 
-/// A fresh P-256 key: the deployment's VAPID key in the tests.
-pub fn vapid_key_pem() -> String {
+/// A fresh P-256 key (a browser's, or the deployment's VAPID key).
+fn random_key() -> SecretKey {
     let mut bytes = [0u8; 32];
-    let key = loop {
+    loop {
         rand_bytes(&mut bytes);
         if let Ok(key) = SecretKey::from_slice(&bytes) {
-            break key;
+            return key;
         }
-    };
-    key.to_sec1_pem(p256::pkcs8::LineEnding::LF)
+    }
+}
+
+/// A fresh VAPID key for a deployment under test, as PEM.
+pub fn vapid_key_pem() -> String {
+    random_key()
+        .to_sec1_pem(p256::pkcs8::LineEnding::LF)
         .unwrap()
         .to_string()
 }
@@ -216,11 +216,8 @@ fn vapid_holds(authorization: &str, expected_key: &str, origin: &str) -> bool {
         .ok()
         .and_then(|c| serde_json::from_slice(&c).ok())
         .unwrap_or_default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    signed && claims["aud"] == origin && claims["exp"].as_u64().is_some_and(|exp| exp > now)
+    let now = now_ms() / 1000;
+    signed && claims["aud"] == origin && claims["exp"].as_i64().is_some_and(|exp| exp > now)
 }
 
 /// RFC 8291 from the browser's side: the plaintext, or `None`.

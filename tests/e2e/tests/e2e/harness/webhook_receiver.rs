@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac as _};
 use parking_lot::Mutex;
 use sha2::Sha256;
+use switchboard_shared::clock::now_ms;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -59,16 +60,6 @@ pub struct Receiver {
 /// The secret in its `whsec_` form, and its key bytes.
 pub fn secret(key: &[u8]) -> String {
     format!("whsec_{}", BASE64.encode(key))
-}
-
-fn now_secs() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
 }
 
 fn signature(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> String {
@@ -184,7 +175,7 @@ async fn serve(
         let expected = signature(&state.key, &id, &timestamp, &body);
         let fresh = timestamp
             .parse::<i64>()
-            .is_ok_and(|t| (now_secs() - t).abs() <= TOLERANCE_SECS);
+            .is_ok_and(|t| (now_ms() / 1000 - t).abs() <= TOLERANCE_SECS);
         let status = if id.is_empty() || !fresh {
             400
         } else if !signatures.split(' ').any(|s| s == expected) {
